@@ -1,0 +1,1 @@
+"""Models whose computation graphs the documentation draws, written for reading."""

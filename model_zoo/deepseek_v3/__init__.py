@@ -1,0 +1,1 @@
+"""DeepSeek-V3, written from the published inference reference's architecture."""
