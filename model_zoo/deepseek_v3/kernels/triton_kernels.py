@@ -25,6 +25,42 @@ ACT_QUANT_BLOCKS_PER_PROGRAM = 16
 
 
 @triton.jit
+def _round_nearest_even(x, dtype: tl.constexpr):
+    """float32 `x` rounded to nearest-even at the precision of `dtype`, still float32.
+
+    Only the interpreter needs this: its float32 -> bfloat16 cast truncates and its float32 ->
+    float8 cast mishandles carries (124.3 becomes 64), but it casts exactly representable values
+    exactly. Covers bfloat16 and float8e4nv with |x| <= 448; other dtypes pass through.
+    """
+    if dtype == tl.bfloat16:
+        bits = x.to(tl.int32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+        return bits.to(tl.float32, bitcast=True)
+    elif dtype == tl.float8e4nv:
+        magnitude = tl.abs(x)
+        bits = magnitude.to(tl.int32, bitcast=True)
+        normal = ((bits + 0x7FFFF + ((bits >> 20) & 1)) >> 20 << 20).to(tl.float32, bitcast=True)
+        # Below 2**-6 float8e4nv is subnormal, a multiple of 2**-9: the float32 ulp at 2**14.
+        subnormal = (magnitude + 16384.0) - 16384.0
+        rounded = tl.where(magnitude < 0.015625, subnormal, normal)
+        return tl.where(x < 0, -rounded, rounded)
+    else:
+        return x
+
+
+INTERPRETING = not isinstance(_round_nearest_even, JITFunction)
+"""Whether this module's kernels were built for Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+
+
+@triton.jit
+def _cast(x, dtype: tl.constexpr, SOFTWARE_ROUNDING: tl.constexpr):
+    """float32 `x` cast to `dtype`, rounding to nearest-even (in software when asked)."""
+    if SOFTWARE_ROUNDING:
+        x = _round_nearest_even(x, dtype)
+    return x.to(dtype)
+
+
+@triton.jit
 def _act_quant_kernel(
     x_ptr,
     y_ptr,
@@ -33,6 +69,7 @@ def _act_quant_kernel(
     BLOCK_SIZE: tl.constexpr,
     BLOCKS_PER_PROGRAM: tl.constexpr,
     POWER_OF_TWO_SCALE: tl.constexpr,
+    SOFTWARE_ROUNDING: tl.constexpr,
 ):
     # Each program quantises BLOCKS_PER_PROGRAM consecutive blocks of BLOCK_SIZE values.
     blocks = tl.program_id(0) * BLOCKS_PER_PROGRAM + tl.arange(0, BLOCKS_PER_PROGRAM)
@@ -48,12 +85,9 @@ def _act_quant_kernel(
         bits = scale.to(tl.int32, bitcast=True)
         scale = ((bits + 0x7FFFFF) & 0x7F800000).to(tl.float32, bitcast=True)
     y = tl.math.div_rn(x, scale[:, None])
-    tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=in_range[:, None])
+    y = _cast(y, y_ptr.dtype.element_ty, SOFTWARE_ROUNDING)
+    tl.store(y_ptr + offsets, y, mask=in_range[:, None])
     tl.store(s_ptr + blocks, scale, mask=in_range)
-
-
-INTERPRETING = not isinstance(_act_quant_kernel, JITFunction)
-"""Whether this module's kernels were built for Triton's CPU interpreter (TRITON_INTERPRET=1)."""
 
 
 def act_quant(x: Tensor, block_size: int, scale_fmt: str | None) -> tuple[Tensor, Tensor]:
@@ -73,12 +107,15 @@ def act_quant(x: Tensor, block_size: int, scale_fmt: str | None) -> tuple[Tensor
         BLOCK_SIZE=block_size,
         BLOCKS_PER_PROGRAM=ACT_QUANT_BLOCKS_PER_PROGRAM,
         POWER_OF_TWO_SCALE=scale_fmt == "ue8m0",
+        SOFTWARE_ROUNDING=INTERPRETING,
     )
     return y, s
 
 
 @triton.jit
-def _weight_dequant_kernel(x_ptr, s_ptr, y_ptr, M, N, BLOCK_SIZE: tl.constexpr):
+def _weight_dequant_kernel(
+    x_ptr, s_ptr, y_ptr, M, N, BLOCK_SIZE: tl.constexpr, SOFTWARE_ROUNDING: tl.constexpr
+):
     # One program per BLOCK_SIZE x BLOCK_SIZE tile; tiles on the last row/column are partial.
     tile_m = tl.program_id(0)
     tile_n = tl.program_id(1)
@@ -88,7 +125,8 @@ def _weight_dequant_kernel(x_ptr, s_ptr, y_ptr, M, N, BLOCK_SIZE: tl.constexpr):
     in_range = (rows[:, None] < M) & (cols[None, :] < N)
     x = tl.load(x_ptr + offsets, mask=in_range).to(tl.float32)
     scale = tl.load(s_ptr + tile_m * tl.cdiv(N, BLOCK_SIZE) + tile_n)
-    tl.store(y_ptr + offsets, (x * scale).to(y_ptr.dtype.element_ty), mask=in_range)
+    y = _cast(x * scale, y_ptr.dtype.element_ty, SOFTWARE_ROUNDING)
+    tl.store(y_ptr + offsets, y, mask=in_range)
 
 
 def weight_dequant(x: Tensor, s: Tensor, block_size: int, dtype: torch.dtype) -> Tensor:
@@ -99,7 +137,9 @@ def weight_dequant(x: Tensor, s: Tensor, block_size: int, dtype: torch.dtype) ->
     if y.numel() == 0:
         return y
     grid = (triton.cdiv(rows, block_size), triton.cdiv(cols, block_size))
-    _weight_dequant_kernel[grid](x, s, y, rows, cols, BLOCK_SIZE=block_size)
+    _weight_dequant_kernel[grid](
+        x, s, y, rows, cols, BLOCK_SIZE=block_size, SOFTWARE_ROUNDING=INTERPRETING
+    )
     return y
 
 
@@ -117,6 +157,7 @@ def _fp8_gemm_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SOFTWARE_ROUNDING: tl.constexpr,
 ):
     # c[m, n] = sum over K blocks kb of (a[m, kb] . b[n, kb]) * a_s[m, kb] * b_s[n // BLOCK_K, kb]
     # M_BUCKET only keys the autotuner (a decode step and a prefill want different tiles).
@@ -142,7 +183,8 @@ def _fp8_gemm_kernel(
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
     c_ptrs = c_ptr + rows[:, None] * N + cols[None, :]
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    c = _cast(acc, c_ptr.dtype.element_ty, SOFTWARE_ROUNDING)
+    tl.store(c_ptrs, c, mask=row_ok[:, None] & col_ok[None, :])
 
 
 _fp8_gemm_autotuned = triton.autotune(
@@ -190,7 +232,9 @@ def fp8_gemm(
         def grid(meta: dict[str, int]) -> tuple[int, int]:
             return triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"])
 
-        _fp8_gemm_autotuned[grid](a2, b, c, a_s2, b_s, m, n, k, m_bucket)
+        _fp8_gemm_autotuned[grid](
+            a2, b, c, a_s2, b_s, m, n, k, m_bucket, SOFTWARE_ROUNDING=INTERPRETING
+        )
     else:
         block_m, block_n = tile
         _fp8_gemm_kernel[(triton.cdiv(m, block_m), triton.cdiv(n, block_n))](
@@ -206,5 +250,6 @@ def fp8_gemm(
             BLOCK_M=block_m,
             BLOCK_N=block_n,
             BLOCK_K=FP8_GEMM_BLOCK_K,
+            SOFTWARE_ROUNDING=INTERPRETING,
         )
     return c
