@@ -1,0 +1,234 @@
+"""The Graph: the one data model that flows from the tracer to layout and rendering.
+
+A graph is a tree of module calls (``ModuleCall``) whose leaves are ``Node``s (torch ops,
+inputs, outputs, constants); ``Tensor``s carry shapes and ``Edge``s connect a producing node to
+a consuming node through one tensor. Everything is plain data: ``Graph.to_json()`` is
+deterministic (sorted keys, stable ids in call order) and ``Graph.from_json()`` reads it back,
+so each later stage can run on a saved file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+NodeKind = Literal["op", "input", "output", "constant", "parameter"]
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where an op was called: a path relative to its package root, the line and its text."""
+
+    file: str
+    line: int
+    code: str
+
+
+@dataclass(frozen=True)
+class SourceSpan:
+    """Where a module's class is defined: a path relative to its package root and its lines."""
+
+    file: str
+    start: int
+    end: int
+
+
+@dataclass
+class Stats:
+    """Cost figures of one op, or of a module summed over everything it called."""
+
+    params: int = 0
+    flops: int = 0
+    activation_bytes: int = 0
+
+    def add(self, other: Stats) -> None:
+        self.params += other.params
+        self.flops += other.flops
+        self.activation_bytes += other.activation_bytes
+
+
+@dataclass
+class Tensor:
+    """One tensor value seen during the trace (a new id after every in-place write)."""
+
+    id: str
+    shape: list[int]
+    dtype: str
+    device: str
+    producer: str | None = None
+
+    @property
+    def shape_label(self) -> str:
+        return "(" + ", ".join(str(d) for d in self.shape) + ")"
+
+
+@dataclass
+class Node:
+    """A leaf of the graph: one op call, or a source (input, constant) or sink (output)."""
+
+    id: str
+    kind: NodeKind
+    name: str
+    category: str
+    parent: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    args: dict[str, str] = field(default_factory=dict)
+    source: SourceLocation | None = None
+    stats: Stats = field(default_factory=Stats)
+
+
+@dataclass
+class Repeat:
+    """Siblings folded into one representative: how many, and which (with their own stats)."""
+
+    count: int
+    members: list[str]
+    member_stats: list[Stats]
+    note: str = ""
+
+
+@dataclass
+class ModuleCall:
+    """One call of an ``nn.Module`` (or the traced function itself, at the root)."""
+
+    id: str
+    path: str
+    cls: str
+    parent: str | None
+    children: list[str] = field(default_factory=list)
+    call_index: int = 0
+    extra_repr: str = ""
+    source: SourceSpan | None = None
+    stats: Stats = field(default_factory=Stats)
+    repeat: Repeat | None = None
+
+    @property
+    def label(self) -> str:
+        name = self.path.rsplit(".", 1)[-1] if self.path else self.cls
+        return f"{name}: {self.cls}" if self.path else self.cls
+
+
+@dataclass
+class Edge:
+    """Data flow: ``tensor`` produced by node ``src`` is consumed by node ``dst``."""
+
+    src: str
+    dst: str
+    tensor: str
+
+
+@dataclass
+class Graph:
+    """A traced forward pass: module tree, leaf nodes, tensors and edges, plus trace metadata."""
+
+    root: str
+    modules: dict[str, ModuleCall]
+    nodes: dict[str, Node]
+    tensors: dict[str, Tensor]
+    edges: list[Edge]
+    meta: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def is_module(self, item_id: str) -> bool:
+        return item_id in self.modules
+
+    def children(self, module_id: str) -> list[str]:
+        return self.modules[module_id].children
+
+    def ancestors(self, item_id: str) -> list[str]:
+        """Module ids from the item's parent up to the root (iterative: no recursion limit)."""
+        chain: list[str] = []
+        parent = self._parent_of(item_id)
+        while parent is not None:
+            chain.append(parent)
+            parent = self.modules[parent].parent
+        return chain
+
+    def _parent_of(self, item_id: str) -> str | None:
+        if item_id in self.modules:
+            return self.modules[item_id].parent
+        return self.nodes[item_id].parent
+
+    def walk_modules(self) -> list[ModuleCall]:
+        """All module calls in pre-order (parents before children, call order kept)."""
+        ordered: list[ModuleCall] = []
+        stack = [self.root]
+        while stack:
+            module = self.modules[stack.pop()]
+            ordered.append(module)
+            stack.extend(reversed([c for c in module.children if c in self.modules]))
+        return ordered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "root": self.root,
+            "meta": self.meta,
+            "modules": [asdict(m) for m in self.modules.values()],
+            "nodes": [asdict(n) for n in self.nodes.values()],
+            "tensors": [asdict(t) for t in self.tensors.values()],
+            "edges": [asdict(e) for e in self.edges],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Deterministic JSON: the same graph always gives the same bytes."""
+        return json.dumps(
+            self.to_dict(), sort_keys=True, indent=indent, separators=_separators(indent)
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Graph:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"graph schema version {version!r} is not supported (expected {SCHEMA_VERSION}); "
+                "re-trace the model with this version of model-trace"
+            )
+        return cls(
+            root=data["root"],
+            meta=data.get("meta", {}),
+            modules={m["id"]: _module_from_dict(m) for m in data["modules"]},
+            nodes={n["id"]: _node_from_dict(n) for n in data["nodes"]},
+            tensors={t["id"]: Tensor(**t) for t in data["tensors"]},
+            edges=[Edge(**e) for e in data["edges"]],
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        return cls.from_dict(json.loads(text))
+
+
+def _separators(indent: int | None) -> tuple[str, str]:
+    return (",", ": ") if indent is not None else (",", ":")
+
+
+def _module_from_dict(data: dict[str, Any]) -> ModuleCall:
+    repeat = data.get("repeat")
+    source = data.get("source")
+    return ModuleCall(
+        **{
+            **data,
+            "stats": Stats(**data["stats"]),
+            "source": SourceSpan(**source) if source else None,
+            "repeat": (
+                Repeat(**{**repeat, "member_stats": [Stats(**s) for s in repeat["member_stats"]]})
+                if repeat
+                else None
+            ),
+        }
+    )
+
+
+def _node_from_dict(data: dict[str, Any]) -> Node:
+    source = data.get("source")
+    return Node(
+        **{
+            **data,
+            "stats": Stats(**data["stats"]),
+            "source": SourceLocation(**source) if source else None,
+        }
+    )
