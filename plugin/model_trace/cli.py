@@ -8,7 +8,8 @@ from pathlib import Path
 
 from model_trace.errors import ModelTraceError
 from model_trace.layout import expanded_modules, layout
-from model_trace.pipeline import render_graph, trace_spec
+from model_trace.pipeline import trace_spec, view_options
+from model_trace.render_html import render_figure
 from model_trace.render_svg import render_svg
 from model_trace.spec import parse_spec
 
@@ -26,7 +27,8 @@ def _render(args: argparse.Namespace) -> None:
     if fmt == "json":
         out.write_text(graph.to_json(indent=1), encoding="utf-8")
     elif fmt == "html":
-        out.write_text(render_graph(graph, spec, "model-trace"), encoding="utf-8")
+        out.write_text(render_figure(graph, view_options(spec), "model-trace"),
+                       encoding="utf-8")
     else:
         svg = render_svg(graph, layout(graph, expanded_modules(graph, spec.depth)))
         if fmt == "svg":
