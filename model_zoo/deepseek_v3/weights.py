@@ -1,0 +1,154 @@
+"""Where a model's weights come from: safetensors checkpoints, fp8 quantisation, random init.
+
+`load_checkpoint` reads checkpoints in our (the reference's) names or in Hugging Face's names
+(the published DeepSeek-V3 repository), whole or already split per rank, and keeps this rank's
+slice of every tensor.
+"""
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from model_zoo.deepseek_v3.kernels import weight_quant
+from model_zoo.deepseek_v3.model import BLOCK_SIZE, Linear, MoE, Transformer
+
+HF_NAME_PARTS = {
+    "embed_tokens": "embed",
+    "lm_head": "head",
+    "self_attn": "attn",
+    "mlp": "ffn",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "q_proj": "wq",
+    "q_a_proj": "wq_a",
+    "q_a_layernorm": "q_norm",
+    "q_b_proj": "wq_b",
+    "kv_a_proj_with_mqa": "wkv_a",
+    "kv_a_layernorm": "kv_norm",
+    "kv_b_proj": "wkv_b",
+    "o_proj": "wo",
+    "gate_proj": "w1",
+    "down_proj": "w2",
+    "up_proj": "w3",
+    "e_score_correction_bias": "bias",
+    "weight_scale_inv": "scale",
+}
+"""Hugging Face name parts and ours, e.g. model.layers.0.mlp.gate_proj.weight_scale_inv ->
+layers.0.ffn.w1.scale."""
+
+_LAYER = re.compile(r"^layers\.(\d+)\.")
+_EXPERT = re.compile(r"^layers\.(\d+)\.ffn\.experts\.(\d+)\.")
+
+
+def native_name(name: str) -> str:
+    """Our state-dict name for a checkpoint name, which may be ours or Hugging Face's."""
+    parts = name.removeprefix("model.").split(".")
+    return ".".join(HF_NAME_PARTS.get(part, part) for part in parts)
+
+
+def _checkpoint_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"no safetensors checkpoint at {path}")
+    return files
+
+
+def _belongs_elsewhere(model: Transformer, name: str) -> bool:
+    """Whether a checkpoint tensor has no place in this model by design: a layer beyond
+    n_layers (e.g. DeepSeek-V3's multi-token-prediction layer 61) or another rank's expert."""
+    layer = _LAYER.match(name)
+    if layer and int(layer[1]) >= len(model.layers):
+        return True
+    expert = _EXPERT.match(name)
+    if expert:
+        ffn = model.layers[int(expert[1])].ffn
+        return isinstance(ffn, MoE) and ffn.experts[int(expert[2])] is None
+    return False
+
+
+def _local_slice(full: Tensor, target: Tensor, rank: int, name: str) -> Tensor:
+    """This rank's part of a whole checkpoint tensor, split along the one dimension where
+    the model's tensor is smaller (row- or column-parallel layers, embedding, head)."""
+    if full.shape == target.shape:
+        return full
+    split = [d for d, (n, m) in enumerate(zip(full.shape, target.shape, strict=True)) if n != m]
+    if len(split) != 1 or full.shape[split[0]] % target.shape[split[0]]:
+        raise ValueError(
+            f"checkpoint tensor {name} has shape {tuple(full.shape)}, which does not split "
+            f"into the model's {tuple(target.shape)}"
+        )
+    d = split[0]
+    return full.narrow(d, rank * target.shape[d], target.shape[d])
+
+
+def _read_tensors(files: list[Path]) -> Iterator[tuple[str, Tensor]]:
+    from safetensors import safe_open  # optional dependency, needed only to load checkpoints
+
+    for file in files:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                yield name, f.get_tensor(name)
+
+
+@torch.no_grad()
+def load_checkpoint(model: Transformer, path: str | Path) -> None:
+    """Copy a safetensors checkpoint (one file, or a folder of *.safetensors) into `model`.
+
+    Names may be ours or Hugging Face's (mapped by `native_name`). Layers beyond the model's
+    n_layers and other ranks' experts are skipped; a whole (unsplit) tensor is sliced to this
+    rank's part. Raises ValueError for unknown or missing names and mismatched shapes.
+    """
+    params = model.state_dict()
+    missing = set(params)
+    for checkpoint_name, tensor in _read_tensors(_checkpoint_files(Path(path))):
+        name = native_name(checkpoint_name)
+        if _belongs_elsewhere(model, name):
+            continue
+        if name not in params:
+            raise ValueError(f"checkpoint tensor {checkpoint_name} ({name}) is not in the model")
+        target = params[name]
+        if tensor.element_size() == 1 and target.element_size() > 1:
+            raise ValueError(
+                f"checkpoint tensor {checkpoint_name} is fp8 but the model's {name} is "
+                f"{target.dtype}: build the model from a config with dtype='fp8'"
+            )
+        target.copy_(_local_slice(tensor, target, model.options.rank, checkpoint_name))
+        missing.discard(name)
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:5]}")
+
+
+def quantize_state_dict(state_dict: Mapping[str, Tensor], model: Transformer) -> dict[str, Tensor]:
+    """`state_dict` (bf16/fp32 weights) in `model`'s layout: each weight that `model` stores
+    as fp8 is quantised with the kernels' `weight_quant` and paired with its block scales."""
+    out = dict(state_dict)
+    for name, module in model.named_modules():
+        if isinstance(module, Linear) and module.scale is not None:
+            w_fp8, scale = weight_quant(out[f"{name}.weight"], BLOCK_SIZE, module.scale_fmt)
+            out[f"{name}.weight"], out[f"{name}.scale"] = w_fp8, scale
+    return out
+
+
+@torch.no_grad()
+def init_weights(model: Transformer, seed: int = 0, std: float = 0.02) -> Transformer:
+    """Fill `model` with reproducible random weights, for tests and demos; returns `model`.
+
+    Norm weights are 1; everything else (gate biases included) is drawn from N(0, std^2) in
+    float32 on the CPU in state-dict order, so the same seed gives the same weights for any
+    dtype, device or attn_impl. fp8 weights are drawn the same way and then quantised.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, param in model.state_dict().items():
+        if name.endswith(".scale"):
+            continue
+        if "norm" in name.split(".")[-2]:
+            state[name] = torch.ones(param.shape)
+        else:
+            state[name] = torch.randn(param.shape, generator=generator) * std
+    for name, tensor in quantize_state_dict(state, model).items():
+        model.get_parameter(name).copy_(tensor)
+    return model
