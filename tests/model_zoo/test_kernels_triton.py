@@ -1,9 +1,10 @@
 """The Triton FP8 kernels against the pure-torch reference, on random inputs.
 
-On a CUDA GPU these run the real kernels. Without one they need Triton's CPU interpreter, which
-must be switched on (TRITON_INTERPRET=1) before the kernels are first built in the process, so
-`test_kernels.py::test_triton_kernels_in_interpreter` runs this module in a fresh interpreter
-process; collected directly on a CPU-only machine, it is skipped.
+On a CUDA GPU these run the real kernels. Otherwise, or when TRITON_INTERPRET=1 is set, they
+run on CPU tensors in Triton's interpreter, which must be switched on before the kernels are
+first built in the process: `test_kernels.py::test_triton_kernels_in_interpreter` runs this
+module in a fresh process with TRITON_INTERPRET=1. Collected directly on a machine without a
+GPU, it is skipped.
 """
 
 import os
@@ -13,8 +14,9 @@ import torch
 
 pytest.importorskip("triton")
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-if DEVICE.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+INTERPRETER_REQUESTED = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICE = torch.device("cuda" if torch.cuda.is_available() and not INTERPRETER_REQUESTED else "cpu")
+if DEVICE.type == "cpu" and not INTERPRETER_REQUESTED:
     pytest.skip(
         "no GPU and TRITON_INTERPRET is not 1: run through "
         "test_kernels.py::test_triton_kernels_in_interpreter",

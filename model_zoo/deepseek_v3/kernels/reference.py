@@ -51,11 +51,18 @@ def act_quant(
     return y, scale
 
 
-def expand_block_scales(s: Tensor, shape: tuple[int, int], block_size: int = 128) -> Tensor:
-    """Blow a (ceil(M / b), ceil(N / b)) grid of tile scales up to one scale per element (M, N)."""
+def _to_tiles(w: Tensor, block_size: int) -> Tensor:
+    """(M, N) -> (ceil(M / b), b, ceil(N / b), b) float32 tiles, the partial ones zero-padded."""
+    rows, cols = w.shape
+    pad_rows, pad_cols = -rows % block_size, -cols % block_size
+    padded = torch.nn.functional.pad(w.float(), (0, pad_cols, 0, pad_rows))
+    return padded.unflatten(0, (-1, block_size)).unflatten(2, (-1, block_size))
+
+
+def _from_tiles(tiles: Tensor, shape: torch.Size) -> Tensor:
+    """Inverse of `_to_tiles`: drop the padding, back to `shape` (M, N)."""
     rows, cols = shape
-    tiles = s.repeat_interleave(block_size, dim=0).repeat_interleave(block_size, dim=1)
-    return tiles[:rows, :cols]
+    return tiles.flatten(2, 3).flatten(0, 1)[:rows, :cols]
 
 
 def weight_dequant(
@@ -68,7 +75,8 @@ def weight_dequant(
     dtype), computed as `float32(x) * s` and then rounded once.
     """
     dtype = dtype or torch.get_default_dtype()
-    return (x.float() * expand_block_scales(s.float(), x.shape, block_size)).to(dtype)
+    tiles = _to_tiles(x, block_size) * s.float()[:, None, :, None]
+    return _from_tiles(tiles, x.shape).to(dtype)
 
 
 def weight_quant(
@@ -79,17 +87,11 @@ def weight_quant(
     w: (M, N), any float dtype. Returns w_fp8: (M, N) float8_e4m3fn and s:
     (ceil(M / block_size), ceil(N / block_size)) float32, so that
     `weight_dequant(w_fp8, s) ≈ w`. Partial edge tiles take their scale from the values they
-    hold.
+    hold (the zero padding does not change a maximum magnitude).
     """
-    rows, cols = w.shape
-    row_tiles, col_tiles = -(-rows // block_size), -(-cols // block_size)
-    # Zero padding leaves each partial tile's maximum magnitude unchanged.
-    padded = torch.nn.functional.pad(
-        w.float(), (0, col_tiles * block_size - cols, 0, row_tiles * block_size - rows)
-    )
-    tiles = padded.view(row_tiles, block_size, col_tiles, block_size)
-    scale = scale_from_amax(tiles.abs().amax(dim=(1, 3)), scale_fmt)  # (row_tiles, col_tiles)
-    w_fp8 = (w.float() / expand_block_scales(scale, (rows, cols), block_size)).to(FP8_DTYPE)
+    tiles = _to_tiles(w, block_size)  # (row tiles, b, column tiles, b)
+    scale = scale_from_amax(tiles.abs().amax(dim=(1, 3)), scale_fmt)
+    w_fp8 = _from_tiles(tiles / scale[:, None, :, None], w.shape).to(FP8_DTYPE)
     return w_fp8, scale
 
 
