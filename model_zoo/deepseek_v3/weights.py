@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from model_zoo.deepseek_v3.kernels import weight_quant
-from model_zoo.deepseek_v3.model import BLOCK_SIZE, Linear, MoE, Transformer
+from model_zoo.deepseek_v3.model import BLOCK_SIZE, Linear, MoE, RMSNorm, Transformer
 
 HF_NAME_PARTS = {
     "embed_tokens": "embed",
@@ -137,18 +137,25 @@ def init_weights(model: Transformer, seed: int = 0, std: float = 0.02) -> Transf
     """Fill `model` with reproducible random weights, for tests and demos; returns `model`.
 
     Norm weights are 1; everything else (gate biases included) is drawn from N(0, std^2) in
-    float32 on the CPU in state-dict order, so the same seed gives the same weights for any
-    dtype, device or attn_impl. fp8 weights are drawn the same way and then quantised.
+    float32 on the CPU in state-dict order, so the same seed gives the same weights, up to
+    rounding, for any dtype, device or attn_impl. fp8 weights are drawn the same way and
+    quantised with the kernels' `weight_quant`.
     """
     generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, param in model.state_dict().items():
-        if name.endswith(".scale"):
-            continue
-        if "norm" in name.split(".")[-2]:
-            state[name] = torch.ones(param.shape)
-        else:
-            state[name] = torch.randn(param.shape, generator=generator) * std
-    for name, tensor in quantize_state_dict(state, model).items():
-        model.get_parameter(name).copy_(tensor)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if isinstance(module, RMSNorm):
+                param.fill_(1.0)
+                continue
+            if name == "scale":  # set together with its fp8 weight
+                continue
+            in_place = param.dtype == torch.float32 and param.device.type == "cpu"
+            values = param if in_place else torch.empty(param.shape)
+            values.normal_(0.0, std, generator=generator)
+            if isinstance(module, Linear) and name == "weight" and module.scale is not None:
+                w_fp8, scale = weight_quant(values, BLOCK_SIZE, module.scale_fmt)
+                param.copy_(w_fp8)
+                module.scale.copy_(scale)
+            elif not in_place:
+                param.copy_(values)
     return model
