@@ -298,7 +298,10 @@ def test_package_imports_without_building_triton_kernels() -> None:
 
 @pytest.mark.skipif(not triton_available(), reason="triton is not installed")
 def test_triton_kernels_in_interpreter() -> None:
-    """Run test_kernels_triton.py where TRITON_INTERPRET=1 is set before triton builds anything."""
+    """Run test_kernels_triton.py where TRITON_INTERPRET=1 is set before triton builds anything.
+
+    --noconftest: the module needs no shared fixture, and tests/conftest.py imports mkdocs.
+    """
     output = _run_python(
         [
             "-m",
@@ -306,6 +309,7 @@ def test_triton_kernels_in_interpreter() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            "--noconftest",
             str(Path(__file__).with_name("test_kernels_triton.py")),
         ],
         env={"TRITON_INTERPRET": "1"},

@@ -22,6 +22,9 @@ FP8_GEMM_BLOCK_K = 128
 INTERPRETER_GEMM_TILE = (32, 64)
 """(BLOCK_M, BLOCK_N) of `fp8_gemm` under the interpreter, which cannot time configs to tune."""
 ACT_QUANT_BLOCKS_PER_PROGRAM = 16
+# Kernels can read module globals only when they are constexpr.
+_AMAX_FLOOR = tl.constexpr(AMAX_FLOOR)
+_FP8_MAX = tl.constexpr(FP8_MAX)
 
 
 @triton.jit
@@ -76,9 +79,9 @@ def _act_quant_kernel(
     offsets = blocks[:, None] * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)[None, :]
     in_range = blocks < n_blocks
     x = tl.load(x_ptr + offsets, mask=in_range[:, None], other=0.0).to(tl.float32)
-    amax = tl.maximum(tl.max(tl.abs(x), axis=1), AMAX_FLOOR)
+    amax = tl.maximum(tl.max(tl.abs(x), axis=1), _AMAX_FLOOR)
     # div_rn: Triton's plain `/` on float32 is not correctly rounded on GPUs; torch's is.
-    scale = tl.math.div_rn(amax, FP8_MAX)
+    scale = tl.math.div_rn(amax, _FP8_MAX)
     if POWER_OF_TWO_SCALE:
         # 2**ceil(log2 s) for a positive normal float: carry any mantissa bit into the
         # exponent, then clear the mantissa.
