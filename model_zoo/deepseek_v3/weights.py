@@ -93,6 +93,25 @@ def _read_tensors(files: list[Path]) -> Iterator[tuple[str, Tensor]]:
                 yield name, f.get_tensor(name)
 
 
+def _fp8_mismatch(checkpoint_name: str, name: str) -> ValueError:
+    module = name.rsplit(".", 1)[0]
+    return ValueError(
+        f"checkpoint tensor {checkpoint_name} belongs to an fp8 weight but the model's "
+        f"{module}.weight is not fp8: build the model from a config with dtype='fp8'"
+    )
+
+
+def _target(params: dict[str, Tensor], name: str, checkpoint_name: str, tensor: Tensor) -> Tensor:
+    """The model tensor that checkpoint tensor `name` loads into; ValueError if none fits."""
+    if name not in params:
+        if name.endswith(".scale") and name.removesuffix("scale") + "weight" in params:
+            raise _fp8_mismatch(checkpoint_name, name)
+        raise ValueError(f"checkpoint tensor {checkpoint_name} ({name}) is not in the model")
+    if tensor.element_size() == 1 and params[name].element_size() > 1:
+        raise _fp8_mismatch(checkpoint_name, name)
+    return params[name]
+
+
 @torch.no_grad()
 def load_checkpoint(model: Transformer, path: str | Path) -> None:
     """Copy a safetensors checkpoint (one file, or a folder of *.safetensors) into `model`.
@@ -107,14 +126,7 @@ def load_checkpoint(model: Transformer, path: str | Path) -> None:
         name = native_name(checkpoint_name)
         if _belongs_elsewhere(model, name):
             continue
-        if name not in params:
-            raise ValueError(f"checkpoint tensor {checkpoint_name} ({name}) is not in the model")
-        target = params[name]
-        if tensor.element_size() == 1 and target.element_size() > 1:
-            raise ValueError(
-                f"checkpoint tensor {checkpoint_name} is fp8 but the model's {name} is "
-                f"{target.dtype}: build the model from a config with dtype='fp8'"
-            )
+        target = _target(params, name, checkpoint_name, tensor)
         target.copy_(_local_slice(tensor, target, model.options.rank, checkpoint_name))
         missing.discard(name)
     if missing:
