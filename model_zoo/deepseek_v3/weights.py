@@ -151,7 +151,9 @@ def init_weights(model: Transformer, seed: int = 0, std: float = 0.02) -> Transf
     Norm weights are 1; everything else (gate biases included) is drawn from N(0, std^2) in
     float32 on the CPU in state-dict order, so the same seed gives the same weights, up to
     rounding, for any dtype, device or attn_impl. fp8 weights are drawn the same way and
-    quantised with the kernels' `weight_quant`.
+    quantised with the kernels' `weight_quant`. A tensor-parallel rank draws tensors of its own
+    shapes, not slices of the unsplit model's: to split a model, save the unsplit weights and
+    `load_checkpoint` them on every rank.
     """
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
