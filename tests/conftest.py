@@ -4,40 +4,98 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 SiteBuilder = Callable[..., Path]
 
+TINY_MODELS = '''\
+"""Models for tests; building one appends a line to BUILD_LOG, so tests can count traces."""
+import time
+
+import torch
+from torch import nn
+
+BUILD_LOG = {log!r}
+
+
+class Tiny(nn.Module):
+    def __init__(self, width: int = 8, sleep_s: float = 0.0) -> None:
+        super().__init__()
+        self.proj = nn.Linear(width, width)
+        self.sleep_s = sleep_s
+        with open(BUILD_LOG, "a") as log:
+            log.write(f"{{type(self).__name__}} {{width}}\\n")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.sleep_s)
+        return torch.relu(self.proj(x))
+
+
+def make_inputs() -> list[torch.Tensor]:
+    return [torch.empty(3, 8, device="meta")]
+'''
+
 
 @pytest.fixture
 def build_site(tmp_path: Path) -> SiteBuilder:
-    """Write ``pages`` (name -> Markdown) and a mkdocs.yml, build, return the site folder."""
+    """Write ``pages`` (name -> Markdown) and a mkdocs.yml, build, return the site folder.
 
-    def _build(pages: dict[str, str], *, strict: bool = False, extra_config: str = "",
-               theme: str = "mkdocs") -> Path:
+    ``plugin`` holds the model-trace options; ``theme`` is a theme name ("mkdocs",
+    "material") or a mapping. Calling it again rebuilds the same project (pages are added or
+    replaced), as a second ``mkdocs build`` would.
+    """
+
+    def _build(pages: dict[str, str], *, strict: bool = False, plugin: dict | None = None,
+               theme: str | dict = "mkdocs", extra: dict | None = None) -> Path:
         docs = tmp_path / "docs"
         docs.mkdir(exist_ok=True)
         for name, text in pages.items():
+            (docs / name).parent.mkdir(parents=True, exist_ok=True)
             (docs / name).write_text(textwrap.dedent(text), encoding="utf-8")
+        config = {
+            "site_name": "test",
+            "theme": theme,
+            "markdown_extensions": ["admonition", "pymdownx.superfences",
+                                    {"pymdownx.tabbed": {"alternate_style": True}}],
+            "plugins": [{"model-trace": plugin or {}}],
+            **(extra or {}),
+        }
         config_file = tmp_path / "mkdocs.yml"
-        config_file.write_text(
-            textwrap.dedent(
-                f"""\
-                site_name: test
-                theme: {theme}
-                markdown_extensions: [admonition, pymdownx.superfences]
-                plugins: [model-trace]
-                """
-            )
-            + textwrap.dedent(extra_config),
-            encoding="utf-8",
-        )
-        config = load_config(str(config_file), strict=strict)
-        build(config)
-        return Path(config.site_dir)
+        config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+        loaded = load_config(str(config_file), strict=strict)
+        build(loaded)
+        return Path(loaded.site_dir)
 
     return _build
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """A model package written for one test: its module file and its build log."""
+
+    source: Path
+    log: Path
+
+    def builds(self) -> list[str]:
+        """One line per model built (in any process) since the package was written."""
+        return self.log.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture
+def tiny_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TinyModels:
+    """A package ``tiny_models`` on sys.path (and so on the trace workers')."""
+    root = tmp_path / "models"
+    package = root / "tiny_models"
+    package.mkdir(parents=True)
+    log = tmp_path / "build_log.txt"
+    log.touch()
+    source = package / "__init__.py"
+    source.write_text(TINY_MODELS.format(log=str(log)), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(root))
+    return TinyModels(source, log)

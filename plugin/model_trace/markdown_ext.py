@@ -4,6 +4,10 @@ SuperFences finds fences anywhere (admonitions, tabs, lists) and calls ``format_
 swallows exceptions raised by a formatter, so ``format_fence`` never raises: it renders an
 error box and records a ``FenceProblem`` (page, line, message) that the caller (the MkDocs
 plugin, the Sphinx directive, or any tool driving Markdown) reports after conversion.
+
+Before SuperFences runs, a preprocessor notes the line of every fence of the document and
+submits them all to the ``TraceSession``, so the fences of one page trace in parallel while
+the formatter collects them in order.
 """
 
 from __future__ import annotations
@@ -18,23 +22,16 @@ from markdown import Extension, Markdown
 from markdown.preprocessors import Preprocessor
 
 from model_trace.errors import ModelTraceError, SpecError
-from model_trace.pipeline import render_spec
+from model_trace.session import Settings, TraceSession
 from model_trace.spec import FenceSpec, parse_spec
 
 FENCE_NAME = "model-trace"
-_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*\{?[ \t]*\.?"
-                         + re.escape(FENCE_NAME) + r"\b")
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>.*)$")
+_MODEL_TRACE_INFO = re.compile(r"^\{?[ \t]*\.?" + re.escape(FENCE_NAME) + r"(?![\w-])")
 _ENVIRONMENT = Environment(
     loader=PackageLoader("model_trace", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
-
-FenceRenderer = Callable[[FenceSpec, str], str]
-
-
-def render_fence_html(spec: FenceSpec, prefix: str) -> str:
-    """The default renderer: trace and draw the spec, with no cache."""
-    return render_spec(spec, prefix).html
 
 
 @dataclass(frozen=True)
@@ -52,18 +49,25 @@ class FenceProblem:
 
 @dataclass
 class FenceState:
-    """What the formatter needs between fences of one page."""
+    """The session fences are traced by, and what the formatter keeps between fences of one
+    page: where the page's fences are, what went wrong, and the export files to write."""
 
-    renderer: FenceRenderer = render_fence_html
+    session: TraceSession = field(
+        default_factory=lambda: TraceSession(Settings(isolate=False)))
     page: str = "<markdown>"
+    export_base: Callable[[str], str] = str
+    """The file name (without suffix) of a figure's export files, from its id prefix."""
     fences: list[tuple[int, str]] = field(default_factory=list)
     problems: list[FenceProblem] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
     rendered: int = 0
 
-    def start_page(self, page: str) -> None:
+    def start_page(self, page: str, export_base: Callable[[str], str] = str) -> None:
         self.page = page
+        self.export_base = export_base
         self.fences = []
         self.problems = []
+        self.files = {}
         self.rendered = 0
 
     def claim_line(self, body: str) -> int | None:
@@ -75,13 +79,26 @@ class FenceState:
                 return line
         return self.fences.pop(0)[0] if self.fences else None
 
+    def prefetch(self, fences: list[tuple[int, str]], page: str) -> None:
+        """Start tracing every well-formed fence; the others are reported when drawn."""
+        for line, body in fences:
+            try:
+                spec = self.session.prepare(parse_spec(body))
+            except ModelTraceError:
+                continue
+            self.session.submit(spec, f"{page}:{line}")
+
 
 def find_fences(lines: list[str]) -> list[tuple[int, str]]:
-    """(1-based line of the opening fence, dedented body) of every model-trace fence."""
+    """(1-based line of the opening fence, dedented body) of every model-trace fence.
+
+    Other fenced blocks are skipped whole, so a model-trace fence shown as an example inside a
+    longer ````markdown fence is not mistaken for a real one.
+    """
     found: list[tuple[int, str]] = []
     index = 0
     while index < len(lines):
-        match = _FENCE_OPEN.match(lines[index])
+        match = _FENCE.match(lines[index])
         if match is None:
             index += 1
             continue
@@ -90,14 +107,15 @@ def find_fences(lines: list[str]) -> list[tuple[int, str]]:
         end = index + 1
         while end < len(lines) and not closing.match(lines[end]):
             end += 1
-        body = "\n".join(line[indent:] for line in lines[index + 1 : end])
-        found.append((index + 1, body.strip("\n")))
+        if _MODEL_TRACE_INFO.match(match["info"]):
+            body = "\n".join(line[indent:] for line in lines[index + 1 : end])
+            found.append((index + 1, body.strip("\n")))
         index = end + 1
     return found
 
 
-class _FenceLineRecorder(Preprocessor):
-    """Remembers where each fence starts, before SuperFences replaces it."""
+class _FenceCollector(Preprocessor):
+    """Notes where each fence starts (before SuperFences replaces it) and submits them all."""
 
     def __init__(self, md: Markdown, state: FenceState) -> None:
         super().__init__(md)
@@ -105,6 +123,7 @@ class _FenceLineRecorder(Preprocessor):
 
     def run(self, lines: list[str]) -> list[str]:
         self.state.fences = find_fences(lines)
+        self.state.prefetch(self.state.fences, self.state.page)
         return lines
 
 
@@ -117,16 +136,27 @@ def format_fence(
     line = state.claim_line(source)
     state.rendered += 1
     prefix = f"model-trace-{state.rendered}"
+    spec: FenceSpec | None = None
     try:
         spec = parse_spec(source)
-        return state.renderer(spec, prefix)
-    except SpecError as error:
-        at = line + error.line if line is not None and error.line is not None else line
-        return _problem(state, at, str(error))
+        spec = state.session.prepare(spec)
+        origin = f"{state.page}:{line}" if line is not None else state.page
+        rendered = state.session.render(spec, prefix, origin, state.export_base(prefix))
     except ModelTraceError as error:
-        return _problem(state, line, str(error))
+        return _problem(state, _error_line(line, spec, error), str(error))
     except Exception as error:  # a model's own bug must not take the whole build down
         return _problem(state, line, f"{type(error).__name__}: {error}")
+    state.files.update(rendered.files)
+    return rendered.html
+
+
+def _error_line(fence_line: int | None, spec: FenceSpec | None, error: Exception) -> int | None:
+    """The page line of the field an error is about, else of the fence."""
+    if fence_line is None or not isinstance(error, SpecError):
+        return fence_line
+    body_line = error.line if error.line is not None else (
+        spec.line_of(error.field) if spec is not None else None)
+    return fence_line + body_line if body_line is not None else fence_line
 
 
 def _problem(state: FenceState, line: int | None, message: str) -> str:
@@ -146,7 +176,10 @@ class ModelTraceExtension(Extension):
 
     It adds the fence to an already loaded SuperFences (or loads SuperFences itself), and keeps
     a ``FenceState`` on the Markdown instance as ``md.model_trace_state``; read
-    ``state.problems`` after ``convert`` to report fences that failed.
+    ``state.problems`` after ``convert`` to report fences that failed, and ``state.files`` for
+    the export files to write next to the output. By default fences trace in this process
+    with no cache; pass ``state=FenceState(TraceSession(Settings(...)))`` for worker
+    processes, a cache or other allowed import roots.
     """
 
     def __init__(self, state: FenceState | None = None, register_fence: bool = True,
@@ -157,7 +190,7 @@ class ModelTraceExtension(Extension):
 
     def extendMarkdown(self, md: Markdown) -> None:
         md.model_trace_state = self.state  # type: ignore[attr-defined]
-        md.preprocessors.register(_FenceLineRecorder(md, self.state), "model_trace_lines", 40)
+        md.preprocessors.register(_FenceCollector(md, self.state), "model_trace_lines", 40)
         md.registerExtension(self)
         if self.register_fence:
             _add_to_superfences(md)

@@ -1,11 +1,15 @@
 """The fence spec: the YAML inside a ```model-trace block, parsed and validated.
 
 Validation is declarative (``FIELDS``) so every error names the field, what was wrong and the
-values allowed, and so the docs' field reference and the checks cannot drift apart.
+values allowed, and so the docs' field reference (generated from ``FIELDS``) and the checks
+cannot drift apart. Nothing here imports torch: the docs build parses every fence before it
+knows whether anything has to be traced.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,51 +17,176 @@ import yaml
 
 from model_trace.errors import SpecError
 
+ROUTING_POLICIES = ("balanced", "first", "random")
+"""How a mixture-of-experts gate picks experts on the meta device, where scores have no values."""
+OVERLAYS = ("none", "params", "flops", "memory")
+"""What the viewer colours module boxes by."""
+EXPORT_FORMATS = ("png", "svg", "json")
+"""Files a fence can offer for download next to its page."""
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "bool")
+"""Input dtypes a fence may name."""
+
 
 @dataclass(frozen=True)
 class FieldRule:
-    """One allowed key of a fence spec: its Python types, a description and an example."""
+    """One allowed key of a fence spec: its Python types, what it does and an example."""
 
     types: tuple[type, ...]
     description: str
     example: str
+    default: str = ""
+    """The default as the docs show it ("" for a field without one)."""
     choices: tuple[Any, ...] = ()
+    """Allowed values; for a list-valued field, allowed items."""
     minimum: int | None = None
+    torchvista: str = ""
+    """The matching ``torchvista.trace_model`` argument, for the side-by-side table."""
+    check: Callable[[Any], str | None] | None = None
+    """Deeper validation: returns what is wrong, or None."""
+
+
+def _check_shape(value: Any) -> str | None:
+    shape = value.get("shape") if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"shape", "dtype"})
+        if unknown:
+            return f"an input mapping has the keys shape and dtype, not {', '.join(unknown)}"
+        if "dtype" in value and value["dtype"] not in DTYPES:
+            return f"dtype {value['dtype']!r} is not one of {', '.join(DTYPES)}"
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        return (f"{value!r} is not a shape; write a list of sizes like [2, 16, 64] or "
+                "{shape: [1, 128], dtype: int64}")
+    return None
+
+
+def _check_inputs(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _check_import_path(value)
+    shapes = value.values() if isinstance(value, dict) else value
+    for shape in shapes:
+        problem = _check_shape(shape)
+        if problem:
+            return problem
+    return None
+
+
+def _check_import_path(value: str) -> str | None:
+    module, sep, attribute = value.partition(":")
+    if not sep or not module or not attribute:
+        return f"{value!r} is not an import path; write it as 'package.module:function'"
+    return None
+
+
+def _check_model(value: str) -> str | None:
+    return None if ":" not in value else _check_import_path(value)
 
 
 FIELDS: dict[str, FieldRule] = {
-    "model": FieldRule((str,), "a zoo name or an import path 'package.module:factory'",
-                       "torch.nn:TransformerEncoderLayer"),
-    "args": FieldRule((dict,), "keyword arguments for the factory", "{d_model: 64, nhead: 4}"),
-    "config": FieldRule((str,), "zoo config name", "671B"),
-    "overrides": FieldRule((dict,), "config field overrides", "{n_layers: 4}"),
-    "inputs": FieldRule((list, dict, str),
-                        "input shapes (a list for positional, a mapping for keyword inputs), "
-                        "or an import path 'package.module:make_inputs'", "[[2, 16, 64]]"),
-    "depth": FieldRule((int,), "how many module levels are open in the first view", "2",
-                       minimum=0),
-    "caption": FieldRule((str,), "caption shown under the graph", "One encoder layer"),
-    "height": FieldRule((int,), "height of the viewer in pixels", "600", minimum=100),
+    "model": FieldRule(
+        (str,), "A zoo name (`deepseek-v3`) or an import path `package.module:factory` whose "
+        "package is in the allowed import roots. Required.",
+        "torch.nn:TransformerEncoderLayer", default="required", torchvista="model",
+        check=_check_model),
+    "args": FieldRule(
+        (dict,), "Keyword arguments for the factory; for a zoo model, its runtime options "
+        "(DeepSeek-V3: `attn_impl`, `gemm_impl`, `world_size`, `rank`).",
+        "{d_model: 64, nhead: 4}", default="{}"),
+    "config": FieldRule(
+        (str,), "A zoo model's named config.", "671B", default="the zoo model's default"),
+    "overrides": FieldRule(
+        (dict,), "Fields of the zoo config to change.", "{n_layers: 4}", default="{}"),
+    "inputs": FieldRule(
+        (list, dict, str), "Input shapes, a list for positional and a mapping for keyword "
+        "inputs, each a shape or `{shape, dtype}`; or an import path "
+        "`package.module:make_inputs` to a function returning the inputs.",
+        "{tokens: {shape: [1, 128], dtype: int64}}", default="the zoo model's default",
+        torchvista="inputs", check=_check_inputs),
+    "depth": FieldRule(
+        (int,), "How many module levels are open when the page loads.", "2",
+        default="plugin option `depth` (1)", minimum=0,
+        torchvista="collapse_modules_after_depth"),
+    "focus": FieldRule(
+        (str,), "Draw one submodule (its dotted path), in the context of its parents.",
+        "layers.3.ffn", default="the whole model"),
+    "routing": FieldRule(
+        (str,), "How a mixture-of-experts gate picks experts on the meta device.",
+        "balanced", default="plugin option `routing` (balanced)", choices=ROUTING_POLICIES),
+    "fold": FieldRule(
+        (bool,), "Fold runs of identical layers into one box with a repeat count.", "true",
+        default="true", torchvista="show_compressed_view"),
+    "trace_depth": FieldRule(
+        (int,), "How many levels into torch's own modules (`nn.MultiheadAttention`, ...) to "
+        "trace; 0 draws them as single boxes of their ops.", "1", default="0", minimum=0,
+        torchvista="forced_module_tracing_depth"),
+    "show_constants": FieldRule(
+        (bool,), "Draw constant inputs (tensors made inside the forward, non-gradient "
+        "values).", "false", default="true", torchvista="show_non_gradient_nodes"),
+    "overlay": FieldRule(
+        (str,), "What module boxes are coloured by.", "flops", default="none",
+        choices=OVERLAYS),
+    "height": FieldRule(
+        (int,), "Height of the viewer in pixels.", "600", default="the viewer's own",
+        minimum=100, torchvista="height"),
+    "export": FieldRule(
+        (list, str), "Files written next to the page, with download links under the graph.",
+        "[png, svg, json]", default="plugin option `export` ([])", choices=EXPORT_FORMATS,
+        torchvista="export_format"),
+    "caption": FieldRule((str,), "Caption shown under the graph.", "One MoE block",
+                         default='""'),
 }
 
 
 @dataclass(frozen=True)
 class FenceSpec:
-    """A validated fence: what to trace and how to show it."""
+    """A validated fence: what to trace and how to show it.
+
+    ``None`` means "the default": the plugin's option for ``depth``, ``routing`` and
+    ``export``, the zoo model's for ``config`` and ``inputs``. ``lines`` maps each field to its
+    1-based line in the fence body, for error messages; it is not part of the spec's identity.
+    """
 
     model: str
     args: dict[str, Any] = field(default_factory=dict)
     config: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    inputs: list[Any] | dict[str, Any] | str = field(default_factory=list)
-    depth: int = 1
-    caption: str = ""
+    inputs: list[Any] | dict[str, Any] | str | None = None
+    depth: int | None = None
+    focus: str | None = None
+    routing: str | None = None
+    fold: bool = True
+    trace_depth: int = 0
+    show_constants: bool = True
+    overlay: str = "none"
     height: int | None = None
+    export: tuple[str, ...] | None = None
+    caption: str = ""
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def with_defaults(self, *, depth: int, routing: str, export: tuple[str, ...]) -> FenceSpec:
+        """This spec with the plugin's defaults filled in where the fence left them out."""
+        return dataclasses.replace(
+            self,
+            depth=self.depth if self.depth is not None else depth,
+            routing=self.routing or routing,
+            export=self.export if self.export is not None else export,
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """Every field but ``lines``: what a cache key is made of."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "lines"}
+
+    def line_of(self, name: str | None) -> int | None:
+        """The 1-based body line of a field, if the fence wrote it."""
+        return self.lines.get(name) if name else None
 
 
 def parse_spec(text: str) -> FenceSpec:
     """Parse a fence body; raise ``SpecError`` with the field and the 1-based body line."""
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -70,34 +199,77 @@ def parse_spec(text: str) -> FenceSpec:
     if not isinstance(data, dict):
         raise SpecError("the fence must be a YAML mapping of `field: value` lines, "
                         f"not a {type(data).__name__}")
+    return spec_from_mapping(data, _key_lines(root))
+
+
+def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None) -> FenceSpec:
+    """Validate an already parsed mapping (the Sphinx directive's options, a CLI file)."""
+    lines = lines or {}
     for key, value in data.items():
-        _check_field(str(key), value, _line_of(text, str(key)))
+        check_field(str(key), value, lines.get(str(key)))
     if "model" not in data:
         raise SpecError("the field 'model' is missing; add e.g. "
                         f"`model: {FIELDS['model'].example}`", field="model")
-    return FenceSpec(**data)
+    values = {str(k): v for k, v in data.items()}
+    if "export" in values:
+        export = values["export"]
+        values["export"] = (export,) if isinstance(export, str) else tuple(export)
+    return FenceSpec(**values, lines=lines)
 
 
-def _check_field(key: str, value: Any, line: int | None) -> None:
+def check_field(key: str, value: Any, line: int | None = None) -> None:
+    """Raise ``SpecError`` if ``key: value`` is not allowed in a fence."""
     rule = FIELDS.get(key)
     if rule is None:
-        allowed = ", ".join(sorted(FIELDS))
+        allowed = ", ".join(FIELDS)
         raise SpecError(f"unknown field '{key}'; allowed fields: {allowed}", field=key, line=line)
+
+    def fail(problem: str) -> SpecError:
+        return SpecError(f"field '{key}' {problem}; e.g. `{key}: {rule.example}`",
+                         field=key, line=line)
+
     if (isinstance(value, bool) and bool not in rule.types) or not isinstance(value, rule.types):
-        kinds = " or ".join(t.__name__ for t in rule.types)
-        raise SpecError(f"field '{key}' must be a {kinds}, got {value!r}; e.g. "
-                        f"`{key}: {rule.example}`", field=key, line=line)
-    if rule.choices and value not in rule.choices:
-        allowed = ", ".join(str(c) for c in rule.choices)
-        raise SpecError(f"field '{key}' is {value!r}; allowed values: {allowed}",
-                        field=key, line=line)
+        kinds = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in rule.types)
+        raise fail(f"must be a {kinds}, got {value!r}")
+    items = value if isinstance(value, list) and rule.choices else [value]
+    for item in items:
+        if rule.choices and item not in rule.choices:
+            allowed = ", ".join(str(c) for c in rule.choices)
+            raise fail(f"has {item!r}; allowed values: {allowed}")
     if rule.minimum is not None and value < rule.minimum:
-        raise SpecError(f"field '{key}' must be at least {rule.minimum}, got {value}",
-                        field=key, line=line)
+        raise fail(f"must be at least {rule.minimum}, got {value}")
+    problem = rule.check(value) if rule.check else None
+    if problem:
+        raise fail(f"is wrong: {problem}")
 
 
-def _line_of(text: str, key: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.lstrip().startswith(f"{key}:"):
-            return number
-    return None
+_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean (true or false)",
+               dict: "mapping", list: "list"}
+
+
+def _key_lines(root: yaml.Node | None) -> dict[str, int]:
+    """1-based line of each top-level key, whether written in block or flow style."""
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    lines: dict[str, int] = {}
+    for key_node, _ in root.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            lines.setdefault(str(key_node.value), key_node.start_mark.line + 1)
+    return lines
+
+
+def field_table() -> str:
+    """The Markdown table of every fence field, for the docs' reference page."""
+    rows = ["| field | type | default | what it does | example | torchvista |",
+            "|---|---|---|---|---|---|"]
+    for name, rule in FIELDS.items():
+        kinds = " or ".join(_TYPE_NAMES.get(t, t.__name__).split(" ")[0] for t in rule.types)
+        what = rule.description
+        if rule.choices:
+            what += " One of " + ", ".join(f"`{c}`" for c in rule.choices) + "."
+        if rule.minimum is not None:
+            what += f" At least {rule.minimum}."
+        torchvista = f"`{rule.torchvista}`" if rule.torchvista else "—"
+        rows.append(f"| `{name}` | {kinds} | {rule.default} | {what} | "
+                    f"`{name}: {rule.example}` | {torchvista} |")
+    return "\n".join(rows)

@@ -15,6 +15,14 @@ args: {d_model: 64, nhead: 4, batch_first: true}
 inputs: [[2, 16, 64]]
 ```
 """
+LINEAR_FENCE = """\
+```model-trace
+model: torch.nn:Linear
+args: {in_features: 8, out_features: 4}
+inputs: [[3, 8]]
+caption: A linear layer
+```
+"""
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -26,8 +34,13 @@ def _op_labels(html: str) -> list[str]:
     return re.findall(pattern, html)
 
 
-def test_encoder_fence_becomes_svg_with_ops_and_shapes(build_site) -> None:
-    site: Path = build_site({"index.md": "# Encoder\n\n" + ENCODER_FENCE})
+def _ids(html: str) -> list[str]:
+    return re.findall(r' id="([^"]+)"', html)
+
+
+@pytest.mark.parametrize("theme", ["mkdocs", "material"])
+def test_encoder_fence_becomes_svg_with_ops_and_shapes(build_site, theme: str) -> None:
+    site: Path = build_site({"index.md": "# Encoder\n\n" + ENCODER_FENCE}, theme=theme)
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<svg" in html and "```model-trace" not in html
     ops = _op_labels(html)
@@ -37,31 +50,81 @@ def test_encoder_fence_becomes_svg_with_ops_and_shapes(build_site) -> None:
     assert ">(2, 16, 2048)</text>" in html  # the feed-forward's inner width
     assert 'data-path="self_attn"' in html and 'data-path="linear1"' in html
     assert (site / "assets/model-trace/viewer.js").is_file()
-    assert "assets/model-trace/viewer.css" in html
+    assert html.count('src="assets/model-trace/viewer.js"') == 1
+    assert html.count('href="assets/model-trace/viewer.css"') == 1
 
 
-def test_fence_renders_inside_admonition_and_list_item(build_site) -> None:
+def test_assets_are_linked_once_on_every_page(build_site) -> None:
+    site = build_site({"index.md": "# Home\n", "a.md": LINEAR_FENCE, "sub/b.md": LINEAR_FENCE})
+    for page, prefix in (("index.html", ""), ("a/index.html", "../"),
+                         ("sub/b/index.html", "../../")):
+        html = (site / page).read_text(encoding="utf-8")
+        assert html.count(f'src="{prefix}assets/model-trace/viewer.js"') == 1, page
+
+
+def test_fence_renders_inside_admonition_list_item_and_tab(build_site) -> None:
     page = (
         "!!! note \"Inside an admonition\"\n\n"
         + _indent(ENCODER_FENCE, "    ")
         + "\n- a list item\n\n"
         + _indent(ENCODER_FENCE, "    ")
+        + '\n=== "First tab"\n\n'
+        + _indent(LINEAR_FENCE, "    ")
+        + '\n=== "Second tab"\n\n'
+        + _indent(LINEAR_FENCE.replace("[[3, 8]]", "[[5, 8]]"), "    ")
     )
     site = build_site({"index.md": page})
     html = (site / "index.html").read_text(encoding="utf-8")
-    assert html.count('<figure class="model-trace"') == 2
+    assert html.count('<figure class="model-trace"') == 4
     assert re.search(r'class="admonition note".*?<figure class="model-trace"', html, re.S)
     assert re.search(r"<li>.*?<figure class=\"model-trace\"", html, re.S)
-    # two graphs on one page never share an id
-    ids = re.findall(r' id="([^"]+)"', html)
-    assert len(ids) == len(set(ids))
+    assert re.search(r'class="tabbed-block">\s*<figure class="model-trace".*?>\(3, 4\)<', html,
+                     re.S)
+    assert re.search(r'class="tabbed-block">\s*<figure class="model-trace".*?>\(5, 4\)<', html,
+                     re.S)
+
+
+def test_several_graphs_on_one_page_never_share_an_id(build_site) -> None:
+    # the same fence three times: one trace, three figures with their own ids
+    site = build_site({"index.md": "\n".join([LINEAR_FENCE, ENCODER_FENCE, LINEAR_FENCE])})
+    html = (site / "index.html").read_text(encoding="utf-8")
+    ids = _ids(html)
+    assert html.count('<figure class="model-trace"') == 3
+    assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
+    for n in (1, 2, 3):
+        assert f'id="model-trace-{n}"' in html
+    assert "model-trace-prefix" not in html
+    # every in-figure reference points at an id of the same figure
+    for prefix, target in re.findall(r'url\(#(model-trace-\d+)(-[\w-]+)\)', html):
+        assert f'id="{prefix}{target}"' in html
+
+
+def test_export_files_are_written_next_to_the_page_and_linked(build_site) -> None:
+    fence = LINEAR_FENCE.replace("caption:", "export: [svg, json, png]\ncaption:")
+    site = build_site({"index.md": fence, "guide/page.md": fence},
+                      extra={"use_directory_urls": False})
+    root = (site / "index.html").read_text(encoding="utf-8")
+    assert 'href="model-trace-1.svg"' in root and 'href="model-trace-1.png"' in root
+    assert (site / "model-trace-1.svg").read_text().startswith("<svg")
+    assert (site / "model-trace-1.png").read_bytes().startswith(b"\x89PNG")
+    assert '"nodes"' in (site / "model-trace-1.json").read_text()
+    guide = (site / "guide/page.html").read_text(encoding="utf-8")
+    assert 'href="page-model-trace-1.json"' in guide
+    assert (site / "guide/page-model-trace-1.json").is_file()
+
+
+def test_plugin_export_option_is_the_default_for_every_fence(build_site) -> None:
+    site = build_site({"index.md": LINEAR_FENCE}, plugin={"export": ["json"]})
+    assert (site / "model-trace-1.json").is_file()
+    assert not (site / "model-trace-1.svg").exists()
 
 
 def _build_error(build_site, caplog, pages: dict[str, str], **options: object) -> str:
     """Build, expect the build to abort, and return the error lines MkDocs logged."""
-    with pytest.raises((Abort, PluginError)):
+    with pytest.raises((Abort, PluginError)) as raised:
         build_site(pages, **options)
-    return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    logged = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    return "\n".join([*logged, str(raised.value)])
 
 
 def test_yaml_error_fails_strict_build_with_page_and_line(build_site, caplog) -> None:
@@ -74,18 +137,62 @@ def test_yaml_error_fails_strict_build_with_page_and_line(build_site, caplog) ->
     assert "Traceback" not in message
 
 
-def test_unknown_field_names_field_and_line(build_site, caplog) -> None:
-    page = "```model-trace\nmodel: torch.nn:Linear\ndeep: 3\n```\n"
+def test_unknown_field_names_page_line_field_and_allowed_fields(build_site, caplog) -> None:
+    page = "# T\n\n```model-trace\nmodel: torch.nn:Linear\ndeep: 3\n```\n"
     message = _build_error(build_site, caplog, {"index.md": page})
-    assert "index.md:3" in message and "unknown field 'deep'" in message
-    assert "depth" in message  # the allowed fields are listed
+    assert "index.md:5" in message and "unknown field 'deep'" in message
+    assert "depth" in message and "trace_depth" in message  # the allowed fields are listed
+
+
+def test_wrong_value_names_field_and_allowed_values_in_nested_fence(build_site, caplog) -> None:
+    fence = LINEAR_FENCE.replace("caption: A linear layer", "routing: smart")
+    page = "# T\n\n!!! note\n\n" + _indent(fence, "    ")
+    message = _build_error(build_site, caplog, {"nested.md": page})
+    assert "nested.md:9" in message and "field 'routing'" in message
+    assert "balanced" in message  # the allowed values
+
+
+def test_model_outside_allowed_roots_is_refused_naming_the_option(build_site, caplog) -> None:
+    page = "```model-trace\nmodel: os:system\ninputs: [[1]]\n```\n"
+    message = _build_error(build_site, caplog, {"index.md": page})
+    assert "index.md:2" in message and "'os'" in message
+    assert "allowed_roots" in message and "mkdocs.yml" in message
+
+
+def test_allowed_roots_option_lets_a_package_in(build_site, tiny_models) -> None:
+    page = "```model-trace\nmodel: tiny_models:Tiny\ninputs: [[3, 8]]\n```\n"
+    site = build_site({"index.md": page},
+                      plugin={"allowed_roots": ["tiny_models"]})
+    assert ">relu</text>" in (site / "index.html").read_text(encoding="utf-8")
+
+
+def test_model_error_reports_the_field_line(build_site, caplog, tiny_models) -> None:
+    page = "# T\n\n```model-trace\nmodel: tiny_models:Tiny\nargs: {depth: 3}\n"
+    page += "inputs: [[3, 8]]\n```\n"
+    message = _build_error(build_site, caplog, {"index.md": page},
+                           plugin={"allowed_roots": ["tiny_models"]})
+    assert "index.md:5" in message and "depth" in message
 
 
 def test_warn_mode_logs_and_keeps_building(build_site, caplog) -> None:
-    page = "```model-trace\nmodel: no.such.module:Model\n```\n"
-    site = build_site(
-        {"index.md": page}, extra_config="plugins:\n  - model-trace:\n      on_error: warn\n"
-    )
+    page = "```model-trace\nmodel: torch.no_such_module:Model\n```\n"
+    site = build_site({"index.md": page}, plugin={"on_error": "warn"})
     html = (site / "index.html").read_text(encoding="utf-8")
-    assert "model-trace-error" in html and "no.such.module" in html
-    assert any("index.md:1" in r.getMessage() for r in caplog.records)
+    assert "model-trace-error" in html and "torch.no_such_module" in html
+    assert any("index.md:2" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
+
+
+def test_warn_mode_still_fails_a_strict_build(build_site, caplog) -> None:
+    page = "```model-trace\nmodel: torch.no_such_module:Model\n```\n"
+    message = _build_error(build_site, caplog, {"index.md": page}, strict=True,
+                           plugin={"on_error": "warn"})
+    assert "index.md:2" in message and "torch.no_such_module" in message
+
+
+def test_every_problem_of_a_page_is_reported(build_site, caplog) -> None:
+    page = "```model-trace\nmodel: torch.nn:Linear\ncolour: red\n```\n\n"
+    page += "```model-trace\nmodel: torch.nn:Linear\nheight: 10\n```\n"
+    message = _build_error(build_site, caplog, {"index.md": page})
+    assert "index.md:3" in message and "index.md:8" in message
+    assert "at least 100" in message

@@ -1,0 +1,234 @@
+"""The build cache: a fence's output, keyed by everything that can change it.
+
+A key hashes the fence spec (with the plugin's defaults filled in), the theme, model-trace's
+version and source, torch's version, and the source of every package the fence imports: an
+installed package counts by its version, a local one (the zoo, a project's own models) by the
+content of all its files. Editing a model's code therefore re-traces exactly the fences that
+import it, and nothing needs torch to decide that.
+
+Entries live in memory (for ``mkdocs serve``'s rebuilds) and on disk, one JSON file per key
+written atomically (temporary file, then ``os.replace``), so a build killed half way leaves
+only whole entries behind. ``manifest.json`` lists the entries the last build used; a full
+build removes the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import site
+import sys
+import sysconfig
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import model_trace
+
+MANIFEST = "manifest.json"
+SCHEMA = 1
+PREFIX_PLACEHOLDER = "model-trace-prefix-5f1d3a"
+"""Stands for the figure's id prefix in cached HTML; each page puts its own prefix in."""
+
+
+@dataclass(frozen=True)
+class FenceOutput:
+    """What one fence produced: the figure HTML (ids prefixed with ``PREFIX_PLACEHOLDER``)
+    and the export files' contents by format."""
+
+    html: str
+    exports: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """Where a fence's code comes from: a package's version, or the hash of its files."""
+
+    name: str
+    fingerprint: str
+    local_path: Path | None = None
+    """The folder (or file) of a package that is not installed: what ``mkdocs serve`` watches."""
+
+
+class SourceHasher:
+    """Fingerprints of top-level packages; a file is re-read only when its size or mtime
+    changed, so checking an unchanged project costs one ``stat`` per file."""
+
+    def __init__(self) -> None:
+        self._digests: dict[str, tuple[int, int, str]] = {}
+        self._versions: dict[str, str] = {}
+        installed = [*site.getsitepackages(), site.getusersitepackages()]
+        installed += [sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib",
+                                                              "purelib", "platlib")]
+        self._installed = tuple(os.path.abspath(p) + os.sep for p in installed if p)
+
+    def package(self, module: str) -> PackageSource:
+        """The source of the top-level package of ``module`` (no module is imported)."""
+        top = module.split(".")[0]
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return PackageSource(top, "missing")
+        locations = list(spec.submodule_search_locations or [])
+        if not locations and spec.origin not in (None, "built-in", "frozen"):
+            locations = [spec.origin]
+        if not locations:
+            return PackageSource(top, f"python {sys.version.split()[0]}")
+        paths = [Path(p) for p in locations]
+        if all(str(p.resolve()).startswith(self._installed) for p in paths):
+            return PackageSource(top, self._version(top))
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(self.files_digest(path).encode())
+        return PackageSource(top, digest.hexdigest(), paths[0])
+
+    def files_digest(self, root: Path) -> str:
+        """Hash of every file under ``root`` (or of ``root`` itself), bytecode left out."""
+        files = [root] if root.is_file() else sorted(
+            path for path in root.rglob("*")
+            if path.is_file() and path.suffix != ".pyc"
+            and not any(part.startswith(".") or part == "__pycache__"
+                        for part in path.relative_to(root).parts)
+        )
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(f"{path.relative_to(root) if path != root else path.name}\0".encode())
+            digest.update(self._file_digest(path).encode())
+        return digest.hexdigest()
+
+    def _file_digest(self, path: Path) -> str:
+        stat = path.stat()
+        known = self._digests.get(str(path))
+        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
+            return known[2]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        self._digests[str(path)] = (stat.st_mtime_ns, stat.st_size, digest)
+        return digest
+
+    def _version(self, top: str) -> str:
+        if top not in self._versions:
+            if top in sys.stdlib_module_names:
+                self._versions[top] = f"python {sys.version.split()[0]}"
+            else:
+                names = importlib.metadata.packages_distributions().get(top, [top])
+                try:
+                    self._versions[top] = f"{names[0]} {importlib.metadata.version(names[0])}"
+                except importlib.metadata.PackageNotFoundError:
+                    self._versions[top] = "unknown version"
+        return self._versions[top]
+
+    def toolchain(self) -> str:
+        """model-trace's version and source, and torch's version: part of every key."""
+        own = Path(model_trace.__file__).parent
+        return "|".join([model_trace.__version__, self.files_digest(own), self._version("torch")])
+
+
+def cache_key(spec_identity: dict[str, Any], theme: str, toolchain: str,
+              sources: list[PackageSource]) -> str:
+    """The key of one fence's output."""
+    text = json.dumps({"spec": spec_identity, "theme": theme, "toolchain": toolchain,
+                       "sources": [(s.name, s.fingerprint) for s in sources]},
+                      sort_keys=True, default=list)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class TraceCache:
+    """Fence outputs by key, in memory and (when ``directory`` is set) on disk."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._memory: dict[str, FenceOutput] = {}
+        self._about: dict[str, dict[str, Any]] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> FenceOutput | None:
+        """The cached output, or None; a missing, partial or corrupt entry is a miss."""
+        with self._lock:
+            self._used.add(key)
+            output = self._memory.get(key)
+        if output is None and self.directory is not None:
+            output = self._read(self.directory / f"{key}.json")
+            if output is not None:
+                with self._lock:
+                    self._memory[key] = output
+        return output
+
+    def put(self, key: str, output: FenceOutput, about: dict[str, Any]) -> None:
+        """Store an output in memory and, atomically, on disk."""
+        with self._lock:
+            self._memory[key] = output
+            self._about[key] = about
+            self._used.add(key)
+        if self.directory is not None:
+            entry = {"schema": SCHEMA, "key": key, "about": about, "html": output.html,
+                     "exports": {fmt: base64.b64encode(data).decode("ascii")
+                                 for fmt, data in output.exports.items()}}
+            write_atomic(self.directory / f"{key}.json", json.dumps(entry).encode("utf-8"))
+
+    def finish_build(self, prune: bool) -> None:
+        """Write the manifest of the entries this build used; with ``prune``, forget the rest
+        (a full, successful build knows every fence of the site)."""
+        with self._lock:
+            used, self._used = self._used, set()
+            if prune:
+                self._memory = {k: v for k, v in self._memory.items() if k in used}
+        if self.directory is None:
+            return
+        manifest = self._read_manifest()
+        entries = {key: self._about.get(key) or manifest.get(key, {}) for key in sorted(used)}
+        if prune:
+            for path in self.directory.glob("*.json"):
+                if path.name != MANIFEST and path.stem not in used:
+                    path.unlink(missing_ok=True)
+            self._remove_stale_temporaries()
+        else:
+            entries = manifest | entries
+        write_atomic(self.directory / MANIFEST,
+                     json.dumps({"schema": SCHEMA, "entries": entries}, indent=1).encode())
+
+    def _read(self, path: Path) -> FenceOutput | None:
+        try:
+            entry = json.loads(path.read_bytes())
+            return FenceOutput(html=entry["html"], exports={
+                fmt: base64.b64decode(data) for fmt, data in entry["exports"].items()})
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # written by something else: rebuild it
+            return None
+
+    def _read_manifest(self) -> dict[str, Any]:
+        assert self.directory is not None
+        try:
+            return json.loads((self.directory / MANIFEST).read_bytes())["entries"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def _remove_stale_temporaries(self, older_than_s: float = 600.0) -> None:
+        """Temporary files of builds that were killed (not of builds running right now)."""
+        assert self.directory is not None
+        for path in self.directory.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old content or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,41 @@
+"""The plugin's options: ``plugins: - model-trace: {...}`` in ``mkdocs.yml``."""
+
+from __future__ import annotations
+
+import os
+
+from mkdocs.config import base
+from mkdocs.config import config_options as c
+
+from model_trace.loader import DEFAULT_ALLOWED_ROOTS
+from model_trace.spec import EXPORT_FORMATS, ROUTING_POLICIES
+
+THEMES = ("auto", "light", "dark")
+
+
+class ModelTraceConfig(base.Config):
+    """Options under ``plugins: - model-trace:`` in ``mkdocs.yml``."""
+
+    cache = c.Type(bool, default=True)
+    """Keep traced figures between builds (in memory under ``mkdocs serve``, and on disk)."""
+    cache_dir = c.Type(str, default=".cache/plugin/model-trace")
+    """Where the cache lives, relative to ``mkdocs.yml``."""
+    depth = c.Type(int, default=1)
+    """How many module levels a figure opens when a fence gives no ``depth``."""
+    routing = c.Choice(ROUTING_POLICIES, default="balanced")
+    """The routing policy of fences that give no ``routing``."""
+    allowed_roots = c.ListOfItems(c.Type(str), default=list(DEFAULT_ALLOWED_ROOTS))
+    """Packages (or dotted module prefixes) a fence may import a model or inputs from. A model
+    is code: anything listed here runs during the build."""
+    timeout = c.Type((int, float), default=300)
+    """Seconds one trace may take; past it, its worker process is killed and the fence fails."""
+    jobs = c.Type(int, default=os.cpu_count() or 1)
+    """How many fences trace at once, each in its own worker process."""
+    on_error = c.Choice(("fail", "warn"), default="fail")
+    """``fail`` stops the build on a bad fence; ``warn`` logs it and draws an error box
+    (``mkdocs build --strict`` turns the warning into a failure)."""
+    export = c.ListOfItems(c.Choice(EXPORT_FORMATS), default=[])
+    """Export files (png, svg, json) written next to the page for fences that give no
+    ``export``."""
+    theme = c.Choice(THEMES, default="auto")
+    """The figures' colours: ``auto`` follows the page (Material's palette toggle included)."""

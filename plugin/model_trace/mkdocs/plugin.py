@@ -1,0 +1,158 @@
+"""The MkDocs plugin: a thin layer that wires the Markdown extension into a site.
+
+It injects the model-trace custom fence into SuperFences' config (so users add nothing but
+``plugins: [model-trace]``), submits every fence of the site as soon as the files are known
+(``on_files``), lets the formatter collect each result while its page is converted, turns fence
+problems into build errors naming page and line (``on_page_content``), writes export files next
+to their pages, ships the viewer's assets once per site, and under ``mkdocs serve`` watches
+the models' source folders. Defining ``on_startup`` makes MkDocs keep one plugin instance, and
+with it the in-memory cache, across ``serve`` rebuilds.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.livereload import LiveReloadServer
+from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+from model_trace.markdown_ext import (
+    FenceState,
+    ModelTraceExtension,
+    find_fences,
+    superfences_entry,
+)
+from model_trace.mkdocs.config import ModelTraceConfig
+from model_trace.session import Settings, TraceSession
+
+log = logging.getLogger("mkdocs.plugins.model_trace")
+
+ASSET_DIR = "assets/model-trace"
+SUPERFENCES = "pymdownx.superfences"
+
+
+class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
+    """``plugins: [model-trace]``: draws every ```model-trace fence of the site."""
+
+    def __init__(self) -> None:
+        self.session: TraceSession | None = None
+        self.state = FenceState()
+        self._dirty = False
+        self._server: LiveReloadServer | None = None
+        self._watched: set[Path] = set()
+
+    def on_startup(self, *, command: Literal["build", "gh-deploy", "serve"],
+                   dirty: bool) -> None:
+        self._dirty = dirty
+
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        settings = self._settings(config)
+        if self.session is None or self.session.settings != settings or not self.config.cache:
+            self.session = TraceSession(settings)
+        self.session.start_build()
+        self.state = FenceState(self.session)
+        if SUPERFENCES not in config.markdown_extensions:
+            config.markdown_extensions.append(SUPERFENCES)
+        fences: list[dict[str, Any]] = config.mdx_configs.setdefault(SUPERFENCES, {}).setdefault(
+            "custom_fences", []
+        )
+        if not any(f.get("name") == superfences_entry()["name"] for f in fences):
+            fences.append(superfences_entry())
+        config.markdown_extensions.append(
+            ModelTraceExtension(state=self.state, register_fence=False)  # type: ignore[arg-type]
+        )
+        for name in _asset_names():
+            target = config.extra_javascript if name.endswith(".js") else config.extra_css
+            url = f"{ASSET_DIR}/{name}"
+            if name.endswith((".js", ".css")) and url not in target:
+                target.append(url)
+        return config
+
+    def _settings(self, config: MkDocsConfig) -> Settings:
+        root = Path(config.config_file_path or ".").resolve().parent
+        return Settings(
+            depth=self.config.depth,
+            routing=self.config.routing,
+            export=tuple(self.config.export),
+            theme=self.config.theme,
+            allowed_roots=tuple(self.config.allowed_roots),
+            timeout_s=float(self.config.timeout),
+            jobs=self.config.jobs,
+            cache_dir=root / self.config.cache_dir if self.config.cache else None,
+            option_hint="`{name}` under `plugins: - model-trace:` in mkdocs.yml",
+            log=log.info,
+        )
+
+    def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
+        package = resources.files("model_trace") / "assets"
+        for name in _asset_names():
+            content = (package / name).read_bytes()
+            files.append(File.generated(config, f"{ASSET_DIR}/{name}", content=content))
+        # Submit every fence of the site now, so they trace in parallel while pages convert.
+        for file in files.documentation_pages():
+            fences = find_fences(file.content_string.splitlines())
+            if fences:
+                self.state.prefetch(fences, file.src_uri)
+        return files
+
+    def on_page_markdown(
+        self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files
+    ) -> str:
+        stem = posixpath.splitext(posixpath.basename(page.file.dest_uri))[0]
+        self.state.start_page(
+            page.file.src_uri,
+            export_base=lambda prefix: prefix if stem == "index" else f"{stem}-{prefix}",
+        )
+        return markdown
+
+    def on_page_content(
+        self, html: str, *, page: Page, config: MkDocsConfig, files: Files
+    ) -> str:
+        folder = posixpath.dirname(page.file.dest_uri)
+        for name, data in self.state.files.items():
+            files.append(File.generated(config, posixpath.join(folder, name), content=data))
+        problems = [f"model-trace: {problem}" for problem in self.state.problems]
+        self.state.problems = []
+        if problems and self.config.on_error == "fail":
+            raise PluginError("\n".join(problems))
+        for problem in problems:
+            log.warning(problem)
+        return html
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        assert self.session is not None
+        self.session.finish_build(complete=not self._dirty)
+        if self._server is not None:
+            self._watch_models()
+
+    def on_build_error(self, *, error: Exception) -> None:
+        if self.session is not None:
+            self.session.finish_build(complete=False)
+
+    def on_serve(self, server: LiveReloadServer, *, config: MkDocsConfig,
+                 builder: Any) -> LiveReloadServer:
+        self._server = server
+        self._watch_models()
+        return server
+
+    def _watch_models(self) -> None:
+        """Rebuild when a local model's source changes; only its fences miss the cache."""
+        assert self.session is not None and self._server is not None
+        for path in self.session.watched_paths():
+            if path not in self._watched:
+                self._watched.add(path)
+                self._server.watch(str(path))
+
+
+def _asset_names() -> list[str]:
+    """The viewer's files; scripts load in name order."""
+    package = resources.files("model_trace") / "assets"
+    return sorted(entry.name for entry in package.iterdir() if entry.is_file())

@@ -1,0 +1,190 @@
+"""Trace fences in separate processes: in parallel, with a time limit, on fresh imports.
+
+Each worker is a process started with the 'spawn' method, so it imports the model's code
+anew (an edited model is really re-imported under ``mkdocs serve``), and a model that hangs
+or crashes takes down only its worker. ``TracePool`` runs at most ``jobs`` traces at once,
+re-uses idle workers within one build, kills a worker whose trace runs past ``timeout_s``,
+and logs progress for traces that take a while. A docs build makes one pool per build.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from model_trace.cache import FenceOutput
+from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, TraceError
+from model_trace.spec import FenceSpec
+
+STARTUP_TIMEOUT_S = 180.0
+"""How long a new worker may take to import torch and model-trace (not counted in a trace)."""
+PROGRESS_AFTER_S = 2.0
+PROGRESS_EVERY_S = 10.0
+
+_ERRORS: dict[str, type[ModelTraceError]] = {
+    cls.__name__: cls for cls in (SpecError, ModelLoadError, TraceError)
+}
+
+
+class TraceTimeout(ModelTraceError):
+    """A trace ran past its time limit; its worker process was killed."""
+
+
+@dataclass(frozen=True)
+class TraceJob:
+    """One fence to trace: the spec (defaults filled in), the theme, and a label for logs."""
+
+    spec: FenceSpec
+    theme: str
+    label: str
+
+
+class _Worker:
+    """One spawned process and the pipe to it."""
+
+    def __init__(self, context: Any) -> None:
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child,), daemon=True,
+                                       name="model-trace-worker")
+        self.process.start()
+        child.close()
+        if not self.connection.poll(STARTUP_TIMEOUT_S):
+            self.kill()
+            raise ModelTraceError(f"a trace worker did not start within {STARTUP_TIMEOUT_S} s")
+        status, detail = self.receive()
+        if status != "ready":
+            self.kill()
+            raise ModelTraceError(f"a trace worker failed to start: {detail}")
+
+    def receive(self) -> Any:
+        try:
+            return self.connection.recv()
+        except (EOFError, OSError) as error:
+            self.kill()
+            code = self.process.exitcode
+            raise ModelTraceError(f"the trace worker died (exit code {code}); the model may "
+                                  "have crashed the interpreter or run out of memory") from error
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.connection.close()
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(None)
+            self.process.join(2)
+        except OSError:
+            pass
+        self.kill()
+
+
+class TracePool:
+    """Runs ``TraceJob``s in spawned worker processes, at most ``jobs`` at a time."""
+
+    def __init__(self, jobs: int, timeout_s: float, timeout_hint: str = "timeout",
+                 log: Callable[[str], None] | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.timeout_hint = timeout_hint
+        self._log = log or logging.getLogger("mkdocs.plugins.model_trace").info
+        self._context = multiprocessing.get_context("spawn")
+        self._threads = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="model-trace")
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    def submit(self, job: TraceJob) -> Future[FenceOutput]:
+        """Start tracing ``job`` as soon as a slot is free."""
+        return self._threads.submit(self._run, job)
+
+    def close(self) -> None:
+        """Stop every worker; traces still running fail, queued ones are cancelled."""
+        self._closing.set()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
+    def _run(self, job: TraceJob) -> FenceOutput:
+        worker = self._take()
+        try:
+            worker.connection.send((job.spec, job.theme))
+            self._wait(worker, job)
+            reply = worker.receive()
+        except BaseException:
+            worker.kill()
+            raise
+        self._give_back(worker)
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, message, field_name = reply
+        error_class = _ERRORS.get(kind, ModelTraceError)
+        if error_class is SpecError:
+            raise SpecError(message, field=field_name)
+        raise error_class(message)
+
+    def _wait(self, worker: _Worker, job: TraceJob) -> None:
+        start = time.monotonic()
+        next_log = PROGRESS_AFTER_S
+        while not worker.connection.poll(0.25):
+            elapsed = time.monotonic() - start
+            if self._closing.is_set():
+                raise ModelTraceError(f"tracing {job.label} was stopped: the build ended")
+            if elapsed >= self.timeout_s:
+                raise TraceTimeout(
+                    f"tracing {job.label} took longer than {self.timeout_s:g} s, so its worker "
+                    f"was stopped; raise {self.timeout_hint}, or trace a smaller model "
+                    "(e.g. `overrides: {n_layers: 4}`)")
+            if elapsed >= next_log:
+                self._log(f"model-trace: tracing {job.label} ... ({elapsed:.0f} s)")
+                next_log += PROGRESS_EVERY_S
+        elapsed = time.monotonic() - start
+        if elapsed >= PROGRESS_AFTER_S:
+            self._log(f"model-trace: traced {job.label} in {elapsed:.1f} s")
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _Worker(self._context)
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            self._idle.append(worker)
+
+
+def serve(connection: Connection) -> None:
+    """A worker's main loop: receive (spec, theme), reply with the output or the error."""
+    sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
+    try:
+        from model_trace.pipeline import run_fence
+    except BaseException as error:
+        connection.send(("failed", f"{type(error).__name__}: {error}"))
+        return
+    connection.send(("ready", None))
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        spec, theme = request
+        try:
+            connection.send(("ok", run_fence(spec, theme)))
+        except ModelTraceError as error:
+            connection.send(("error", type(error).__name__, str(error),
+                             getattr(error, "field", None)))
+        except Exception as error:  # a model's own bug: report it, keep serving
+            connection.send(("error", "ModelTraceError", f"{type(error).__name__}: {error}",
+                             None))
