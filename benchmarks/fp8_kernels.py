@@ -56,21 +56,26 @@ class Row:
 
 
 def measure(fn: Callable[[], object], device: torch.device, budget_s: float) -> float:
-    """Median wall time of `fn` in milliseconds, over repetitions filling about `budget_s`."""
+    """Time per call of `fn` in milliseconds: the median of 5 batches of back-to-back calls.
+
+    Calls within a batch are not synchronised one by one, so on a GPU a small kernel's time is
+    its launch cost (the Python dispatch) when that exceeds the kernel's run time.
+    """
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()  # warm-up: compilation, autotuning, allocator
     synchronize()
     start = time.perf_counter()
     fn()
     synchronize()
-    once = time.perf_counter() - start
-    times = []
-    for _ in range(max(3, min(200, int(budget_s / max(once, 1e-6))))):
+    calls = max(1, min(1000, int(budget_s / 5 / max(time.perf_counter() - start, 1e-6))))
+    batches = []
+    for _ in range(5):
         start = time.perf_counter()
-        fn()
+        for _ in range(calls):
+            fn()
         synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        batches.append((time.perf_counter() - start) / calls)
+    return statistics.median(batches) * 1e3
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> str:

@@ -40,11 +40,12 @@ if DEVICE.type == "cpu" and not triton_kernels.INTERPRETING:
 
 ON_GPU = DEVICE.type == "cuda"
 """Larger shapes on a GPU; the interpreter runs each program in numpy, so keep them small there."""
-ACCUMULATION_ERROR = 2**-12 if ON_GPU else 1e-6
+ACCUMULATION_ERROR = 2**-9 if ON_GPU else 1e-6
 """fp8_gemm's error bound, relative to the sum of |terms|. The interpreter sums in float32.
-Hopper's FP8 tensor cores add the products of each 128-wide K block with fewer mantissa bits
-than float32 before the kernel scales the block's sum and adds it in float32 (DeepSeek-V3's
-recipe: promote to float32 every 128 values), hence the looser bound on a GPU."""
+On Hopper, tiles of BLOCK_M = 64 use wgmma, whose FP8 products within one 128-wide K block are
+added with fewer mantissa bits than float32 before the kernel scales the block's sum and adds
+it in float32 (DeepSeek-V3's recipe: promote to float32 every 128 values). Measured on an H100:
+up to 8e-4 on these inputs spread over decades, 3e-5 on Gaussian ones; smaller tiles 2e-6."""
 
 
 def _random(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:

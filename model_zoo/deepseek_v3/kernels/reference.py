@@ -26,7 +26,10 @@ def scale_from_amax(amax: Tensor, scale_fmt: str | None) -> Tensor:
     `s = max(amax, 1e-4) / 448`, rounded up to `2 ** ceil(log2 s)` when `scale_fmt` is "ue8m0".
     Same shape as `amax`, float32.
     """
-    scale = amax.float().clamp(min=AMAX_FLOOR) / FP8_MAX
+    amax = amax.float().clamp(min=AMAX_FLOOR)
+    # Divide by a tensor: on CUDA, torch turns division by a Python number into multiplication
+    # by its reciprocal, which can differ in the last bit from the Triton kernel's division.
+    scale = amax / torch.full_like(amax, FP8_MAX)
     if scale_fmt == "ue8m0":
         # frexp is exact where exp2(ceil(log2(s))) is not: log2 of a value just above a power
         # of two can round down to the integer, which would shrink the scale and overflow FP8.
