@@ -1,9 +1,14 @@
-"""Lay out a Graph group by group: each expanded module's direct children form one small layered
-graph, placed by graphviz-pure's ``dot`` (a self-contained port shipped as a PyPI wheel).
+"""Lay out a graph group by group: each expanded group's direct children form one small layered
+graph, placed by graphviz-pure's ``dot`` (a self-contained Rust port shipped as a PyPI wheel).
 
 Groups are laid out bottom-up, so an expanded child's size is known before its parent is laid
-out, and all groups of one nesting level go to a single ``dot`` process. Nothing ever lays out
-the whole graph at once.
+out, and all groups of one nesting level go to a single ``dot`` process. Groups whose ``dot``
+input is identical (repeated layers, experts) are laid out once. Nothing ever lays out the
+whole graph at once, and no group has more than ``view_tree.CHUNK_LIMIT`` boxes.
+
+The browser viewer lays out groups it has to with dagre, using the same rank direction,
+separations and box sizes (``LAYOUT_CONSTANTS`` travels with the view data), and keeps these
+build-time group layouts until the reader changes what is expanded.
 """
 
 from __future__ import annotations
@@ -11,24 +16,48 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from model_trace.errors import ModelTraceError
 from model_trace.graph import Graph
+from model_trace.view_tree import Link, ViewTree, expanded_groups
 
 POINTS_PER_INCH = 72.0
 NODE_HEIGHT = 28.0
 MODULE_HEIGHT = 34.0
 CHAR_WIDTH = 7.0
 LABEL_PADDING = 20.0
+MIN_WIDTH = 56.0
 GROUP_PADDING = 14.0
 GROUP_TITLE = 22.0
+NODE_SEPARATION = 18.0
+"""Horizontal gap between boxes of one rank, in pixels (dot's ``nodesep``, dagre's)."""
+RANK_SEPARATION = 22.0
+"""Vertical gap between ranks, in pixels (dot's ``ranksep``, dagre's)."""
+EDGE_LABEL_SIZE = 10.0
+"""Font size of the tensor-shape labels on edges."""
+BIG_GROUP = 100
+"""Groups with more boxes than this get dot's cheaper settings (``nslimit``, ``mclimit``)."""
+
+LAYOUT_CONSTANTS: dict[str, float] = {
+    "nodeHeight": NODE_HEIGHT,
+    "moduleHeight": MODULE_HEIGHT,
+    "charWidth": CHAR_WIDTH,
+    "labelPadding": LABEL_PADDING,
+    "minWidth": MIN_WIDTH,
+    "groupPadding": GROUP_PADDING,
+    "groupTitle": GROUP_TITLE,
+    "nodeSep": NODE_SEPARATION,
+    "rankSep": RANK_SEPARATION,
+    "edgeLabelSize": EDGE_LABEL_SIZE,
+}
+
+Point = tuple[float, float]
 
 
 @dataclass
 class Box:
-    """A placed node or module, in absolute pixels (top-left corner)."""
+    """A placed node or group, in absolute pixels (top-left corner)."""
 
     id: str
     label: str
@@ -46,153 +75,125 @@ class Route:
     src: str
     dst: str
     tensors: list[str]
-    points: list[tuple[float, float]]
+    points: list[Point]
     label: str
-    label_at: tuple[float, float] | None
+    label_at: Point | None
+
+
+@dataclass
+class GroupLayout:
+    """One group's children placed relative to the group's inner area (what dot returned)."""
+
+    width: float
+    height: float
+    centers: dict[str, Point]
+    routes: list[tuple[str, str, list[Point], Point | None]]
 
 
 @dataclass
 class Layout:
-    """Everything a renderer needs: the canvas size, boxes (parents first) and routes."""
+    """Everything a renderer needs: the canvas size, boxes (parents first) and routes.
 
+    ``groups`` keeps each expanded group's relative layout, which the viewer reuses as long as
+    that group and its children's sizes are unchanged.
+    """
+
+    tree: ViewTree
     width: float
     height: float
     boxes: dict[str, Box] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
+    groups: dict[str, GroupLayout] = field(default_factory=dict)
 
 
-@dataclass
-class _Group:
-    module_id: str
-    items: list[str]
-    links: dict[tuple[str, str], list[str]]
-    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
+def view_tree(graph: Graph | ViewTree) -> ViewTree:
+    return graph if isinstance(graph, ViewTree) else ViewTree.from_graph(graph)
 
 
-@dataclass
-class _Placed:
-    width: float
-    height: float
-    centers: dict[str, tuple[float, float]]
-    routes: list[tuple[str, str, list[tuple[float, float]], tuple[float, float] | None]]
+def expanded_modules(graph: Graph | ViewTree, depth: int) -> set[str]:
+    """Groups open in the first view: the root and every module less than ``depth`` below it."""
+    return expanded_groups(view_tree(graph), depth)
 
 
-def item_label(graph: Graph, item_id: str) -> str:
+def item_label(graph: Graph | ViewTree, item_id: str) -> str:
     """The text drawn in a box: ``name: Class`` for modules (``×N`` when folded), op names."""
-    if item_id in graph.modules:
-        module = graph.modules[item_id]
-        label = module.label
-        if module.repeat is not None:
-            label += f" ×{module.repeat.count}"
-        return label
-    return graph.nodes[item_id].name
+    return view_tree(graph).items[item_id].label
 
 
-def expanded_modules(graph: Graph, depth: int) -> set[str]:
-    """Modules open in the first view: the root and everything less than ``depth`` below it."""
-    opened: set[str] = set()
-    stack = [(graph.root, 0)]
-    while stack:
-        module_id, level = stack.pop()
-        if level > depth:
-            continue
-        opened.add(module_id)
-        stack.extend((c, level + 1) for c in graph.modules[module_id].children
-                     if c in graph.modules)
-    return opened
+def layout(graph: Graph | ViewTree, expanded: set[str]) -> Layout:
+    """Place every visible box and edge with the groups in ``expanded`` open."""
+    tree = view_tree(graph)
+    open_groups = _visible_open_groups(tree, expanded)
+    placed: dict[str, GroupLayout] = {}
+    by_level: dict[int, list[str]] = {}
+    for group_id in open_groups:
+        by_level.setdefault(tree.depth_of(group_id), []).append(group_id)
+    for level in sorted(by_level, reverse=True):
+        sources: dict[str, str] = {}
+        for group_id in by_level[level]:
+            sources[group_id] = _dot_source(tree, group_id, placed)
+        unique = list(dict.fromkeys(sources.values()))
+        results = dict(zip(unique, _run_dot(unique), strict=True))
+        for group_id, source in sources.items():
+            placed[group_id] = results[source]
+    return _compose(tree, placed)
 
 
-def layout(graph: Graph, expanded: set[str]) -> Layout:
-    """Place every visible box and edge of ``graph`` with the modules in ``expanded`` open."""
-    groups = _collect_groups(graph, expanded)
-    placed: dict[str, _Placed] = {}
-    for level in sorted({_depth(graph, g) for g in groups}, reverse=True):
-        batch = [g for g in groups.values() if _depth(graph, g.module_id) == level]
-        for group in batch:
-            group.sizes = {item: _item_size(graph, item, placed) for item in group.items}
-        for group, result in zip(batch, _run_dot(graph, batch), strict=True):
-            placed[group.module_id] = result
-    return _compose(graph, groups, placed)
-
-
-def _depth(graph: Graph, item: str | _Group) -> int:
-    module_id = item.module_id if isinstance(item, _Group) else item
-    return len(graph.ancestors(module_id))
-
-
-def _collect_groups(graph: Graph, expanded: set[str]) -> dict[str, _Group]:
-    groups = {
-        m: _Group(m, list(graph.modules[m].children), defaultdict(list))
-        for m in expanded
-        if m in graph.modules and graph.modules[m].children
-    }
-    parent_of = {m.id: m.parent for m in graph.modules.values()}
-    parent_of.update({n.id: n.parent for n in graph.nodes.values()})
-    for edge in graph.edges:
-        src_chain = _chain(edge.src, parent_of)
-        dst_chain = _chain(edge.dst, parent_of)
-        common = _lowest_common(src_chain, dst_chain)
-        if common is None or common not in groups:
-            continue
-        src_item = src_chain[src_chain.index(common) - 1]
-        dst_item = dst_chain[dst_chain.index(common) - 1]
-        if src_item != dst_item:
-            tensors = groups[common].links[(src_item, dst_item)]
-            if edge.tensor not in tensors:
-                tensors.append(edge.tensor)
-    return groups
-
-
-def _chain(item: str, parent_of: dict[str, str | None]) -> list[str]:
-    chain = [item]
-    parent = parent_of[item]
-    while parent is not None:
-        chain.append(parent)
-        parent = parent_of[parent]
-    return chain
-
-
-def _lowest_common(a: list[str], b: list[str]) -> str | None:
-    in_b = set(b)
-    for item in a[1:]:
-        if item in in_b:
-            return item
-    return None
-
-
-def _item_size(graph: Graph, item: str, placed: dict[str, _Placed]) -> tuple[float, float]:
-    text_width = len(item_label(graph, item)) * CHAR_WIDTH + LABEL_PADDING
-    if item in placed:
-        inner = placed[item]
+def item_size(tree: ViewTree, item_id: str, placed: dict[str, GroupLayout]) -> Point:
+    """The box of an item: its label's width, or the laid-out children plus padding."""
+    item = tree.items[item_id]
+    text_width = len(item.label) * CHAR_WIDTH + LABEL_PADDING
+    if item_id in placed:
+        inner = placed[item_id]
         return (
             max(inner.width + 2 * GROUP_PADDING, text_width),
             inner.height + 2 * GROUP_PADDING + GROUP_TITLE,
         )
-    height = MODULE_HEIGHT if item in graph.modules else NODE_HEIGHT
-    return (max(text_width, 56.0), height)
+    height = MODULE_HEIGHT if item.is_group else NODE_HEIGHT
+    return (max(text_width, MIN_WIDTH), height)
 
 
-def _dot_source(index: int, group: _Group, graph: Graph) -> str:
+def edge_label(tree: ViewTree, tensors: list[str]) -> str:
+    """``(2, 16, 64)``, or ``(2, 16, 64) +2`` when more tensors share the link."""
+    label = tree.graph.tensors[tensors[0]].shape_label
+    return label if len(tensors) == 1 else f"{label} +{len(tensors) - 1}"
+
+
+def _visible_open_groups(tree: ViewTree, expanded: set[str]) -> list[str]:
+    """Expanded groups whose ancestors are all expanded (the others are not drawn)."""
+    opened: list[str] = []
+    stack = [tree.root]
+    while stack:
+        item = tree.items[stack.pop()]
+        if item.is_group and item.id in expanded and item.children:
+            opened.append(item.id)
+            stack.extend(item.children)
+    return opened
+
+
+def _dot_source(tree: ViewTree, group_id: str, placed: dict[str, GroupLayout]) -> str:
+    """One group as a dot graph; names are child positions, so equal groups give equal text."""
+    children = tree.items[group_id].children
+    index = {child: i for i, child in enumerate(children)}
+    links: list[Link] = tree.links.get(group_id, [])
+    big = len(children) > BIG_GROUP
     lines = [
-        f"digraph g{index} {{",
-        "rankdir=TB; nodesep=0.25; ranksep=0.3; splines=spline;",
+        "digraph g {",
+        f"rankdir=TB; nodesep={NODE_SEPARATION / POINTS_PER_INCH:.4f}; "
+        f"ranksep={RANK_SEPARATION / POINTS_PER_INCH:.4f}; splines=spline;"
+        + (" nslimit=1; mclimit=0.5;" if big else ""),
         'node [shape=box, fixedsize=true, label=""];',
-        'edge [fontsize=9, fontname="Helvetica"];',
+        f'edge [fontsize={EDGE_LABEL_SIZE:g}, fontname="Helvetica"];',
     ]
-    for item in group.items:
-        width, height = group.sizes[item]
-        inches = (width / POINTS_PER_INCH, height / POINTS_PER_INCH)
-        lines.append(f'"{item}" [width={inches[0]:.4f}, height={inches[1]:.4f}];')
-    for (src, dst), tensors in group.links.items():
-        label = _edge_label(graph, tensors)
-        lines.append(f'"{src}" -> "{dst}" [label="{label}"];')
+    for child in children:
+        width, height = item_size(tree, child, placed)
+        lines.append(f"c{index[child]} [width={width / POINTS_PER_INCH:.4f}, "
+                     f"height={height / POINTS_PER_INCH:.4f}];")
+    for link in links:
+        label = edge_label(tree, link.tensors).replace('"', "'")
+        lines.append(f'c{index[link.src]} -> c{index[link.dst]} [label="{label}"];')
     lines.append("}")
     return "\n".join(lines)
-
-
-def _edge_label(graph: Graph, tensors: list[str]) -> str:
-    label = graph.tensors[tensors[0]].shape_label
-    return label if len(tensors) == 1 else f"{label} +{len(tensors) - 1}"
 
 
 def dot_executable() -> str:
@@ -206,31 +207,41 @@ def dot_executable() -> str:
     return found
 
 
-def _run_dot(graph: Graph, batch: list[_Group]) -> list[_Placed]:
-    graph_text = "\n".join(_dot_source(i, g, graph) for i, g in enumerate(batch))
+def _run_dot(sources: list[str]) -> list[GroupLayout]:
+    if not sources:
+        return []
     completed = subprocess.run(
         [dot_executable(), "-Tplain"],
-        input=graph_text,
+        input="\n".join(sources),
         capture_output=True,
         text=True,
         check=False,
     )
     if completed.returncode != 0:
         raise ModelTraceError(f"graphviz-pure failed: {completed.stderr.strip()}")
-    return _parse_plain(completed.stdout)
+    results = _parse_plain(completed.stdout)
+    if len(results) != len(sources):
+        raise ModelTraceError(
+            f"graphviz-pure returned {len(results)} layouts for {len(sources)} groups; "
+            "report this with the model that triggered it"
+        )
+    return results
 
 
-def _parse_plain(text: str) -> list[_Placed]:
-    """Read dot's ``plain`` output (inches, y up) into pixels with y down, one per graph."""
-    results: list[_Placed] = []
-    current: _Placed | None = None
+def _parse_plain(text: str) -> list[GroupLayout]:
+    """Read dot's ``plain`` output (inches, y up) into pixels with y down, one per graph.
+
+    Node names are ``c<child index>``; they are kept as is and mapped back by ``_compose``.
+    """
+    results: list[GroupLayout] = []
+    current: GroupLayout | None = None
     for line in text.splitlines():
-        parts = shlex.split(line)
+        parts = shlex.split(line) if '"' in line else line.split()
         if not parts:
             continue
         if parts[0] == "graph":
-            current = _Placed(float(parts[2]) * POINTS_PER_INCH,
-                              float(parts[3]) * POINTS_PER_INCH, {}, [])
+            current = GroupLayout(float(parts[2]) * POINTS_PER_INCH,
+                                  float(parts[3]) * POINTS_PER_INCH, {}, [])
             results.append(current)
         elif parts[0] == "node" and current is not None:
             current.centers[parts[1]] = _point(parts[2], parts[3], current.height)
@@ -245,41 +256,57 @@ def _parse_plain(text: str) -> list[_Placed]:
     return results
 
 
-def _point(x: str, y: str, height: float) -> tuple[float, float]:
-    return (float(x) * POINTS_PER_INCH, height - float(y) * POINTS_PER_INCH)
+def _point(x: str, y: str, height: float) -> Point:
+    return (round(float(x) * POINTS_PER_INCH, 1), round(height - float(y) * POINTS_PER_INCH, 1))
 
 
-def _compose(graph: Graph, groups: dict[str, _Group], placed: dict[str, _Placed]) -> Layout:
-    """Turn per-group relative positions into absolute boxes, parents before children."""
-    root_size = _item_size(graph, graph.root, placed)
-    result = Layout(width=root_size[0], height=root_size[1])
-    result.boxes[graph.root] = Box(graph.root, item_label(graph, graph.root), 0.0, 0.0,
-                                   *root_size, expanded=graph.root in placed)
-    stack = [graph.root]
+def _compose(tree: ViewTree, placed: dict[str, GroupLayout]) -> Layout:
+    """Turn per-group relative positions into absolute boxes, parents before children.
+
+    A group's children sit centred below its title: the same rule the viewer uses.
+    """
+    root_size = item_size(tree, tree.root, placed)
+    result = Layout(tree=tree, width=root_size[0], height=root_size[1])
+    result.boxes[tree.root] = Box(tree.root, tree.items[tree.root].label, 0.0, 0.0,
+                                  *root_size, expanded=tree.root in placed)
+    stack = [tree.root]
     while stack:
-        module_id = stack.pop()
-        if module_id not in placed:
+        group_id = stack.pop()
+        if group_id not in placed:
             continue
-        outer = result.boxes[module_id]
-        inner = placed[module_id]
-        left = outer.x + (outer.width - inner.width) / 2
+        children = tree.items[group_id].children
+        relative = _by_child_id(placed[group_id], children)
+        result.groups[group_id] = relative
+        outer = result.boxes[group_id]
+        left = outer.x + (outer.width - relative.width) / 2
         top = outer.y + GROUP_PADDING + GROUP_TITLE
-        group = groups[module_id]
-        for item in group.items:
-            cx, cy = inner.centers[item]
-            width, height = group.sizes[item]
-            result.boxes[item] = Box(item, item_label(graph, item), left + cx - width / 2,
-                                     top + cy - height / 2, width, height,
-                                     expanded=item in placed)
-        for src, dst, points, label_at in inner.routes:
-            tensors = group.links[(src, dst)]
+        for child in children:
+            cx, cy = relative.centers[child]
+            width, height = item_size(tree, child, placed)
+            result.boxes[child] = Box(child, tree.items[child].label, left + cx - width / 2,
+                                      top + cy - height / 2, width, height,
+                                      expanded=child in placed)
+        links = {(link.src, link.dst): link for link in tree.links.get(group_id, [])}
+        for src, dst, points, label_at in relative.routes:
+            tensors = links[(src, dst)].tensors
             result.routes.append(Route(
                 src=src,
                 dst=dst,
                 tensors=tensors,
                 points=[(left + x, top + y) for x, y in points],
-                label=_edge_label(graph, tensors),
+                label=edge_label(tree, tensors),
                 label_at=(left + label_at[0], top + label_at[1]) if label_at else None,
             ))
-        stack.extend(reversed([item for item in group.items if item in placed]))
+        stack.extend(reversed([child for child in children if child in placed]))
     return result
+
+
+def _by_child_id(raw: GroupLayout, children: list[str]) -> GroupLayout:
+    """Rename dot's ``c<index>`` names to child ids (equal groups share one raw layout)."""
+    name = {f"c{i}": child for i, child in enumerate(children)}
+    return GroupLayout(
+        width=raw.width,
+        height=raw.height,
+        centers={name[k]: v for k, v in raw.centers.items()},
+        routes=[(name[s], name[d], pts, at) for s, d, pts, at in raw.routes],
+    )

@@ -72,7 +72,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         for name in _asset_names():
             target = config.extra_javascript if name.endswith(".js") else config.extra_css
             url = f"{ASSET_DIR}/{name}"
-            if name.endswith((".js", ".css")) and url not in target:
+            if name.endswith((".js", ".css")) and "/" not in name and url not in target:
                 target.append(url)
         return config
 
@@ -94,7 +94,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
         package = resources.files("model_trace") / "assets"
         for name in _asset_names():
-            content = (package / name).read_bytes()
+            content = package.joinpath(*name.split("/")).read_bytes()
             files.append(File.generated(config, f"{ASSET_DIR}/{name}", content=content))
         # Submit every fence of the site now, so they trace in parallel while pages convert.
         for file in files.documentation_pages():
@@ -153,6 +153,16 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
 
 
 def _asset_names() -> list[str]:
-    """The viewer's files; scripts load in name order."""
+    """The viewer's files; scripts load in name order. Files in subfolders (``vendor/``) are
+    shipped but not linked: the viewer loads them itself when it needs them."""
     package = resources.files("model_trace") / "assets"
-    return sorted(entry.name for entry in package.iterdir() if entry.is_file())
+    names: list[str] = []
+    folders = [(package, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        for entry in folder.iterdir():
+            if entry.is_file():
+                names.append(prefix + entry.name)
+            elif entry.is_dir() and not entry.name.startswith(("_", ".")):
+                folders.append((entry, f"{prefix}{entry.name}/"))
+    return sorted(names)

@@ -1,0 +1,318 @@
+"""The compact view data a figure carries for the browser viewer.
+
+One JSON object per graph, embedded in the page. It holds the whole ``Graph`` without loss (so
+the viewer's "download JSON" gives back exactly ``Graph.to_json()``), in a form that is small
+after gzip and cheap to read in JavaScript:
+
+- ``strings``: every text once (names, classes, paths, files, source lines, dtypes); other
+  fields hold indexes into it;
+- ``modules``, ``nodes``, ``tensors``: one array per field (columns), indexed by position;
+  ids that follow the tracer's ``m0, m1, ...`` pattern are stored as just the prefix;
+- ``shapes``: every distinct tensor shape once; ``tensors.shape`` indexes it;
+- ``edges``: a flat ``[src node, dst node, tensor, ...]`` list;
+- ``view``: what is not in the Graph: the chunks of very large groups, whether constants are
+  hidden, the groups open in the first view, and their build-time layouts (``seeds``), which
+  the viewer keeps until the reader changes what is expanded.
+
+Fields a later ``graph.py`` adds to modules or nodes that this encoder does not know are kept
+in ``extra`` as plain JSON, so the round trip stays exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from model_trace.graph import (
+    Edge,
+    Graph,
+    ModuleCall,
+    Node,
+    Repeat,
+    SourceLocation,
+    SourceSpan,
+    Stats,
+    Tensor,
+)
+from model_trace.layout import LAYOUT_CONSTANTS, Layout
+from model_trace.view_tree import ViewTree
+
+FORMAT = "model-trace-view"
+VERSION = 1
+STAT_FIELDS = tuple(f.name for f in dataclasses.fields(Stats))
+_KNOWN_MODULE = frozenset({"id", "path", "cls", "parent", "children", "call_index", "extra_repr",
+                           "source", "stats", "repeat"})
+_KNOWN_NODE = frozenset({"id", "kind", "name", "category", "parent", "inputs", "outputs", "args",
+                         "source", "stats"})
+_KNOWN_TENSOR = frozenset({"id", "shape", "dtype", "device", "producer"})
+
+
+class _Strings:
+    """The string table: ``add`` returns a stable index, first come first numbered."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def add(self, text: str) -> int:
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.index)
+        return found
+
+    def table(self) -> list[str]:
+        return list(self.index)
+
+
+def encode_view(tree: ViewTree, placed: Layout | None = None) -> dict[str, Any]:
+    """The view data of ``tree`` (and of ``placed``, the build-time layout, if given)."""
+    graph = tree.graph
+    strings = _Strings()
+    module_index = {m: i for i, m in enumerate(graph.modules)}
+    node_index = {n: i for i, n in enumerate(graph.nodes)}
+    tensor_index = {t: i for i, t in enumerate(graph.tensors)}
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "schema_version": graph.schema_version,
+        "root": module_index[graph.root],
+        "meta": graph.meta,
+        "layout": LAYOUT_CONSTANTS,
+        "stat_fields": list(STAT_FIELDS),
+        "modules": _encode_modules(graph, strings, module_index, node_index),
+        "nodes": _encode_nodes(graph, strings, module_index, tensor_index),
+    }
+    data["tensors"], data["shapes"] = _encode_tensors(graph, strings, node_index)
+    data["edges"] = [value for edge in graph.edges for value in
+                     (node_index[edge.src], node_index[edge.dst], tensor_index[edge.tensor])]
+    data["view"] = _encode_view_part(tree, placed, strings, module_index, node_index)
+    data["strings"] = strings.table()
+    return data
+
+
+def item_ref(tree: ViewTree, item_id: str, module_index: dict[str, int],
+             node_index: dict[str, int], chunk_index: dict[str, int]) -> int:
+    """One integer per view item: modules first, then nodes, then chunks."""
+    if item_id in module_index:
+        return module_index[item_id]
+    if item_id in node_index:
+        return len(module_index) + node_index[item_id]
+    return len(module_index) + len(node_index) + chunk_index[item_id]
+
+
+def _ids(ids: list[str], prefix: str) -> str | list[str]:
+    """``"m#"`` when the ids are exactly ``m0, m1, ...``; else the ids themselves."""
+    if all(item == f"{prefix}{i}" for i, item in enumerate(ids)):
+        return prefix + "#"
+    return ids
+
+
+def _source(strings: _Strings, source: SourceLocation | SourceSpan | None) -> Any:
+    if source is None:
+        return 0
+    if isinstance(source, SourceSpan):
+        return [strings.add(source.file), source.start, source.end]
+    return [strings.add(source.file), source.line, strings.add(source.code)]
+
+
+def _stats_columns(stats: list[Stats]) -> dict[str, list[int]]:
+    return {name: [getattr(s, name) for s in stats] for name in STAT_FIELDS}
+
+
+def _extra(item: Any, known: frozenset[str]) -> dict[str, Any]:
+    """Fields this encoder does not know yet, as plain JSON (empty for today's graph.py)."""
+    names = [f.name for f in dataclasses.fields(item) if f.name not in known]
+    return {name: _plain(getattr(item, name)) for name in names}
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+def _encode_modules(graph: Graph, strings: _Strings, module_index: dict[str, int],
+                    node_index: dict[str, int]) -> dict[str, Any]:
+    modules = list(graph.modules.values())
+    count = len(modules)
+    repeats: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for i, module in enumerate(modules):
+        if module.repeat is not None:
+            repeat = module.repeat
+            repeats[str(i)] = [
+                repeat.count,
+                [strings.add(m) for m in repeat.members],
+                _stats_columns(repeat.member_stats),
+                strings.add(repeat.note),
+            ]
+        extra = _extra(module, _KNOWN_MODULE)
+        if extra:
+            extras[str(i)] = extra
+    return {
+        "id": _ids([m.id for m in modules], "m"),
+        "path": [strings.add(m.path) for m in modules],
+        "cls": [strings.add(m.cls) for m in modules],
+        "parent": [module_index[m.parent] if m.parent is not None else -1 for m in modules],
+        "children": [
+            [module_index[c] if c in module_index else count + node_index[c]
+             for c in m.children]
+            for m in modules
+        ],
+        "call": [m.call_index for m in modules],
+        "extra_repr": [strings.add(m.extra_repr) for m in modules],
+        "source": [_source(strings, m.source) for m in modules],
+        "stats": _stats_columns([m.stats for m in modules]),
+        "repeat": repeats,
+        "extra": extras,
+    }
+
+
+def _encode_nodes(graph: Graph, strings: _Strings, module_index: dict[str, int],
+                  tensor_index: dict[str, int]) -> dict[str, Any]:
+    nodes = list(graph.nodes.values())
+    extras = {str(i): e for i, n in enumerate(nodes) if (e := _extra(n, _KNOWN_NODE))}
+    return {
+        "id": _ids([n.id for n in nodes], "n"),
+        "kind": [strings.add(n.kind) for n in nodes],
+        "name": [strings.add(n.name) for n in nodes],
+        "category": [strings.add(n.category) for n in nodes],
+        "parent": [module_index[n.parent] for n in nodes],
+        "inputs": [[tensor_index[t] for t in n.inputs] for n in nodes],
+        "outputs": [[tensor_index[t] for t in n.outputs] for n in nodes],
+        "args": [[strings.add(x) for kv in n.args.items() for x in kv] for n in nodes],
+        "source": [_source(strings, n.source) for n in nodes],
+        "stats": _stats_columns([n.stats for n in nodes]),
+        "extra": extras,
+    }
+
+
+def _encode_tensors(graph: Graph, strings: _Strings,
+                    node_index: dict[str, int]) -> tuple[dict[str, Any], list[list[int]]]:
+    shapes: dict[tuple[int, ...], int] = {}
+    tensors = list(graph.tensors.values())
+    extras = {str(i): e for i, t in enumerate(tensors) if (e := _extra(t, _KNOWN_TENSOR))}
+    columns = {
+        "id": _ids([t.id for t in tensors], "t"),
+        "shape": [shapes.setdefault(tuple(t.shape), len(shapes)) for t in tensors],
+        "dtype": [strings.add(t.dtype) for t in tensors],
+        "device": [strings.add(t.device) for t in tensors],
+        "producer": [node_index[t.producer] if t.producer is not None else -1 for t in tensors],
+        "extra": extras,
+    }
+    return columns, [list(shape) for shape in shapes]
+
+
+def _encode_view_part(tree: ViewTree, placed: Layout | None, strings: _Strings,
+                      module_index: dict[str, int], node_index: dict[str, int]) -> dict[str, Any]:
+    chunk_ids = [item.id for item in tree.items.values() if item.kind == "chunk"]
+    chunk_index = {c: i for i, c in enumerate(chunk_ids)}
+
+    def ref(item_id: str) -> int:
+        return item_ref(tree, item_id, module_index, node_index, chunk_index)
+
+    chunks = [
+        [ref(tree.items[c].parent), strings.add(tree.items[c].label),  # type: ignore[arg-type]
+         [ref(child) for child in tree.items[c].children]]
+        for c in chunk_ids
+    ]
+    view: dict[str, Any] = {"chunks": chunks, "show_constants": tree.show_constants,
+                            "open": [], "seeds": []}
+    if placed is None:
+        return view
+    for group_id, group in placed.groups.items():
+        children = tree.items[group_id].children
+        position = {child: i for i, child in enumerate(children)}
+        centers = [v for child in children for v in group.centers[child]]
+        routes = []
+        for src, dst, points, label_at in group.routes:
+            route = [position[src], position[dst], len(points)]
+            route += [v for point in points for v in point]
+            route += list(label_at) if label_at else []
+            routes.append(route)
+        view["seeds"].append([ref(group_id), group.width, group.height, centers, routes])
+    view["open"] = [ref(g) for g in placed.groups]
+    return view
+
+
+def decode_graph(data: dict[str, Any]) -> Graph:
+    """The Graph that ``encode_view`` was given (what the viewer's JSON download rebuilds)."""
+    strings: list[str] = data["strings"]
+    mods, nodes, tens = data["modules"], data["nodes"], data["tensors"]
+    module_ids = _decode_ids(mods["id"], len(mods["parent"]))
+    node_ids = _decode_ids(nodes["id"], len(nodes["parent"]))
+    tensor_ids = _decode_ids(tens["id"], len(tens["shape"]))
+    count = len(module_ids)
+
+    def child_id(ref: int) -> str:
+        return module_ids[ref] if ref < count else node_ids[ref - count]
+
+    modules: dict[str, ModuleCall] = {}
+    for i, module_id in enumerate(module_ids):
+        repeat = mods["repeat"].get(str(i))
+        parent = mods["parent"][i]
+        modules[module_id] = ModuleCall(
+            id=module_id,
+            path=strings[mods["path"][i]],
+            cls=strings[mods["cls"][i]],
+            parent=module_ids[parent] if parent >= 0 else None,
+            children=[child_id(c) for c in mods["children"][i]],
+            call_index=mods["call"][i],
+            extra_repr=strings[mods["extra_repr"][i]],
+            source=_decode_span(strings, mods["source"][i]),
+            stats=_decode_stats(mods["stats"], i),
+            repeat=Repeat(
+                count=repeat[0],
+                members=[strings[m] for m in repeat[1]],
+                member_stats=[_decode_stats(repeat[2], k) for k in range(len(repeat[1]))],
+                note=strings[repeat[3]],
+            ) if repeat else None,
+            **mods["extra"].get(str(i), {}),
+        )
+    graph_nodes: dict[str, Node] = {}
+    for i, node_id in enumerate(node_ids):
+        args = nodes["args"][i]
+        source = nodes["source"][i]
+        graph_nodes[node_id] = Node(
+            id=node_id,
+            kind=strings[nodes["kind"][i]],  # type: ignore[arg-type]
+            name=strings[nodes["name"][i]],
+            category=strings[nodes["category"][i]],
+            parent=module_ids[nodes["parent"][i]],
+            inputs=[tensor_ids[t] for t in nodes["inputs"][i]],
+            outputs=[tensor_ids[t] for t in nodes["outputs"][i]],
+            args={strings[args[k]]: strings[args[k + 1]] for k in range(0, len(args), 2)},
+            source=SourceLocation(strings[source[0]], source[1], strings[source[2]])
+            if source else None,
+            stats=_decode_stats(nodes["stats"], i),
+            **nodes["extra"].get(str(i), {}),
+        )
+    tensors = {
+        tensor_id: Tensor(
+            id=tensor_id,
+            shape=list(data["shapes"][tens["shape"][i]]),
+            dtype=strings[tens["dtype"][i]],
+            device=strings[tens["device"][i]],
+            producer=node_ids[tens["producer"][i]] if tens["producer"][i] >= 0 else None,
+            **tens["extra"].get(str(i), {}),
+        )
+        for i, tensor_id in enumerate(tensor_ids)
+    }
+    flat = data["edges"]
+    edges = [Edge(node_ids[flat[k]], node_ids[flat[k + 1]], tensor_ids[flat[k + 2]])
+             for k in range(0, len(flat), 3)]
+    return Graph(root=module_ids[data["root"]], modules=modules, nodes=graph_nodes,
+                 tensors=tensors, edges=edges, meta=data["meta"],
+                 schema_version=data["schema_version"])
+
+
+def _decode_ids(ids: str | list[str], count: int) -> list[str]:
+    if isinstance(ids, str):
+        prefix = ids.removesuffix("#")
+        return [f"{prefix}{i}" for i in range(count)]
+    return list(ids)
+
+
+def _decode_span(strings: list[str], source: Any) -> SourceSpan | None:
+    return SourceSpan(strings[source[0]], source[1], source[2]) if source else None
+
+
+def _decode_stats(columns: dict[str, list[int]], index: int) -> Stats:
+    return Stats(**{name: values[index] for name, values in columns.items()})
