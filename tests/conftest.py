@@ -16,6 +16,7 @@ SiteBuilder = Callable[..., Path]
 
 TINY_MODELS = '''\
 """Models for tests; building one appends a line to BUILD_LOG, so tests can count traces."""
+import os
 import time
 
 import torch
@@ -33,7 +34,13 @@ class Tiny(nn.Module):
             log.write(f"{{type(self).__name__}} {{width}}\\n")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(self.sleep_s)
+        if self.sleep_s:
+            start = time.time()
+            with open(BUILD_LOG, "a") as log:
+                log.write(f"sleeping {{os.getpid()}}\\n")
+            time.sleep(self.sleep_s)
+            with open(BUILD_LOG, "a") as log:
+                log.write(f"slept {{os.getpid()}} {{start}} {{time.time()}}\\n")
         return torch.relu(self.proj(x))
 
 

@@ -19,7 +19,7 @@ from model_trace.errors import SpecError
 
 ROUTING_POLICIES = ("balanced", "first", "random")
 """How a mixture-of-experts gate picks experts on the meta device, where scores have no values."""
-OVERLAYS = ("none", "params", "flops", "memory")
+OVERLAYS = ("none", "params", "flops", "memory", "time")
 """What the viewer colours module boxes by."""
 EXPORT_FORMATS = ("png", "svg", "json")
 """Files a fence can offer for download next to its page."""
@@ -230,7 +230,7 @@ def check_field(key: str, value: Any, line: int | None = None) -> None:
 
     if (isinstance(value, bool) and bool not in rule.types) or not isinstance(value, rule.types):
         kinds = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in rule.types)
-        raise fail(f"must be a {kinds}, got {value!r}")
+        raise fail(f"must be of type {kinds}, got {value!r}")
     items = value if isinstance(value, list) and rule.choices else [value]
     for item in items:
         if rule.choices and item not in rule.choices:
@@ -245,6 +245,7 @@ def check_field(key: str, value: Any, line: int | None = None) -> None:
 
 _TYPE_NAMES = {str: "string", int: "integer", bool: "boolean (true or false)",
                dict: "mapping", list: "list"}
+"""How errors and the field table name the YAML types."""
 
 
 def _key_lines(root: yaml.Node | None) -> dict[str, int]:

@@ -1,0 +1,86 @@
+"""Fences trace in spawned worker processes: in parallel, with a time limit, with progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+from mkdocs.exceptions import Abort, PluginError
+
+PLUGIN = {"allowed_roots": ["tiny_models"]}
+
+
+def _sleeper(seconds: float, width: int = 8) -> str:
+    return (f"```model-trace\nmodel: tiny_models:Tiny\nargs: {{width: {width}, "
+            f"sleep_s: {seconds}}}\ninputs: [[3, {width}]]\n```\n")
+
+
+def _failure(raised: pytest.ExceptionInfo, caplog: pytest.LogCaptureFixture) -> str:
+    """What a failed build reported: the exception and the errors MkDocs logged."""
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return "\n".join([str(raised.value), *logged])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_trace_past_the_timeout_is_killed_and_reported(build_site, tiny_models, caplog) -> None:
+    page = "# Slow\n\n" + _sleeper(60)
+    start = time.monotonic()
+    with pytest.raises((Abort, PluginError)) as raised:
+        build_site({"slow.md": page}, plugin={**PLUGIN, "timeout": 1})
+    assert time.monotonic() - start < 40
+    message = _failure(raised, caplog)
+    assert "slow.md:3" in message and "longer than 1 s" in message
+    assert "`timeout` under `plugins: - model-trace:`" in message
+    (sleeping,) = [line for line in tiny_models.builds() if line.startswith("sleeping")]
+    pid = int(sleeping.split()[1])
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the worker that ran past its time limit is still running"
+
+
+def test_fences_of_different_pages_trace_in_parallel(build_site, tiny_models) -> None:
+    build_site({"a.md": _sleeper(1.5, 8), "b.md": _sleeper(1.5, 16)},
+               plugin={**PLUGIN, "jobs": 2})
+    spans = [tuple(map(float, line.split()[2:])) for line in tiny_models.builds()
+             if line.startswith("slept")]
+    assert len(spans) == 2
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a, f"traces ran one after the other: {spans}"
+
+
+def test_jobs_one_traces_one_fence_at_a_time(build_site, tiny_models) -> None:
+    build_site({"a.md": _sleeper(0.5, 8), "b.md": _sleeper(0.5, 16)},
+               plugin={**PLUGIN, "jobs": 1})
+    pids = {line.split()[1] for line in tiny_models.builds() if line.startswith("slept")}
+    spans = sorted(tuple(map(float, line.split()[2:])) for line in tiny_models.builds()
+                   if line.startswith("slept"))
+    assert len(pids) == 1  # one worker, re-used
+    assert spans[0][1] <= spans[1][0]
+
+
+def test_a_slow_trace_logs_progress(build_site, tiny_models, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="mkdocs.plugins.model_trace")
+    build_site({"index.md": "# Slow\n\n" + _sleeper(3)}, plugin=PLUGIN)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.startswith("model-trace: tracing tiny_models:Tiny for index.md:3 ... (")
+               for m in messages), messages
+    assert any(m.startswith("model-trace: traced tiny_models:Tiny for index.md:3 in ")
+               for m in messages), messages
+
+
+def test_a_model_that_kills_its_worker_is_reported(build_site, caplog) -> None:
+    page = "```model-trace\nmodel: os:_exit\nargs: {status: 3}\ninputs: []\n```\n"
+    with pytest.raises((Abort, PluginError)) as raised:
+        build_site({"index.md": page}, plugin={"allowed_roots": ["os"]})
+    message = _failure(raised, caplog)
+    assert "index.md:1" in message and "died (exit code 3)" in message

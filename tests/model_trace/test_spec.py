@@ -1,0 +1,125 @@
+"""The fence spec: parsing, validation errors that name the field, line and allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_trace.errors import SpecError
+from model_trace.loader import check_allowed
+from model_trace.spec import FIELDS, FenceSpec, field_table, parse_spec
+
+FULL = """\
+model: deepseek-v3
+config: 671B
+overrides: {n_layers: 4}
+inputs: {tokens: [1, 128]}
+depth: 2
+focus: layers.3.ffn
+routing: balanced
+overlay: flops
+trace_depth: 1
+show_constants: false
+height: 600
+export: [png, svg, json]
+caption: DeepSeek-V3, one MoE block
+"""
+
+
+def test_the_documented_example_parses() -> None:
+    spec = parse_spec(FULL)
+    assert spec.model == "deepseek-v3" and spec.overrides == {"n_layers": 4}
+    assert spec.export == ("png", "svg", "json") and spec.show_constants is False
+    assert spec.lines["caption"] == 13
+
+
+def _error(text: str) -> SpecError:
+    with pytest.raises(SpecError) as raised:
+        parse_spec(text)
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "line", "words"),
+    [
+        ("model: a:b\ndeep: 3", "deep", 2, ["unknown field 'deep'", "depth", "trace_depth"]),
+        ("model: a:b\ndepth: two", "depth", 2, ["must be of type integer", "depth: 2"]),
+        ("model: a:b\ndepth: -1", "depth", 2, ["at least 0"]),
+        ("model: a:b\nrouting: smart", "routing", 2, ["balanced", "first", "random"]),
+        ("model: a:b\noverlay: colour", "overlay", 2, ["flops", "params"]),
+        ("model: a:b\nexport: [pdf]", "export", 2, ["'pdf'", "png, svg, json"]),
+        ("model: a:b\nshow_constants: 0", "show_constants", 2, ["boolean"]),
+        ("model: a:b\nfold: yes please", "fold", 2, ["boolean"]),
+        ("model: a:b\ninputs: [[2, x]]", "inputs", 2, ["not a shape"]),
+        ("model: a:b\ninputs: {tokens: {shape: [1], dtype: int3}}", "inputs", 2, ["int64"]),
+        ("model: a:b\ninputs: pkg.module", "inputs", 2, ["import path"]),
+        ("model: 'pkg.module:'", "model", 1, ["import path"]),
+        ("{model: a:b,\n height: 12}", "height", 2, ["at least 100"]),
+        ("depth: 1", "model", None, ["'model' is missing"]),
+    ],
+)
+def test_errors_name_field_line_and_fix(text: str, field: str, line: int | None,
+                                        words: list[str]) -> None:
+    error = _error(text)
+    assert (error.field, error.line) == (field, line)
+    for word in words:
+        assert word in str(error)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment", "- a list", "just text"])
+def test_a_fence_that_is_not_a_mapping_is_refused(text: str) -> None:
+    assert "model" in str(_error(text)) or "mapping" in str(_error(text))
+
+
+def test_invalid_yaml_reports_its_line() -> None:
+    error = _error("model: a:b\nargs: {x: 1\ncaption: c")
+    assert "invalid YAML" in str(error) and error.line in (2, 3)
+
+
+def test_defaults_fill_only_what_the_fence_left_out() -> None:
+    spec = parse_spec("model: a:b\ndepth: 0").with_defaults(depth=3, routing="first",
+                                                            export=("svg",))
+    assert (spec.depth, spec.routing, spec.export) == (0, "first", ("svg",))
+    assert parse_spec("model: a:b\nexport: []").with_defaults(
+        depth=1, routing="balanced", export=("svg",)).export == ()
+
+
+def test_lines_are_not_part_of_the_identity() -> None:
+    assert parse_spec("model: a:b\n\ndepth: 2").identity() == parse_spec(
+        "depth: 2\nmodel: a:b").identity()
+
+
+def test_every_field_is_a_fence_spec_attribute_and_documented() -> None:
+    attributes = set(FenceSpec.__dataclass_fields__) - {"lines"}
+    assert set(FIELDS) == attributes
+    table = field_table()
+    for name, rule in FIELDS.items():
+        assert f"| `{name}` |" in table and rule.description and rule.example
+        parse_spec(f"model: a:b\n{name}: {rule.example}")  # each example is valid
+
+
+def test_every_torchvista_option_has_a_counterpart() -> None:
+    torchvista = {rule.torchvista for rule in FIELDS.values()}
+    assert {"collapse_modules_after_depth", "show_non_gradient_nodes",
+            "forced_module_tracing_depth", "height", "export_format"} <= torchvista
+
+
+def test_spec_choices_match_the_viewer() -> None:
+    from model_trace import render_html, spec
+
+    viewer_overlays = getattr(render_html, "OVERLAYS", spec.OVERLAYS)
+    assert set(spec.OVERLAYS) == set(viewer_overlays)
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "allowed"),
+    [("deepseek-v3", None, True), ("torch.nn:Linear", None, True),
+     ("torchvision.models:resnet18", None, False), ("model_zoo.x:y", "os:environ", False),
+     ("model_zoo_evil:y", None, False), ("not-in-the-zoo", None, False)],
+)
+def test_allowed_roots(model: str, inputs: str | None, allowed: bool) -> None:
+    spec = FenceSpec(model=model, inputs=inputs)
+    if allowed:
+        check_allowed(spec, ("model_zoo", "torch"))
+    else:
+        with pytest.raises(SpecError, match=r"allowed import roots|zoo model"):
+            check_allowed(spec, ("model_zoo", "torch"), "`allowed_roots`")
