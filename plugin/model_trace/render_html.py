@@ -30,7 +30,8 @@ class ViewOptions:
     """How a graph is first shown; every field maps to a fence field of the same name."""
 
     depth: int = 1
-    """Module levels open when the page loads (0: only the model's own box)."""
+    """Module levels open below the model's own box when the page loads (0: the model's box
+    is open and its children are closed)."""
     caption: str = ""
     """Text under the graph."""
     height: int | None = None

@@ -458,9 +458,11 @@
     return true;
   }
 
-  // Give grown children room without reordering anything: the plane is stretched right of
-  // and below each grown box (a monotone map, so no two boxes that did not overlap can
-  // overlap), and edges follow the same map. Boxes above and to the left do not move.
+  // Give grown children room without reordering anything. For each grown box, everything
+  // below its top moves down (boxes beside it by half, to stay centred on it) and, within
+  // its rank's band, everything right of its left edge moves right; both maps are monotone,
+  // so boxes that did not overlap cannot overlap. Edges follow the same maps. Boxes above
+  // and to the left do not move; nothing moves by more than the growth.
   function makeRoom(layout, sw, sh) {
     var n = sw.length, cx = layout.cx.slice(), cy = layout.cy.slice();
     var w = layout.w, h = layout.h, curW = layout.sw.slice(), curH = layout.sh.slice();
@@ -474,17 +476,20 @@
       var x0 = cx[i] - curW[i] / 2, x1 = cx[i] + curW[i] / 2;
       var y0 = cy[i] - curH[i] / 2, y1 = cy[i] + curH[i] / 2;
       var fx = stretch(x0, x1, dw), fy = stretch(y0, y1, dh);
+      var inBand = function (y) { return y >= y0 - 0.5 && y <= y1 + 0.5; };
       for (var k = 0; k < n; k++) {
         if (k === i) continue;
-        cx[k] = fx(cx[k]); cy[k] = fy(cy[k]);
+        if (inBand(cy[k])) cx[k] = fx(cx[k]);
+        cy[k] = fy(cy[k]);
       }
       cx[i] = x0 + sw[i] / 2; cy[i] = y0 + sh[i] / 2;
       curW[i] = sw[i]; curH[i] = sh[i];
       routes.forEach(function (r) {
-        r.pts.forEach(function (p) { p[0] = fx(p[0]); p[1] = fy(p[1]); });
-        if (r.lx !== null) { r.lx = fx(r.lx); r.ly = fy(r.ly); }
+        r.pts.forEach(function (p) { if (inBand(p[1])) p[0] = fx(p[0]); p[1] = fy(p[1]); });
+        if (r.lx !== null) { if (inBand(r.ly)) r.lx = fx(r.lx); r.ly = fy(r.ly); }
       });
-      w += dw; h += dh;
+      h += dh;
+      for (k = 0; k < n; k++) w = Math.max(w, cx[k] + curW[k] / 2);
     }
     return new GroupLayout(w, h, cx, cy, sw.slice(), sh.slice(), routes);
   }
@@ -713,7 +718,7 @@
     button("\u2212", "Zoom out (-)", function () { self.zoomBy(1 / 1.25); });
     button("+", "Zoom in (+)", function () { self.zoomBy(1.25); });
     button("Fit", "Fit to view (0)", function () { self.fit(); });
-    button("\u26f6", "Fullscreen", function () { self.toggleFullscreen(); });
+    button("Full screen", "Full screen", function () { self.toggleFullscreen(); });
     var depth = el("select", { class: "mt-depth", "aria-label": "Depth", title: "Open modules " +
                                "down to this depth" });
     for (var d = 0; d <= model.maxLevel; d++) {
@@ -1007,7 +1012,7 @@
   Viewer.prototype.toggle = function (ref) {
     var expanded = new Set(this.state.expanded);
     if (this.placed.boxes.get(ref).open) expanded.delete(ref); else expanded.add(ref);
-    return this.update({ expanded: expanded, selected: ref }, { anchor: ref });
+    return this.update({ expanded: expanded }, { anchor: ref });
   };
   Viewer.prototype.select = function (ref) {
     return this.update({ selected: ref });
@@ -1221,7 +1226,7 @@
       " " + num(p.height + 2 * pad) + '" font-family="Helvetica, Arial, sans-serif" ' +
       'font-size="12"><title>' + esc(this.svg.querySelector("title").textContent) + "</title>" +
       '<defs><marker id="' + esc(this.id) + '-arrow" viewBox="0 0 8 8" refX="7" refY="4" ' +
-      'markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="' +
+      'markerWidth="7" markerHeight="7" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="' +
       arrow + '"/></marker></defs>' +
       (bg && bg !== "rgba(0, 0, 0, 0)" ? '<rect x="' + -pad + '" y="' + -pad + '" width="100%"' +
         ' height="100%" fill="' + bg + '"/>' : "") + inner + "</svg>";
