@@ -7,6 +7,16 @@ is first imported (the `@triton.jit` decorator reads it).
 
 The functions here take tensors already checked by `ops` (shapes, dtypes, a power-of-two
 `block_size`) and return new tensors on the inputs' device.
+
+Accuracy, against `reference` (on an H100 and in the interpreter): `act_quant` and
+`weight_dequant` are bit-identical. `fp8_gemm` adds the scaled sums of the 128-wide K blocks
+in float32, but on Hopper a tile of BLOCK_M = 64 runs on wgmma, which adds the FP8 products
+inside a block with fewer mantissa bits than float32 (DeepSeek-V3's own recipe: promote to
+float32 every 128 values); measured, up to 8e-4 of the sum of the terms' magnitudes on inputs
+spread over decades, 3e-5 on Gaussian ones. Smaller tiles accumulate in float32 throughout.
+
+The interpreter needs triton >= 3.9 when numpy >= 2.5 is installed: older interpreters turn
+the GEMM's runtime loop bound into an int in a way numpy 2.5 rejects.
 """
 
 import torch
