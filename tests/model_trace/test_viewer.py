@@ -64,7 +64,8 @@ MODELS = textwrap.dedent('''\
         return nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
 ''').format(nasty=NASTY)
 
-ENCODER = "```model-trace\nmodel: viewer_models:encoder\ninputs: [[2, 8, 32]]\ndepth: 1\n```\n"
+ENCODER = ("```model-trace\nmodel: viewer_models:encoder\ninputs: [[2, 8, 32]]\ndepth: 1\n"
+           "fold: false\n```\n")
 ESCAPES = "```model-trace\nmodel: viewer_models:Escapes\ninputs: [[2, 8]]\ndepth: 1\n```\n"
 SMALL = "```model-trace\nmodel: viewer_models:Small\ninputs: [[3, 8]]\ndepth: 1\n```\n"
 

@@ -1,0 +1,166 @@
+"""Static SVG, PNG through cairosvg, the figure HTML and its compact view data."""
+
+from __future__ import annotations
+
+import gzip
+import html.parser
+import io
+import json
+import re
+import struct
+import xml.etree.ElementTree as ET
+
+import cairosvg
+import pytest
+import torch
+from torch import nn
+
+from model_trace import trace
+from model_trace.graph import Graph
+from model_trace.layout import edge_label, layout
+from model_trace.render_html import ViewOptions, render_figure
+from model_trace.render_svg import render_svg
+from model_trace.view_data import decode_graph, encode_view
+from model_trace.view_tree import ViewTree, expanded_groups
+
+SVG = "{http://www.w3.org/2000/svg}"
+NASTY = "<script>alert(\"x\")</script>&'"
+
+
+def tagged(x: torch.Tensor, tag: str) -> torch.Tensor:
+    if torch.overrides.has_torch_function((x,)):
+        return torch.overrides.handle_torch_function(tagged, (x,), x, tag)
+    return x * 1
+
+
+class Escapes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict({NASTY: nn.Linear(8, 8)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tagged(self.blocks[NASTY](x), NASTY)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Graph:
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
+    return trace(nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False),
+                 torch.randn(2, 8, 32))
+
+
+def _svg(graph: Graph, depth: int) -> tuple[str, ViewTree]:
+    tree = ViewTree.from_graph(graph)
+    return render_svg(tree, layout(tree, expanded_groups(tree, depth)), "t"), tree
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_svg_is_well_formed_with_every_label_shape_and_title(encoder: Graph, depth: int) -> None:
+    text, tree = _svg(encoder, depth)
+    root = ET.fromstring(text)
+    items = {g.get("data-id"): g for g in root.iter(f"{SVG}g") if g.get("data-id")}
+    placed = layout(tree, expanded_groups(tree, depth))
+    assert set(items) == set(placed.boxes)
+    for item_id, g in items.items():
+        assert g.find(f"{SVG}text").text == tree.items[item_id].label
+        assert g.find(f"{SVG}title").text  # a tooltip / accessible name for every box
+    edges = [g for g in root.iter(f"{SVG}g") if g.get("class") == "mt-edge"]
+    assert len(edges) == len(placed.routes)
+    for edge, route in zip(edges, placed.routes, strict=True):
+        assert edge.find(f"{SVG}text").text == edge_label(tree, route.tensors)
+        assert "float32" in edge.find(f"{SVG}title").text
+
+
+def test_svg_is_deterministic(encoder: Graph) -> None:
+    assert _svg(encoder, 2)[0] == _svg(encoder, 2)[0]
+
+
+def test_svg_keeps_presentation_attributes_for_cairosvg(encoder: Graph) -> None:
+    root = ET.fromstring(_svg(encoder, 1)[0])
+    for rect in root.iter(f"{SVG}rect"):
+        assert rect.get("fill", "").startswith("#") and rect.get("stroke", "").startswith("#")
+    assert "var(" not in _svg(encoder, 1)[0]
+
+
+def test_cairosvg_png_has_the_svg_size(encoder: Graph) -> None:
+    text, _ = _svg(encoder, 1)
+    root = ET.fromstring(text)
+    png = cairosvg.svg2png(bytestring=text.encode(), scale=2)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert abs(width - 2 * float(root.get("width"))) <= 2
+    assert abs(height - 2 * float(root.get("height"))) <= 2
+
+
+def test_view_data_round_trips_the_graph_exactly(encoder: Graph) -> None:
+    tree = ViewTree.from_graph(encoder)
+    data = json.loads(json.dumps(encode_view(tree, layout(tree, expanded_groups(tree, 1)))))
+    assert decode_graph(data).to_json() == encoder.to_json()
+
+
+def test_view_data_is_smaller_than_the_graph_json_for_a_deep_model() -> None:
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
+    graph = trace(nn.TransformerEncoder(layer, num_layers=12, enable_nested_tensor=False),
+                  torch.randn(2, 8, 32), **_unfolded())
+    tree = ViewTree.from_graph(graph)
+    data = json.dumps(encode_view(tree, layout(tree, expanded_groups(tree, 1))),
+                      separators=(",", ":"))
+    assert len(gzip.compress(data.encode())) < 0.8 * len(gzip.compress(graph.to_json().encode()))
+
+
+def _unfolded() -> dict[str, bool]:
+    import inspect
+
+    return {"fold": False} if "fold" in inspect.signature(trace).parameters else {}
+
+
+class _Collector(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def test_names_and_arguments_are_escaped_in_svg_html_and_json() -> None:
+    graph = trace(Escapes(), torch.randn(2, 8))
+    figure = render_figure(graph, ViewOptions(depth=2), "fig")
+    parser = _Collector()
+    parser.feed(figure)
+    assert parser.tags.count("script") == 1  # the view data, nothing injected
+    assert f"{NASTY}: Linear" in parser.texts  # parsed back as text, not as markup
+    data_text = re.search(r'<script type="application/json" class="mt-data">(.*?)</script>',
+                          figure, re.S).group(1)
+    assert "<" not in data_text and ">" not in data_text and "&" not in data_text
+    data = json.loads(data_text)
+    assert f"blocks.{NASTY}" in data["strings"] and repr(NASTY) in data["strings"]
+    assert decode_graph(data).to_json() == graph.to_json()
+    svg = re.search(r"<svg.*</svg>", figure, re.S).group(0)
+    labels = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")]
+    assert f"{NASTY}: Linear" in labels
+
+
+def test_figure_embeds_view_data_not_the_graph_json(encoder: Graph) -> None:
+    figure = render_figure(encoder, ViewOptions(depth=1, overlay="flops", theme="dark",
+                                                height=500, caption="A & B"), "fig")
+    assert '"schema_version"' in figure and '"modules":[{' not in figure
+    assert 'data-overlay="flops"' in figure and 'data-theme="dark"' in figure
+    assert "--mt-height: 500px" in figure and "<figcaption>A &amp; B</figcaption>" in figure
+
+
+def test_view_options_reject_unknown_values() -> None:
+    with pytest.raises(ValueError, match="overlay"):
+        ViewOptions(overlay="colour")
+    with pytest.raises(ValueError, match="theme"):
+        ViewOptions(theme="sepia")
+
+
+def test_static_svg_prints_with_a_white_background_in_png(encoder: Graph) -> None:
+    text, _ = _svg(encoder, 0)
+    png = cairosvg.svg2png(bytestring=text.encode(), background_color="white")
+    assert io.BytesIO(png).getbuffer().nbytes > 1000
