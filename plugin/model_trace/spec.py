@@ -17,8 +17,9 @@ import yaml
 
 from model_trace.errors import SpecError
 
-ROUTING_POLICIES = ("balanced", "first", "random")
-"""How a mixture-of-experts gate picks experts on the meta device, where scores have no values."""
+ROUTING_POLICIES = ("balanced", "random", "first")
+"""How a mixture-of-experts gate picks experts on the meta device, where scores have no values
+(also ``random:SEED``, or a list of expert indices); the tracer's ``ROUTING_NAMES``."""
 OVERLAYS = ("none", "params", "flops", "memory", "time")
 """What the viewer colours module boxes by."""
 EXPORT_FORMATS = ("png", "svg", "json")
@@ -79,6 +80,18 @@ def _check_import_path(value: str) -> str | None:
     return None
 
 
+def _check_routing(value: Any) -> str | None:
+    if isinstance(value, list):
+        if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
+            return None
+        return f"{value!r} is not a list of expert indices"
+    name, _, seed = value.partition(":")
+    if name in ROUTING_POLICIES and (not seed or (name == "random" and seed.isdigit())):
+        return None
+    return (f"{value!r} is not a routing policy; allowed values: {', '.join(ROUTING_POLICIES)}, "
+            "random:SEED, or a list of expert indices")
+
+
 def _check_model(value: str) -> str | None:
     return None if ":" not in value else _check_import_path(value)
 
@@ -111,8 +124,10 @@ FIELDS: dict[str, FieldRule] = {
         (str,), "Draw one submodule (its dotted path), in the context of its parents.",
         "layers.3.ffn", default="the whole model"),
     "routing": FieldRule(
-        (str,), "How a mixture-of-experts gate picks experts on the meta device.",
-        "balanced", default="plugin option `routing` (balanced)", choices=ROUTING_POLICIES),
+        (str, list), "How a mixture-of-experts gate picks experts on the meta device, where "
+        "its scores have no values: `balanced` (every expert gets the same share of tokens), "
+        "`random` or `random:SEED`, `first` (experts 0..k-1), or a list of expert indices.",
+        "balanced", default="plugin option `routing` (balanced)", check=_check_routing),
     "fold": FieldRule(
         (bool,), "Fold runs of identical layers into one box with a repeat count.", "true",
         default="true", torchvista="show_compressed_view"),
@@ -154,7 +169,7 @@ class FenceSpec:
     inputs: list[Any] | dict[str, Any] | str | None = None
     depth: int | None = None
     focus: str | None = None
-    routing: str | None = None
+    routing: str | list[int] | None = None
     fold: bool = True
     trace_depth: int = 0
     show_constants: bool = True
@@ -164,12 +179,13 @@ class FenceSpec:
     caption: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
-    def with_defaults(self, *, depth: int, routing: str, export: tuple[str, ...]) -> FenceSpec:
+    def with_defaults(self, *, depth: int, routing: str | list[int],
+                      export: tuple[str, ...]) -> FenceSpec:
         """This spec with the plugin's defaults filled in where the fence left them out."""
         return dataclasses.replace(
             self,
             depth=self.depth if self.depth is not None else depth,
-            routing=self.routing or routing,
+            routing=self.routing if self.routing is not None else routing,
             export=self.export if self.export is not None else export,
         )
 
@@ -185,6 +201,11 @@ class FenceSpec:
 
 def parse_spec(text: str) -> FenceSpec:
     """Parse a fence body; raise ``SpecError`` with the field and the 1-based body line."""
+    return spec_from_mapping(*read_mapping(text))
+
+
+def read_mapping(text: str) -> tuple[dict[Any, Any], dict[str, int]]:
+    """A fence body's YAML mapping, and the 1-based line of each of its keys."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -199,7 +220,7 @@ def parse_spec(text: str) -> FenceSpec:
     if not isinstance(data, dict):
         raise SpecError("the fence must be a YAML mapping of `field: value` lines, "
                         f"not a {type(data).__name__}")
-    return spec_from_mapping(data, _key_lines(root))
+    return data, _key_lines(root)
 
 
 def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None) -> FenceSpec:

@@ -44,7 +44,7 @@ def test_encoder_fence_becomes_svg_with_ops_and_shapes(build_site, theme: str) -
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<svg" in html and "```model-trace" not in html
     ops = _op_labels(html)
-    for expected in ("linear", "multi_head_attention_forward", "layer_norm", "dropout", "add"):
+    for expected in ("linear", "multi_head_attention_forward", "layer_norm", "relu", "add"):
         assert expected in ops, f"{expected} missing from {ops}"
     assert ">(2, 16, 64)</text>" in html
     assert ">(2, 16, 2048)</text>" in html  # the feed-forward's inner width

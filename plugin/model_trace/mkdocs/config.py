@@ -6,11 +6,28 @@ import os
 
 from mkdocs.config import base
 from mkdocs.config import config_options as c
+from mkdocs.config.base import ValidationError
 
+from model_trace.errors import SpecError
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
-from model_trace.spec import EXPORT_FORMATS, ROUTING_POLICIES
+from model_trace.spec import EXPORT_FORMATS, check_field
 
 THEMES = ("auto", "light", "dark")
+
+
+class _RoutingPolicy(c.Type):
+    """A routing policy, checked as the fence field ``routing`` is."""
+
+    def __init__(self, default: str) -> None:
+        super().__init__(str, default=default)
+
+    def run_validation(self, value: object) -> str:
+        value = super().run_validation(value)
+        try:
+            check_field("routing", value)
+        except SpecError as error:
+            raise ValidationError(str(error)) from error
+        return value
 
 
 class ModelTraceConfig(base.Config):
@@ -22,7 +39,7 @@ class ModelTraceConfig(base.Config):
     """Where the cache lives, relative to ``mkdocs.yml``."""
     depth = c.Type(int, default=1)
     """How many module levels a figure opens when a fence gives no ``depth``."""
-    routing = c.Choice(ROUTING_POLICIES, default="balanced")
+    routing = _RoutingPolicy(default="balanced")
     """The routing policy of fences that give no ``routing``."""
     allowed_roots = c.ListOfItems(c.Type(str), default=list(DEFAULT_ALLOWED_ROOTS))
     """Packages (or dotted module prefixes) a fence may import a model or inputs from. A model
