@@ -13,6 +13,7 @@ build-time group layouts until the reader changes what is expanded.
 
 from __future__ import annotations
 
+import math
 import shlex
 import shutil
 import subprocess
@@ -38,6 +39,9 @@ EDGE_LABEL_SIZE = 10.0
 """Font size of the tensor-shape labels on edges."""
 BIG_GROUP = 100
 """Groups with more boxes than this get dot's cheaper settings (``nslimit``, ``mclimit``)."""
+GRID_MIN = 9
+"""A group of at least this many boxes and no links (experts never called) is a grid, not a
+single dot rank as wide as all of them."""
 
 LAYOUT_CONSTANTS: dict[str, float] = {
     "nodeHeight": NODE_HEIGHT,
@@ -50,6 +54,7 @@ LAYOUT_CONSTANTS: dict[str, float] = {
     "nodeSep": NODE_SEPARATION,
     "rankSep": RANK_SEPARATION,
     "edgeLabelSize": EDGE_LABEL_SIZE,
+    "gridMin": GRID_MIN,
 }
 
 Point = tuple[float, float]
@@ -131,7 +136,11 @@ def layout(graph: Graph | ViewTree, expanded: set[str]) -> Layout:
     for level in sorted(by_level, reverse=True):
         sources: dict[str, str] = {}
         for group_id in by_level[level]:
-            sources[group_id] = _dot_source(tree, group_id, placed)
+            if _is_grid(tree, group_id):
+                placed[group_id] = grid_layout([item_size(tree, c, placed)
+                                                for c in tree.items[group_id].children])
+            else:
+                sources[group_id] = _dot_source(tree, group_id, placed)
         unique = list(dict.fromkeys(sources.values()))
         results = dict(zip(unique, _run_dot(unique), strict=True))
         for group_id, source in sources.items():
@@ -157,6 +166,30 @@ def edge_label(tree: ViewTree, tensors: list[str]) -> str:
     """``(2, 16, 64)``, or ``(2, 16, 64) +2`` when more tensors share the link."""
     label = tree.graph.tensors[tensors[0]].shape_label
     return label if len(tensors) == 1 else f"{label} +{len(tensors) - 1}"
+
+
+def _is_grid(tree: ViewTree, group_id: str) -> bool:
+    return len(tree.items[group_id].children) >= GRID_MIN and not tree.links.get(group_id)
+
+
+def grid_layout(sizes: list[Point]) -> GroupLayout:
+    """Boxes without links in rows, about twice as many columns as rows (the viewer's rule)."""
+    columns = max(1, math.ceil(math.sqrt(len(sizes) / 2)))
+    widths = [0.0] * columns
+    heights = [0.0] * math.ceil(len(sizes) / columns)
+    for i, (width, height) in enumerate(sizes):
+        widths[i % columns] = max(widths[i % columns], width)
+        heights[i // columns] = max(heights[i // columns], height)
+    lefts = [sum(widths[:c]) + c * NODE_SEPARATION for c in range(columns)]
+    tops = [sum(heights[:r]) + r * RANK_SEPARATION for r in range(len(heights))]
+    centers = {
+        f"c{i}": (round(lefts[i % columns] + widths[i % columns] / 2, 1),
+                  round(tops[i // columns] + heights[i // columns] / 2, 1))
+        for i in range(len(sizes))
+    }
+    width = lefts[-1] + widths[-1]
+    height = tops[-1] + heights[-1]
+    return GroupLayout(round(width, 1), round(height, 1), centers, [])
 
 
 def _visible_open_groups(tree: ViewTree, expanded: set[str]) -> list[str]:

@@ -10,7 +10,8 @@ after gzip and cheap to read in JavaScript:
   ids that follow the tracer's ``m0, m1, ...`` pattern are stored as just the prefix;
 - ``shapes``: every distinct tensor shape once; ``tensors.shape`` indexes it;
 - ``edges``: a flat ``[src node, dst node, tensor, ...]`` list;
-- ``view``: what is not in the Graph: the chunks of very large groups, whether constants are
+- ``view``: what is not in the Graph: the synthetic groups (chunks of very large groups,
+  ``[parent, label, children, id, category]``, parents before children), whether constants are
   hidden, the groups open in the first view, and their build-time layouts (``seeds``), which
   the viewer keeps until the reader changes what is expanded.
 
@@ -210,7 +211,8 @@ def _encode_view_part(tree: ViewTree, placed: Layout | None, strings: _Strings,
 
     chunks = [
         [ref(tree.items[c].parent), strings.add(tree.items[c].label),  # type: ignore[arg-type]
-         [ref(child) for child in tree.items[c].children]]
+         [ref(child) for child in tree.items[c].children], strings.add(c),
+         strings.add(tree.items[c].category)]
         for c in chunk_ids
     ]
     view: dict[str, Any] = {"chunks": chunks, "show_constants": tree.show_constants,

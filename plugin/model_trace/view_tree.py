@@ -5,6 +5,9 @@ and the compact view data the browser viewer reads, so every stage agrees on wha
 
 - every ``ModuleCall`` is a group; a folded repeat (``ModuleCall.repeat``) is one group drawn
   as ``name: Class ×N``;
+- submodules the forward never called (``ModuleCall.called`` false: experts that got no
+  tokens) are gathered into one synthetic group per module, ``<module id>/idle``, drawn
+  closed at the end as ``not called: 184 Expert``;
 - a module with more than ``CHUNK_LIMIT`` direct children gets its children split, in call
   order, into chunks of ``CHUNK_SIZE`` (synthetic groups with ids ``<module id>/<k>``), so no
   layout run ever sees more than a few hundred boxes (256 routed experts plus their routing ops
@@ -86,6 +89,8 @@ class ViewTree:
                 items[module.id].children.append(child)
                 items[child] = ViewItem(id=child, kind=node.kind, label=node.name,
                                         parent=module.id, category=node.category)
+        for module in graph.walk_modules():
+            _gather_idle(items, graph, module.id)
         tree = cls(graph=graph, root=graph.root, items={}, links={},
                    show_constants=show_constants)
         tree.items = _with_chunks(items, graph.root)
@@ -135,21 +140,45 @@ def expanded_groups(tree: ViewTree, depth: int) -> set[str]:
     """Groups open in the first view: the root and every group less than ``depth`` below it.
 
     Chunks do not count as a level: opening a module opens its chunks too, so ``depth: 2``
-    shows the same modules whether or not their parent had to be split.
+    shows the same modules whether or not their parent had to be split. The group of
+    never-called submodules stays closed: only a reader opens it.
     """
     opened: set[str] = set()
     stack = [(tree.root, 0)]
     while stack:
         item_id, level = stack.pop()
         item = tree.items[item_id]
-        if not item.is_group or level > depth:
+        if not item.is_group or level > depth or item.category == "idle":
             continue
         opened.add(item_id)
         for child in item.children:
-            child_level = level if item.kind == "chunk" or tree.items[child].kind == "chunk" \
-                else level + 1
-            stack.append((child, child_level))
+            stack.append((child, level if _is_part(item) or _is_part(tree.items[child])
+                          else level + 1))
     return opened
+
+
+def _is_part(item: ViewItem) -> bool:
+    """A chunk of a large module: not a level of its own (the idle group is one)."""
+    return item.kind == "chunk" and item.category != "idle"
+
+
+def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str) -> None:
+    """Move the never-called submodules of a module into one closed group at its end."""
+    group = items[module_id]
+    idle = [c for c in group.children
+            if c in graph.modules and not getattr(graph.modules[c], "called", True)]
+    if len(idle) < 2:
+        return
+    classes: dict[str, int] = {}
+    for child in idle:
+        classes[graph.modules[child].cls] = classes.get(graph.modules[child].cls, 0) + 1
+        items[child].parent = f"{module_id}/idle"
+    words = ", ".join(f"{n} {name}" for name, n in sorted(classes.items(), key=lambda kv: -kv[1]))
+    items[f"{module_id}/idle"] = ViewItem(
+        id=f"{module_id}/idle", kind="chunk", label=f"not called: {words}", parent=module_id,
+        children=idle, category="idle",
+    )
+    group.children = [c for c in group.children if c not in set(idle)] + [f"{module_id}/idle"]
 
 
 def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
@@ -159,7 +188,7 @@ def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
     while stack:
         item = items[stack.pop()]
         ordered[item.id] = item
-        if len(item.children) > CHUNK_LIMIT:
+        if len(item.children) > CHUNK_LIMIT and item.category != "idle":
             for chunk in _chunk(item, items):
                 items[chunk.id] = chunk
         stack.extend(reversed(item.children))

@@ -138,3 +138,23 @@ def test_graphviz_pure_missing_is_an_actionable_error(monkeypatch: pytest.Monkey
     monkeypatch.setattr(layout_module.shutil, "which", lambda name: None)
     with pytest.raises(layout_module.ModelTraceError, match="pip install graphviz-pure"):
         layout(_encoder(1), {"m0"})
+
+
+def test_never_called_submodules_wait_in_one_closed_group_laid_out_as_a_grid() -> None:
+    graph = wide_graph(3)
+    for i in range(40):  # experts that got no tokens: no ops, no edges
+        module_id = f"m{100 + i}"
+        graph.modules[module_id] = ModuleCall(module_id, f"experts.{10 + i}", "Expert", "m0")
+        graph.modules[module_id].called = False
+        graph.modules["m0"].children.append(module_id)
+    tree = ViewTree.from_graph(graph)
+    idle = tree.items["m0/idle"]
+    assert tree.items["m0"].children[-1] == "m0/idle" and len(idle.children) == 40
+    assert idle.label == "not called: 40 Expert"
+    assert "m0/idle" not in expanded_groups(tree, 1)  # its parent is open, it is not
+    placed = layout(tree, expanded_groups(tree, 1) | {"m0/idle"})
+    grid = placed.groups["m0/idle"]
+    assert grid.routes == [] and grid.width < 8 * grid.height  # rows, not one rank
+    boxes = [placed.boxes[c] for c in idle.children]
+    for a, b in itertools.combinations(boxes, 2):
+        assert not _overlap(a, b)

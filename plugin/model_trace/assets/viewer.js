@@ -59,15 +59,18 @@
   function ViewModel(data) {
     var S = data.strings, mods = data.modules, nodes = data.nodes, view = data.view;
     var M = mods.parent.length, N = nodes.parent.length, C = view.chunks.length;
-    var T = M + N + C, i, j;
-    this.data = data; this.S = S; this.M = M; this.N = N; this.T = T;
+    var T = M + N + C, i, j, G = 0;
+    for (var r in mods.repeat) G += Math.max(0, mods.repeat[r][1].length - 1);
+    var size = T + G;  // folded members ("ghosts") come after the real items
+    this.data = data; this.S = S; this.M = M; this.N = N; this.T = T; this.size = size;
     this.L = data.layout;
     this.root = data.root;
     this.ids = idList(mods.id, M).concat(idList(nodes.id, N));
-    this.kind = new Array(T); this.label = new Array(T); this.category = new Array(T);
-    this.parent = new Int32Array(T).fill(-1);
-    this.children = new Array(T);
-    this.hidden = new Uint8Array(T);
+    this.kind = new Array(size); this.label = new Array(size); this.category = new Array(size);
+    this.plainLabel = new Array(size);  // without the ×N of a folded repeat
+    this.parent = new Int32Array(size).fill(-1);
+    this.children = new Array(size);
+    this.hidden = new Uint8Array(size);
     for (j = 0; j < N; j++) {
       var nodeKind = S[nodes.kind[j]];
       this.kind[M + j] = nodeKind;
@@ -82,6 +85,7 @@
       var name = path ? path.slice(path.lastIndexOf(".") + 1) + ": " + cls : cls;
       var repeat = mods.repeat[String(i)];
       this.kind[i] = "module";
+      this.plainLabel[i] = name;
       this.label[i] = repeat ? name + " \u00d7" + repeat[0] : name;
       this.category[i] = "module";
       this.parent[i] = mods.parent[i];
@@ -92,17 +96,45 @@
     for (var k = 0; k < C; k++) {
       var chunk = view.chunks[k], ref = M + N + k, owner = chunk[0];
       chunkCount[owner] = (chunkCount[owner] || 0) + 1;
-      this.ids.push(this.ids[owner] + "/" + (chunkCount[owner] - 1));
-      this.kind[ref] = "chunk"; this.label[ref] = S[chunk[1]]; this.category[ref] = "chunk";
+      this.ids.push(chunk.length > 3 ? S[chunk[3]] : this.ids[owner] + "/" + (chunkCount[owner] - 1));
+      this.kind[ref] = "chunk"; this.label[ref] = S[chunk[1]];
+      this.category[ref] = chunk.length > 4 ? S[chunk[4]] : "chunk";
       this.parent[ref] = owner; this.children[ref] = chunk[2];
       for (j = 0; j < chunk[2].length; j++) this.parent[chunk[2][j]] = ref;
       (chunksOf[owner] = chunksOf[owner] || []).push(ref);
     }
-    for (var owner2 in chunksOf) this.children[+owner2] = chunksOf[owner2];
+    // a group keeps the children no synthetic group took, then its synthetic groups
+    for (var key in chunksOf) {
+      var group = +key, parent = this.parent;
+      var kept = this.children[group].filter(function (c) { return parent[c] === group; });
+      chunksOf[key].forEach(function (c) { if (kept.indexOf(c) < 0) kept.push(c); });
+      this.children[group] = kept;
+    }
+    for (i = M; i < T; i++) this.plainLabel[i] = this.label[i];
+    // the folded members of every repeat, drawn after it when the reader unfolds it
+    this.ghosts = new Map();
+    this.ghostOf = new Map();
+    var next = T;
+    for (i = 0; i < M; i++) {
+      var rep = mods.repeat[String(i)];
+      if (!rep || rep[1].length < 2) continue;
+      var refs = [];
+      for (j = 1; j < rep[1].length; j++) {
+        var member = S[rep[1][j]], cls2 = S[mods.cls[i]];
+        this.ids.push(this.ids[i] + "~" + j);
+        this.kind[next] = "member"; this.category[next] = "member";
+        this.label[next] = this.plainLabel[next] =
+          member.slice(member.lastIndexOf(".") + 1) + ": " + cls2;
+        this.parent[next] = this.parent[i]; this.children[next] = [];
+        this.ghostOf.set(next, [i, j]);
+        refs.push(next++);
+      }
+      this.ghosts.set(i, refs);
+    }
     this.byId = new Map();
-    for (i = 0; i < T; i++) this.byId.set(this.ids[i], i);
+    for (i = 0; i < size; i++) this.byId.set(this.ids[i], i);
     // depth in the view tree (chunks count, as in view_tree.depth_of), and module levels
-    this.depth = new Int32Array(T); this.level = new Int32Array(T);
+    this.depth = new Int32Array(size); this.level = new Int32Array(size);
     this.order = [];
     var stack = [this.root];
     while (stack.length) {
@@ -112,11 +144,14 @@
       for (j = kids.length - 1; j >= 0; j--) {
         var child = kids[j];
         this.depth[child] = this.depth[item] + 1;
-        var chunky = this.kind[item] === "chunk" || this.kind[child] === "chunk";
+        var chunky = this.isPart(item) || this.isPart(child);
         this.level[child] = this.level[item] + (chunky ? 0 : 1);
         stack.push(child);
       }
     }
+    this.ghostOf.forEach(function (owner, ghost) {
+      this.depth[ghost] = this.depth[owner[0]]; this.level[ghost] = this.level[owner[0]];
+    }, this);
     this.maxLevel = 0;
     for (i = 0; i < this.order.length; i++) {
       var it = this.order[i];
@@ -131,6 +166,60 @@
 
   ViewModel.prototype.isGroup = function (ref) {
     return this.kind[ref] === "module" || this.kind[ref] === "chunk";
+  };
+  // A chunk of a large module is not a level of its own; the group of idle modules is.
+  ViewModel.prototype.isPart = function (ref) {
+    return this.kind[ref] === "chunk" && this.category[ref] !== "idle";
+  };
+  ViewModel.prototype.repeatOf = function (ref) {
+    return ref < this.M ? this.data.modules.repeat[String(ref)] : undefined;
+  };
+
+  // The tree as drawn with the repeats in `unfolded` unfolded: each such repeat is followed
+  // by its members, chained, and its outgoing links leave from the last member.
+  ViewModel.prototype.view = function (unfolded) {
+    var model = this, kidsCache = new Map(), linksCache = new Map();
+    var open = unfolded && unfolded.size ? unfolded : null;
+    function kids(ref) {
+      var base = model.children[ref];
+      if (!open || !model.isGroup(ref)) return base;
+      if (!kidsCache.has(ref)) {
+        var out = [];
+        base.forEach(function (c) {
+          out.push(c);
+          if (open.has(c) && model.ghosts.has(c)) out.push.apply(out, model.ghosts.get(c));
+        });
+        kidsCache.set(ref, out);
+      }
+      return kidsCache.get(ref);
+    }
+    function links(ref) {
+      var base = model.links.get(ref) || [];
+      if (!open) return base;
+      if (!linksCache.has(ref)) {
+        var last = new Map(), extra = [];
+        model.children[ref].forEach(function (c) {
+          if (!open.has(c) || !model.ghosts.has(c)) return;
+          var members = model.ghosts.get(c), chain = [c].concat(members);
+          var out = base.filter(function (l) { return l.s === c; })[0];
+          var into = base.filter(function (l) { return l.d === c; })[0];
+          var tensors = out ? out.tensors : into ? into.tensors : [];
+          for (var k = 1; k < chain.length; k++) {
+            extra.push({ s: chain[k - 1], d: chain[k], tensors: tensors });
+          }
+          last.set(c, members[members.length - 1]);
+        });
+        linksCache.set(ref, base.map(function (l) {
+          return last.has(l.s) ? { s: last.get(l.s), d: l.d, tensors: l.tensors } : l;
+        }).concat(extra));
+      }
+      return linksCache.get(ref);
+    }
+    function label(ref) {
+      return open && open.has(ref) ? model.plainLabel[ref] : model.label[ref];
+    }
+    return { kids: kids, links: links, label: label,
+             key: open ? Array.from(open).sort().join(",") : "" };
   };
 
   // Edges lifted to the lowest common group: the links of every group (view_tree._lift_edges).
@@ -171,6 +260,10 @@
   ViewModel.prototype.stat = function (ref, field) {
     if (field === "time") return this.time(ref);
     if (this.statFields.indexOf(field) < 0) return 0;
+    if (this.ghostOf.has(ref)) {
+      var owner = this.ghostOf.get(ref), columns = this.repeatOf(owner[0])[2];
+      return columns[field] ? columns[field][owner[1]] : 0;
+    }
     if (ref < this.M) return this.data.modules.stats[field][ref];
     if (ref < this.M + this.N) return this.data.nodes.stats[field][ref - this.M];
     var key = field + ref;
@@ -182,10 +275,8 @@
     return this.statCache.get(key);
   };
   ViewModel.prototype.time = function (ref) {
-    var measured = ["time", "time_s", "seconds"].filter(function (f) {
-      return this.statFields.indexOf(f) >= 0;
-    }, this)[0];
-    if (measured) return this.stat(ref, measured);
+    var extra = ref < this.M ? this.data.modules.extra[String(ref)] : null;
+    if (extra && extra.measured) return extra.measured.wall_time_s;
     return Math.max(this.stat(ref, "flops") / PEAK_FLOPS,
                     this.stat(ref, "activation_bytes") / PEAK_BYTES);
   };
@@ -292,20 +383,23 @@
 
   // ------------------------------------------------------------------ ViewState
   // What the reader chose; small and serialisable: it is also the URL hash entry.
-  function ViewState(expanded, selected, overlay) {
+  function ViewState(expanded, selected, overlay, unfolded) {
     this.expanded = expanded;   // Set of group refs (ancestors of a visible one are expanded)
     this.selected = selected;   // item ref or -1
     this.overlay = overlay;     // one of OVERLAYS
+    this.unfolded = unfolded || new Set();  // refs of repeats shown member by member
   }
   ViewState.prototype.copy = function () {
-    return new ViewState(new Set(this.expanded), this.selected, this.overlay);
+    return new ViewState(new Set(this.expanded), this.selected, this.overlay,
+                         new Set(this.unfolded));
   };
   // Groups opened by "depth N": the rule of view_tree.expanded_groups.
   ViewState.atDepth = function (model, depth) {
     var open = new Set();
     for (var i = 0; i < model.order.length; i++) {
       var ref = model.order[i];
-      if (model.isGroup(ref) && model.level[ref] <= depth) open.add(ref);
+      if (model.isGroup(ref) && model.level[ref] <= depth &&
+          (model.category[ref] !== "idle" || depth === Infinity)) open.add(ref);
     }
     return open;
   };
@@ -328,6 +422,10 @@
     var parts = ["e:" + deepest.map(function (r) { return model.ids[r]; }).join(",")];
     if (this.selected >= 0) parts.push("s:" + model.ids[this.selected]);
     if (this.overlay !== "none") parts.push("o:" + this.overlay);
+    if (this.unfolded.size) {
+      parts.push("u:" + Array.from(this.unfolded).sort(function (a, b) { return a - b; })
+        .map(function (r) { return model.ids[r]; }).join(","));
+    }
     return parts.join(";");
   };
   ViewState.decode = function (model, text, fallback) {
@@ -344,6 +442,9 @@
         state.selected = model.byId.get(value);
       } else if (key === "o:" && OVERLAYS.some(function (o) { return o[0] === value; })) {
         state.overlay = value;
+      } else if (key === "u:") {
+        state.unfolded = new Set(value.split(",").map(function (id) { return model.byId.get(id); })
+          .filter(function (ref) { return ref !== undefined && model.ghosts.has(ref); }));
       }
     });
     return state;
@@ -366,10 +467,13 @@
     return dagrePromise;
   }
 
-  // One group's children placed relative to its inner area; sw/sh are the sizes it assumed.
-  function GroupLayout(w, h, cx, cy, sw, sh, routes) {
+  // One group's children placed relative to its inner area; sw/sh are the sizes it assumed,
+  // kids the children it placed (a repeat unfolded adds members).
+  function GroupLayout(w, h, cx, cy, sw, sh, routes, kids) {
     this.w = w; this.h = h; this.cx = cx; this.cy = cy; this.sw = sw; this.sh = sh;
     this.routes = routes;  // {s, d: child positions, pts: [[x, y]...], bez, lx, ly}
+    this.kids = kids;
+    this.key = kids.join(",");
     this.sig = sizeSignature(sw, sh);
   }
   function sizeSignature(sw, sh) {
@@ -380,25 +484,28 @@
 
   function Layouts(model) {
     this.model = model;
+    this.tree = model.view(null);
     this.current = new Map();   // group ref -> the GroupLayout last shown
-    this.history = new Map();   // group ref -> Map(signature -> GroupLayout)
+    this.history = new Map();   // group ref -> Map(children + sizes -> GroupLayout)
     this.dagreRuns = 0;
     this.seed();
   }
 
   Layouts.prototype.textWidth = function (ref) {
-    return codePoints(this.model.label[ref]) * this.model.L.charWidth + this.model.L.labelPadding;
+    var L = this.model.L;
+    return codePoints(this.tree.label(ref)) * L.charWidth + L.labelPadding;
   };
   Layouts.prototype.size = function (ref, laid) {
     var L = this.model.L, text = this.textWidth(ref), inner = laid.get(ref);
     if (inner) return [Math.max(inner.w + 2 * L.groupPadding, text),
                        inner.h + 2 * L.groupPadding + L.groupTitle];
-    return [Math.max(text, L.minWidth), this.model.isGroup(ref) ? L.moduleHeight : L.nodeHeight];
+    var boxy = this.model.isGroup(ref) || this.model.kind[ref] === "member";
+    return [Math.max(text, L.minWidth), boxy ? L.moduleHeight : L.nodeHeight];
   };
   Layouts.prototype.remember = function (ref, layout) {
     this.current.set(ref, layout);
     if (!this.history.has(ref)) this.history.set(ref, new Map());
-    this.history.get(ref).set(layout.sig, layout);
+    this.history.get(ref).set(layout.key + "|" + layout.sig, layout);
   };
 
   // The build-time layouts, with the child sizes they were made for.
@@ -421,7 +528,7 @@
         return { s: r[0], d: r[1], pts: pts, bez: true,
                  lx: rest === 2 ? r[r.length - 2] : null, ly: rest === 2 ? r[r.length - 1] : null };
       });
-      var layout = new GroupLayout(s[1], s[2], cx, cy, sw, sh, routes);
+      var layout = new GroupLayout(s[1], s[2], cx, cy, sw, sh, routes, kids);
       laid.set(ref, layout);
       this.remember(ref, layout);
     }
@@ -431,20 +538,22 @@
   // a new layout and dagre is not loaded yet.
   Layouts.prototype.update = function (state, fresh) {
     var model = this.model, open = state.visibleOpen(model), laid = new Map();
+    this.tree = model.view(state.unfolded);
     for (var i = open.length - 1; i >= 0; i--) {
-      var ref = open[i], kids = model.children[ref], n = kids.length;
+      var ref = open[i], kids = this.tree.kids(ref), n = kids.length;
       var sw = new Array(n), sh = new Array(n);
       for (var k = 0; k < n; k++) {
         var size = this.size(kids[k], laid);
         sw[k] = size[0]; sh[k] = size[1];
       }
-      var sig = sizeSignature(sw, sh), cur = this.current.get(ref);
+      var key = kids.join(","), sig = sizeSignature(sw, sh), cur = this.current.get(ref);
       var known = this.history.get(ref), layout;
-      if (fresh) layout = this.runDagre(ref, sw, sh);
-      else if (cur && cur.sig === sig) layout = cur;
-      else if (known && known.has(sig)) layout = known.get(sig);
-      else if (cur && grows(cur, sw, sh)) layout = makeRoom(cur, sw, sh);
-      else layout = this.runDagre(ref, sw, sh);
+      var same = cur && cur.key === key;
+      if (fresh) layout = this.place(ref, kids, sw, sh);
+      else if (same && cur.sig === sig) layout = cur;
+      else if (known && known.has(key + "|" + sig)) layout = known.get(key + "|" + sig);
+      else if (same && grows(cur, sw, sh)) layout = makeRoom(cur, sw, sh);
+      else layout = this.place(ref, kids, sw, sh);
       this.remember(ref, layout);
       laid.set(ref, layout);
     }
@@ -476,7 +585,7 @@
       var x0 = cx[i] - curW[i] / 2, x1 = cx[i] + curW[i] / 2;
       var y0 = cy[i] - curH[i] / 2, y1 = cy[i] + curH[i] / 2;
       var fx = stretch(x0, x1, dw), fy = stretch(y0, y1, dh);
-      var inBand = function (y) { return y >= y0 - 0.5 && y <= y1 + 0.5; };
+      var inBand = bandTest(y0, y1);
       for (var k = 0; k < n; k++) {
         if (k === i) continue;
         if (inBand(cy[k])) cx[k] = fx(cx[k]);
@@ -484,32 +593,65 @@
       }
       cx[i] = x0 + sw[i] / 2; cy[i] = y0 + sh[i] / 2;
       curW[i] = sw[i]; curH[i] = sh[i];
-      routes.forEach(function (r) {
-        r.pts.forEach(function (p) { if (inBand(p[1])) p[0] = fx(p[0]); p[1] = fy(p[1]); });
-        if (r.lx !== null) { if (inBand(r.ly)) r.lx = fx(r.lx); r.ly = fy(r.ly); }
-      });
+      routes.forEach(moveRoute(fx, fy, inBand));
       h += dh;
       for (k = 0; k < n; k++) w = Math.max(w, cx[k] + curW[k] / 2);
     }
-    return new GroupLayout(w, h, cx, cy, sw.slice(), sh.slice(), routes);
+    return new GroupLayout(w, h, cx, cy, sw.slice(), sh.slice(), routes, layout.kids);
+  }
+  function bandTest(y0, y1) {
+    return function (y) { return y >= y0 - 0.5 && y <= y1 + 0.5; };
+  }
+  function moveRoute(fx, fy, inBand) {
+    return function (r) {
+      r.pts.forEach(function (p) { if (inBand(p[1])) p[0] = fx(p[0]); p[1] = fy(p[1]); });
+      if (r.lx !== null) { if (inBand(r.ly)) r.lx = fx(r.lx); r.ly = fy(r.ly); }
+    };
   }
   function stretch(a, b, grow) {
     var scale = b > a ? (b - a + grow) / (b - a) : 1;
     return function (v) { return v <= a ? v : v >= b ? v + grow : a + (v - a) * scale; };
   }
 
-  Layouts.prototype.runDagre = function (ref, sw, sh) {
+  // A new layout: a grid for many boxes without links (layout.grid_layout), else dagre.
+  Layouts.prototype.place = function (ref, kids, sw, sh) {
+    var links = this.tree.links(ref);
+    if (!links.length && kids.length >= this.model.L.gridMin) return gridLayout(kids, sw, sh,
+                                                                              this.model.L);
+    return this.runDagre(ref, kids, links, sw, sh);
+  };
+  function gridLayout(kids, sw, sh, L) {
+    var n = kids.length, columns = Math.max(1, Math.ceil(Math.sqrt(n / 2)));
+    var rows = Math.ceil(n / columns), widths = [], heights = [], i;
+    for (i = 0; i < columns; i++) widths.push(0);
+    for (i = 0; i < rows; i++) heights.push(0);
+    for (i = 0; i < n; i++) {
+      widths[i % columns] = Math.max(widths[i % columns], sw[i]);
+      heights[Math.floor(i / columns)] = Math.max(heights[Math.floor(i / columns)], sh[i]);
+    }
+    var lefts = [0], tops = [0];
+    for (i = 1; i < columns; i++) lefts.push(lefts[i - 1] + widths[i - 1] + L.nodeSep);
+    for (i = 1; i < rows; i++) tops.push(tops[i - 1] + heights[i - 1] + L.rankSep);
+    var cx = [], cy = [];
+    for (i = 0; i < n; i++) {
+      cx.push(lefts[i % columns] + widths[i % columns] / 2);
+      cy.push(tops[Math.floor(i / columns)] + heights[Math.floor(i / columns)] / 2);
+    }
+    return new GroupLayout(lefts[columns - 1] + widths[columns - 1],
+                           tops[rows - 1] + heights[rows - 1], cx, cy, sw.slice(), sh.slice(),
+                           [], kids);
+  }
+
+  Layouts.prototype.runDagre = function (ref, kids, links, sw, sh) {
     var dagre = window.dagre;
     if (!dagre) throw NEEDS_DAGRE;
-    var model = this.model, L = model.L, kids = model.children[ref];
-    var position = new Map(), i;
+    var model = this.model, L = model.L, position = new Map(), i;
     for (i = 0; i < kids.length; i++) position.set(kids[i], i);
     var g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "TB", nodesep: L.nodeSep, ranksep: L.rankSep, edgesep: 8,
                  marginx: 0, marginy: 0 });
     g.setDefaultEdgeLabel(function () { return {}; });
     for (i = 0; i < kids.length; i++) g.setNode(String(i), { width: sw[i], height: sh[i] });
-    var links = model.links.get(ref) || [];
     links.forEach(function (link) {
       var label = model.linkLabel(link);
       g.setEdge(String(position.get(link.s)), String(position.get(link.d)), {
@@ -531,12 +673,12 @@
     });
     var graph = g.graph();
     return new GroupLayout(graph.width || 0, graph.height || 0, cx, cy, sw.slice(), sh.slice(),
-                           routes);
+                           routes, kids);
   };
 
   // Absolute boxes and routes: children centred under their group's title (layout._compose).
   Layouts.prototype.compose = function (laid) {
-    var model = this.model, L = model.L, root = model.root;
+    var model = this.model, tree = this.tree, L = model.L, root = model.root;
     var rootSize = this.size(root, laid);
     var boxes = new Map(), routes = [], order = [root];
     boxes.set(root, { x: 0, y: 0, w: rootSize[0], h: rootSize[1], open: laid.has(root) });
@@ -544,7 +686,7 @@
     while (stack.length) {
       var ref = stack.pop(), layout = laid.get(ref);
       if (!layout) continue;
-      var outer = boxes.get(ref), kids = model.children[ref];
+      var outer = boxes.get(ref), kids = layout.kids;
       var left = outer.x + (outer.w - layout.w) / 2, top = outer.y + L.groupPadding + L.groupTitle;
       for (var i = 0; i < kids.length; i++) {
         boxes.set(kids[i], { x: left + layout.cx[i] - layout.sw[i] / 2,
@@ -552,19 +694,20 @@
                              w: layout.sw[i], h: layout.sh[i], open: laid.has(kids[i]) });
         order.push(kids[i]);
       }
-      var links = model.links.get(ref) || [], byPair = new Map();
-      links.forEach(function (link) { byPair.set(link.s * model.T + link.d, link); });
+      var byPair = new Map();
+      tree.links(ref).forEach(function (link) { byPair.set(link.s * model.size + link.d, link); });
       layout.routes.forEach(function (r) {
         var s = kids[r.s], d = kids[r.d];
         routes.push({
-          s: s, d: d, link: byPair.get(s * model.T + d), bez: r.bez,
+          s: s, d: d, link: byPair.get(s * model.size + d), bez: r.bez,
           pts: r.pts.map(function (p) { return [left + p[0], top + p[1]]; }),
           lx: r.lx === null ? null : left + r.lx, ly: r.ly === null ? null : top + r.ly
         });
       });
       for (var j = kids.length - 1; j >= 0; j--) if (laid.has(kids[j])) stack.push(kids[j]);
     }
-    return { boxes: boxes, order: order, routes: routes, width: rootSize[0], height: rootSize[1] };
+    return { boxes: boxes, order: order, routes: routes, width: rootSize[0], height: rootSize[1],
+             tree: tree };
   };
 
   // ------------------------------------------------------------------ render
@@ -574,7 +717,8 @@
                    categories: { linear: "#cfe2ff", matmul: "#d9d2f7", norm: "#d3f0e0",
                                  activation: "#ffe5b4", elementwise: "#eef0f2", reduce: "#fbd5d5",
                                  index: "#f7d9ef", shape: "#f4f4f4", quant: "#ffd8a8",
-                                 collective: "#ffc9c9", io: "#ffffff", other: "#eceff3" } };
+                                 collective: "#ffc9c9", io: "#ffffff", other: "#eceff3",
+                                 member: "#f6f8fa" } };
 
   function routePath(route) {
     var p = route.pts;
@@ -599,21 +743,22 @@
   // SVG markup of a composed layout; `decor` adds search/selection/overlay classes and fills,
   // `titles` adds <title> tooltips (the downloaded SVG has them; the live one has a tooltip).
   function renderSVGContent(model, placed, prefix, decor, titles) {
-    var out = [], nodes = [], i, ref, b;
+    var out = [], nodes = [], i, ref, b, label = placed.tree.label;
     for (i = 0; i < placed.order.length; i++) {
       ref = placed.order[i];
       b = placed.boxes.get(ref);
       if (!model.isGroup(ref)) { nodes.push(ref); continue; }
       var chunk = model.kind[ref] === "chunk";
+      var folded = model.repeatOf(ref) && label(ref) !== model.plainLabel[ref];
       var cls = "mt-module" + (chunk ? " mt-chunk" : "") + (b.open ? " mt-open" : "") +
-                decor.classes(ref);
+                (folded ? " mt-folded" : "") + decor.classes(ref);
       var heat = decor.fill(ref, b.open);
       var fill = heat || (chunk ? FALLBACK.chunk : FALLBACK.modules[model.depth[ref] % 2]);
       var path = ref < model.M ? model.S[model.data.modules.path[ref]] : "";
       out.push('<g class="' + cls + '" data-id="' + esc(model.ids[ref]) + '"' +
                (path ? ' data-path="' + esc(path) + '"' : "") +
                ' tabindex="0" role="button" aria-expanded="' + b.open + '" aria-label="' +
-               esc(model.label[ref]) + '">' +
+               esc(label(ref)) + '">' +
                (titles ? "<title>" + esc(decor.title(ref)) + "</title>" : "") +
                '<rect x="' + num(b.x) + '" y="' + num(b.y) + '" width="' + num(b.w) +
                '" height="' + num(b.h) + '" rx="6" fill="' + fill + '"' +
@@ -621,10 +766,10 @@
                FALLBACK.moduleStroke + '"/><text x="' + num(b.open ? b.x + 8 : b.x + b.w / 2) +
                '" y="' + num(b.open ? b.y + model.L.groupTitle - 4 : b.y + b.h / 2 + 4) + '"' +
                (b.open ? "" : ' text-anchor="middle"') + ' fill="' + FALLBACK.text + '">' +
-               esc(model.label[ref]) + "</text></g>");
+               esc(label(ref)) + "</text></g>");
     }
     for (i = 0; i < placed.routes.length; i++) {
-      var r = placed.routes[i], label = r.link ? model.linkLabel(r.link) : "";
+      var r = placed.routes[i], shape = r.link ? model.linkLabel(r.link) : "";
       out.push('<g class="mt-edge' + decor.edgeClasses(r) + '" data-src="' + esc(model.ids[r.s]) +
                '" data-dst="' + esc(model.ids[r.d]) + '" data-k="' + i + '">' +
                (titles && r.link ? "<title>" + esc(r.link.tensors.map(model.tensorText, model)
@@ -633,7 +778,7 @@
                '" marker-end="url(#' + esc(prefix) + '-arrow)"/>' +
                (r.lx !== null ? '<text class="mt-shape" x="' + num(r.lx) + '" y="' +
                  num(r.ly + 3) + '" text-anchor="middle" font-size="10" fill="' +
-                 FALLBACK.edgeText + '">' + esc(label) + "</text>" : "") + "</g>");
+                 FALLBACK.edgeText + '">' + esc(shape) + "</text>" : "") + "</g>");
     }
     for (i = 0; i < nodes.length; i++) {
       ref = nodes[i];
@@ -644,13 +789,13 @@
       var io = kind === "input" || kind === "output";
       out.push('<g class="mt-node mt-cat-' + esc(cat) + " mt-kind-" + esc(kind) +
                decor.classes(ref) + '" data-id="' + esc(model.ids[ref]) +
-               '" tabindex="0" role="button" aria-label="' + esc(model.label[ref]) + '">' +
+               '" tabindex="0" role="button" aria-label="' + esc(label(ref)) + '">' +
                (titles ? "<title>" + esc(decor.title(ref)) + "</title>" : "") +
                '<rect x="' + num(b.x) + '" y="' + num(b.y) + '" width="' + num(b.w) +
                '" height="' + num(b.h) + '" rx="' + (io ? 14 : 4) + '" fill="' + nodeFill + '"' +
                (nodeHeat ? ' style="fill:' + nodeHeat + '"' : "") + ' stroke="' + FALLBACK.nodeStroke + '"/><text x="' + num(b.x + b.w / 2) +
                '" y="' + num(b.y + b.h / 2 + 4) + '" text-anchor="middle" fill="' +
-               FALLBACK.text + '">' + esc(model.label[ref]) + "</text></g>");
+               FALLBACK.text + '">' + esc(label(ref)) + "</text></g>");
     }
     return out.join("");
   }
@@ -736,6 +881,12 @@
     button("Collapse all", "Collapse to the model's own box", function () {
       self.update({ expanded: new Set([model.root]) });
     });
+    if (model.ghosts.size) {
+      this.foldButton = button("Unfold", "Show every repeated layer (\u00d7N) one by one " +
+                               "(Alt+click or U on one repeat)", function () {
+                                 self.toggleAllFolds();
+                               });
+    }
     button("Tidy", "Lay out every open module afresh", function () { self.tidy(); });
     var overlay = el("select", { class: "mt-overlay", "aria-label": "Colour by" });
     OVERLAYS.forEach(function (o) { overlay.appendChild(el("option", { value: o[0] }, o[1])); });
@@ -826,6 +977,7 @@
     if (options.writeHash) writeHash(this.id, this.state.encode(this.model));
     this.depthSelect.value = String(this.currentDepth());
     this.overlaySelect.value = this.state.overlay;
+    if (this.foldButton) this.foldButton.textContent = this.state.unfolded.size ? "Fold" : "Unfold";
     if (this.state.selected >= 0) this.showPanel(this.state.selected);
     else this.hidePanel();
     return Promise.resolve();
@@ -997,7 +1149,9 @@
     var ref = this.itemOf(target);
     if (ref === undefined) return;
     var model = this.model;
-    if (model.isGroup(ref)) {
+    if ((event.altKey || event.shiftKey) && model.repeatOf(ref)) {
+      this.toggleFold(ref);
+    } else if (model.isGroup(ref)) {
       var box = this.placed.boxes.get(ref);
       if (box.open) {  // an open group toggles from its title bar only
         var at = this.toGraph(event.clientX, event.clientY);
@@ -1014,6 +1168,22 @@
     if (this.placed.boxes.get(ref).open) expanded.delete(ref); else expanded.add(ref);
     return this.update({ expanded: expanded }, { anchor: ref });
   };
+  Viewer.prototype.toggleFold = function (ref) {
+    var unfolded = new Set(this.state.unfolded);
+    if (unfolded.has(ref)) unfolded.delete(ref); else unfolded.add(ref);
+    var selected = this.state.selected;
+    if (this.model.ghostOf.has(selected) && !unfolded.has(this.model.ghostOf.get(selected)[0])) {
+      selected = -1;
+    }
+    return this.update({ unfolded: unfolded, selected: selected }, { anchor: ref });
+  };
+  Viewer.prototype.toggleAllFolds = function () {
+    var model = this.model, unfolded = new Set();
+    if (!this.state.unfolded.size) model.ghosts.forEach(function (_g, ref) { unfolded.add(ref); });
+    return this.update({ unfolded: unfolded,
+                         selected: model.ghostOf.has(this.state.selected) ? -1
+                           : this.state.selected });
+  };
   Viewer.prototype.select = function (ref) {
     return this.update({ selected: ref });
   };
@@ -1027,7 +1197,17 @@
     if (model.kind[ref] === "module") {
       info = model.moduleInfo(ref);
       lines.push((info.path || "<root>") + ": " + info.cls);
-      if (info.repeat) lines.push("\u00d7" + info.repeat[0] + " (figures of one)");
+      if (info.repeat) {
+        var note = model.S[info.repeat[3]];
+        lines.push("\u00d7" + info.repeat[0] + (note ? " \u2014 " + note : "") +
+                   " (figures below: this one; Alt+click or U to " +
+                   (this.state.unfolded.has(ref) ? "fold)" : "unfold)"));
+      }
+    } else if (model.kind[ref] === "member") {
+      var owner = model.ghostOf.get(ref), rep = model.repeatOf(owner[0]);
+      lines.push(model.S[rep[1][owner[1]]] + ": " + model.moduleInfo(owner[0]).cls);
+      lines.push("member " + (owner[1] + 1) + " of " + rep[1].length + ", folded into " +
+                 (model.moduleInfo(owner[0]).path || "<root>"));
     } else if (model.kind[ref] === "chunk") {
       lines.push(model.label[ref]);
     } else {
@@ -1103,6 +1283,12 @@
       }
       src = info.source;
       if (src) row("source", model.S[src[0]] + ":" + src[1] + "\u2013" + src[2]);
+    } else if (model.kind[ref] === "member") {
+      var owner = model.ghostOf.get(ref), rep = model.repeatOf(owner[0]);
+      row("path", model.S[rep[1][owner[1]]]);
+      row("class", model.moduleInfo(owner[0]).cls);
+      row("repeat", "member " + (owner[1] + 1) + " of " + rep[1].length + "; its internals are " +
+          "those of " + (model.moduleInfo(owner[0]).path || "<root>"));
     } else if (model.kind[ref] !== "chunk") {
       info = model.nodeInfo(ref);
       row("op", info.name);
@@ -1181,6 +1367,10 @@
             self.focusItem(id);
           });
         }
+      } else if ((event.key === "u" || event.key === "U") && ref !== undefined &&
+                 self.model.repeatOf(ref)) {
+        var fid = self.model.ids[ref];
+        self.toggleFold(ref).then(function () { self.focusItem(fid); });
       } else if (event.key === "+" || event.key === "=") self.zoomBy(1.25);
       else if (event.key === "-" || event.key === "_") self.zoomBy(1 / 1.25);
       else if (event.key === "0") self.fit();

@@ -1,0 +1,221 @@
+"""Time build-time layout and rendering, and size what a page ships.
+
+    python benchmarks/render.py                 # every case below
+    python benchmarks/render.py --skip-671b     # without tracing the 671B model (about 15 s)
+    python benchmarks/render.py --repeat 5
+
+(from the repository root, with the project installed or PYTHONPATH=plugin:.)
+
+For each graph and opening depth it prints the best of ``--repeat`` runs of: building the view
+tree, laying out every open group with graphviz-pure, drawing the static SVG, and encoding the
+view data, with the view data's size raw and gzipped. Then the site-wide viewer assets, raw
+and gzipped. Graphs:
+
+- ``deepseek-v3 671B``: the zoo's 671B config traced on the meta device (folded, as a fence
+  draws it); tracing time is printed separately and not counted;
+- ``encoder xN``: ``nn.TransformerEncoder`` with N layers, traced unfolded;
+- ``synthetic Nk``: a generated nested graph of about N thousand ops (blocks of attention- and
+  MLP-like modules), for sizes no real model here reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import torch
+from torch import nn
+
+from model_trace import trace
+from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
+from model_trace.layout import layout
+from model_trace.render_html import view_json
+from model_trace.render_svg import render_svg
+from model_trace.view_data import encode_view
+from model_trace.view_tree import ViewTree, expanded_groups
+
+
+@dataclass
+class Timing:
+    tree_s: float
+    layout_s: float
+    svg_s: float
+    data_s: float
+    boxes: int
+    svg_bytes: int
+    data_bytes: int
+    data_gzip: int
+
+    @property
+    def total_s(self) -> float:
+        return self.tree_s + self.layout_s + self.svg_s + self.data_s
+
+
+def measure(graph: Graph, depth: int | None) -> Timing:
+    """One build of a figure: view tree, layout, SVG, view data (``depth`` None: all open)."""
+    start = time.perf_counter()
+    tree = ViewTree.from_graph(graph)
+    opened = expanded_groups(tree, 10_000 if depth is None else depth)
+    tree_done = time.perf_counter()
+    placed = layout(tree, opened)
+    layout_done = time.perf_counter()
+    svg = render_svg(tree, placed, "bench")
+    svg_done = time.perf_counter()
+    data = view_json(encode_view(tree, placed))
+    data_done = time.perf_counter()
+    return Timing(tree_done - start, layout_done - tree_done, svg_done - layout_done,
+                  data_done - svg_done, len(placed.boxes), len(svg), len(data),
+                  len(gzip.compress(data.encode())))
+
+
+def best_of(repeat: int, graph: Graph, depth: int | None) -> Timing:
+    return min((measure(graph, depth) for _ in range(repeat)), key=lambda t: t.total_s)
+
+
+def deepseek_671b() -> tuple[Graph, float]:
+    from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
+
+    with torch.device("meta"):
+        model = Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0))
+    start = time.perf_counter()
+    with torch.no_grad():
+        graph = trace(model, torch.zeros((1, 16), dtype=torch.long, device="meta"))
+    return graph, time.perf_counter() - start
+
+
+def encoder(layers: int) -> Graph:
+    layer = nn.TransformerEncoderLayer(64, 4, dim_feedforward=256, batch_first=True)
+    model = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+    options: dict[str, Any] = {}
+    import inspect
+
+    if "fold" in inspect.signature(trace).parameters:
+        options["fold"] = False
+    with torch.device("meta"):
+        return trace(model.to("meta"), torch.empty(2, 16, 64, device="meta"), **options)
+
+
+class _SyntheticBuilder:
+    """Builds a Graph by hand: modules, a chain of ops per module, edges between them."""
+
+    def __init__(self) -> None:
+        self.modules: dict[str, ModuleCall] = {}
+        self.nodes: dict[str, Node] = {}
+        self.tensors: dict[str, Tensor] = {}
+        self.edges: list[Edge] = []
+
+    def module(self, path: str, cls: str, parent: str | None) -> str:
+        module_id = f"m{len(self.modules)}"
+        self.modules[module_id] = ModuleCall(module_id, path, cls, parent)
+        if parent is not None:
+            self.modules[parent].children.append(module_id)
+        return module_id
+
+    def op(self, name: str, category: str, parent: str, inputs: list[str]) -> str:
+        node_id, tensor_id = f"n{len(self.nodes)}", f"t{len(self.tensors)}"
+        self.nodes[node_id] = Node(node_id, "op", name, category, parent, inputs=inputs,
+                                   outputs=[tensor_id], stats=Stats(flops=len(self.nodes)))
+        self.modules[parent].children.append(node_id)
+        self.tensors[tensor_id] = Tensor(tensor_id, [16, 1024], "bfloat16", "meta", node_id)
+        for tensor in inputs:
+            self.edges.append(Edge(self.tensors[tensor].producer, node_id, tensor))  # type: ignore[arg-type]
+        return tensor_id
+
+
+def synthetic(ops: int) -> Graph:
+    """About ``ops`` ops in blocks of attention (q, k, v, o linears and the math between them)
+    and MLP modules, with residual adds, like a transformer unfolded layer by layer."""
+    b = _SyntheticBuilder()
+    root = b.module("", "Synthetic", None)
+    x = b.op("embedding", "linear", root, [])
+    per_block = 30
+    for i in range(max(1, ops // per_block)):
+        block = b.module(f"layers.{i}", "Block", root)
+        attn = b.module(f"layers.{i}.attn", "Attention", block)
+        norm = b.op("rms_norm", "norm", block, [x])
+        heads = []
+        for name in ("q", "k", "v"):
+            proj = b.module(f"layers.{i}.attn.w{name}", "Linear", attn)
+            heads.append(b.op("view", "shape", attn, [b.op("linear", "linear", proj, [norm])]))
+        scores = b.op("softmax", "activation", attn, [b.op("matmul", "matmul", attn, heads[:2])])
+        mixed = b.op("transpose", "shape", attn, [b.op("matmul", "matmul", attn,
+                                                       [scores, heads[2]])])
+        out = b.module(f"layers.{i}.attn.wo", "Linear", attn)
+        x = b.op("add", "elementwise", block, [x, b.op("linear", "linear", out, [mixed])])
+        mlp = b.module(f"layers.{i}.mlp", "MLP", block)
+        norm = b.op("rms_norm", "norm", block, [x])
+        gates = []
+        for name in ("w1", "w3"):
+            proj = b.module(f"layers.{i}.mlp.{name}", "Linear", mlp)
+            gates.append(b.op("linear", "linear", proj, [norm]))
+        act = b.op("mul", "elementwise", mlp, [b.op("silu", "activation", mlp, gates[:1]),
+                                               gates[1]])
+        down = b.module(f"layers.{i}.mlp.w2", "Linear", mlp)
+        x = b.op("add", "elementwise", block, [x, b.op("linear", "linear", down, [act])])
+        for k in range(per_block - 18):
+            x = b.op("mul" if k % 2 else "add", "elementwise", block, [x])
+    return Graph(root=root, modules=b.modules, nodes=b.nodes, tensors=b.tensors, edges=b.edges)
+
+
+def asset_sizes() -> list[tuple[str, int, int]]:
+    assets = resources.files("model_trace") / "assets"
+    rows = []
+    for name in ("viewer.js", "viewer.css", "vendor/dagre.min.js"):
+        content = assets.joinpath(*name.split("/")).read_bytes()
+        rows.append((name, len(content), len(gzip.compress(content, 9))))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-671b", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    cases: list[tuple[str, Callable[[], Graph], list[int | None]]] = []
+    if not args.skip_671b:
+        graph_671b, trace_s = deepseek_671b()
+        print(f"deepseek-v3 671B: traced on meta in {trace_s:.1f} s (not counted below); "
+              f"{len(graph_671b.modules)} modules, {len(graph_671b.nodes)} nodes")
+        cases.append(("deepseek-v3 671B", lambda: graph_671b, [1, 2, None]))
+    cases += [
+        ("encoder x12", lambda: encoder(12), [1, None]),
+        ("encoder x48", lambda: encoder(48), [1, None]),
+        ("synthetic 2k", lambda: synthetic(2_000), [1, None]),
+        ("synthetic 10k", lambda: synthetic(10_000), [1, None]),
+    ]
+    header = (f"{'graph':<18} {'depth':>5} {'nodes':>6} {'boxes':>6} {'tree':>7} {'layout':>7} "
+              f"{'svg':>7} {'data':>7} {'total':>7} {'svg KB':>7} {'data KB':>8} {'gz KB':>6}")
+    print(header)
+    results = []
+    for name, make, depths in cases:
+        graph = make()
+        for depth in depths:
+            t = best_of(args.repeat, graph, depth)
+            label = "all" if depth is None else str(depth)
+            print(f"{name:<18} {label:>5} {len(graph.nodes):>6} {t.boxes:>6} {t.tree_s:>6.3f}s "
+                  f"{t.layout_s:>6.3f}s {t.svg_s:>6.3f}s {t.data_s:>6.3f}s {t.total_s:>6.3f}s "
+                  f"{t.svg_bytes / 1024:>7.1f} {t.data_bytes / 1024:>8.1f} "
+                  f"{t.data_gzip / 1024:>6.1f}")
+            results.append({"graph": name, "depth": label, "nodes": len(graph.nodes),
+                            **{k: getattr(t, k) for k in t.__dataclass_fields__}})
+    print("\nsite-wide assets (shipped once per site; dagre is loaded on first use)")
+    total = 0
+    for name, raw, packed in asset_sizes():
+        total += packed
+        print(f"  {name:<22} {raw / 1024:7.1f} KB  gzip {packed / 1024:6.1f} KB")
+    print(f"  {'total':<22} {'':>10}  gzip {total / 1024:6.1f} KB")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump({"figures": results, "assets": asset_sizes()}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
