@@ -103,7 +103,7 @@ def material_site(models: Path, tmp_path_factory: pytest.TempPathFactory, serve)
     pages = {
         "index.md": "# Graphs\n\n" + ENCODER + "\n" + ESCAPES + "\n" + SMALL
                     + "\n[Next page](next.md)\n",
-        "next.md": "# Next\n\n" + SMALL,
+        "next.md": "# Next\n\n" + SMALL + "\n" + ENCODER.replace("fold: false", "fold: true"),
     }
     theme = {"name": "material", "font": False, "features": ["navigation.instant"],
              "palette": [{"scheme": "default"}, {"scheme": "slate"}]}
@@ -368,4 +368,27 @@ def test_names_and_arguments_are_escaped(open_page, material_site) -> None:
     panel = page.locator("#model-trace-2 .mt-panel")
     panel.wait_for(state="visible")
     assert repr(NASTY) in panel.inner_text()
+    page.problems.assert_clean()
+
+
+def test_repeats_unfold_into_their_members_and_fold_back(open_page, material_site) -> None:
+    page = open_page(material_site + "next/")
+    _ready(page, "model-trace-2")
+    folded = page.locator("#model-trace-2 .mt-module.mt-folded")
+    assert folded.count() == 1
+    assert folded.locator("text").text_content().endswith("\u00d72")
+    folded.focus()
+    folded.click(modifiers=["Alt"])
+    member = page.locator("#model-trace-2 .mt-kind-member")
+    member.wait_for()
+    assert member.locator("text").text_content() == "1: TransformerEncoderLayer"
+    assert page.locator("#model-trace-2 .mt-module.mt-folded").count() == 0
+    assert ";u:" in page.url
+    _click(member)  # a member shows its own figures
+    assert "member 2 of 2" in page.locator("#model-trace-2 .mt-panel").inner_text()
+    representative = page.locator("#model-trace-2 .mt-module[data-path='layers.0']")
+    representative.focus()
+    page.keyboard.press("u")
+    page.wait_for_selector("#model-trace-2 .mt-module.mt-folded")
+    assert page.locator("#model-trace-2 .mt-kind-member").count() == 0
     page.problems.assert_clean()
