@@ -13,9 +13,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Schema versions ``Graph.from_dict`` reads; version 1 files lack the fields added in 2."""
 
-NodeKind = Literal["op", "input", "output", "constant", "parameter"]
+NodeKind = Literal["op", "input", "output", "constant", "parameter", "buffer", "shared"]
+ModuleKind = Literal["module", "function", "loop"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,18 @@ class Stats:
     params: int = 0
     flops: int = 0
     activation_bytes: int = 0
+    activated_params: int = 0
+    """Parameters one token goes through: for a mixture of experts only its routed experts'
+    share (equal to ``params`` for dense modules)."""
 
     def add(self, other: Stats) -> None:
         self.params += other.params
         self.flops += other.flops
         self.activation_bytes += other.activation_bytes
+        self.activated_params += other.activated_params
+
+    def copy(self) -> Stats:
+        return Stats(self.params, self.flops, self.activation_bytes, self.activated_params)
 
 
 @dataclass
@@ -79,16 +89,31 @@ class Node:
     args: dict[str, str] = field(default_factory=dict)
     source: SourceLocation | None = None
     stats: Stats = field(default_factory=Stats)
+    params: list[str] = field(default_factory=list)
+    """Qualified names of the parameters the op reads (they are not drawn as nodes)."""
 
 
 @dataclass
 class Repeat:
-    """Siblings folded into one representative: how many, and which (with their own stats)."""
+    """Siblings folded into one representative: how many, and which (with their own stats).
+
+    ``members`` are the paths of the folded calls in call order, the representative first
+    (for a loop, one entry per iteration); ``member_stats`` holds each member's own figures,
+    so their sum is exact although only the representative's internals are kept.
+    """
 
     count: int
     members: list[str]
     member_stats: list[Stats]
     note: str = ""
+
+
+@dataclass
+class Measured:
+    """What a real run of one module call cost: wall time and peak memory above its start."""
+
+    wall_time_s: float
+    peak_memory_bytes: int
 
 
 @dataclass
@@ -105,6 +130,17 @@ class ModuleCall:
     source: SourceSpan | None = None
     stats: Stats = field(default_factory=Stats)
     repeat: Repeat | None = None
+    kind: ModuleKind = "module"
+    """"module": an ``nn.Module`` call; "function": a torch Python function traced into
+    (``trace_depth``); "loop": iterations of a repeated pattern folded into one."""
+    called: bool = True
+    """False for a submodule the forward never called (an expert that got no tokens)."""
+    inputs: list[str] = field(default_factory=list)
+    """Tensor ids passed to the call (positional, then keyword arguments, flattened)."""
+    outputs: list[str] = field(default_factory=list)
+    """Tensor ids the call returned (flattened)."""
+    measured: Measured | None = None
+    """Wall time and peak memory of a real run (``trace(..., execute=...)``)."""
 
     @property
     def label(self) -> str:
@@ -183,10 +219,11 @@ class Graph:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"graph schema version {version!r} is not supported (expected {SCHEMA_VERSION}); "
-                "re-trace the model with this version of model-trace"
+                f"graph schema version {version!r} is not supported (this model-trace reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); re-trace the model with this "
+                "version of model-trace"
             )
         return cls(
             root=data["root"],
@@ -209,11 +246,13 @@ def _separators(indent: int | None) -> tuple[str, str]:
 def _module_from_dict(data: dict[str, Any]) -> ModuleCall:
     repeat = data.get("repeat")
     source = data.get("source")
+    measured = data.get("measured")
     return ModuleCall(
         **{
             **data,
             "stats": Stats(**data["stats"]),
             "source": SourceSpan(**source) if source else None,
+            "measured": Measured(**measured) if measured else None,
             "repeat": (
                 Repeat(**{**repeat, "member_stats": [Stats(**s) for s in repeat["member_stats"]]})
                 if repeat

@@ -33,7 +33,7 @@ def test_edges_follow_data_flow() -> None:
     graph = trace(TwoLayer(), torch.randn(3, 8))
     names = {n.id: n.name for n in graph.nodes.values()}
     assert [(names[e.src], names[e.dst]) for e in graph.edges] == [
-        ("input 0", "linear"), ("linear", "relu"), ("relu", "linear"), ("linear", "output")
+        ("x", "linear"), ("linear", "relu"), ("relu", "linear"), ("linear", "output")
     ]
 
 

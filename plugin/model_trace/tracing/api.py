@@ -1,0 +1,234 @@
+"""``trace``: run a model once and return its ``Graph``."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from model_trace.errors import TraceError
+from model_trace.graph import Graph
+from model_trace.tracing.concrete import ConcreteValues
+from model_trace.tracing.execution import attach_measurements, measure
+from model_trace.tracing.folding import fold_repeats
+from model_trace.tracing.options import ParameterDrawing, TraceOptions
+from model_trace.tracing.recorder import Recorder
+from model_trace.tracing.routing import RoutingPolicy, routing_policy
+from model_trace.tracing.sharing import draw_shared_per_use
+from model_trace.tracing.stats import add_uncalled_modules, assign_statistics
+from model_trace.tracing.structures import map_structure, named_tensors
+
+
+def trace(
+    model: torch.nn.Module | Callable[..., Any],
+    *args: Any,
+    routing: str | Sequence[int] | RoutingPolicy | None = None,
+    force_routing: bool = False,
+    fold: bool = True,
+    trace_depth: int = 0,
+    module_depth: int | None = None,
+    aten: bool = False,
+    execute: str | None = None,
+    parameters: ParameterDrawing = "attach",
+    **kwargs: Any,
+) -> Graph:
+    """Run ``model(*args, **kwargs)`` once and return the recorded ``Graph``.
+
+    ``model`` is any ``nn.Module`` or plain function; tensors may be on the meta device, where
+    float tensors keep only their shapes and integer tensors (token ids, expert indices) are
+    made concrete so data-dependent code (mixture-of-experts routing) runs. The keyword-only
+    options are those of ``TraceOptions``; every other keyword goes to the model.
+
+    An exception in the forward is re-raised as ``TraceError`` naming the module path and op,
+    with the partial graph attached as ``error.graph``.
+    """
+    options = TraceOptions(routing=routing, force_routing=force_routing, fold=fold,
+                           trace_depth=trace_depth, module_depth=module_depth, aten=aten,
+                           execute=execute, parameters=parameters)
+    return trace_with_options(model, args, kwargs, options)
+
+
+def trace_with_options(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
+                       kwargs: dict[str, Any], options: TraceOptions) -> Graph:
+    """``trace`` with its options as one value and the model's inputs as a tuple and a dict."""
+    # A trace makes millions of small objects and no garbage cycles: the cyclic collector
+    # would rescan the growing graph again and again (it doubled the time of a 671B trace).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _trace(model, args, kwargs, options)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
+           kwargs: dict[str, Any], options: TraceOptions) -> Graph:
+    root_module = model if isinstance(model, torch.nn.Module) else None
+    on_meta = _on_meta(root_module, args, kwargs)
+    measurements = None
+    if options.execute is not None:
+        if on_meta:
+            raise TraceError(
+                f"execute={options.execute!r} runs the model for real, but its weights or "
+                "inputs are on the meta device; build it on a real device (and load or "
+                "initialise its weights), or trace without execute")
+        measurements, args, kwargs = measure(model, args, kwargs, options.execute)
+    policy = routing_policy(options.routing)
+    policy.reset()
+    values = ConcreteValues(policy, options.force_routing) \
+        if on_meta or options.force_routing else None
+    if on_meta:
+        args, kwargs = _concrete_integers((args, kwargs))
+    root_name = type(model).__name__ if root_module is not None else _function_name(model)
+    recorder = Recorder(root_module, root_name, options, values)
+    _record_inputs(recorder, model, args, kwargs)
+    try:
+        with _recording(recorder, options):
+            result = model(*args, **kwargs)
+    except Exception as error:
+        partial = _finish(recorder, model, options, values, on_meta, fold=False)
+        raise TraceError(_failure_message(recorder, error), graph=partial) from error
+    for label, tensor in named_tensors(result, "output"):
+        node_id = recorder._add_node("output", label, "io", recorder.root)
+        recorder._connect(recorder.nodes[node_id], [tensor])
+    graph = _finish(recorder, model, options, values, on_meta, fold=options.fold,
+                    measurements=measurements)
+    for _, tensor in named_tensors((args, kwargs, result), ""):
+        recorder.forget(tensor)
+    return graph
+
+
+@contextlib.contextmanager
+def _recording(recorder: Recorder, options: TraceOptions) -> Iterator[None]:
+    """Hooks and modes on, for the forward only; all removed on exit, even on error."""
+    pre = torch.nn.modules.module.register_module_forward_pre_hook(recorder.enter_module)
+    post = torch.nn.modules.module.register_module_forward_hook(
+        recorder.exit_module, with_kwargs=True, always_call=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            if options.no_grad:
+                stack.enter_context(torch.no_grad())
+            if recorder._aten is not None:
+                stack.enter_context(recorder._aten)
+            stack.enter_context(recorder)
+            yield
+    finally:
+        pre.remove()
+        post.remove()
+
+
+def _on_meta(model: torch.nn.Module | None, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> bool:
+    """Whether this is a meta trace: any input, or the model's first weight, is on meta."""
+    if any(t.is_meta for _, t in named_tensors((args, kwargs), "")):
+        return True
+    if model is None:
+        return False
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.is_meta
+    return False
+
+
+def _concrete_integers(value: Any) -> Any:
+    """Inputs with every integer or boolean meta tensor replaced by CPU zeros (token ids)."""
+
+    def concrete(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.is_meta and not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
+            return torch.zeros(tensor.shape, dtype=tensor.dtype)
+        return tensor
+
+    return map_structure(value, concrete)
+
+
+def _input_labels(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> list[tuple[str, Any]]:
+    """(name, value) of each input: the forward's parameter names where they can be bound."""
+    function = model.forward if isinstance(model, torch.nn.Module) else model
+    try:
+        bound = inspect.signature(function).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return [(f"input {i}", a) for i, a in enumerate(args)] + sorted(kwargs.items())
+    labels: list[tuple[str, Any]] = []
+    for name, value in bound.arguments.items():
+        kind = inspect.signature(function).parameters[name].kind
+        if kind == inspect.Parameter.VAR_POSITIONAL:
+            labels += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        elif kind == inspect.Parameter.VAR_KEYWORD:
+            labels += sorted(value.items())
+        else:
+            labels.append((name, value))
+    return labels
+
+
+def _record_inputs(recorder: Recorder, model: Any, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> None:
+    for name, value in _input_labels(model, args, kwargs):
+        for label, tensor in named_tensors(value, name):
+            if recorder.ref(tensor) is None:
+                recorder.register_source(tensor, "input", label)
+
+
+def _function_name(function: Any) -> str:
+    return getattr(function, "__qualname__", None) or type(function).__name__
+
+
+def _failure_message(recorder: Recorder, error: Exception) -> str:
+    if recorder.failed_at is not None:
+        group, op, source = recorder.failed_at
+    else:
+        group, op, source = recorder._stack[-1], recorder.current_op or "?", None
+    call = recorder.modules.get(group)
+    where = (call.path or "<root>") if call is not None else "<root>"
+    cls = f" ({call.cls})" if call is not None else ""
+    at = f" at {source.file}:{source.line} `{source.code}`" if source is not None else ""
+    return (f"forward failed in module '{where}'{cls} at op '{op}'{at}: "
+            f"{type(error).__name__}: {error}")
+
+
+def _finish(recorder: Recorder, model: Any, options: TraceOptions,
+            values: ConcreteValues | None, on_meta: bool, fold: bool,
+            measurements: Any = None) -> Graph:
+    graph = Graph(root=recorder.root, modules=recorder.modules, nodes=recorder.nodes,
+                  tensors=recorder.tensors, edges=recorder.edges)
+    graph.meta = _meta(graph, model, options, values, on_meta)
+    root_module = model if isinstance(model, torch.nn.Module) else None
+    if fold or measurements is not None or not recorder.failed_at:
+        add_uncalled_modules(graph, recorder.call_modules, root_module, recorder.sources)
+    assign_statistics(graph, recorder.call_modules, root_module)
+    draw_shared_per_use(graph, recorder.input_names, options.shared_min_uses)
+    if measurements is not None:
+        attach_measurements(graph, measurements)
+    if fold:
+        fold_repeats(graph)
+    return graph
+
+
+def _meta(graph: Graph, model: Any, options: TraceOptions, values: ConcreteValues | None,
+          on_meta: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "model": graph.modules[graph.root].cls,
+        "torch": torch.__version__.split("+")[0],
+        "device": "meta" if on_meta else _device_of(graph),
+        "options": options.describe(),
+    }
+    if values is not None:
+        meta["routing"] = {**values.policy.describe(), "decisions": values.decisions,
+                           "assumed_zero": dict(sorted(values.assumed_zero.items()))}
+    else:
+        meta["routing"] = {"policy": "real"}
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        meta["tensor_parallel"] = {"rank": torch.distributed.get_rank(),
+                                   "world_size": torch.distributed.get_world_size()}
+    return meta
+
+
+def _device_of(graph: Graph) -> str:
+    for tensor in graph.tensors.values():
+        return tensor.device
+    return "cpu"

@@ -1,0 +1,148 @@
+"""Routing policies: which experts a gate picks when its scores have no values.
+
+On the meta device a gate's scores are shapes without numbers, yet a mixture of experts needs
+concrete expert indices to run its own code (``bincount(...).tolist()``, ``where(indices ==
+i)``, Python branches on counts). The tracer asks a routing policy for every index-producing
+op (``topk``, ``argmax``, ``max(dim)``, ``sort``...) whose input is on the meta device, and
+the policy answers with concrete CPU indices. With real tensors the real routing is used,
+unless the trace forces the policy (``trace(..., force_routing=True)``).
+
+A policy is deterministic: the same model, inputs and policy give the same routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+ROUTING_NAMES = ("balanced", "random", "first")
+"""Names ``routing_policy`` accepts (``uniform`` is an alias of ``random``)."""
+
+
+class RoutingPolicy:
+    """Chooses ``k`` distinct indices out of ``choices`` for each of ``rows`` rows.
+
+    ``allowed`` (rows, choices) bool, when given, marks the choices a row may take (the
+    groups its gate kept); a policy honours it where it can.
+    """
+
+    name = "policy"
+
+    def reset(self) -> None:
+        """Called at the start of every trace, so each trace routes the same way."""
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into ``graph.meta["routing"]``."""
+        return {"policy": self.name}
+
+
+class BalancedRouting(RoutingPolicy):
+    """Least-loaded first: each row takes the ``k`` allowed choices that have been taken
+    least often so far in this decision (ties go round robin), so every expert gets the same
+    number of tokens when rows * k is a multiple of the expert count, group limits included."""
+
+    name = "balanced"
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        load = torch.zeros(choices, dtype=torch.int64)
+        order = torch.arange(choices, dtype=torch.int64)
+        chosen = torch.empty(rows, k, dtype=torch.int64)
+        penalty = (~allowed).to(torch.int64) * (rows * k + 1) * choices \
+            if allowed is not None else None
+        for row in range(rows):
+            rank = load * choices + (order - row * k) % choices
+            if penalty is not None:
+                rank = rank + penalty[row]
+            picked = rank.topk(k, largest=False).indices
+            chosen[row] = picked
+            load[picked] += 1
+        return chosen
+
+
+class RandomRouting(RoutingPolicy):
+    """Uniformly random distinct choices per row, from a generator seeded with ``seed``."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        self._generator.manual_seed(self.seed)
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        scores = torch.rand(rows, choices, generator=self._generator)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, -1.0)
+        return scores.topk(k, dim=1).indices
+
+    def describe(self) -> dict[str, Any]:
+        return {"policy": self.name, "seed": self.seed}
+
+
+class FixedRouting(RoutingPolicy):
+    """Every row takes the same experts: ``experts[:k]`` (``None``: the first ``k``).
+
+    ``experts`` may also be a list of per-row lists, used in turn (row ``r`` takes list
+    ``r % len(experts)``). A request the list cannot answer (more choices than it names, or
+    an index out of range, such as a gate's group choice) takes the first ``k`` choices.
+    """
+
+    name = "fixed"
+
+    def __init__(self, experts: Sequence[int] | Sequence[Sequence[int]] | None = None) -> None:
+        if experts is None:
+            self.table: list[list[int]] | None = None
+        elif all(isinstance(e, int) for e in experts):
+            self.table = [list(experts)]  # type: ignore[arg-type]
+        else:
+            self.table = [list(row) for row in experts]  # type: ignore[arg-type,union-attr]
+        if self.table is not None:
+            for row in self.table:
+                if len(set(row)) != len(row) or any(e < 0 for e in row):
+                    raise ValueError(f"FixedRouting experts {row} must be distinct indices >= 0")
+        self.name = "first" if experts is None else "fixed"
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        table = self.table
+        if (table is None or any(len(row) < k for row in table)
+                or max(max(row[:k]) for row in table) >= choices):
+            return torch.arange(k, dtype=torch.int64).expand(rows, k).clone()
+        chosen = torch.tensor([row[:k] for row in table], dtype=torch.int64)
+        return chosen.repeat((rows + len(table) - 1) // len(table), 1)[:rows]
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"policy": self.name}
+        if self.table is not None:
+            described["experts"] = self.table[0] if len(self.table) == 1 else self.table
+        return described
+
+
+def routing_policy(spec: str | Sequence[int] | RoutingPolicy | None) -> RoutingPolicy:
+    """A policy from a name (``balanced``, ``random``/``uniform``, ``first``), a list of expert
+    indices (fixed routing), a policy object, or None (balanced)."""
+    if spec is None:
+        return BalancedRouting()
+    if isinstance(spec, RoutingPolicy):
+        return spec
+    if isinstance(spec, str):
+        name, _, seed = spec.partition(":")
+        if name == "balanced":
+            return BalancedRouting()
+        if name in ("random", "uniform"):
+            return RandomRouting(int(seed) if seed else 0)
+        if name == "first":
+            return FixedRouting(None)
+        raise ValueError(f"unknown routing policy {spec!r}; use one of {', '.join(ROUTING_NAMES)}"
+                         " (random:SEED for another seed), or a list of expert indices")
+    return FixedRouting(list(spec))

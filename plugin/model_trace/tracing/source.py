@@ -1,0 +1,126 @@
+"""Where things come from in the model's code: op call sites and module class spans.
+
+Both are looked up once and cached (per code object and line, per class), because the tracer
+asks for a call site on every op and a 671B model runs a quarter of a million of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import os
+import sys
+from types import CodeType, FrameType
+
+import torch
+
+from model_trace.graph import SourceLocation, SourceSpan
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_TORCH_MODULES_DIR = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def relative_source_path(path: str) -> str:
+    """A stable, machine-independent name for a source file: relative to its sys.path root."""
+    path = os.path.abspath(path)
+    roots = sorted((os.path.abspath(p) for p in sys.path if p), key=len, reverse=True)
+    for root in roots:
+        if path.startswith(root + os.sep):
+            return os.path.relpath(path, root).replace(os.sep, "/")
+    return os.path.basename(path)
+
+
+def is_model_code(code: CodeType) -> bool:
+    """Code a reader wants an op to point at: anything but torch internals and model-trace.
+
+    torch's own ``nn.modules`` count as model code, so an op inside ``nn.Linear.forward``
+    points at that line rather than at the caller of the module.
+    """
+    file = code.co_filename
+    if file.startswith("<") or file.startswith(_PACKAGE_DIR):
+        return False
+    return not file.startswith(_TORCH_DIR) or file.startswith(_TORCH_MODULES_DIR)
+
+
+def is_tracer_code(code: CodeType) -> bool:
+    return code.co_filename.startswith(_PACKAGE_DIR)
+
+
+# torch's dispatch machinery: never the place an op "comes from", even inside a traced function.
+_DISPATCH_FILES = tuple(
+    os.path.join(_TORCH_DIR, name) for name in ("overrides.py", "_ops.py", "_tensor.py", "utils")
+)
+
+
+def is_traced_torch_code(code: CodeType) -> bool:
+    """Code of a torch Python function the tracer descends into (``trace_depth`` > 0)."""
+    file = code.co_filename
+    return file.startswith(_TORCH_DIR) and not file.startswith(_DISPATCH_FILES)
+
+
+class SourceIndex:
+    """Caches of call sites (per code object and line) and class spans (per class)."""
+
+    def __init__(self) -> None:
+        self._model_code: dict[CodeType, bool] = {}
+        self._locations: dict[tuple[CodeType, int], SourceLocation] = {}
+        self._spans: dict[type, SourceSpan | None] = {}
+        self._files: dict[str, str] = {}
+
+    def call_site(self, frame: FrameType | None, in_torch_function: bool = False
+                  ) -> SourceLocation | None:
+        """The innermost frame of model code at or above ``frame``, as a location.
+
+        The walk stops at model-trace's own frames: those sit below the traced forward, so
+        an op called by the tracer itself (or by torch alone) has no location. Inside a torch
+        function the tracer descends into, that function's own lines count as model code.
+        """
+        if in_torch_function:
+            return self._torch_call_site(frame)
+        known = self._model_code
+        while frame is not None:
+            code = frame.f_code
+            is_model = known.get(code)
+            if is_model is None:
+                if is_tracer_code(code):
+                    return None
+                is_model = known[code] = is_model_code(code)
+            if is_model:
+                key = (code, frame.f_lineno)
+                location = self._locations.get(key)
+                if location is None:
+                    location = self._locations[key] = self._location(code, frame.f_lineno)
+                return location
+            frame = frame.f_back
+        return None
+
+    def _torch_call_site(self, frame: FrameType | None) -> SourceLocation | None:
+        while frame is not None:
+            code = frame.f_code
+            if not is_tracer_code(code) and (is_traced_torch_code(code) or is_model_code(code)):
+                key = (code, frame.f_lineno)
+                location = self._locations.get(key)
+                if location is None:
+                    location = self._locations[key] = self._location(code, frame.f_lineno)
+                return location
+            frame = frame.f_back
+        return None
+
+    def _location(self, code: CodeType, line: int) -> SourceLocation:
+        file = code.co_filename
+        relative = self._files.get(file)
+        if relative is None:
+            relative = self._files[file] = relative_source_path(file)
+        return SourceLocation(relative, line, linecache.getline(file, line).strip())
+
+    def class_span(self, cls: type) -> SourceSpan | None:
+        """Where ``cls`` is defined, or None for classes without Python source."""
+        if cls not in self._spans:
+            try:
+                lines, start = inspect.getsourcelines(cls)
+                file = relative_source_path(inspect.getsourcefile(cls) or "")
+                self._spans[cls] = SourceSpan(file, start, start + len(lines) - 1)
+            except (OSError, TypeError):
+                self._spans[cls] = None
+        return self._spans[cls]

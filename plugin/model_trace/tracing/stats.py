@@ -1,0 +1,253 @@
+"""Statistics of a recorded graph: parameters, activated parameters, FLOPs, activation bytes.
+
+- ``params`` of a module call: the parameters of its module and submodules, counted once (at
+  the module's first call; a parameter shared by two modules counts at the first). The root's
+  figure is the model's ``sum(p.numel() for p in model.parameters())``.
+- ``activated_params``: the parameters one token goes through. A *routed group* is a set of
+  sibling modules of one class in one container (``ffn.experts.*``) whose inputs are rows
+  picked by an index (``x[idx]``): each member counts in proportion to the rows it got over
+  the rows its parent got, so 8 of 256 experts per token count 8 experts. Everything else
+  counts fully. For an op node, the parameters it reads (at their first read in the trace).
+- ``flops`` and ``activation_bytes``: per op (see ``flops``; bytes of new tensors, views
+  excluded), summed into every enclosing module call.
+
+``graph.meta["totals"]`` holds the root's figures, and ``graph.meta["experts"]`` each routed
+group's load: how many tokens each member got.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import torch
+
+from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.tracing.source import SourceIndex
+
+_GATHERS = frozenset({"getitem", "index_select", "gather", "take", "index"})
+
+
+def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
+                         root: torch.nn.Module | None, sources: SourceIndex | None = None
+                         ) -> None:
+    """Add each submodule the forward never called (an expert without tokens, a layer whose
+    weight the parent reads directly) as a ``called=False`` call under its nearest called
+    ancestor, so every module of the model is in the graph."""
+    if root is None:
+        return
+    sources = sources or SourceIndex()
+    first_call: dict[str, str] = {}
+    for call in graph.modules.values():
+        if call.kind == "module":
+            first_call.setdefault(call.path, call.id)
+    above_called: set[str] = set()
+    for path in first_call:
+        while path:
+            path = path.rpartition(".")[0]
+            if path in above_called:
+                break
+            above_called.add(path)
+    for name, module in root.named_modules():
+        if name in first_call or name in above_called:
+            continue
+        parent = name.rpartition(".")[0]
+        if parent not in first_call and parent not in above_called:
+            continue  # inside an uncalled module added already
+        host = parent
+        while host not in first_call:
+            host = host.rpartition(".")[0]
+        module_id = f"m{len(graph.modules)}"
+        while module_id in graph.modules:
+            module_id += "u"
+        call = ModuleCall(id=module_id, path=name, cls=type(module).__name__,
+                          parent=first_call[host], called=False,
+                          source=sources.class_span(type(module)))
+        try:
+            call.extra_repr = module.extra_repr()
+        except Exception:
+            call.extra_repr = ""
+        graph.modules[module_id] = call
+        graph.modules[call.parent].children.append(module_id)  # type: ignore[index]
+        call_modules[module_id] = module
+
+
+def _is_block_scale(module: torch.nn.Module, name: str, param: torch.Tensor) -> bool:
+    """A float32 ``scale`` next to a float8 weight: fp8 block scales, which published
+    parameter counts leave out."""
+    if "scale" not in name or param.dtype != torch.float32:
+        return False
+    return any(p is not None and p.element_size() == 1 and p.dtype.is_floating_point
+               for p in module._parameters.values())
+
+
+def _subtree_parameters(roots: list[torch.nn.Module]) -> dict[int, tuple[int, int, int, int]]:
+    """(own, own block scales, subtree, subtree block scales) per module object, each
+    parameter counted once."""
+    seen: set[int] = set()
+    own: dict[int, list[int]] = {}
+    order: list[tuple[torch.nn.Module, torch.nn.Module | None]] = []
+    for root in roots:
+        stack: list[tuple[torch.nn.Module, torch.nn.Module | None]] = [(root, None)]
+        while stack:
+            module, parent = stack.pop()
+            if id(module) in own:
+                continue
+            count = scales = 0
+            for name, param in module._parameters.items():
+                if param is None or id(param) in seen:
+                    continue
+                seen.add(id(param))
+                count += param.numel()
+                if _is_block_scale(module, name, param):
+                    scales += param.numel()
+            own[id(module)] = [count, scales, count, scales]
+            order.append((module, parent))
+            stack.extend((child, module) for child in reversed(module._modules.values())
+                         if child is not None)
+    for module, parent in reversed(order):
+        if parent is not None:
+            mine, theirs = own[id(module)], own[id(parent)]
+            theirs[2] += mine[2]
+            theirs[3] += mine[3]
+    return {key: (v[0], v[1], v[2], v[3]) for key, v in own.items()}
+
+
+def _rows(graph: Graph, call: ModuleCall) -> int | None:
+    """Rows of a call's first input: all its dimensions but the last, multiplied."""
+    if not call.inputs:
+        return None
+    shape = graph.tensors[call.inputs[0]].shape
+    return math.prod(shape[:-1]) if shape else 1
+
+
+def _gathered(graph: Graph, call: ModuleCall) -> bool:
+    """Whether the call's first input is rows picked by an index tensor (``x[idx]``)."""
+    if not call.inputs:
+        return False
+    producer = graph.tensors[call.inputs[0]].producer
+    node = graph.nodes.get(producer) if producer is not None else None
+    if node is None or node.name not in _GATHERS:
+        return False
+    return node.name != "getitem" or "T" in node.args.get("index", "")
+
+
+def _natural_key(path: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
+
+
+def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
+    """Routed groups by container path: parent call, members (call ids, natural order),
+    rows per member and the parent's rows."""
+    groups: dict[str, dict[str, Any]] = {}
+    for parent in graph.modules.values():
+        members: dict[tuple[str, str], list[ModuleCall]] = {}
+        for child_id in parent.children:
+            child = graph.modules.get(child_id)
+            if child is None or child.kind != "module" or child.call_index:
+                continue
+            container = child.path.rpartition(".")[0]
+            members.setdefault((container, child.cls), []).append(child)
+        parent_rows = _rows(graph, parent)
+        if not parent_rows:
+            continue
+        for (container, cls), calls in members.items():
+            called = [c for c in calls if c.called]
+            if len(calls) < 2 or not called or not all(_gathered(graph, c) for c in called):
+                continue
+            calls.sort(key=lambda c: _natural_key(c.path))
+            rows = [(_rows(graph, c) or 0) if c.called else 0 for c in calls]
+            groups[container or parent.path] = {"parent": parent.id, "cls": cls,
+                                                "members": [c.id for c in calls], "rows": rows,
+                                                "parent_rows": parent_rows}
+    return groups
+
+
+def assign_statistics(graph: Graph, call_modules: dict[str, Any],
+                      root: torch.nn.Module | None) -> None:
+    """Fill every node's and module call's ``Stats`` and ``graph.meta["totals"]``."""
+    if root is not None:
+        roots = [root]
+    else:
+        roots = list({id(m): m for m in call_modules.values()
+                      if isinstance(m, torch.nn.Module)}.values())
+    counts = _subtree_parameters(roots)
+    groups = routed_groups(graph)
+    weight: dict[str, float] = {}
+    for group in groups.values():
+        for member, rows in zip(group["members"], group["rows"], strict=True):
+            weight[member] = rows / group["parent_rows"]
+    activated: dict[str, tuple[float, float]] = {}
+    modules = graph.walk_modules()
+    for call in reversed(modules):
+        obj = call_modules.get(call.id)
+        first = call.kind == "module" and call.call_index == 0 and obj is not None
+        own, own_scales, total, total_scales = counts.get(id(obj), (0, 0, 0, 0)) if first \
+            else (0, 0, 0, 0)
+        call.stats = Stats(params=total)
+        if not call.called:
+            activated[call.id] = (float(total), float(total_scales))
+            continue
+        act, act_scales = float(own), float(own_scales)
+        for child_id in call.children:
+            if child_id in activated:
+                share = weight.get(child_id, 1.0)
+                act += share * activated[child_id][0]
+                act_scales += share * activated[child_id][1]
+        activated[call.id] = (act, act_scales)
+    for call in modules:
+        call.stats.activated_params = round(activated[call.id][0])
+    if root is None:  # a plain function: its parameters are those of the modules it called
+        root_call = graph.modules[graph.root]
+        root_call.stats.params = sum(graph.modules[c].stats.params
+                                     for c in root_call.children if c in graph.modules)
+        root_call.stats.activated_params = sum(graph.modules[c].stats.activated_params
+                                               for c in root_call.children
+                                               if c in graph.modules)
+    _roll_up(graph, modules)
+    _describe_totals(graph, groups, activated, counts, roots)
+
+
+def _roll_up(graph: Graph, modules: list[ModuleCall]) -> None:
+    """Sum node FLOPs and activation bytes into every enclosing call, children first."""
+    flops: dict[str, int] = dict.fromkeys(graph.modules, 0)
+    size: dict[str, int] = dict.fromkeys(graph.modules, 0)
+    for node in graph.nodes.values():
+        flops[node.parent] += node.stats.flops
+        size[node.parent] += node.stats.activation_bytes
+    for call in reversed(modules):
+        call.stats.flops = flops[call.id]
+        call.stats.activation_bytes = size[call.id]
+        if call.parent is not None:
+            flops[call.parent] += flops[call.id]
+            size[call.parent] += size[call.id]
+
+
+def _describe_totals(graph: Graph, groups: dict[str, dict[str, Any]],
+                     activated: dict[str, tuple[float, float]],
+                     counts: dict[int, tuple[int, int, int, int]],
+                     roots: list[torch.nn.Module]) -> None:
+    root = graph.modules[graph.root]
+    scales = sum(counts[id(r)][3] for r in roots)
+    activated_scales = round(activated[graph.root][1])
+    graph.meta["totals"] = {
+        "params": root.stats.params,
+        "activated_params": root.stats.activated_params,
+        "block_scale_params": scales,
+        "activated_block_scale_params": activated_scales,
+        "flops": root.stats.flops,
+        "activation_bytes": root.stats.activation_bytes,
+    }
+    experts: dict[str, Any] = {}
+    for container, group in sorted(groups.items(), key=lambda kv: _natural_key(kv[0])):
+        rows = group["rows"]
+        experts[container] = {
+            "cls": group["cls"],
+            "count": len(rows),
+            "called": sum(1 for r in rows if r),
+            "active_per_token": round(sum(rows) / group["parent_rows"], 4),
+            "tokens": rows,
+        }
+    if experts:
+        graph.meta["experts"] = experts

@@ -1,0 +1,73 @@
+"""The per-module table of ``model-trace summary``: params, FLOPs, shapes."""
+
+from __future__ import annotations
+
+from model_trace.graph import Graph, ModuleCall
+
+
+def format_count(value: float) -> str:
+    """1234 -> 1.23K, 671e9 -> 671B (T, B, M, K)."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:g}"
+
+
+def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
+    shapes = [graph.tensors[t].shape_label for t in tensor_ids[:limit] if t in graph.tensors]
+    more = len(tensor_ids) - limit
+    return ", ".join(shapes) + (f" +{more}" if more > 0 else "")
+
+
+def summary_table(graph: Graph, max_depth: int | None = None) -> str:
+    """One row per module call in walk order, indented by depth: the call's name and class
+    (``×N`` when folded), parameters, activated parameters, FLOPs, activation bytes and its
+    input and output shapes; the totals last."""
+    headers = ("module", "class", "params", "active", "FLOPs", "act. bytes", "in", "out")
+    rows: list[tuple[str, ...]] = []
+    depths = {graph.root: 0}
+    for call in graph.walk_modules():
+        depth = depths[call.id]
+        for child in call.children:
+            if child in graph.modules:
+                depths[child] = depth + 1
+        if max_depth is not None and depth > max_depth:
+            continue
+        rows.append(_row(graph, call, depth))
+    totals = graph.meta.get("totals", {})
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    numeric = {2, 3, 4, 5}
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    out = [line(headers), line(tuple("-" * w for w in widths))]
+    out += [line(r) for r in rows]
+    if totals:
+        out.append("")
+        out.append(
+            f"total: {format_count(totals.get('params', 0))} parameters, "
+            f"{format_count(totals.get('activated_params', 0))} activated per token, "
+            f"{format_count(totals.get('flops', 0))} FLOPs, "
+            f"{format_count(totals.get('activation_bytes', 0))} activation bytes")
+    folded = graph.meta.get("folded")
+    if folded:
+        before, after = folded["before"], folded["after"]
+        out.append(f"folded: {before['modules']} module calls -> {after['modules']}, "
+                   f"{before['nodes']} nodes -> {after['nodes']}")
+    return "\n".join(out)
+
+
+def _row(graph: Graph, call: ModuleCall, depth: int) -> tuple[str, ...]:
+    name = call.path.rsplit(".", 1)[-1] if call.path and depth else (call.path or call.cls)
+    if call.kind == "function":
+        name = f"{call.cls}()"
+    cls = call.cls + (f" ×{call.repeat.count}" if call.repeat else "")
+    if not call.called:
+        cls += " (not called)"
+    stats = call.stats
+    return ("  " * depth + name, cls, format_count(stats.params),
+            format_count(stats.activated_params), format_count(stats.flops),
+            format_count(stats.activation_bytes), _shapes(graph, call.inputs),
+            _shapes(graph, call.outputs))
