@@ -79,14 +79,18 @@ class FenceState:
                 return line
         return self.fences.pop(0)[0] if self.fences else None
 
-    def prefetch(self, fences: list[tuple[int, str]], page: str) -> None:
-        """Start tracing every well-formed fence; the others are reported when drawn."""
-        for line, body in fences:
-            try:
-                spec = self.session.prepare(parse_spec(body))
-            except ModelTraceError:
-                continue
-            self.session.submit(spec, f"{page}:{line}")
+    def prefetch(self, pages: dict[str, list[tuple[int, str]]]) -> None:
+        """Start tracing every well-formed fence of these pages (fences by page, as
+        ``find_fences`` gives them) at once, so that fences showing the same model share one
+        trace; the others are reported when drawn."""
+        specs = []
+        for page, fences in pages.items():
+            for line, body in fences:
+                try:
+                    specs.append((self.session.prepare(parse_spec(body)), f"{page}:{line}"))
+                except ModelTraceError:
+                    continue
+        self.session.submit_all(specs)
 
 
 def find_fences(lines: list[str]) -> list[tuple[int, str]]:
@@ -123,7 +127,7 @@ class _FenceCollector(Preprocessor):
 
     def run(self, lines: list[str]) -> list[str]:
         self.state.fences = find_fences(lines)
-        self.state.prefetch(self.state.fences, self.state.page)
+        self.state.prefetch({self.state.page: self.state.fences})
         return lines
 
 

@@ -1,73 +1,128 @@
-"""fence spec -> trace -> graph -> layout -> render, as one call per fence.
+"""fence spec -> trace -> graph -> layout -> render.
 
-``run_fence`` is what a trace worker process runs: everything it returns is plain data (HTML
-text and file bytes) that can be cached and sent between processes. The figure's HTML uses
-``PREFIX_PLACEHOLDER`` for its element ids; the page that shows it substitutes its own prefix,
-so one cached figure can appear in several places without two graphs sharing an id.
+``run_fences`` is what a trace worker process runs: one trace for fences that differ only in
+how they show it (``FenceSpec.trace_identity``), then one figure per fence. Everything it
+returns is plain data (HTML text and file bytes) that can be cached and sent between
+processes. The figure's HTML uses ``PREFIX_PLACEHOLDER`` for its element ids; the page that
+shows it substitutes its own prefix, so one cached figure can appear in several places
+without two graphs sharing an id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from model_trace.breakdown import breakdown_table
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
-from model_trace.errors import SpecError
+from model_trace.errors import ModelTraceError, SpecError
+from model_trace.focus import focus_graph
 from model_trace.graph import Graph
 from model_trace.layout import expanded_modules, layout
 from model_trace.loader import build_inputs, build_model
 from model_trace.render_html import ViewOptions, render_figure
 from model_trace.render_svg import render_svg
-from model_trace.spec import FenceSpec
+from model_trace.spec import FIELDS, FenceSpec
 from model_trace.tracer import trace
 
-OPTION_FIELDS = ("depth", "focus", "routing", "fold", "trace_depth", "show_constants",
-                 "overlay", "height", "export", "caption")
-"""Fence fields that say how to trace or show the model. Each goes, by the same name, to
-``tracer.trace`` if it takes it, else to ``render_html.ViewOptions`` if it has it; a field
-neither supports is an error only where the fence sets it away from its default."""
+TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
+"""Fence fields passed to ``tracer.trace`` by the same name."""
+OWN_VIEW_FIELDS = ("focus", "summary", "export")
+"""View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
 
 def trace_spec(spec: FenceSpec) -> Graph:
-    """Build the spec's model and inputs on the meta device and trace one forward pass."""
-    model = build_model(spec)
-    args, kwargs = build_inputs(spec)
-    with torch.no_grad():
-        return trace(model, *args, **kwargs, **trace_options(spec))
+    """Build the spec's model and inputs on the meta device and trace one forward pass (as
+    rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1)."""
+    with _process_group(spec.world_size, spec.rank):
+        model = build_model(spec)
+        args, kwargs = build_inputs(spec)
+        with torch.no_grad():
+            return trace(model, *args, **kwargs, **trace_options(spec))
+
+
+@contextlib.contextmanager
+def _process_group(world_size: int, rank: int) -> Iterator[None]:
+    if world_size == 1:
+        yield
+        return
+    from model_trace.tracing import tensor_parallel
+
+    with tensor_parallel(world_size, rank):
+        yield
 
 
 def trace_options(spec: FenceSpec) -> dict[str, Any]:
-    """The fence fields ``tracer.trace`` takes."""
+    """The fence's options for ``tracer.trace``; one this tracer lacks is a fence error where
+    the fence sets it away from its default."""
     accepted = inspect.signature(trace).parameters
-    return {name: getattr(spec, name) for name in OPTION_FIELDS if name in accepted}
+    defaults = FenceSpec(model="")
+    options = {}
+    for name in TRACE_OPTIONS:
+        value = getattr(spec, name)
+        if name in accepted:
+            options[name] = value
+        elif value != getattr(defaults, name) and name in spec.lines:
+            raise SpecError(f"field '{name}' is not supported by this version of the tracer",
+                            field=name)
+    return options
 
 
 def view_options(spec: FenceSpec, theme: str = "auto") -> ViewOptions:
-    """The fence fields ``ViewOptions`` has (``theme`` comes from the plugin's configuration)."""
-    accepted = inspect.signature(trace).parameters
+    """The display fields of a fence, as the renderer takes them (``theme`` comes from the
+    plugin's configuration)."""
     known = {f.name for f in dataclasses.fields(ViewOptions)}
-    defaults = FenceSpec(model="")
-    values: dict[str, Any] = {"theme": theme} if "theme" in known else {}
-    for name in OPTION_FIELDS:
+    values: dict[str, Any] = {"theme": theme}
+    for name, rule in FIELDS.items():
         value = getattr(spec, name)
-        if name in known:
-            if value is not None:
-                values[name] = value
-        elif (name not in accepted and name != "export" and name in spec.lines
-              and value != getattr(defaults, name)):
-            raise SpecError(f"field '{name}' is not supported by this version of model-trace's "
-                            "tracer and viewer", field=name)
-    return ViewOptions(**values)
+        if rule.stage != "view" or name in OWN_VIEW_FIELDS or value is None:
+            continue
+        if name not in known:
+            raise SpecError(f"field '{name}' is not supported by this version of the viewer",
+                            field=name)
+        values[name] = value
+    return ViewOptions(**{k: v for k, v in values.items() if k in known})
 
 
 def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     """Trace and render one fence, with the export files it asks for."""
+    (output,) = run_fences([spec], theme)
+    if isinstance(output, ModelTraceError):
+        raise output
+    return output
+
+
+def run_fences(specs: list[FenceSpec], theme: str = "auto"
+               ) -> list[FenceOutput | ModelTraceError]:
+    """Trace ``specs[0]`` once and draw every spec from that graph (they must share
+    ``trace_identity``); a problem with one spec's view is returned in its place."""
+    assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
+    graph = trace_spec(specs[0])
+    outputs: list[FenceOutput | ModelTraceError] = []
+    for spec in specs:
+        try:
+            outputs.append(draw(graph, spec, theme))
+        except ModelTraceError as error:
+            outputs.append(error)
+    return outputs
+
+
+def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
+    """One fence's figure (and table, and export files) from its traced graph."""
+    if spec.focus:
+        graph = focus_graph(graph, spec.focus)
+        if not spec.caption:
+            context = " › ".join(graph.meta["focus"]["context"])
+            spec = dataclasses.replace(spec, caption=f"{spec.focus} ({context})")
     view = view_options(spec, theme)
-    graph = trace_spec(spec)
     html = render_figure(graph, view, PREFIX_PLACEHOLDER)
+    if spec.summary:
+        html += breakdown_table(graph, spec.summary)
     return FenceOutput(html=html, exports=export_files(graph, spec))
 
 

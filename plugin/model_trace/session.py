@@ -9,6 +9,7 @@ every fence they can find early and render late, so independent fences trace in 
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,7 +26,7 @@ from model_trace.cache import (
 )
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS, ZOO, check_allowed, imported_modules
 from model_trace.spec import FenceSpec
-from model_trace.worker import TraceJob, TracePool
+from model_trace.worker import JobResult, TraceJob, TracePool
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ class TraceSession:
         self.hasher = SourceHasher()
         self.sources: dict[str, PackageSource] = {}
         """The package sources of this build's fences, by name."""
-        self.traced: list[str] = []
-        """Labels of the fences this build traced (the others came from the cache)."""
+        self.drawn: list[str] = []
+        """Where the fences are that this build drew (the others came from the cache)."""
+        self.traces = 0
+        """How many traces this build ran for them."""
         self._pending: dict[str, Future[FenceOutput]] = {}
         self._pool: TracePool | None = None
         self._toolchain: str | None = None
@@ -79,7 +82,8 @@ class TraceSession:
         """Forget last build's bookkeeping (the cache stays); workers start on demand."""
         self._pending = {}
         self.sources = {}
-        self.traced = []
+        self.drawn = []
+        self.traces = 0
         self._toolchain = None
 
     def finish_build(self, *, complete: bool) -> None:
@@ -89,9 +93,9 @@ class TraceSession:
             self._pool.close()
             self._pool = None
         if self._pending and self.settings.log is not None:
-            self.settings.log(f"model-trace: {len(self._pending)} figures, "
-                              f"{len(self.traced)} traced, "
-                              f"{len(self._pending) - len(self.traced)} from the cache")
+            self.settings.log(f"model-trace: {len(self._pending)} figures: {len(self.drawn)} "
+                              f"drawn from {self.traces} trace(s), "
+                              f"{len(self._pending) - len(self.drawn)} from the cache")
         self._pending = {}
         self.cache.finish_build(prune=complete)
 
@@ -104,23 +108,49 @@ class TraceSession:
 
     def submit(self, spec: FenceSpec, origin: str) -> Future[FenceOutput]:
         """Start (or find) the trace of a prepared spec; ``origin`` ("page.md:12") is for logs."""
-        key = self.key(spec)
-        future = self._pending.get(key)
-        if future is not None:
-            return future
-        future = Future()
-        cached = self.cache.get(key)
-        if cached is not None:
-            future.set_result(cached)
-        else:
-            job = TraceJob(spec, self.settings.theme, f"{describe(spec)} for {origin}")
-            self.traced.append(job.label)
-            future = self._start(job)
-            about = {"model": describe(spec), "origin": origin}
-            future.add_done_callback(
-                lambda done: done.exception() or self.cache.put(key, done.result(), about))
-        self._pending[key] = future
-        return future
+        return self.submit_all([(spec, origin)])[0]
+
+    def submit_all(self, fences: list[tuple[FenceSpec, str]]) -> list[Future[FenceOutput]]:
+        """``submit`` for many fences at once: those that differ only in how they show the
+        graph share one trace."""
+        futures: list[Future[FenceOutput]] = []
+        groups: dict[str, list[tuple[str, FenceSpec, str]]] = {}
+        for spec, origin in fences:
+            key = self.key(spec)
+            future = self._pending.get(key)
+            if future is None:
+                future = self._pending[key] = Future()
+                cached = self.cache.get(key)
+                if cached is not None:
+                    future.set_result(cached)
+                else:
+                    trace_key = json.dumps(spec.trace_identity(), sort_keys=True, default=list)
+                    groups.setdefault(trace_key, []).append((key, spec, origin))
+            futures.append(future)
+        for members in groups.values():
+            self._trace(members)
+        return futures
+
+    def _trace(self, members: list[tuple[str, FenceSpec, str]]) -> None:
+        """Trace the members' shared model once, in a worker; resolve each member's future."""
+        first_spec, first_origin = members[0][1], members[0][2]
+        job = TraceJob([spec for _, spec, _ in members], self.settings.theme,
+                       f"{describe(first_spec)} for {first_origin}")
+        self.drawn.extend(origin for _, _, origin in members)
+        self.traces += 1
+
+        def resolve(done: Future[JobResult]) -> None:
+            error = done.exception()
+            for index, (key, _, origin) in enumerate(members):
+                result = error or done.result()[index]
+                if isinstance(result, BaseException):
+                    self._pending[key].set_exception(result)
+                else:
+                    self.cache.put(key, result, {"model": job.label.split(" for ")[0],
+                                                 "origin": origin})
+                    self._pending[key].set_result(result)
+
+        self._start(job).add_done_callback(resolve)
 
     def render(self, spec: FenceSpec, prefix: str, origin: str, export_base: str) -> RenderedFence:
         """Wait for a prepared spec's output; its ids start with ``prefix``, its export files
@@ -140,13 +170,13 @@ class TraceSession:
             sources.append(source)
         return cache_key(spec.identity(), self.settings.theme, self._toolchain, sources)
 
-    def _start(self, job: TraceJob) -> Future[FenceOutput]:
+    def _start(self, job: TraceJob) -> Future[JobResult]:
         if not self.settings.isolate:
-            from model_trace.pipeline import run_fence
+            from model_trace.pipeline import run_fences
 
-            future: Future[FenceOutput] = Future()
+            future: Future[JobResult] = Future()
             try:
-                future.set_result(run_fence(job.spec, job.theme))
+                future.set_result(run_fences(job.specs, job.theme))
             except Exception as error:
                 future.set_exception(error)
             return future

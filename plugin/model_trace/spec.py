@@ -44,6 +44,9 @@ class FieldRule:
     """The matching ``torchvista.trace_model`` argument, for the side-by-side table."""
     check: Callable[[Any], str | None] | None = None
     """Deeper validation: returns what is wrong, or None."""
+    stage: str = "view"
+    """"trace": the field changes what is traced (fences that differ only in "view" fields
+    share one trace); "view": it changes only how the graph is shown."""
 
 
 def _check_shape(value: Any) -> str | None:
@@ -101,40 +104,54 @@ FIELDS: dict[str, FieldRule] = {
         (str,), "A zoo name (`deepseek-v3`) or an import path `package.module:factory` whose "
         "package is in the allowed import roots. Required.",
         "torch.nn:TransformerEncoderLayer", default="required", torchvista="model",
-        check=_check_model),
+        check=_check_model, stage="trace"),
     "args": FieldRule(
         (dict,), "Keyword arguments for the factory; for a zoo model, its runtime options "
-        "(DeepSeek-V3: `attn_impl`, `gemm_impl`, `world_size`, `rank`).",
-        "{d_model: 64, nhead: 4}", default="{}"),
+        "(DeepSeek-V3: `attn_impl`, `gemm_impl`).",
+        "{d_model: 64, nhead: 4}", default="{}", stage="trace"),
     "config": FieldRule(
-        (str,), "A zoo model's named config.", "671B", default="the zoo model's default"),
+        (str,), "A zoo model's named config.", "671B", default="the zoo model's default",
+        stage="trace"),
     "overrides": FieldRule(
-        (dict,), "Fields of the zoo config to change.", "{n_layers: 4}", default="{}"),
+        (dict,), "Fields of the zoo config to change.", "{n_layers: 4}", default="{}",
+        stage="trace"),
     "inputs": FieldRule(
         (list, dict, str), "Input shapes, a list for positional and a mapping for keyword "
         "inputs, each a shape or `{shape, dtype}`; or an import path "
         "`package.module:make_inputs` to a function returning the inputs.",
         "{tokens: {shape: [1, 128], dtype: int64}}", default="the zoo model's default",
-        torchvista="inputs", check=_check_inputs),
+        torchvista="inputs", check=_check_inputs, stage="trace"),
     "depth": FieldRule(
         (int,), "How many module levels are open when the page loads.", "2",
         default="plugin option `depth` (1)", minimum=0,
         torchvista="collapse_modules_after_depth"),
     "focus": FieldRule(
-        (str,), "Draw one submodule (its dotted path), in the context of its parents.",
-        "layers.3.ffn", default="the whole model"),
+        (str,), "Draw one submodule (its dotted path) with the tensors that enter and leave "
+        "it; the figure's root box names its place in the model.", "layers.3.ffn",
+        default="the whole model"),
     "routing": FieldRule(
         (str, list), "How a mixture-of-experts gate picks experts on the meta device, where "
         "its scores have no values: `balanced` (every expert gets the same share of tokens), "
         "`random` or `random:SEED`, `first` (experts 0..k-1), or a list of expert indices.",
-        "balanced", default="plugin option `routing` (balanced)", check=_check_routing),
+        "balanced", default="plugin option `routing` (balanced)", check=_check_routing,
+        stage="trace"),
     "fold": FieldRule(
         (bool,), "Fold runs of identical layers into one box with a repeat count.", "true",
-        default="true", torchvista="show_compressed_view"),
+        default="true", torchvista="show_compressed_view", stage="trace"),
     "trace_depth": FieldRule(
-        (int,), "How many levels into torch's own modules (`nn.MultiheadAttention`, ...) to "
-        "trace; 0 draws them as single boxes of their ops.", "1", default="0", minimum=0,
-        torchvista="forced_module_tracing_depth"),
+        (int,), "How many levels into torch's own Python functions "
+        "(`F.multi_head_attention_forward`, ...) to trace; 0 draws each as one op.", "1",
+        default="0", minimum=0, torchvista="forced_module_tracing_depth", stage="trace"),
+    "aten": FieldRule(
+        (bool,), "Also record the ATen ops under each torch op.", "true", default="false",
+        stage="trace"),
+    "world_size": FieldRule(
+        (int,), "Trace one rank of a tensor-parallel split this many ways (a fake process "
+        "group: collectives are drawn, nothing is sent).", "8", default="1", minimum=1,
+        stage="trace"),
+    "rank": FieldRule(
+        (int,), "Which rank of the `world_size`-way split to trace.", "0", default="0",
+        minimum=0, stage="trace"),
     "show_constants": FieldRule(
         (bool,), "Draw constant inputs (tensors made inside the forward, non-gradient "
         "values).", "false", default="true", torchvista="show_non_gradient_nodes"),
@@ -144,6 +161,9 @@ FIELDS: dict[str, FieldRule] = {
     "height": FieldRule(
         (int,), "Height of the viewer in pixels.", "600", default="the viewer's own",
         minimum=100, torchvista="height"),
+    "summary": FieldRule(
+        (int,), "Under the graph, a table of parameters, activated parameters and FLOPs per "
+        "module, this many levels deep (0: no table).", "2", default="0", minimum=0),
     "export": FieldRule(
         (list, str), "Files written next to the page, with download links under the graph.",
         "[png, svg, json]", default="plugin option `export` ([])", choices=EXPORT_FORMATS,
@@ -172,9 +192,13 @@ class FenceSpec:
     routing: str | list[int] | None = None
     fold: bool = True
     trace_depth: int = 0
+    aten: bool = False
+    world_size: int = 1
+    rank: int = 0
     show_constants: bool = True
     overlay: str = "none"
     height: int | None = None
+    summary: int = 0
     export: tuple[str, ...] | None = None
     caption: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -193,6 +217,11 @@ class FenceSpec:
         """Every field but ``lines``: what a cache key is made of."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name != "lines"}
+
+    def trace_identity(self) -> dict[str, Any]:
+        """The fields that decide the trace: fences equal in these share one."""
+        return {name: getattr(self, name) for name, rule in FIELDS.items()
+                if rule.stage == "trace"}
 
     def line_of(self, name: str | None) -> int | None:
         """The 1-based body line of a field, if the fence wrote it."""
@@ -232,6 +261,10 @@ def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None)
         raise SpecError("the field 'model' is missing; add e.g. "
                         f"`model: {FIELDS['model'].example}`", field="model")
     values = {str(k): v for k, v in data.items()}
+    if values.get("rank", 0) >= values.get("world_size", 1):
+        raise SpecError(f"field 'rank' is {values['rank']}, outside a "
+                        f"{values.get('world_size', 1)}-way split; give `world_size` too, e.g. "
+                        "`world_size: 8`", field="rank", line=lines.get("rank"))
     if "export" in values:
         export = values["export"]
         values["export"] = (export,) if isinstance(export, str) else tuple(export)

@@ -40,11 +40,16 @@ class TraceTimeout(ModelTraceError):
 
 @dataclass(frozen=True)
 class TraceJob:
-    """One fence to trace: the spec (defaults filled in), the theme, and a label for logs."""
+    """Fences that share one trace (equal ``trace_identity``, defaults filled in), the theme,
+    and a label for logs."""
 
-    spec: FenceSpec
+    specs: list[FenceSpec]
     theme: str
     label: str
+
+
+JobResult = list["FenceOutput | ModelTraceError"]
+"""One output, or the error of that fence's view, per spec of a job."""
 
 
 class _Worker:
@@ -102,7 +107,7 @@ class TracePool:
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
-    def submit(self, job: TraceJob) -> Future[FenceOutput]:
+    def submit(self, job: TraceJob) -> Future[JobResult]:
         """Start tracing ``job`` as soon as a slot is free."""
         return self._threads.submit(self._run, job)
 
@@ -115,23 +120,19 @@ class TracePool:
         for worker in idle:
             worker.stop()
 
-    def _run(self, job: TraceJob) -> FenceOutput:
+    def _run(self, job: TraceJob) -> JobResult:
         worker = self._take()
         try:
-            worker.connection.send((job.spec, job.theme))
+            worker.connection.send((job.specs, job.theme))
             self._wait(worker, job)
-            reply = worker.receive()
+            status, payload = worker.receive()
         except BaseException:
             worker.kill()
             raise
         self._give_back(worker)
-        if reply[0] == "ok":
-            return reply[1]
-        _, kind, message, field_name = reply
-        error_class = _ERRORS.get(kind, ModelTraceError)
-        if error_class is SpecError:
-            raise SpecError(message, field=field_name)
-        raise error_class(message)
+        if status != "ok":
+            raise _error(payload)
+        return [output if kind == "ok" else _error(output) for kind, output in payload]
 
     def _wait(self, worker: _Worker, job: TraceJob) -> None:
         start = time.monotonic()
@@ -163,11 +164,27 @@ class TracePool:
             self._idle.append(worker)
 
 
+def _describe_error(error: Exception) -> tuple[str, str, str | None]:
+    """An error as plain data: class name, message, field (exceptions may not pickle)."""
+    if isinstance(error, ModelTraceError):
+        return type(error).__name__, str(error), getattr(error, "field", None)
+    return "ModelTraceError", f"{type(error).__name__}: {error}", None
+
+
+def _error(described: tuple[str, str, str | None]) -> ModelTraceError:
+    kind, message, field_name = described
+    error_class = _ERRORS.get(kind, ModelTraceError)
+    if error_class is SpecError:
+        return SpecError(message, field=field_name)
+    return error_class(message)
+
+
 def serve(connection: Connection) -> None:
-    """A worker's main loop: receive (spec, theme), reply with the output or the error."""
+    """A worker's main loop: receive (specs, theme), reply with one output or error per spec,
+    or with the error that stopped the trace they share."""
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
     try:
-        from model_trace.pipeline import run_fence
+        from model_trace.pipeline import run_fences
     except BaseException as error:
         connection.send(("failed", f"{type(error).__name__}: {error}"))
         return
@@ -179,12 +196,11 @@ def serve(connection: Connection) -> None:
             return
         if request is None:
             return
-        spec, theme = request
+        specs, theme = request
         try:
-            connection.send(("ok", run_fence(spec, theme)))
-        except ModelTraceError as error:
-            connection.send(("error", type(error).__name__, str(error),
-                             getattr(error, "field", None)))
-        except Exception as error:  # a model's own bug: report it, keep serving
-            connection.send(("error", "ModelTraceError", f"{type(error).__name__}: {error}",
-                             None))
+            outputs = run_fences(specs, theme)
+        except Exception as error:  # a model's own bug too: report it, keep serving
+            connection.send(("error", _describe_error(error)))
+            continue
+        connection.send(("ok", [("ok", output) if not isinstance(output, Exception)
+                                else ("error", _describe_error(output)) for output in outputs]))

@@ -53,9 +53,9 @@ def test_fences_of_a_document_are_submitted_before_the_first_is_drawn() -> None:
     order: list[str] = []
 
     class RecordingSession(TraceSession):
-        def submit(self, spec, origin):
-            order.append(f"submit {origin}")
-            return super().submit(spec, origin)
+        def submit_all(self, fences):
+            order.extend(f"submit {origin}" for _, origin in fences)
+            return super().submit_all(fences)
 
         def render(self, spec, prefix, origin, export_base):
             order.append(f"render {origin}")

@@ -196,3 +196,41 @@ def test_every_problem_of_a_page_is_reported(build_site, caplog) -> None:
     message = _build_error(build_site, caplog, {"index.md": page})
     assert "index.md:3" in message and "index.md:8" in message
     assert "at least 100" in message
+
+
+def test_fences_that_differ_only_in_the_view_share_one_trace(build_site, tiny_models) -> None:
+    fence = "```model-trace\nmodel: tiny_models:Tiny\ninputs: [[3, 8]]\n{extra}\n```\n"
+    pages = {"a.md": fence.format(extra="depth: 0"),
+             "b.md": fence.format(extra="caption: Same model, other view") + "\n"
+             + fence.format(extra="focus: proj"),
+             "c.md": fence.format(extra="args: {width: 8}")}  # another trace: args differ
+    site = build_site(pages, plugin={"allowed_roots": ["tiny_models"]})
+    assert tiny_models.builds() == ["Tiny 8", "Tiny 8"]
+    assert "Same model, other view" in (site / "b/index.html").read_text()
+
+
+def test_focus_draws_one_submodule_with_its_inputs_and_outputs(build_site) -> None:
+    fence = ENCODER_FENCE[:-4] + "focus: self_attn\ndepth: 1\n```\n"
+    site = build_site({"index.md": fence})
+    html = (site / "index.html").read_text(encoding="utf-8")
+    ops = _op_labels(html)
+    assert "multi_head_attention_forward" in ops
+    assert "layer_norm" not in ops and "linear" not in ops  # outside self_attn
+    assert "self_attn (TransformerEncoderLayer › MultiheadAttention)" in html  # its context
+
+
+def test_focus_on_a_missing_module_lists_the_ones_there(build_site, caplog) -> None:
+    fence = ENCODER_FENCE[:-4] + "focus: self_atn\n```\n"
+    message = _build_error(build_site, caplog, {"index.md": "# T\n\n" + fence})
+    assert "index.md:7" in message and "'self_atn'" in message
+    assert "self_attn" in message and "linear1" in message
+
+
+def test_summary_table_has_exact_counts_from_the_trace(build_site) -> None:
+    fence = LINEAR_FENCE[:-4] + "summary: 1\n```\n"
+    site = build_site({"index.md": fence})
+    html = (site / "index.html").read_text(encoding="utf-8")
+    table = html[html.index('<div class="model-trace-breakdown">'):]
+    assert "<th>parameters</th>" in table
+    assert re.search(r"<td[^>]*>36</td>", table)  # 8 * 4 weights + 4 biases
+    assert "<strong>36</strong> parameters" in table

@@ -97,10 +97,8 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             content = package.joinpath(*name.split("/")).read_bytes()
             files.append(File.generated(config, f"{ASSET_DIR}/{name}", content=content))
         # Submit every fence of the site now, so they trace in parallel while pages convert.
-        for file in files.documentation_pages():
-            fences = find_fences(file.content_string.splitlines())
-            if fences:
-                self.state.prefetch(fences, file.src_uri)
+        self.state.prefetch({file.src_uri: find_fences(file.content_string.splitlines())
+                             for file in files.documentation_pages()})
         return files
 
     def on_page_markdown(
