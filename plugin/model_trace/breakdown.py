@@ -2,8 +2,8 @@
 parameters and FLOPs per module, N levels deep, computed from the trace at build time.
 
 Counts are exact (``671,026,419,200``), so a page can quote the model's published figures
-from its own trace instead of typing them. Folded modules show their repeat count and the
-sum over all their members.
+from its own trace instead of typing them. A folded module shows its repeat count and the sum
+over all its members; the modules inside it, one member's figures ("each").
 """
 
 from __future__ import annotations
@@ -11,22 +11,27 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from model_trace.graph import Graph, ModuleCall
+from model_trace.graph import Graph, ModuleCall, Stats
 
-COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs")
+COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
+           "FLOPs per member")
 
 
 def breakdown_table(graph: Graph, depth: int) -> str:
     """An HTML table of the modules down to ``depth`` levels below the root, then the totals."""
     rows = []
     levels = {graph.root: 0}
+    inside_repeat: set[str] = set()
     for call in graph.walk_modules():
         level = levels[call.id]
         for child in call.children:
             if child in graph.modules:
                 levels[child] = level + 1
+                if call.id in inside_repeat or getattr(call, "repeat", None) is not None:
+                    inside_repeat.add(child)
         if level <= depth:
-            rows.append(_row(call, level))
+            parent = graph.modules[call.parent] if call.parent is not None else None
+            rows.append(_row(call, parent, level, call.id in inside_repeat))
     head = "".join(f"<th>{name}</th>" for name in COLUMNS)
     body = "\n".join(rows)
     return (f'<div class="model-trace-breakdown"><table>\n<thead><tr>{head}</tr></thead>\n'
@@ -34,20 +39,49 @@ def breakdown_table(graph: Graph, depth: int) -> str:
             "</div>\n")
 
 
-def _row(call: ModuleCall, level: int) -> str:
-    name = call.path.rsplit(".", 1)[-1] if call.path else call.cls
+def _row(call: ModuleCall, parent: ModuleCall | None, level: int, each: bool) -> str:
+    """A folded call counts all its members; a call inside one counts one member (each)."""
+    name = call.path or call.cls
+    if parent is not None and parent.path and call.path.startswith(parent.path + "."):
+        name = call.path[len(parent.path) + 1:]
+    stats = [call.stats]
     repeat = getattr(call, "repeat", None)
-    cls = call.cls + (f" ×{repeat.count}" if repeat is not None else "")
-    activated = getattr(call.stats, "activated_params", None)
+    cls = call.cls
+    if repeat is not None:
+        cls += f" ×{repeat.count}"
+        stats = repeat.member_stats or stats
+    elif each:
+        cls += " (each)"
+    if not getattr(call, "called", True):
+        cls += " (never called)"
+    params = sum(s.params for s in stats)
+    activated = [getattr(s, "activated_params", None) for s in stats]
+    flops = sum(s.flops for s in stats)
     cells = [
-        f'<td style="padding-left: {0.6 + 1.2 * level:.1f}em"><code>{html.escape(name)}</code>'
-        "</td>",
+        f'<td style="padding-left: {0.6 + 1.2 * level:.1f}em; white-space: nowrap">'
+        f"<code>{html.escape(name)}</code></td>",
         f"<td>{html.escape(cls)}</td>",
-        _number(call.stats.params),
-        _number(activated),
-        _number(call.stats.flops),
+        _number(params),
+        _number(None if None in activated else sum(activated)),  # type: ignore[arg-type]
+        _number(flops),
+        f'<td style="text-align: right; white-space: nowrap">{_spread(stats)}</td>',
     ]
     return f"<tr>{''.join(cells)}</tr>"
+
+
+def _spread(stats: list[Stats]) -> str:
+    """The least and the most FLOPs of one member of a folded call (how even the load is)."""
+    if len(stats) < 2:
+        return ""
+    low, high = min(s.flops for s in stats), max(s.flops for s in stats)
+    return _compact(low) if low == high else f"{_compact(low)} – {_compact(high)}"
+
+
+def _compact(value: int) -> str:
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return str(value)
 
 
 def _number(value: int | None) -> str:

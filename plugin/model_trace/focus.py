@@ -53,8 +53,8 @@ def focus_graph(graph: Graph, path: str) -> Graph:
             nodes[node_id].inputs.append(tensor_id)
             edges.append(Edge(src=producer, dst=node_id, tensor=tensor_id))
     ancestors = [graph.modules[a] for a in reversed(graph.ancestors(target.id))]
-    meta = {**graph.meta, "focus": {"path": path,
-                                    "context": [m.cls for m in ancestors] + [target.cls]}}
+    meta = {key: value for key, value in graph.meta.items() if key != "totals"}  # the model's
+    meta["focus"] = {"path": path, "context": [m.cls for m in ancestors] + [target.cls]}
     return dataclasses.replace(graph, root=root.id, modules=modules, nodes=nodes,
                                tensors=tensors, edges=edges, meta=meta)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,19 +57,8 @@ def _process_group(world_size: int, rank: int) -> Iterator[None]:
 
 
 def trace_options(spec: FenceSpec) -> dict[str, Any]:
-    """The fence's options for ``tracer.trace``; one this tracer lacks is a fence error where
-    the fence sets it away from its default."""
-    accepted = inspect.signature(trace).parameters
-    defaults = FenceSpec(model="")
-    options = {}
-    for name in TRACE_OPTIONS:
-        value = getattr(spec, name)
-        if name in accepted:
-            options[name] = value
-        elif value != getattr(defaults, name) and name in spec.lines:
-            raise SpecError(f"field '{name}' is not supported by this version of the tracer",
-                            field=name)
-    return options
+    """The fence's options for ``tracer.trace``."""
+    return {name: getattr(spec, name) for name in TRACE_OPTIONS}
 
 
 def view_options(spec: FenceSpec, theme: str = "auto") -> ViewOptions:

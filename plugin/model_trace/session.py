@@ -8,6 +8,7 @@ every fence they can find early and render late, so independent fences trace in 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -103,6 +104,10 @@ class TraceSession:
     def prepare(self, spec: FenceSpec) -> FenceSpec:
         """The spec with the defaults filled in; ``SpecError`` if it may not be imported."""
         check_allowed(spec, self.settings.allowed_roots, self.settings.option("allowed_roots"))
+        zoo = ZOO.get(spec.model)
+        if zoo is not None:  # so that `config: 671B` and no config share a trace
+            spec = dataclasses.replace(spec, config=spec.config or zoo.default_config,
+                                       inputs=spec.inputs or zoo.default_inputs)
         return spec.with_defaults(depth=self.settings.depth, routing=self.settings.routing,
                                   export=self.settings.export)
 

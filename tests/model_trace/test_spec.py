@@ -108,8 +108,7 @@ def test_every_torchvista_option_has_a_counterpart() -> None:
 def test_spec_choices_match_the_viewer() -> None:
     from model_trace import render_html, spec
 
-    viewer_overlays = getattr(render_html, "OVERLAYS", spec.OVERLAYS)
-    assert set(spec.OVERLAYS) == set(viewer_overlays)
+    assert set(spec.OVERLAYS) == set(render_html.OVERLAYS)
 
 
 @pytest.mark.parametrize(
@@ -125,3 +124,17 @@ def test_allowed_roots(model: str, inputs: str | None, allowed: bool) -> None:
     else:
         with pytest.raises(SpecError, match=r"allowed import roots|zoo model"):
             check_allowed(spec, ("model_zoo", "torch"), "`allowed_roots`")
+
+
+def test_routing_policies_are_the_tracers() -> None:
+    from model_trace.spec import ROUTING_POLICIES
+    from model_trace.tracing.routing import ROUTING_NAMES
+
+    assert set(ROUTING_POLICIES) == set(ROUTING_NAMES)
+
+
+def test_plugin_themes_are_the_viewers() -> None:
+    from model_trace import render_html
+    from model_trace.mkdocs.config import THEMES
+
+    assert set(THEMES) == set(render_html.THEMES)
