@@ -1,16 +1,22 @@
 """Trace fences in separate processes: in parallel, with a time limit, on fresh imports.
 
-Each worker is a process started with the 'spawn' method, so it imports the model's code
-anew (an edited model is really re-imported under ``mkdocs serve``), and a model that hangs
-or crashes takes down only its worker. ``TracePool`` runs at most ``jobs`` traces at once,
-re-uses idle workers within one build, kills a worker whose trace runs past ``timeout_s``,
-and logs progress for traces that take a while. A docs build makes one pool per build.
+Each worker is a fresh interpreter (``python -m model_trace.worker``), so it imports the
+model's code anew (an edited model is really re-imported under ``mkdocs serve``), a model that
+hangs or crashes takes down only its worker, and, unlike multiprocessing's 'spawn', the
+program that started the build (a script without a ``__main__`` guard, code read from stdin)
+is never run again in the worker. ``TracePool`` runs at most ``jobs`` traces at once, re-uses
+idle workers within one build, kills a worker whose trace runs past ``timeout_s``, and logs
+progress for traces that take a while. A docs build makes one pool per build.
+
+The worker talks over two pipes of its own (not stdin/stdout, which the model may print to)
+with ``multiprocessing.connection`` framing; its first message is the parent's ``sys.path``.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -53,15 +59,24 @@ JobResult = list["FenceOutput | ModelTraceError"]
 
 
 class _Worker:
-    """One spawned process and the pipe to it."""
+    """One worker process and the two pipes to it."""
 
-    def __init__(self, context: Any) -> None:
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child,), daemon=True,
-                                       name="model-trace-worker")
-        self.process.start()
-        child.close()
-        if not self.connection.poll(STARTUP_TIMEOUT_S):
+    def __init__(self) -> None:
+        from_worker, worker_out = os.pipe()
+        worker_in, to_worker = os.pipe()
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        python_path = os.pathsep.join(
+            p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "model_trace.worker", str(worker_in), str(worker_out)],
+            pass_fds=(worker_in, worker_out), stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": python_path})
+        os.close(worker_in)
+        os.close(worker_out)
+        self.incoming = Connection(from_worker, writable=False)
+        self.outgoing = Connection(to_worker, readable=False)
+        self.send(list(sys.path))
+        if not self.incoming.poll(STARTUP_TIMEOUT_S):
             self.kill()
             raise ModelTraceError(f"a trace worker did not start within {STARTUP_TIMEOUT_S} s")
         status, detail = self.receive()
@@ -69,26 +84,35 @@ class _Worker:
             self.kill()
             raise ModelTraceError(f"a trace worker failed to start: {detail}")
 
+    def send(self, message: Any) -> None:
+        try:
+            self.outgoing.send(message)
+        except OSError as error:
+            raise self._died() from error
+
     def receive(self) -> Any:
         try:
-            return self.connection.recv()
+            return self.incoming.recv()
         except (EOFError, OSError) as error:
-            self.kill()
-            code = self.process.exitcode
-            raise ModelTraceError(f"the trace worker died (exit code {code}); the model may "
-                                  "have crashed the interpreter or run out of memory") from error
+            raise self._died() from error
+
+    def _died(self) -> ModelTraceError:
+        self.kill()
+        return ModelTraceError(f"the trace worker died (exit code {self.process.returncode}); "
+                               "the model may have crashed the interpreter or run out of memory")
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join(5)
-        self.connection.close()
+        self.process.wait(10)
+        self.incoming.close()
+        self.outgoing.close()
 
     def stop(self) -> None:
         try:
-            self.connection.send(None)
-            self.process.join(2)
-        except OSError:
+            self.outgoing.send(None)
+            self.process.wait(2)
+        except (OSError, subprocess.TimeoutExpired):
             pass
         self.kill()
 
@@ -101,7 +125,6 @@ class TracePool:
         self.timeout_s = timeout_s
         self.timeout_hint = timeout_hint
         self._log = log or logging.getLogger("mkdocs.plugins.model_trace").info
-        self._context = multiprocessing.get_context("spawn")
         self._threads = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="model-trace")
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
@@ -123,7 +146,7 @@ class TracePool:
     def _run(self, job: TraceJob) -> JobResult:
         worker = self._take()
         try:
-            worker.connection.send((job.specs, job.theme))
+            worker.send((job.specs, job.theme))
             self._wait(worker, job)
             status, payload = worker.receive()
         except BaseException:
@@ -137,7 +160,7 @@ class TracePool:
     def _wait(self, worker: _Worker, job: TraceJob) -> None:
         start = time.monotonic()
         next_log = PROGRESS_AFTER_S
-        while not worker.connection.poll(0.25):
+        while not worker.incoming.poll(0.25):
             elapsed = time.monotonic() - start
             if self._closing.is_set():
                 raise ModelTraceError(f"tracing {job.label} was stopped: the build ended")
@@ -157,7 +180,7 @@ class TracePool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return _Worker(self._context)
+        return _Worker()
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -179,19 +202,20 @@ def _error(described: tuple[str, str, str | None]) -> ModelTraceError:
     return error_class(message)
 
 
-def serve(connection: Connection) -> None:
+def serve(incoming: Connection, outgoing: Connection) -> None:
     """A worker's main loop: receive (specs, theme), reply with one output or error per spec,
     or with the error that stopped the trace they share."""
+    sys.path[:] = incoming.recv()
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
     try:
         from model_trace.pipeline import run_fences
     except BaseException as error:
-        connection.send(("failed", f"{type(error).__name__}: {error}"))
+        outgoing.send(("failed", f"{type(error).__name__}: {error}"))
         return
-    connection.send(("ready", None))
+    outgoing.send(("ready", None))
     while True:
         try:
-            request = connection.recv()
+            request = incoming.recv()
         except (EOFError, OSError):
             return
         if request is None:
@@ -200,7 +224,12 @@ def serve(connection: Connection) -> None:
         try:
             outputs = run_fences(specs, theme)
         except Exception as error:  # a model's own bug too: report it, keep serving
-            connection.send(("error", _describe_error(error)))
+            outgoing.send(("error", _describe_error(error)))
             continue
-        connection.send(("ok", [("ok", output) if not isinstance(output, Exception)
-                                else ("error", _describe_error(output)) for output in outputs]))
+        outgoing.send(("ok", [("ok", output) if not isinstance(output, Exception)
+                              else ("error", _describe_error(output)) for output in outputs]))
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]),
+                                                                    readable=False))
