@@ -27,6 +27,8 @@ from model_trace.graph import Edge, Graph, ModuleCall, Node, Repeat, Stats
 
 MAX_PERIOD = 64
 """Longest repeated pattern looked for (items per iteration)."""
+MIN_OP_RUN = 3
+"""Fewest repeats for a pattern of ops only (no module call) to fold."""
 
 
 def fold_repeats(graph: Graph) -> Graph:
@@ -79,16 +81,24 @@ def find_runs(sequence: list[int], max_period: int = MAX_PERIOD) -> list[tuple[i
 
 
 class _Folder:
+    """One folding pass. Dropped members are not deleted while folding: their (already
+    folded) structure tells, lazily and only for the edges that need it, which item of the
+    representative stands for one of their items."""
+
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.signatures: dict[tuple[Any, ...], int] = {}
         self.signature: dict[str, int] = {}
+        self.tag: dict[str, tuple[int, int]] = {}  # member item -> (run, member index)
+        self.counterpart: dict[str, str] = {}  # dropped member item -> representative's item
         self.alias: dict[str, str] = {}
         self.tensor_alias: dict[str, str] = {}
-        self.incident: dict[str, list[int]] = {}
-        self.dead_edges: set[int] = set()
+        self.runs = 0
         self.loops = 0
         self.experts = graph.meta.get("experts", {})
+        self._kids: dict[str, dict[str, int]] = {}
+        self._kid_lists: dict[str, list[str]] = {}
+        self._module_tags: dict[str, tuple[tuple[int, int], ...]] = {}
 
     def intern(self, key: tuple[Any, ...]) -> int:
         found = self.signatures.get(key)
@@ -103,13 +113,7 @@ class _Folder:
 
     # -- the pass ----------------------------------------------------------------------
     def run(self) -> None:
-        graph = self.graph
-        for index, edge in enumerate(graph.edges):
-            self.incident.setdefault(edge.src, []).append(index)
-            self.incident.setdefault(edge.dst, []).append(index)
-        for call in reversed(graph.walk_modules()):
-            if call.id not in graph.modules:
-                continue  # dropped with an enclosing member
+        for call in reversed(self.graph.walk_modules()):
             self.fold_children(call)
             self.signature[call.id] = self.module_signature(call)
         self.rewrite()
@@ -119,8 +123,7 @@ class _Folder:
         wiring = []
         for tensor_id in node.inputs:
             producer = tensors[tensor_id].producer
-            wiring.append(producer is not None and producer in nodes
-                          and nodes[producer].parent == parent)
+            wiring.append(producer is not None and nodes[producer].parent == parent)
         source = node.source
         return self.intern(("n", node.kind, node.name, source.file if source else None,
                             source.line if source else None, tuple(wiring), len(node.params),
@@ -144,7 +147,7 @@ class _Folder:
         if len(items) < 2:
             return
         sequence = [self.signature_of(item, call.id) for item in items]
-        runs = find_runs(sequence)
+        runs = [run for run in find_runs(sequence) if self.worth_folding(items, run)]
         if not runs:
             return
         folded: list[str] = []
@@ -156,18 +159,25 @@ class _Folder:
         folded.extend(items[position:])
         call.children = folded + [c for c in call.children if not self.included(c)]
 
+    def worth_folding(self, items: list[str], run: tuple[int, int, int]) -> bool:
+        """Runs of module calls fold from 2 on; runs of bare ops (two calls of one helper
+        line) from 3 on."""
+        start, period, count = run
+        has_module = any(i in self.graph.modules for i in items[start:start + period])
+        return has_module or count >= MIN_OP_RUN
+
     def fold_run(self, call: ModuleCall, items: list[str], sequence: list[int], start: int,
                  period: int, count: int) -> str:
         graph = self.graph
         members = [items[start + j * period:start + (j + 1) * period] for j in range(count)]
-        self.drop_edges_between(members)
+        run = self.runs = self.runs + 1
+        for index, member in enumerate(members):
+            for position, item in enumerate(member):
+                self.tag[item] = (run, index)
+                if index:
+                    self.counterpart[item] = members[0][position]
         stats = [self.stats_of(member) for member in members]
         labels = [self.label_of(member, call, j) for j, member in enumerate(members)]
-        for member in members[1:]:
-            for item, counterpart in zip(member, members[0], strict=True):
-                self.map_subtree(item, counterpart)
-            for item in member:
-                self.remove(item)
         first = members[0]
         if period == 1 and first[0] in graph.modules:
             representative = graph.modules[first[0]]
@@ -207,9 +217,8 @@ class _Folder:
         if group is None:
             return ""
         active = group["active_per_token"]
-        active_text = f"{active:g}"
         return (f"{group['cls']} ×{group['called']} of {group['count']} called, "
-                f"{active_text} active per token")
+                f"{active:g} active per token")
 
     def label_of(self, member: list[str], call: ModuleCall, index: int) -> str:
         for item in member:
@@ -225,108 +234,126 @@ class _Folder:
             total.add(module.stats if module is not None else self.graph.nodes[item].stats)
         return total
 
-    def subtree(self, items: list[str]) -> tuple[list[str], list[str]]:
-        """Node ids and module ids under ``items`` (included or not)."""
-        nodes: list[str] = []
-        modules: list[str] = []
-        stack = list(items)
-        while stack:
-            item = stack.pop()
-            module = self.graph.modules.get(item)
-            if module is None:
-                nodes.append(item)
-            else:
-                modules.append(item)
-                stack.extend(module.children)
-        return nodes, modules
+    # -- which item stands for a dropped one -------------------------------------------
+    def parent_of(self, item: str) -> str | None:
+        node = self.graph.nodes.get(item)
+        return node.parent if node is not None else self.graph.modules[item].parent
+
+    def kids(self, module_id: str) -> list[str]:
+        found = self._kid_lists.get(module_id)
+        if found is None:
+            found = self._kid_lists[module_id] = [
+                c for c in self.graph.modules[module_id].children if self.included(c)]
+            self._kids[module_id] = {c: i for i, c in enumerate(found)}
+        return found
 
     def resolve(self, item: str) -> str:
-        alias = self.alias
-        if item not in alias:
-            return item
-        chain = []
-        while item in alias:
-            chain.append(item)
-            item = alias[item]
-        for link in chain:  # path compression
-            alias[link] = item
+        """The surviving item that stands for ``item`` (itself unless it lies in a dropped
+        member): the item at the same position in the member's representative."""
+        start = item
+        while True:
+            found = self.alias.get(item)
+            if found is not None:
+                item = found
+                break
+            path: list[int] = []
+            current = item
+            while current not in self.counterpart:
+                parent = self.parent_of(current)
+                if parent is None:
+                    break
+                self.kids(parent)
+                path.append(self._kids[parent][current])
+                current = parent
+            else:
+                target = self.counterpart[current]
+                for index in reversed(path):
+                    target = self.kids(target)[index]
+                item = target
+                continue
+            break
+        self.alias[start] = item
         return item
 
     def resolve_tensor(self, tensor_id: str) -> str:
-        alias = self.tensor_alias
-        while tensor_id in alias:
-            tensor_id = alias[tensor_id]
-        return tensor_id
+        found = self.tensor_alias.get(tensor_id)
+        if found is not None:
+            return found
+        result = tensor_id
+        producer = self.graph.tensors[tensor_id].producer
+        if producer is not None:
+            standing = self.resolve(producer)
+            if standing != producer:
+                outputs = self.graph.nodes[producer].outputs
+                theirs = self.graph.nodes[standing].outputs
+                index = outputs.index(tensor_id) if tensor_id in outputs else -1
+                if 0 <= index < len(theirs):
+                    result = theirs[index]
+        self.tensor_alias[tensor_id] = result
+        return result
 
-    def drop_edges_between(self, members: list[list[str]]) -> None:
-        """Mark edges from one member into another (the chain through a run) as dropped."""
-        membership: dict[str, int] = {}
-        member_nodes = []
-        for index, member in enumerate(members):
-            nodes, _ = self.subtree(member)
-            member_nodes.append(nodes)
-            for node in nodes:
-                membership[node] = index
-        edges = self.graph.edges
-        for index in range(1, len(members)):
-            for node in member_nodes[index]:
-                for edge_index in self.incident.get(node, ()):
-                    if edge_index in self.dead_edges:
-                        continue
-                    edge = edges[edge_index]
-                    src = membership.get(self.resolve(edge.src))
-                    dst = membership.get(self.resolve(edge.dst))
-                    if src is not None and dst is not None and src != dst:
-                        self.dead_edges.add(edge_index)
+    def module_tags(self, module_id: str | None) -> tuple[tuple[int, int], ...]:
+        """(run, member) of every fold member on the way from the root down to a module."""
+        if module_id is None:
+            return ()
+        found = self._module_tags.get(module_id)
+        if found is not None:
+            return found
+        chain = []
+        current: str | None = module_id
+        while current is not None and current not in self._module_tags:
+            chain.append(current)
+            current = self.graph.modules[current].parent
+        tags = self._module_tags[current] if current is not None else ()
+        for item in reversed(chain):
+            own = self.tag.get(item)
+            tags = (*tags, own) if own is not None else tags
+            self._module_tags[item] = tags
+        return tags
 
-    def map_subtree(self, item: str, counterpart: str) -> None:
-        """Alias every item (and output tensor) under ``item`` to its counterpart."""
-        graph = self.graph
-        stack = [(item, counterpart)]
-        while stack:
-            a, b = stack.pop()
-            self.alias[a] = b
-            if a in graph.nodes:
-                for tensor_a, tensor_b in zip(graph.nodes[a].outputs, graph.nodes[b].outputs,
-                                              strict=False):
-                    if tensor_a != tensor_b:
-                        self.tensor_alias[tensor_a] = tensor_b
-                moved = self.incident.pop(a, None)
-                if moved:
-                    self.incident.setdefault(b, []).extend(moved)
-                continue
-            mine = [c for c in graph.modules[a].children if self.included(c)]
-            theirs = [c for c in graph.modules[b].children if self.included(c)]
-            stack.extend(zip(mine, theirs, strict=True))
-
-    def remove(self, item: str) -> None:
-        nodes, modules = self.subtree([item])
-        for node in nodes:
-            self.graph.nodes.pop(node, None)
-        for module in modules:
-            self.graph.modules.pop(module, None)
+    def tags_of(self, node_id: str) -> tuple[tuple[int, int], ...]:
+        tags = self.module_tags(self.graph.nodes[node_id].parent)
+        own = self.tag.get(node_id)
+        return (*tags, own) if own is not None else tags
 
     # -- rewriting references ----------------------------------------------------------
     def rewrite(self) -> None:
         graph = self.graph
-        nodes = graph.nodes
         kept: list[Edge] = []
         seen: set[tuple[str, str, str]] = set()
-        for index, edge in enumerate(graph.edges):
-            if index in self.dead_edges:
-                continue
-            src, dst = self.resolve(edge.src), self.resolve(edge.dst)
-            if src == dst or src not in nodes or dst not in nodes:
+        for edge in graph.edges:
+            source_tags, target_tags = self.tags_of(edge.src), self.tags_of(edge.dst)
+            if source_tags is target_tags:  # same group, neither end a fold member itself
+                if any(member for _, member in source_tags):
+                    continue  # inside a dropped member: the representative has its own copy
+                src, dst = edge.src, edge.dst
+            else:
+                members = dict(source_tags)
+                shared_dropped = crossing = False
+                for run, member in target_tags:
+                    other = members.get(run)
+                    if other is None:
+                        continue
+                    if other != member:
+                        crossing = True  # from one member into another (layer i -> i + 1)
+                        break
+                    if member:
+                        shared_dropped = True
+                if crossing or shared_dropped:
+                    continue
+                src = self.resolve(edge.src) if any(m for _, m in source_tags) else edge.src
+                dst = self.resolve(edge.dst) if any(m for _, m in target_tags) else edge.dst
+            if src == dst:
                 continue
             key = (src, dst, self.resolve_tensor(edge.tensor))
             if key not in seen:
                 seen.add(key)
                 kept.append(Edge(*key))
         graph.edges = kept
+        self.keep_reachable()
         referenced: set[str] = set()
-        for node in nodes.values():
+        for node in graph.nodes.values():
             node.inputs = self._tensors(node.inputs)
-            node.outputs = self._tensors(node.outputs)
             referenced.update(node.inputs)
             referenced.update(node.outputs)
         for call in graph.modules.values():
@@ -338,11 +365,27 @@ class _Folder:
         tensors = {}
         for tensor_id, tensor in graph.tensors.items():
             if tensor_id in referenced:
-                if tensor.producer is not None:
-                    producer = self.resolve(tensor.producer)
-                    tensor.producer = producer if producer in nodes else None
+                if tensor.producer is not None and tensor.producer not in graph.nodes:
+                    tensor.producer = None
                 tensors[tensor_id] = tensor
         graph.tensors = tensors
+
+    def keep_reachable(self) -> None:
+        """Keep the modules and nodes the folded tree still reaches from the root."""
+        graph = self.graph
+        modules: dict[str, ModuleCall] = {}
+        nodes: dict[str, Node] = {}
+        stack = [graph.root]
+        while stack:
+            call = graph.modules[stack.pop()]
+            modules[call.id] = call
+            for child in call.children:
+                if child in graph.modules:
+                    stack.append(child)
+                else:
+                    nodes[child] = graph.nodes[child]
+        graph.modules = modules
+        graph.nodes = {key: value for key, value in graph.nodes.items() if key in nodes}
 
     def _tensors(self, ids: list[str]) -> list[str]:
         mapped: list[str] = []
