@@ -13,6 +13,8 @@ and gzipped. Graphs:
 
 - ``deepseek-v3 671B``: the zoo's 671B config traced on the meta device (folded, as a fence
   draws it); tracing time is printed separately and not counted;
+- ``ds-v3 2L unfolded``: the same widths with 2 layers (one dense, one MoE), not folded: every
+  called expert drawn;
 - ``encoder xN``: ``nn.TransformerEncoder`` with N layers, traced unfolded;
 - ``synthetic Nk``: a generated nested graph of about N thousand ops (blocks of attention- and
   MLP-like modules), for sizes no real model here reaches.
@@ -78,14 +80,18 @@ def best_of(repeat: int, graph: Graph, depth: int | None) -> Timing:
     return min((measure(graph, depth) for _ in range(repeat)), key=lambda t: t.total_s)
 
 
-def deepseek_671b() -> tuple[Graph, float]:
+def deepseek_671b(**overrides: Any) -> tuple[Graph, float]:
+    """The zoo's 671B config (with ``overrides``; ``fold=False`` draws every layer and
+    expert) traced on meta, and the tracing time."""
     from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
 
+    fold = overrides.pop("fold", True)
     with torch.device("meta"):
-        model = Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0))
+        model = Transformer(load_config("671B", **overrides), RuntimeOptions(world_size=1, rank=0))
     start = time.perf_counter()
     with torch.no_grad():
-        graph = trace(model, torch.zeros((1, 16), dtype=torch.long, device="meta"))
+        graph = trace(model, torch.zeros((1, 16), dtype=torch.long, device="meta"),
+                      **({} if fold else {"fold": False}))
     return graph, time.perf_counter() - start
 
 
@@ -185,6 +191,8 @@ def main() -> None:
         print(f"deepseek-v3 671B: traced on meta in {trace_s:.1f} s (not counted below); "
               f"{len(graph_671b.modules)} modules, {len(graph_671b.nodes)} nodes")
         cases.append(("deepseek-v3 671B", lambda: graph_671b, [1, 2, None]))
+        two_layers, _ = deepseek_671b(n_layers=2, n_dense_layers=1, fold=False)
+        cases.append(("ds-v3 2L unfolded", lambda: two_layers, [1, None]))
     cases += [
         ("encoder x12", lambda: encoder(12), [1, None]),
         ("encoder x48", lambda: encoder(48), [1, None]),

@@ -38,7 +38,9 @@ RANK_SEPARATION = 22.0
 EDGE_LABEL_SIZE = 10.0
 """Font size of the tensor-shape labels on edges."""
 BIG_GROUP = 100
-"""Groups with more boxes than this get dot's cheaper settings (``nslimit``, ``mclimit``)."""
+"""Groups with more boxes than this get straight edges and one network-simplex pass
+(``splines=line; nslimit=1``): measured on graphviz-pure, a 160-box group takes 0.6 s with
+splines and 56 ms without, a 300-box one 11 s against 0.2 s."""
 GRID_MIN = 9
 """A group of at least this many boxes and no links (experts never called) is a grid, not a
 single dot rank as wide as all of them."""
@@ -213,8 +215,8 @@ def _dot_source(tree: ViewTree, group_id: str, placed: dict[str, GroupLayout]) -
     lines = [
         "digraph g {",
         f"rankdir=TB; nodesep={NODE_SEPARATION / POINTS_PER_INCH:.4f}; "
-        f"ranksep={RANK_SEPARATION / POINTS_PER_INCH:.4f}; splines=spline;"
-        + (" nslimit=1; mclimit=0.5;" if big else ""),
+        f"ranksep={RANK_SEPARATION / POINTS_PER_INCH:.4f}; "
+        + ("splines=line; nslimit=1;" if big else "splines=spline;"),
         'node [shape=box, fixedsize=true, label=""];',
         f'edge [fontsize={EDGE_LABEL_SIZE:g}, fontname="Helvetica"];',
     ]
