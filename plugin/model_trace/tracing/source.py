@@ -87,11 +87,7 @@ class SourceIndex:
                     return None
                 is_model = known[code] = is_model_code(code)
             if is_model:
-                key = (code, frame.f_lineno)
-                location = self._locations.get(key)
-                if location is None:
-                    location = self._locations[key] = self._location(code, frame.f_lineno)
-                return location
+                return self._location(code, frame.f_lineno)
             frame = frame.f_back
         return None
 
@@ -99,20 +95,21 @@ class SourceIndex:
         while frame is not None:
             code = frame.f_code
             if not is_tracer_code(code) and (is_traced_torch_code(code) or is_model_code(code)):
-                key = (code, frame.f_lineno)
-                location = self._locations.get(key)
-                if location is None:
-                    location = self._locations[key] = self._location(code, frame.f_lineno)
-                return location
+                return self._location(code, frame.f_lineno)
             frame = frame.f_back
         return None
 
     def _location(self, code: CodeType, line: int) -> SourceLocation:
-        file = code.co_filename
-        relative = self._files.get(file)
-        if relative is None:
-            relative = self._files[file] = relative_source_path(file)
-        return SourceLocation(relative, line, linecache.getline(file, line).strip())
+        """The location of ``line`` in ``code``, made once per (code, line)."""
+        location = self._locations.get((code, line))
+        if location is None:
+            file = code.co_filename
+            relative = self._files.get(file)
+            if relative is None:
+                relative = self._files[file] = relative_source_path(file)
+            location = SourceLocation(relative, line, linecache.getline(file, line).strip())
+            self._locations[(code, line)] = location
+        return location
 
     def class_span(self, cls: type) -> SourceSpan | None:
         """Where ``cls`` is defined, or None for classes without Python source."""
