@@ -405,8 +405,20 @@ class MLA(nn.Module):
         return cache
 
 
-class MLP(nn.Module):
-    """SwiGLU feed-forward w2(silu(w1 x) * w3 x): (..., D) -> (..., D), I split across ranks."""
+class SwiGLU(nn.Module):
+    """The feed-forward both MLP and Expert compute: w2(silu(w1 x) * w3 x), (..., D) -> (..., D).
+    Subclasses only choose how the three projections are split across ranks."""
+
+    w1: nn.Module
+    w2: nn.Module
+    w3: nn.Module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class MLP(SwiGLU):
+    """Dense SwiGLU feed-forward with its inner width I split across ranks."""
 
     def __init__(self, dim: int, inter_dim: int, args: ModelArgs, opts: RuntimeOptions) -> None:
         super().__init__()
@@ -414,11 +426,8 @@ class MLP(nn.Module):
         self.w2 = RowParallelLinear(inter_dim, dim, args, opts)
         self.w3 = ColumnParallelLinear(dim, inter_dim, args, opts)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
-
-class Expert(nn.Module):
+class Expert(SwiGLU):
     """One routed expert, a SwiGLU feed-forward kept whole on its rank: (n, D) -> (n, D)."""
 
     def __init__(self, dim: int, inter_dim: int, args: ModelArgs, opts: RuntimeOptions) -> None:
@@ -426,9 +435,6 @@ class Expert(nn.Module):
         self.w1 = Linear(dim, inter_dim, args, opts)
         self.w2 = Linear(inter_dim, dim, args, opts)
         self.w3 = Linear(dim, inter_dim, args, opts)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class Gate(nn.Module):
