@@ -26,8 +26,12 @@ class SourceLocation:
     """Where an op was called: a path relative to its package root, the line and its text."""
 
     file: str
+    """Path of the file, relative to the root of the package it belongs to
+    (``torch/nn/modules/linear.py``, ``model_zoo/deepseek_v3/model.py``)."""
     line: int
+    """1-based line of the call."""
     code: str
+    """The line's text, stripped."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,11 @@ class SourceSpan:
     """Where a module's class is defined: a path relative to its package root and its lines."""
 
     file: str
+    """Path of the file, relative to the root of the package it belongs to."""
     start: int
+    """1-based first line of the class (or function) definition."""
     end: int
+    """1-based last line of the definition."""
 
 
 @dataclass
@@ -44,8 +51,13 @@ class Stats:
     """Cost figures of one op, or of a module summed over everything it called."""
 
     params: int = 0
+    """Parameters: of a module call, those of its module and submodules, counted once (at the
+    module's first call); of an op, the parameters it is the first to read."""
     flops: int = 0
+    """Floating-point operations (a multiply-add counts 2), by torch's FLOP formulas;
+    elementwise ops count 0."""
     activation_bytes: int = 0
+    """Bytes of the new tensors the ops produced (views excluded)."""
     activated_params: int = 0
     """Parameters one token goes through: for a mixture of experts only its routed experts'
     share (equal to ``params`` for dense modules)."""
@@ -65,10 +77,15 @@ class Tensor:
     """One tensor value seen during the trace (a new id after every in-place write)."""
 
     id: str
+    """``t0``, ``t1``, ... in the order the values appeared."""
     shape: list[int]
+    """Sizes of each dimension; ``[]`` for a scalar tensor."""
     dtype: str
+    """torch's dtype name without ``torch.``: ``float32``, ``bfloat16``, ``int64``."""
     device: str
+    """Device type the tensor had during the trace: ``meta``, ``cpu``, ``cuda``."""
     producer: str | None = None
+    """Id of the node that produced this value (None when folding dropped it)."""
 
     @property
     def shape_label(self) -> str:
@@ -80,17 +97,34 @@ class Node:
     """A leaf of the graph: one op call, or a source (input, constant) or sink (output)."""
 
     id: str
+    """``n0``, ``n1``, ... in call order."""
     kind: NodeKind
+    """"op": a torch function (or ATen op) call; "input", "output": the traced call's
+    arguments and results; "constant": a tensor made outside the forward; "parameter",
+    "buffer": a module's tensor drawn as a node; "shared": one use of a tensor handed to a
+    chain of layers (a rotary table, a mask)."""
     name: str
+    """The op's short name (``linear``, ``add_``, ``aten::mm``) or the source's name
+    (``tokens``, ``output['logits']``, ``freqs_cis``)."""
     category: str
+    """Colour group of the op: ``linear``, ``activation``, ``shape``, ``io``, ``collective``,
+    ... (``model_trace.op_categories``)."""
     parent: str
+    """Id of the module call the node belongs to."""
     inputs: list[str] = field(default_factory=list)
+    """Ids of the tensors the node read, in argument order, each once."""
     outputs: list[str] = field(default_factory=list)
+    """Ids of the tensors the node produced (or wrote in place)."""
     args: dict[str, str] = field(default_factory=dict)
+    """The op's non-tensor arguments as short texts: ``arg1``, ``dim``, and ``index`` for
+    indexing (``[:, 0]``, ``[T]`` for a tensor index)."""
     source: SourceLocation | None = None
+    """Where the op was called in the model's code (None for sources and sinks)."""
     stats: Stats = field(default_factory=Stats)
+    """The op's own cost."""
     params: list[str] = field(default_factory=list)
-    """Qualified names of the parameters the op reads (they are not drawn as nodes)."""
+    """Qualified names of the parameters the op reads (drawn as nodes only with
+    ``trace(..., parameters="nodes")``)."""
 
 
 @dataclass
@@ -103,9 +137,14 @@ class Repeat:
     """
 
     count: int
+    """How many members the run has, the representative included."""
     members: list[str]
+    """Module paths of the members in call order, representative first (``path#i`` for an
+    iteration of a loop without modules)."""
     member_stats: list[Stats]
+    """Each member's own statistics, in the order of ``members``."""
     note: str = ""
+    """A line for the viewer: ``Expert ×252 of 256 called, 8 active per token``."""
 
 
 @dataclass
@@ -113,7 +152,10 @@ class Measured:
     """What a real run of one module call cost: wall time and peak memory above its start."""
 
     wall_time_s: float
+    """Seconds from the call's start to its end (CUDA synchronised at both)."""
     peak_memory_bytes: int
+    """Peak memory above the call's start: the CUDA allocator's, or on the CPU the resident
+    set size sampled at module boundaries."""
 
 
 @dataclass
@@ -121,15 +163,27 @@ class ModuleCall:
     """One call of an ``nn.Module`` (or the traced function itself, at the root)."""
 
     id: str
+    """``m0`` (the root), ``m1``, ... in the order the calls began (submodules the forward
+    never called last); in pre-order after folding."""
     path: str
+    """Qualified name in the model, as ``named_modules`` gives it (``layers.3.ffn``); ``""``
+    for the root."""
     cls: str
+    """The module's class name, the function's name for "function", ``loop`` for "loop"."""
     parent: str | None
+    """Id of the enclosing call; None for the root."""
     children: list[str] = field(default_factory=list)
+    """Ids of the nodes and module calls inside, in call order."""
     call_index: int = 0
+    """0 for a module's first call, 1 for its second, ..."""
     extra_repr: str = ""
+    """The module's ``extra_repr()``: ``in_features=7168, out_features=2048, bias=False``."""
     source: SourceSpan | None = None
+    """Where the module's class is defined."""
     stats: Stats = field(default_factory=Stats)
+    """The call's statistics, summed over everything inside it."""
     repeat: Repeat | None = None
+    """Set on the representative of folded repeats: the call stands for ``repeat.count``."""
     kind: ModuleKind = "module"
     """"module": an ``nn.Module`` call; "function": a torch Python function traced into
     (``trace_depth``); "loop": iterations of a repeated pattern folded into one."""
@@ -153,8 +207,11 @@ class Edge:
     """Data flow: ``tensor`` produced by node ``src`` is consumed by node ``dst``."""
 
     src: str
+    """Id of the producing node."""
     dst: str
+    """Id of the consuming node."""
     tensor: str
+    """Id of the tensor that flows."""
 
 
 @dataclass
@@ -162,12 +219,20 @@ class Graph:
     """A traced forward pass: module tree, leaf nodes, tensors and edges, plus trace metadata."""
 
     root: str
+    """Id of the root module call (the traced model or function)."""
     modules: dict[str, ModuleCall]
+    """Every module call by id (a list in JSON, in id order)."""
     nodes: dict[str, Node]
+    """Every node by id (a list in JSON)."""
     tensors: dict[str, Tensor]
+    """Every tensor value by id (a list in JSON)."""
     edges: list[Edge]
+    """Data flow between nodes, in the order the consumers ran."""
     meta: dict[str, Any] = field(default_factory=dict)
+    """What the trace was and what it found: the model, options, routing, totals, folding
+    (its keys are listed in the docs' graph schema page)."""
     schema_version: int = SCHEMA_VERSION
+    """The version of this format (a reader refuses versions it does not know)."""
 
     def is_module(self, item_id: str) -> bool:
         return item_id in self.modules
