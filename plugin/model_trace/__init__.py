@@ -14,7 +14,7 @@ from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, Trace
 
 if TYPE_CHECKING:
     from model_trace.graph import Graph
-    from model_trace.tracer import trace
+    from model_trace.tracing import trace
 
 __all__ = [
     "Graph",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"Graph": "model_trace.graph", "trace": "model_trace.tracer"}
+_LAZY = {"Graph": "model_trace.graph", "trace": "model_trace.tracing"}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,10 +27,10 @@ from model_trace.loader import build_inputs, build_model
 from model_trace.render_html import ViewOptions, render_figure
 from model_trace.render_svg import render_svg
 from model_trace.spec import FIELDS, FenceSpec
-from model_trace.tracer import trace
+from model_trace.tracing import trace
 
 TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
-"""Fence fields passed to ``tracer.trace`` by the same name."""
+"""Fence fields passed to ``tracing.trace`` by the same name."""
 OWN_VIEW_FIELDS = ("focus", "summary", "export")
 """View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
@@ -57,7 +57,7 @@ def _process_group(world_size: int, rank: int) -> Iterator[None]:
 
 
 def trace_options(spec: FenceSpec) -> dict[str, Any]:
-    """The fence's options for ``tracer.trace``."""
+    """The fence's options for ``tracing.trace``."""
     return {name: getattr(spec, name) for name in TRACE_OPTIONS}
 
 
