@@ -102,3 +102,17 @@ def test_one_job_draws_every_view_and_keeps_view_errors_apart() -> None:
     drawn, failed = run_fences(specs)
     assert '<figure class="model-trace"' in drawn.html
     assert isinstance(failed, SpecError) and failed.field == "focus"
+
+
+def test_attention_scores_count_their_flops_under_inference_mode() -> None:
+    """DeepSeek-V3's forward runs under ``torch.inference_mode``, where ``einsum`` reaches the
+    FLOP counter undecomposed; the scores and the weighted sum must still count."""
+    graph = trace_spec(_prepared(TINY + "args: {attn_impl: naive}"))
+    einsums = [n for n in graph.nodes.values() if n.name == "einsum"]
+    assert einsums
+    for node in einsums:
+        first, second = (graph.tensors[t].shape for t in node.inputs[:2])
+        b, s, h = first[:3]
+        t, d = second[1], second[-1]
+        # "bshd,bthd->bsht" and "bsht,bthd->bshd" both multiply-add b*s*h*t*d times
+        assert node.stats.flops == 2 * b * s * h * t * d, node.args

@@ -100,10 +100,17 @@ class FlopCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         formula = self._formulas.get(func, 0)
         if formula == 0:
             formula = self._formulas[func] = formula_for(func)
-        if formula is not None:
-            self.flops += int(formula(*args, **kwargs, out_val=out))
+        if formula is None:
+            # Under inference mode, composite ops (einsum, matmul) reach the mode whole:
+            # decompose them so their matrix products are counted.
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self.flops += int(formula(*args, **kwargs, out_val=out))
         return out
