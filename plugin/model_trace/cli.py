@@ -7,10 +7,16 @@ import html
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from model_trace.errors import ModelTraceError
+import yaml
+
+from model_trace.errors import ModelLoadError, ModelTraceError, SpecError
 from model_trace.session import Settings
-from model_trace.spec import parse_spec
+from model_trace.spec import FIELDS, FenceSpec, parse_spec, spec_from_mapping
+
+if TYPE_CHECKING:
+    from model_trace.graph import Graph
 
 FORMATS = ("html", "svg", "png", "json")
 PREFIX = "model-trace-1"
@@ -38,6 +44,112 @@ def _render(args: argparse.Namespace) -> None:
     else:
         out.write_bytes(output.exports[fmt])
     print(f"wrote {out}")
+
+
+OPTION_OF_FIELD = {"args": "--arg", "config": "--config", "overrides": "--set",
+                   "inputs": "--inputs", "routing": "--routing", "fold": "--no-fold",
+                   "trace_depth": "--trace-depth", "aten": "--aten",
+                   "world_size": "--world-size", "rank": "--rank", "model": "MODEL"}
+"""The command-line option that sets each trace field of a fence, for error messages."""
+
+
+def _trace_command(args: argparse.Namespace) -> None:
+    graph = _trace_model(args)
+    text = graph.to_json(indent=args.indent)
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+        return
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}: {len(graph.modules)} module calls, {len(graph.nodes)} nodes, "
+          f"{len(graph.tensors)} tensors")
+
+
+def _summary_command(args: argparse.Namespace) -> None:
+    from model_trace.tracing import summary_table
+
+    print(summary_table(_trace_model(args), args.depth))
+
+
+def _trace_model(args: argparse.Namespace) -> Graph:
+    """The model the command line names, traced as a fence with the same fields would be."""
+    from model_trace.pipeline import trace_spec
+
+    spec = _spec_from_options(args)
+    try:
+        return trace_spec(spec)
+    except ModelTraceError:
+        raise
+    except Exception as error:  # the model's own code failed while being built
+        raise ModelLoadError(f"building '{spec.model}' failed: "
+                             f"{type(error).__name__}: {error}") from error
+
+
+def _spec_from_options(args: argparse.Namespace) -> FenceSpec:
+    from model_trace.loader import ZOO
+
+    fields: dict[str, Any] = {"model": args.model, "fold": not args.no_fold,
+                              "trace_depth": args.trace_depth, "aten": args.aten,
+                              "world_size": args.world_size, "rank": args.rank}
+    settings = dict(args.set)
+    if args.model in ZOO:
+        fields["overrides"] = settings
+        fields["args"] = dict(args.arg)
+    else:
+        fields["args"] = {**dict(args.arg), **settings}
+    for name in ("config", "inputs", "routing"):
+        text = getattr(args, name)
+        if text is not None:
+            fields[name] = _yaml_value(text, OPTION_OF_FIELD[name])
+    try:
+        spec = spec_from_mapping(fields)
+    except SpecError as error:  # its message speaks of fence fields: name the option too
+        option = OPTION_OF_FIELD.get(error.field or "", "option")
+        raise SpecError(f"{option}: {error}", field=error.field) from error
+    return spec.with_defaults(depth=0, routing=Settings().routing, export=())
+
+
+def _yaml_value(text: str, option: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError(f"{option} {text!r} is not valid YAML: "
+                        f"{getattr(error, 'problem', None) or error}") from error
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``k=v`` with a YAML value (``n_layers=4``, ``dtype=fp8``, ``bias=false``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value, e.g. n_layers=4")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not valid YAML") from error
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say what to trace: the trace fields of a fence."""
+    parser.add_argument("model", metavar="MODEL",
+                        help="a zoo model (deepseek-v3) or an import path package.module:factory")
+    parser.add_argument("--config", help=FIELDS["config"].description)
+    parser.add_argument("--set", type=_key_value, action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a field of the zoo config (e.g. n_layers=4), or for an import "
+                        "path a keyword argument of the factory; repeatable, YAML values")
+    parser.add_argument("--arg", type=_key_value, action="append", default=[],
+                        metavar="KEY=VALUE", help=FIELDS["args"].description + " Repeatable.")
+    parser.add_argument("--inputs", metavar="YAML", help=FIELDS["inputs"].description
+                        + " Written as in a fence: '[[8, 64]]', '{tokens: [1, 128]}'.")
+    parser.add_argument("--routing", metavar="POLICY", help=FIELDS["routing"].description)
+    parser.add_argument("--no-fold", action="store_true",
+                        help="keep every repeated layer instead of folding runs into one")
+    parser.add_argument("--trace-depth", type=int, default=0, metavar="N",
+                        help=FIELDS["trace_depth"].description)
+    parser.add_argument("--aten", action="store_true", help=FIELDS["aten"].description)
+    parser.add_argument("--world-size", type=int, default=1, metavar="N",
+                        help=FIELDS["world_size"].description)
+    parser.add_argument("--rank", type=int, default=0, metavar="R",
+                        help=FIELDS["rank"].description)
 
 
 def standalone_page(figure: str, title: str) -> str:
@@ -73,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--theme", choices=("auto", "light", "dark"), default="auto",
                         help="the figure's colours (html)")
     render.set_defaults(run=_render)
+    trace = commands.add_parser(
+        "trace", help="trace a model and write its Graph JSON (see the graph schema)")
+    _add_model_options(trace)
+    trace.add_argument("-o", "--output", required=True, help="the JSON file ('-': stdout)")
+    trace.add_argument("--indent", type=int, default=1, help="JSON indent (default 1)")
+    trace.set_defaults(run=_trace_command)
+    summary = commands.add_parser(
+        "summary", help="trace a model and print its per-module table: parameters, FLOPs, "
+        "shapes")
+    _add_model_options(summary)
+    summary.add_argument("--depth", type=int, default=None, metavar="N",
+                         help="show module calls at most N levels below the model (default: all)")
+    summary.set_defaults(run=_summary_command)
     return parser
 
 

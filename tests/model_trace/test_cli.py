@@ -1,7 +1,10 @@
-"""``model-trace render``: one spec file to a standalone page, an SVG, a PNG or the graph JSON."""
+"""The command line: ``render`` (a spec file to a page, SVG, PNG or JSON), ``trace`` (a model
+to its Graph JSON) and ``summary`` (its per-module table)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,99 @@ def test_errors_are_one_line_and_exit_1(spec_file: Path, tmp_path: Path, capsys)
     spec_file.write_text(SPEC + "depth: deep\n")
     assert main(["render", str(spec_file), "-o", str(tmp_path / "x.svg")]) == 1
     assert "field 'depth'" in capsys.readouterr().err
+
+
+# -- model-trace trace / summary ------------------------------------------------------------
+
+LINEAR = ["torch.nn:Linear", "--set", "in_features=8", "--set", "out_features=4",
+          "--inputs", "[[3, 8]]"]
+TINY = ["deepseek-v3", "--config", "tiny", "--set", "n_layers=2", "--inputs", "{tokens: [1, 8]}"]
+
+
+def test_trace_writes_the_graph_a_spec_file_gives(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trace.json"
+    assert main(["trace", *LINEAR, "-o", str(out)]) == 0
+    graph = Graph.from_json(out.read_text(encoding="utf-8"))
+    linear = next(n for n in graph.nodes.values() if n.name == "linear")
+    assert [graph.tensors[t].shape for t in linear.outputs] == [[3, 4]]
+    assert graph.meta["device"] == "meta"
+    rendered = tmp_path / "render.json"
+    assert main(["render", str(spec_file), "-o", str(rendered)]) == 0
+    assert out.read_bytes() == rendered.read_bytes()  # one pipeline, the same bytes
+
+
+def test_trace_sets_zoo_config_fields_and_routing(tmp_path: Path) -> None:
+    out = tmp_path / "tiny.json"
+    assert main(["trace", *TINY, "--routing", "[1, 2, 3, 4]", "--no-fold", "-o", str(out)]) == 0
+    graph = Graph.from_json(out.read_text(encoding="utf-8"))
+    assert graph.meta["routing"]["policy"] == "fixed"
+    assert graph.meta["options"]["fold"] is False
+    blocks = {m.path for m in graph.modules.values() if m.cls == "Block"}
+    assert blocks == {"layers.0", "layers.1"}
+    (load,) = graph.meta["experts"].values()
+    assert [i for i, tokens in enumerate(load["tokens"]) if tokens] == [1, 2, 3, 4]
+
+
+def test_summary_prints_the_per_module_table(capsys) -> None:
+    assert main(["summary", *LINEAR]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["module", "class", "params", "active", "FLOPs", "act.", "bytes",
+                                "in", "out"]
+    row = lines[2].split()
+    assert row[:3] == ["Linear", "Linear", "36"]  # 8 * 4 weights + 4 biases
+    assert row[4] == "192"  # 2 * 3 * 8 * 4 FLOPs
+    assert lines[2].endswith("(3, 8)  (3, 4)")
+    assert lines[-2].startswith("total: 36 parameters")
+
+
+def test_summary_depth_limits_the_rows(capsys) -> None:
+    assert main(["summary", *TINY, "--depth", "1"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line
+            and not line.startswith(("total:", "folded:"))]
+    assert rows == ["Transformer", "embed", "0", "1", "norm", "head"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["trace", "deepseek-v3", "--config", "huge"], "unknown DeepSeek-V3 config 'huge'"),
+    (["trace", *TINY, "--routing", "fastest"], "--routing: field 'routing' is wrong"),
+    (["trace", *LINEAR[:3], "--inputs", "[[3, 8"], "--inputs '[[3, 8' is not valid YAML"),
+    (["summary", "torch.nn:Linear", "--set", "in_features=8"], "missing a required argument"),
+    (["trace", *LINEAR[:5], "--inputs", "[[3, 5]]"],
+     "forward failed in module '<root>' (Linear) at op 'linear'"),
+    (["summary", *LINEAR, "--set", "device=nowhere"], "building 'torch.nn:Linear' failed"),
+])
+def test_bad_input_is_one_line_and_exit_1(argv: list[str], message: str, tmp_path: Path,
+                                          capsys) -> None:
+    if argv[0] == "trace":
+        argv = [*argv, "-o", str(tmp_path / "out.json")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("model-trace: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_malformed_option_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["trace", *LINEAR, "--set", "n_layers", "-o", "x.json"])
+    assert caught.value.code == 2
+    assert "'n_layers' is not key=value" in capsys.readouterr().err
+
+
+def test_command_line_in_a_subprocess(tmp_path: Path) -> None:
+    """The installed entry point, twice: the same graph bytes from two processes; errors
+    without a traceback."""
+    command = [sys.executable, "-m", "model_trace.cli"]
+    first = subprocess.run([*command, "trace", *TINY, "-o", "-"], capture_output=True,
+                           text=True, check=True)
+    out = tmp_path / "tiny.json"
+    assert main(["trace", *TINY, "-o", str(out)]) == 0
+    assert first.stdout == out.read_text(encoding="utf-8") + "\n"
+    table = subprocess.run([*command, "summary", *TINY], capture_output=True, text=True,
+                           check=True).stdout
+    assert "  ffn  " in table and "MoE" in table and "total: " in table
+    failed = subprocess.run([*command, "trace", *TINY, "--config", "nope", "-o", "-"],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith("model-trace: error: unknown DeepSeek-V3 config")
+    assert "Traceback" not in failed.stderr
