@@ -22,6 +22,13 @@ inputs: [[3, 8]]
 ```
 """
 PLUGIN = {"allowed_roots": ["tiny_models", "torch"]}
+WARM_BUILD_IMPORTS_TORCH = """\
+import sys
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+build(load_config("mkdocs.yml"))
+print("torch imported:", "torch" in sys.modules)
+"""
 
 
 def _cache_dir(site: Path) -> Path:
@@ -144,6 +151,12 @@ def test_unchanged_site_in_a_new_process_reads_the_disk_cache(tmp_path: Path,
     outputs = [_mkdocs(project, env).communicate(timeout=120)[0] for _ in range(2)]
     assert "1 figures: 1 drawn from 1 trace(s), 0 from the cache" in outputs[0]
     assert "1 figures: 0 drawn from 0 trace(s), 1 from the cache" in outputs[1]
+    assert tiny_models.builds() == ["Tiny 8"]
+    # what keeps a warm rebuild cheap: the build process never imports torch (only trace
+    # workers do), and with every figure cached no worker starts
+    check = subprocess.run([sys.executable, "-c", WARM_BUILD_IMPORTS_TORCH], cwd=project, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert check.stdout.strip() == "torch imported: False", check.stderr
     assert tiny_models.builds() == ["Tiny 8"]
 
 

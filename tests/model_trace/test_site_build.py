@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -234,3 +235,40 @@ def test_summary_table_has_exact_counts_from_the_trace(build_site) -> None:
     assert "<th>parameters</th>" in table
     assert re.search(r"<td[^>]*>36</td>", table)  # 8 * 4 weights + 4 biases
     assert "<strong>36</strong> parameters" in table
+
+
+def _figure_data(html: str) -> dict:
+    data = re.search(r'<script type="application/json" class="mt-data">(.*?)</script>', html, re.S)
+    return json.loads(data.group(1))
+
+
+def test_plugin_options_set_the_defaults_of_every_fence(build_site, tmp_path: Path) -> None:
+    fence = "```model-trace\nmodel: deepseek-v3\nconfig: tiny\n```\n"
+    site = build_site({"index.md": fence, "open.md": fence.replace("tiny\n", "tiny\ndepth: 0\n")},
+                      plugin={"depth": 2, "routing": "first", "theme": "dark",
+                              "cache_dir": "build-cache"})
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert 'data-depth="2"' in html and 'data-theme="dark"' in html
+    assert _figure_data(html)["meta"]["routing"]["policy"] == "first"
+    assert 'data-depth="0"' in (site / "open/index.html").read_text(encoding="utf-8")
+    assert (tmp_path / "build-cache/manifest.json").is_file()
+    assert not (tmp_path / ".cache").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "allowed"), [
+    ("routing", "smart", "balanced, random, first"),
+    ("on_error", "ignore", "'fail', 'warn'"),
+    ("theme", "sepia", "'auto', 'light', 'dark'"),
+    ("export", ["pdf"], "'png', 'svg', 'json'"),
+])
+def test_a_wrong_plugin_option_names_the_allowed_values(build_site, caplog, option: str,
+                                                        value: object, allowed: str) -> None:
+    with pytest.raises(Abort):
+        build_site({"index.md": "# T\n"}, plugin={option: value})
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"'{option}'" in logged and allowed in logged
+
+
+def test_the_fence_works_without_superfences_in_the_site_config(build_site) -> None:
+    site = build_site({"index.md": LINEAR_FENCE}, extra={"markdown_extensions": []})
+    assert '<figure class="model-trace"' in (site / "index.html").read_text(encoding="utf-8")
