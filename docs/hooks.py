@@ -20,17 +20,24 @@ from model_trace import graph as graph_module
 from model_trace.mkdocs import config as plugin_config
 from model_trace.spec import FIELDS, field_table
 
-TORCHVISTA_WITHOUT_FIELD = {
-    "width": "none: a figure is as wide as the page's content column",
-    "show_module_attr_names": "none: module boxes always show `name: Class`",
-    "export_path": "none: export files are written next to the page that shows the figure",
-}
-"""torchvista arguments that are behaviour here rather than a field."""
-TORCHVISTA_ORDER = ("model", "inputs", "show_non_gradient_nodes",
-                    "collapse_modules_after_depth", "forced_module_tracing_depth", "height",
-                    "width", "export_format", "show_module_attr_names", "export_path",
-                    "show_compressed_view")
-"""``torchvista.trace_model``'s arguments, in its signature's order."""
+TORCHVISTA_ARGUMENTS = (
+    ("model", "required", ""),
+    ("inputs", "required", "shapes (and dtypes) instead of real tensors, or a "
+     "`package.module:make_inputs` function"),
+    ("show_non_gradient_nodes", "`True`", ""),
+    ("collapse_modules_after_depth", "`1`", ""),
+    ("forced_module_tracing_depth", "`None`", ""),
+    ("height", "`800`", ""),
+    ("width", "`None`", "no field: a figure is as wide as the page's content column"),
+    ("export_format", "`None`", "a list, since a page can offer several downloads; `json` "
+     "instead of `html` (a standalone HTML file is `model-trace render spec.yml -o out.html`)"),
+    ("show_module_attr_names", "`False`", "no field: module boxes always show `name: Class`"),
+    ("export_path", "`None`", "no field: export files are written next to the page"),
+    ("show_compressed_view", "`False`", "on by default here: a 61-layer model is unreadable "
+     "unfolded"),
+)
+"""``torchvista.trace_model``'s arguments in its signature's order, with their defaults and
+what differs here."""
 
 _MARKER = re.compile(r"^<!-- table: ([a-z ]+) -->$", re.M)
 
@@ -57,11 +64,16 @@ def plugin_options_table() -> str:
 
 
 def torchvista_table() -> str:
-    ours = {rule.torchvista: name for name, rule in FIELDS.items() if rule.torchvista}
-    rows = ["| torchvista `trace_model` argument | model-trace fence field |", "|---|---|"]
-    for argument in TORCHVISTA_ORDER:
-        field = f"`{ours[argument]}`" if argument in ours else TORCHVISTA_WITHOUT_FIELD[argument]
-        rows.append(f"| `{argument}` | {field} |")
+    """torchvista's ``trace_model`` arguments beside the fence fields that do the same."""
+    ours = {rule.torchvista: (name, rule.default) for name, rule in FIELDS.items()
+            if rule.torchvista}
+    rows = ["| torchvista `trace_model` argument | its default | model-trace fence field | "
+            "default here | what differs |", "|---|---|---|---|---|"]
+    for argument, default, difference in TORCHVISTA_ARGUMENTS:
+        field, our_default = ours.get(argument, ("", ""))
+        shown = f"`{field}`" if field else "—"
+        rows.append(f"| `{argument}` | {default} | {shown} | {our_default or '—'} | "
+                    f"{difference} |")
     return "\n".join(rows)
 
 
