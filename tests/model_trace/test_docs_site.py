@@ -1,0 +1,148 @@
+"""The project's own site, built as ``mkdocs build --strict`` builds it, in a temporary folder:
+every figure is drawn, and the DeepSeek-V3 figures show what their pages say they show."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+from model_trace.graph import Graph, ModuleCall
+from model_trace.view_data import decode_graph
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a built page: its caption, its graph, and its HTML up to the next one
+    (the breakdown table under it included)."""
+
+    caption: str
+    graph: Graph
+    html: str
+
+    def ops(self) -> Counter[str]:
+        return Counter(n.name for n in self.graph.nodes.values() if n.kind == "op")
+
+    def outputs_of(self, name: str) -> list[tuple[int, ...]]:
+        return [tuple(self.graph.tensors[t].shape) for n in self.graph.nodes.values()
+                if n.name == name for t in n.outputs]
+
+    def module(self, path: str) -> ModuleCall:
+        return next(m for m in self.graph.modules.values() if m.path == path)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("docs-site")
+    shutil.copytree(REPO / "docs", root / "docs")
+    shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    build(load_config(str(root / "mkdocs.yml"), strict=True, site_dir=str(root / "site")))
+    return root / "site"
+
+
+def _figures(site: Path, page: str) -> list[Figure]:
+    html = (site / page / "index.html").read_text(encoding="utf-8")
+    starts = [m.start() for m in re.finditer(r'<figure class="model-trace"', html)]
+    figures = []
+    for start, end in zip(starts, [*starts[1:], len(html)], strict=True):
+        part = html[start:end]
+        data = re.search(r'<script type="application/json" class="mt-data">(.*?)</script>',
+                         part, re.S)
+        caption = re.search(r"<figcaption[^>]*>(.*?)</figcaption>", part, re.S)
+        figures.append(Figure(re.sub(r"<[^>]+>", "", caption.group(1)) if caption else "",
+                              decode_graph(json.loads(data.group(1))), part))
+    return figures
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_every_page_builds_with_its_figures_and_no_error_box(site: Path) -> None:
+    pages = [p for p in site.rglob("index.html") if p.parent.name != "search"]
+    assert len(pages) >= 10
+    drawn = 0
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "model-trace-error" not in html, page
+        ids = re.findall(r' id="(model-trace-[^"]+)"', html)
+        assert len(ids) == len(set(ids)), page
+        drawn += html.count('<figure class="model-trace"')
+    assert drawn >= 20
+
+
+def test_the_whole_model_folds_its_61_blocks_and_256_experts(site: Path) -> None:
+    (whole,) = _figures(site, "deepseek-v3")
+    repeats = {m.path: m.repeat.count for m in whole.graph.modules.values() if m.repeat}
+    assert repeats == {"layers.0": 3, "layers.3": 58, "layers.3.ffn.experts": 256}
+
+
+def test_the_head_is_not_fp8_and_the_logits_are_of_the_last_position(site: Path) -> None:
+    outer, _, head = _figures(site, "deepseek-v3/embedding-and-head")
+    assert head.ops() == Counter({"linear": 1})  # no weight_dequant: bf16 weights
+    assert (1, 7168) in outer.outputs_of("getitem")  # norm(h)[:, -1]
+    assert outer.module("embed").stats.params == 926_679_040
+
+
+def test_attention_tabs_show_the_two_paths_and_their_caches(site: Path) -> None:
+    _, absorb, naive = _figures(site, "deepseek-v3/attention")
+    assert sorted(absorb.outputs_of("new_zeros")) == [(8, 16384, 64), (8, 16384, 512)]
+    assert sorted(naive.outputs_of("new_zeros")) == [(8, 16384, 128, 128),
+                                                     (8, 16384, 128, 192)]
+    absorb_einsums = {n.args["arg0"] for n in absorb.graph.nodes.values() if n.name == "einsum"}
+    assert {"'bshd,hdc->bshc'", "'bshc,hdc->bshd'"} <= absorb_einsums
+    assert "'bshd,bthd->bsht'" in {n.args["arg0"] for n in naive.graph.nodes.values()
+                                   if n.name == "einsum"}
+    scales = {n.args.get("arg1") for n in absorb.graph.nodes.values() if n.name == "mul"}
+    assert any(s and s.startswith("0.1352") for s in scales)  # 192^-0.5 * m^2, YaRN's mscale
+
+
+def test_the_gate_routes_within_groups_and_random_routing_leaves_experts_idle(
+        site: Path) -> None:
+    _, gate, balanced, random = _figures(site, "deepseek-v3/moe")
+    ops = gate.ops()
+    assert ops["sigmoid"] == 1 and ops["topk"] == 3 and ops["masked_fill"] == 1
+    assert "×256" in _text(balanced.html) and "(never called)" not in balanced.html
+    assert "(never called)" in random.html
+
+
+def test_fp8_figures_put_the_kernels_where_the_page_says(site: Path) -> None:
+    bf16, fp8, moe = _figures(site, "deepseek-v3/fp8")
+    assert bf16.ops()["weight_dequant"] == 3 and "act_quant" not in bf16.ops()
+    assert fp8.ops()["act_quant"] == 3 and fp8.ops()["fp8_gemm"] == 3
+    assert "weight_dequant" not in fp8.ops()
+    kernels_by_module = {moe.graph.modules[n.parent].path for n in moe.graph.nodes.values()
+                         if n.name in ("act_quant", "fp8_gemm")}
+    assert "layers.3.ffn.gate" not in kernels_by_module
+    assert "layers.3.ffn.shared_experts.w2" in kernels_by_module
+
+
+def test_one_rank_of_the_8_way_split_shows_its_collectives(site: Path) -> None:
+    rank, moe = _figures(site, "deepseek-v3/tensor-parallel")
+    assert rank.graph.meta["tensor_parallel"] == {"rank": 0, "world_size": 8}
+    ops = rank.ops()
+    assert ops["all_reduce"] == 6  # embed; per block kind: wo, then w2 or shared w2 + routed
+    assert ops["all_gather"] == 1
+    assert (1, 129280) in rank.outputs_of("cat")  # the head's eight slices
+    assert rank.module("embed").stats.params == 129280 // 8 * 7168
+    assert moe.module("layers.3.ffn.experts").repeat.count == 32
+
+
+def test_breakdown_has_the_published_totals_and_the_prose_quotes_it(site: Path) -> None:
+    (figure,) = _figures(site, "deepseek-v3/parameters")
+    text = _text(figure.html)
+    assert "671,026,419,200 parameters" in text
+    activated = int(re.search(r"([\d,]+) activated per token", text)[1].replace(",", ""))
+    assert round(activated / 1e9, 2) == 37.55
+    flops = int(re.search(r"([\d,]+) FLOPs per forward pass", text)[1].replace(",", ""))
+    assert f"{flops / 1e12:.2f} trillion" in text
+    assert f"{flops / 128 / 1e9:.1f} billion a token" in text
