@@ -187,8 +187,13 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
     where = (call.path or "<root>") if call is not None else "<root>"
     cls = f" ({call.cls})" if call is not None else ""
     at = f" at {source.file}:{source.line} `{source.code}`" if source is not None else ""
+    hint = ""
+    if "meta tensor" in str(error):
+        hint = ("; on the meta device float tensors have shapes but no values, so code that "
+                "reads them (.item(), .tolist(), float(x)) cannot run: trace the model on the "
+                "CPU with real weights and inputs instead")
     return (f"forward failed in module '{where}'{cls} at op '{op}'{at}: "
-            f"{type(error).__name__}: {error}")
+            f"{type(error).__name__}: {error}{hint}")
 
 
 def _finish(recorder: Recorder, model: Any, options: TraceOptions,

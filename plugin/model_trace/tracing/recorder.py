@@ -582,7 +582,13 @@ class Recorder(TorchFunctionMode):
         if info is None:
             info = self._infos[func] = OpInfo.of(func)
         if info.passthrough:
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except Exception:  # .item() of a meta tensor, say: name it, not the op before
+                if self.failed_at is None:
+                    self.failed_at = (self._stack[-1], info.name,
+                                      self.sources.call_site(sys._getframe(1)))
+                raise
         if info.python and self._function_depth < self.options.trace_depth:
             return self._descend(info, func, args, kwargs)
         tensors = tensors_in(args, kwargs)

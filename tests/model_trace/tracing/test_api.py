@@ -1,0 +1,271 @@
+"""``trace``: what it accepts (modules, functions, keyword inputs, nested outputs), how it
+fails, and that it leaves torch as it found it."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+from model_trace import TraceError, trace
+from model_trace.graph import Graph
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 16)
+        self.second = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.first(x)))
+
+
+def _ops(graph: Graph) -> list[tuple[str, str]]:
+    """(op name, module path) of every op node, in call order."""
+    return [(n.name, graph.modules[n.parent].path) for n in graph.nodes.values()
+            if n.kind == "op"]
+
+
+def _shape(graph: Graph, tensor_id: str) -> list[int]:
+    return graph.tensors[tensor_id].shape
+
+
+def test_records_modules_ops_and_shapes() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8))
+    paths = [m.path for m in graph.walk_modules()]
+    assert paths == ["", "first", "second"]
+    assert _ops(graph) == [("linear", "first"), ("relu", ""), ("linear", "second")]
+    shapes = [graph.tensors[t].shape for n in graph.nodes.values() for t in n.outputs]
+    assert shapes == [[3, 8], [3, 16], [3, 16], [3, 4]]
+    assert graph.modules[graph.root].stats.params == 8 * 16 + 16 + 16 * 4 + 4
+
+
+def test_edges_follow_data_flow() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8))
+    names = {n.id: n.name for n in graph.nodes.values()}
+    assert [(names[e.src], names[e.dst]) for e in graph.edges] == [
+        ("x", "linear"), ("linear", "relu"), ("relu", "linear"), ("linear", "output")
+    ]
+
+
+def test_source_location_points_at_model_code() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8))
+    relu = next(n for n in graph.nodes.values() if n.name == "relu")
+    assert relu.source is not None
+    assert relu.source.file.endswith("tracing/test_api.py")
+    assert "torch.relu" in relu.source.code
+
+
+class Scaled(torch.nn.Module):
+    """Keyword-only inputs, one of them optional."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None,
+                scale: float = 1.0) -> torch.Tensor:
+        y = self.proj(x) * scale
+        return y if mask is None else y.masked_fill(mask, 0.0)
+
+
+def test_keyword_inputs_are_named_sources() -> None:
+    graph = trace(Scaled(), torch.randn(2, 4), mask=torch.zeros(2, 4, dtype=torch.bool),
+                  scale=2.0)
+    sources = {n.name: n for n in graph.nodes.values() if n.kind == "input"}
+    assert set(sources) == {"x", "mask"}
+    assert _shape(graph, sources["mask"].outputs[0]) == [2, 4]
+    assert graph.tensors[sources["mask"].outputs[0]].dtype == "bool"
+    fill = next(n for n in graph.nodes.values() if n.name == "masked_fill")
+    assert sources["mask"].outputs[0] in fill.inputs
+    mul = next(n for n in graph.nodes.values() if n.name == "mul")
+    assert mul.args == {"arg1": "2.0"}  # the keyword scalar reached the op
+
+
+@dataclass
+class Hidden:
+    states: torch.Tensor
+    pooled: torch.Tensor
+
+
+class ManyOutputs(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"logits": x.sum(-1), "extra": (x.t(), [x * 2]),
+                "hidden": Hidden(x + 1, x.mean(0)), "note": "not a tensor"}
+
+
+def test_dict_nested_and_dataclass_outputs_become_named_sinks() -> None:
+    graph = trace(ManyOutputs(), torch.randn(3, 5))
+    sinks = {n.name: _shape(graph, n.inputs[0]) for n in graph.nodes.values()
+             if n.kind == "output"}
+    assert sinks == {"output['logits']": [3], "output['extra'][0]": [5, 3],
+                     "output['extra'][1][0]": [3, 5], "output['hidden'].states": [3, 5],
+                     "output['hidden'].pooled": [5]}
+
+
+def test_a_plain_function_is_the_root_and_its_modules_nest_inside() -> None:
+    layer = torch.nn.Linear(6, 3)
+
+    def project_twice(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return layer(x) + layer(y).flip(0)
+
+    graph = trace(project_twice, torch.randn(2, 6), torch.randn(2, 6))
+    root = graph.modules[graph.root]
+    assert root.cls.endswith("project_twice") and root.path == ""
+    calls = [(m.path, m.cls, m.call_index) for m in graph.walk_modules()[1:]]
+    assert calls == [("Linear", "Linear", 0), ("Linear", "Linear", 1)]  # outside any model
+    assert [n.name for n in graph.nodes.values() if n.kind == "input"] == ["x", "y"]
+    assert root.stats.params == 6 * 3 + 3  # one module, counted once
+
+
+def test_a_module_called_twice_gets_two_calls_and_counts_once() -> None:
+    class Twice(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.shared(torch.tanh(self.shared(x)))
+
+    graph = trace(Twice(), torch.randn(2, 4), fold=False)
+    calls = [m for m in graph.walk_modules() if m.path == "shared"]
+    assert [c.call_index for c in calls] == [0, 1]
+    assert [c.stats.params for c in calls] == [20, 0]  # parameters count at the first call
+    assert graph.modules[graph.root].stats.params == 20
+    assert calls[1].inputs == [next(n for n in graph.nodes.values() if n.name == "tanh")
+                               .outputs[0]]
+
+
+def test_a_module_called_outside_its_parents_forward_nests_where_it_ran() -> None:
+    """A weight-tied head called by a helper function, and a submodule called from outside
+    the model's forward: each call sits under the call that was running."""
+
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.body = torch.nn.Linear(4, 4)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return logits(self, self.body(self.embed(ids)))
+
+    def logits(model: Tied, h: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(h, model.embed.weight)
+
+    model = Tied()
+    graph = trace(model, torch.tensor([[1, 2, 3]]))
+    assert _ops(graph) == [("embedding", "embed"), ("linear", "body"), ("linear", "")]
+    head = list(graph.nodes.values())[-2]
+    assert head.params == ["embed.weight"] and head.stats.params == 0  # read before
+    assert graph.modules[graph.root].stats.params == 10 * 4 + 4 * 4 + 4  # tied: once
+
+    def outside(x: torch.Tensor) -> torch.Tensor:
+        return model.body(x) * 2  # model.body without model
+
+    graph = trace(outside, torch.randn(1, 4))
+    (body,) = graph.walk_modules()[1:]
+    assert body.path == "Linear" and body.parent == graph.root
+    assert _ops(graph) == [("linear", "Linear"), ("mul", "")]
+
+
+class Broken(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x)
+        return h @ x  # (2, 4) @ (2, 8): the shapes do not chain
+
+
+class Outer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8)
+        self.block = Broken()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.norm(x))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_an_exception_names_module_op_and_line_and_keeps_the_partial_graph(device: str
+                                                                            ) -> None:
+    with torch.device(device):
+        model, x = Outer(), torch.randn(2, 8)
+    with pytest.raises(TraceError) as caught:
+        trace(model, x)
+    message = str(caught.value)
+    assert message.startswith("forward failed in module 'block' (Broken) at op 'matmul' at ")
+    assert "tracing/test_api.py:" in message and "`return h @ x" in message
+    assert ": RuntimeError: " in message  # then torch's own words, which vary by device
+    partial = caught.value.graph
+    assert [m.path for m in partial.walk_modules()] == ["", "norm", "block", "block.proj"]
+    assert _ops(partial) == [("layer_norm", "norm"), ("linear", "block.proj")]
+    assert partial.modules[partial.root].stats.params == 8 * 2 + 8 * 4 + 4
+
+
+def test_reading_a_float_value_on_meta_says_why_and_what_to_do() -> None:
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        return x / x.abs().max().item()
+
+    with pytest.raises(TraceError, match=r"at op 'item' .*cannot be called on meta tensors; "
+                       r"on the meta device float tensors have shapes but no values.*trace "
+                       r"the model on the CPU with real weights"):
+        trace(normalise, torch.empty(4, device="meta"))
+
+
+def _torch_state() -> dict[str, Any]:
+    module = torch.nn.modules.module
+    return {
+        "function modes": list(torch.overrides._get_current_function_mode_stack()),
+        "dispatch modes": list(_get_current_dispatch_mode_stack()),
+        "global hooks": [dict(getattr(module, name)) for name in dir(module)
+                         if name.startswith("_global_") and name.endswith("hooks")],
+        "grad": torch.is_grad_enabled(),
+        "gc": gc.isenabled(),
+        "default device": torch.get_default_device(),
+    }
+
+
+@pytest.mark.parametrize("aten", [False, True])
+def test_torch_is_left_as_it_was_after_success_and_after_an_exception(aten: bool) -> None:
+    before = _torch_state()
+    assert before["function modes"] == [] and before["dispatch modes"] == []
+    x = torch.randn(3, 8)
+    trace(TwoLayer(), x, aten=aten)
+    assert _torch_state() == before
+    assert not hasattr(x, "_model_trace_ref")  # the input carries no trace id
+    with pytest.raises(TraceError):
+        trace(Outer(), torch.randn(2, 8), aten=aten)
+    assert _torch_state() == before
+    model = TwoLayer()  # hooks are gone: a plain forward runs unrecorded
+    assert model(torch.randn(3, 8)).shape == (3, 4)
+
+
+def test_two_traces_are_byte_identical(build_tiny, tiny_tokens) -> None:
+    first = trace(build_tiny(), tiny_tokens.to("meta"), routing="random:5").to_json()
+    second = trace(build_tiny(), tiny_tokens.to("meta"), routing="random:5").to_json()
+    assert first == second
+    assert Graph.from_json(first).to_json() == first  # and the JSON round-trips
+
+
+def test_execute_refuses_a_meta_model() -> None:
+    with torch.device("meta"):
+        model = TwoLayer()
+    with pytest.raises(TraceError, match="execute='cpu' runs the model for real, but its "
+                       "weights or inputs are on the meta device"):
+        trace(model, torch.empty(3, 8, device="meta"), execute="cpu")
+
+
+def test_bad_options_are_refused_before_tracing() -> None:
+    with pytest.raises(ValueError, match="trace_depth=-1 must be 0 or more"):
+        trace(TwoLayer(), torch.randn(3, 8), trace_depth=-1)
+    with pytest.raises(ValueError, match="unknown routing policy 'fastest'; use one of "
+                       "balanced, random, first"):
+        trace(TwoLayer(), torch.randn(3, 8), routing="fastest")
