@@ -146,14 +146,20 @@ def _group_box(tree: ViewTree, box: Box) -> _DrawnBox:
 
 def _node_box(tree: ViewTree, box: Box) -> _DrawnBox:
     node = tree.graph.nodes[box.id]
-    tooltip = node.name
-    outputs = [tree.graph.tensors[t] for t in node.outputs]
-    if outputs:
-        tooltip += " → " + ", ".join(f"{t.shape_label} {t.dtype}" for t in outputs)
+    lines = [f"{node.name}  [{node.category}]"]
+    for direction, tensor_ids in (("in: ", node.inputs), ("out:", node.outputs)):
+        if tensor_ids:
+            tensors = [tree.graph.tensors[t] for t in tensor_ids]
+            lines.append(f"{direction} " + ", ".join(f"{t.shape_label} {t.dtype}"
+                                                      for t in tensors))
+    lines += [f"{name} = {value}" for name, value in node.args.items()]
+    if node.stats.params:
+        lines.append(f"params {format_count(node.stats.params)}")
     if node.stats.flops:
-        tooltip += f"\nFLOPs {format_count(node.stats.flops)}"
+        lines.append(f"FLOPs {format_count(node.stats.flops)}")
     if node.source is not None:
-        tooltip += f"\n{node.source.file}:{node.source.line}\n{node.source.code}"
+        lines.append(f"{node.source.file}:{node.source.line}\n{node.source.code}")
+    tooltip = "\n".join(lines)
     return _DrawnBox(
         id=box.id,
         kind=node.kind,

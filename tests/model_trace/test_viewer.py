@@ -18,7 +18,9 @@ import yaml
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
+from model_trace.layout import layout
 from model_trace.view_data import decode_graph
+from model_trace.view_tree import ViewTree, expanded_groups
 
 pytestmark = pytest.mark.browser
 
@@ -149,6 +151,37 @@ def _inside(inner: tuple[float, ...], outer: tuple[float, ...]) -> bool:
             and inner[1] + inner[3] <= outer[1] + outer[3] + 0.5)
 
 
+def _tree(page: Any, figure: str = "model-trace-1") -> ViewTree:
+    """The figure's view tree, rebuilt in Python from the view data the page carries."""
+    data = json.loads(page.locator(f"#{figure} script.mt-data").text_content())
+    return ViewTree.from_graph(decode_graph(data), show_constants=data["view"]["show_constants"])
+
+
+def _open_groups(page: Any, figure: str = "model-trace-1") -> set[str]:
+    return set(page.evaluate("""(figure) => [...document.querySelectorAll(
+        `#${figure} .mt-module.mt-open`)].map(g => g.getAttribute('data-id'))""", figure))
+
+
+def _view(page: Any, figure: str = "model-trace-1") -> tuple[float, float, float]:
+    """The pan and zoom of a figure: (x, y, scale) of its viewport transform."""
+    transform = page.locator(f"#{figure} .mt-viewport").get_attribute("transform")
+    x, y, k = (float(v) for v in re.findall(r"-?[\d.]+", transform))
+    return x, y, k
+
+
+def _rect(page: Any, selector: str) -> dict[str, float]:
+    return page.evaluate("""(s) => {
+        const r = document.querySelector(s).getBoundingClientRect();
+        return {left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+                width: r.width, height: r.height};
+    }""", selector)
+
+
+def _contains(outer: dict[str, float], inner: dict[str, float]) -> bool:
+    return (inner["left"] >= outer["left"] - 1 and inner["top"] >= outer["top"] - 1
+            and inner["right"] <= outer["right"] + 1 and inner["bottom"] <= outer["bottom"] + 1)
+
+
 def test_page_hydrates_without_errors_or_foreign_requests(open_page, material_site) -> None:
     page = open_page(material_site)
     for figure in ("model-trace-1", "model-trace-2", "model-trace-3"):
@@ -156,6 +189,80 @@ def test_page_hydrates_without_errors_or_foreign_requests(open_page, material_si
     assert page.locator("#model-trace-1 .mt-toolbar button").count() >= 8
     page.wait_for_function("!!window.dagre")  # preloaded from this site when idle
     page.problems.assert_clean()
+
+
+def test_the_request_guard_catches_other_origins(open_page, material_site) -> None:
+    """The check every browser test relies on really sees a request to another origin."""
+    page = open_page(material_site)
+    _ready(page)
+    page.evaluate("fetch('https://example.com/x.js').catch(() => null)")
+    page.wait_for_function("true")
+    assert page.problems.foreign_requests == ["https://example.com/x.js"]
+
+
+def test_first_paint_needs_no_script(open_page, material_site) -> None:
+    """With scripts off the static SVG is the whole figure, themed by the stylesheet alone,
+    and it is the very picture the viewer hydrates: nothing jumps when the script runs."""
+    static = open_page(material_site, java_script_enabled=False)
+    figure = "#model-trace-1"
+    assert static.locator(f"{figure} .mt-toolbar").count() == 0
+    svg = _rect(static, f"{figure} svg.mt-svg")
+    assert svg["width"] > 200 and svg["height"] > 200
+    boxes = _boxes(static)
+    tree = _tree(static)
+    assert set(boxes) == set(layout(tree, expanded_groups(tree, 1)).boxes)
+    node = "#model-trace-3 .mt-node.mt-cat-linear > rect"  # Small: linear and relu ops
+    attribute = static.locator(node).first.get_attribute("fill")
+    light = _colour(static, node, "fill")
+    assert light != _colour(static, "#model-trace-3 .mt-node.mt-cat-activation > rect", "fill")
+    static.evaluate("document.body.setAttribute('data-md-color-scheme', 'slate')")
+    assert _luminance(_colour(static, node, "fill")) < 0.3 < _luminance(light)
+    assert attribute.startswith("#")  # cairosvg's colour stays in the markup
+    live = open_page(material_site)
+    _ready(live)
+    hydrated = _boxes(live)
+    assert set(hydrated) == set(boxes)
+    for item, rect in boxes.items():
+        assert hydrated[item] == pytest.approx(rect, abs=0.11), item
+    static.problems.assert_clean()
+    live.problems.assert_clean()
+
+
+@pytest.mark.parametrize("scripts", [True, False])
+def test_print_shows_the_whole_graph_within_the_page(open_page, material_site, scripts) -> None:
+    """Printed, the figure is the whole current view scaled to the page width, no controls."""
+    page = open_page(material_site, java_script_enabled=scripts,
+                     viewport={"width": 480, "height": 900})
+    figure = "#model-trace-1"
+    if scripts:
+        _ready(page)
+        _click(_module(page, "layers.0.self_attn"))
+        page.wait_for_selector(f"{figure} .mt-module.mt-open[data-path='layers.0.self_attn']")
+        page.locator(f"{figure} .mt-btn[aria-label='Zoom in (+)']").click()
+    page.emulate_media(media="print")
+    page.wait_for_function(f"""() => !{str(scripts).lower()} ||
+        document.querySelector('{figure} svg.mt-svg').hasAttribute('viewBox')""")
+    page_width = page.evaluate("document.documentElement.clientWidth")
+    svg = _rect(page, f"{figure} svg.mt-svg")
+    assert svg["left"] > 0 and svg["right"] <= page_width
+    assert _contains(svg, _rect(page, f"{figure} .mt-viewport"))  # nothing cut off
+    assert svg["height"] == pytest.approx(svg["width"] * _svg_aspect(page, figure), rel=0.01)
+    if scripts:
+        assert not page.locator(f"{figure} .mt-toolbar").is_visible()
+        page.emulate_media(media="screen")
+        page.wait_for_function(
+            f"!document.querySelector('{figure} svg.mt-svg').hasAttribute('viewBox')")
+        assert page.locator(f"{figure} .mt-toolbar").is_visible()
+        assert _view(page)[2] == pytest.approx(1.25)  # the reader's zoom is back
+    page.problems.assert_clean()
+
+
+def _svg_aspect(page: Any, figure: str) -> float:
+    width, height = page.evaluate(f"""() => {{
+        const svg = document.querySelector('{figure} svg.mt-svg');
+        return [parseFloat(svg.getAttribute('width')), parseFloat(svg.getAttribute('height'))];
+    }}""")
+    return height / width
 
 
 def test_expand_shows_children_and_collapse_hides_them(open_page, material_site) -> None:
@@ -188,8 +295,11 @@ def test_nothing_outside_the_expanded_module_moves_more_than_its_growth(
         before = _boxes(page)
         module = _module(page, path)
         module_id = module.get_attribute("data-id")
+        runs = page.evaluate("modelTraceViewer.viewers()[0].layouts.dagreRuns")
         _click(module)
         page.wait_for_selector(f"#model-trace-1 .mt-module.mt-open[data-path='{path}']")
+        # only the opened module is laid out; its ancestors make room
+        assert page.evaluate("modelTraceViewer.viewers()[0].layouts.dagreRuns") == runs + 1
         after = _boxes(page)
         grow_w = after[module_id][2] - before[module_id][2]
         grow_h = after[module_id][3] - before[module_id][3]
@@ -201,6 +311,126 @@ def test_nothing_outside_the_expanded_module_moves_more_than_its_growth(
             if (nw, nh) != (w, h):
                 continue  # an ancestor, grown to hold it
             assert abs(nx - x) <= grow_w + 0.5 and abs(ny - y) <= grow_h + 0.5, (path, item)
+    page.problems.assert_clean()
+
+
+def test_browser_layouts_use_the_build_time_box_sizes(open_page, material_site) -> None:
+    """A group laid out by dagre in the page gets the boxes dot gets at build time."""
+    page = open_page(material_site)
+    _ready(page)
+    tree = _tree(page)
+    module = _module(page, "layers.0.self_attn")
+    module_id = module.get_attribute("data-id")
+    _click(module)
+    page.wait_for_selector(f"#model-trace-1 .mt-open[data-id='{module_id}']")
+    drawn = _boxes(page)
+    built = layout(tree, expanded_groups(tree, 1) | {module_id}).boxes
+    assert tree.items[module_id].children
+    for child in tree.items[module_id].children:
+        assert drawn[child][2:] == pytest.approx((built[child].width, built[child].height))
+    page.problems.assert_clean()
+
+
+def test_depth_control_and_expand_and_collapse_all(open_page, material_site) -> None:
+    page = open_page(material_site)
+    _ready(page)
+    tree = _tree(page)
+    depth = page.locator("#model-trace-1 .mt-depth")
+    assert depth.input_value() == "1"
+    for level in (2, 0, 1):
+        depth.select_option(str(level))
+        built = layout(tree, expanded_groups(tree, level))
+        page.wait_for_function("(n) => document.querySelectorAll("
+                               "'#model-trace-1 .mt-module.mt-open').length === n",
+                               arg=len(built.groups))
+        assert _open_groups(page) == set(built.groups), level
+        assert set(_boxes(page)) == set(built.boxes)
+    page.locator("#model-trace-1 .mt-btn", has_text="Expand all").click()
+    every_group = {item.id for item in tree.groups() if item.children}
+    page.wait_for_function("(n) => document.querySelectorAll("
+                           "'#model-trace-1 .mt-module.mt-open').length === n",
+                           arg=len(every_group))
+    assert _open_groups(page) == every_group
+    leaves = {item.id for item in tree.items.values() if not item.is_group}
+    assert set(_boxes(page)) >= leaves  # down to single ops
+    assert depth.input_value() == str(max(tree.depth_of(g) for g in every_group))
+    page.locator("#model-trace-1 .mt-btn", has_text="Collapse all").click()
+    page.wait_for_function("document.querySelectorAll('#model-trace-1 .mt-open').length === 1")
+    assert _open_groups(page) == {tree.root}
+    assert set(_boxes(page)) == {tree.root, *tree.items[tree.root].children}
+    page.problems.assert_clean()
+
+
+def test_hover_shows_shapes_dtypes_params_and_flops(open_page, material_site) -> None:
+    page = open_page(material_site)
+    _ready(page, "model-trace-3")  # Small: first (Linear 8->16), relu, second (Linear 16->4)
+    tooltip = page.locator("#model-trace-3 .mt-tooltip")
+    page.locator("#model-trace-3 .mt-module[data-path='first'] > text").hover()
+    tooltip.wait_for(state="visible")
+    assert "first: Linear" in tooltip.inner_text()
+    assert "params 144" in tooltip.inner_text() and "FLOPs 768" in tooltip.inner_text()
+    page.locator("#model-trace-3 .mt-node", has_text="relu").hover()
+    page.wait_for_function("document.querySelector('#model-trace-3 .mt-tooltip')"
+                           ".textContent.startsWith('relu')")
+    assert "in:  (3, 16) float32" in tooltip.inner_text()
+    assert "out: (3, 16) float32" in tooltip.inner_text()
+    page.locator("#model-trace-3 .mt-edge .mt-shape", has_text="(3, 4)").hover()
+    page.wait_for_function("document.querySelector('#model-trace-3 .mt-tooltip')"
+                           ".textContent === '(3, 4) float32'")
+    page.locator("#model-trace-3 .mt-node", has_text="linear").first.hover()
+    page.wait_for_function("document.querySelector('#model-trace-3 .mt-tooltip')"
+                           ".textContent.startsWith('linear')")
+    assert "params 144" in tooltip.inner_text() and "FLOPs 768" in tooltip.inner_text()
+    page.mouse.move(1, 1)
+    tooltip.wait_for(state="hidden")
+    page.problems.assert_clean()
+
+
+def test_pan_zoom_fit_and_fullscreen(open_page, material_site) -> None:
+    page = open_page(material_site)
+    _ready(page)
+    opened = _open_groups(page)
+    box = page.locator("#model-trace-1 svg.mt-svg").bounding_box()
+    x0, y0, k0 = _view(page)
+    start = (box["x"] + 200, box["y"] + 200)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + 120, start[1] + 60, steps=6)
+    page.mouse.up()
+    x1, y1, k1 = _view(page)
+    assert (x1 - x0, y1 - y0, k1) == pytest.approx((120, 60, k0), abs=0.2)
+    assert _open_groups(page) == opened  # a drag is not a click
+    page.mouse.wheel(0, 300)  # a plain wheel scrolls the page, it does not zoom
+    assert _view(page)[2] == k1
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator("#model-trace-1 svg.mt-svg").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 150)
+    before = page.evaluate("(p) => modelTraceViewer.viewers()[0].toGraph(p[0], p[1])",
+                           [box["x"] + 300, box["y"] + 150])
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    page.wait_for_function(f"!document.querySelector('#model-trace-1 .mt-viewport')"
+                           f".getAttribute('transform').endsWith('scale({k1:g})')")
+    assert _view(page)[2] > k1
+    after = page.evaluate("(p) => modelTraceViewer.viewers()[0].toGraph(p[0], p[1])",
+                          [box["x"] + 300, box["y"] + 150])
+    assert after == pytest.approx(before, abs=0.5)  # zoomed about the pointer
+    page.locator("#model-trace-1 .mt-btn", has_text="Fit").click()
+    assert _contains(_rect(page, "#model-trace-1 svg.mt-svg"),
+                     _rect(page, "#model-trace-1 .mt-viewport"))
+    canvas = _rect(page, "#model-trace-1 .mt-canvas")["height"]
+    page.locator("#model-trace-1 .mt-btn", has_text="Full screen").click()
+    page.wait_for_function("""() => document.fullscreenElement ===
+        document.getElementById('model-trace-1') ||
+        document.getElementById('model-trace-1').classList.contains('mt-maximized')""")
+    page.wait_for_function(f"document.querySelector('#model-trace-1 .mt-canvas')"
+                           f".getBoundingClientRect().height > {canvas + 100}")
+    assert _contains(_rect(page, "#model-trace-1 svg.mt-svg"),
+                     _rect(page, "#model-trace-1 .mt-viewport"))  # fitted to the screen
+    page.locator("#model-trace-1 .mt-btn", has_text="Full screen").click()
+    page.wait_for_function("""() => !document.fullscreenElement &&
+        !document.getElementById('model-trace-1').classList.contains('mt-maximized')""")
     page.problems.assert_clean()
 
 
@@ -259,8 +489,10 @@ def _colour(page: Any, selector: str, prop: str) -> str:
 
 
 def _luminance(colour: str) -> float:
-    r, g, b = (int(v) for v in re.findall(r"[\d.]+", colour)[:3])
-    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+    """Of ``rgb(r, g, b)`` or, from ``color-mix``, ``color(srgb r g b)`` with 0..1 parts."""
+    r, g, b = (float(v) for v in re.findall(r"[\d.]+", colour)[:3])
+    scale = 1 if colour.startswith("color(") else 255
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / scale
 
 
 def test_material_dark_scheme_switches_colours(open_page, material_site) -> None:
@@ -314,11 +546,26 @@ def test_keyboard_toggles_zooms_and_searches(open_page, material_site) -> None:
     assert page.evaluate("document.activeElement.getAttribute('data-path')") == "layers.0.norm2"
     page.keyboard.press(" ")
     page.wait_for_selector("#model-trace-1 .mt-module:not(.mt-open)[data-path='layers.0.norm2']")
-    transform = page.locator("#model-trace-1 .mt-viewport").get_attribute("transform")
+    x, y, k = _view(page)
     page.keyboard.press("+")
-    assert page.locator("#model-trace-1 .mt-viewport").get_attribute("transform") != transform
+    assert _view(page)[2] == pytest.approx(k * 1.25)
+    x, y, k = _view(page)
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Shift+ArrowUp")
+    assert _view(page) == pytest.approx((x + 40, y + 200, k))
+    page.keyboard.press("f")
+    page.wait_for_function("""() => document.fullscreenElement ||
+        document.getElementById('model-trace-1').classList.contains('mt-maximized')""")
+    page.keyboard.press("f")
+    page.wait_for_function("""() => !document.fullscreenElement &&
+        !document.getElementById('model-trace-1').classList.contains('mt-maximized')""")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.classList.contains('mt-search')")
+    page.locator("#model-trace-1 .mt-toolbar > :last-child").focus()
+    page.keyboard.press("Tab")  # from the toolbar straight into the graph
+    assert page.evaluate("document.activeElement.closest('#model-trace-1 .mt-viewport') "
+                         "!== null && document.activeElement.hasAttribute('data-id')")
+    assert page.locator("#model-trace-1 [data-id]:not([tabindex='0'])").count() == 0
     page.problems.assert_clean()
 
 
@@ -345,16 +592,31 @@ def test_downloads_json_svg_and_png(open_page, material_site) -> None:
     page.problems.assert_clean()
 
 
-def test_overlay_colours_boxes_and_shows_a_legend(open_page, material_site) -> None:
+@pytest.mark.parametrize(("overlay", "name"), [("flops", "FLOPs"), ("params", "params"),
+                                               ("memory", "memory"), ("time", "est. time")])
+def test_overlay_colours_boxes_by_their_figure_and_shows_a_legend(
+    open_page, material_site, overlay: str, name: str
+) -> None:
     page = open_page(material_site)
     _ready(page)
-    page.locator("#model-trace-1 .mt-overlay").select_option("flops")
+    page.locator("#model-trace-1 .mt-overlay").select_option(overlay)
     legend = page.locator("#model-trace-1 .mt-legend")
     legend.wait_for(state="visible")
-    assert "FLOPs" in legend.inner_text()
-    fill = page.locator("#model-trace-1 .mt-node.mt-heat > rect").first.get_attribute("style")
-    assert fill and fill.startswith("fill:rgb(")
-    assert "o:flops" in page.url
+    assert legend.inner_text().startswith(name)
+    assert f"o:{overlay}" in page.url
+    heat = page.evaluate("""(overlay) => {
+        const v = modelTraceViewer.viewers()[0];
+        return [...v.figure.querySelectorAll('.mt-heat')].map(g => [
+            v.model.metric(overlay, v.model.byId.get(g.getAttribute('data-id'))),
+            g.querySelector('rect').style.fill]);
+    }""", overlay)
+    assert len({fill for _, fill in heat}) >= 2
+    by_figure = sorted(heat, key=lambda pair: pair[0])
+    shades = [_luminance(fill) for _, fill in by_figure]
+    assert shades == sorted(shades, reverse=True)  # more is darker
+    page.locator("#model-trace-1 .mt-overlay").select_option("none")
+    legend.wait_for(state="hidden")
+    assert page.locator("#model-trace-1 .mt-heat").count() == 0
     page.problems.assert_clean()
 
 
@@ -364,10 +626,20 @@ def test_names_and_arguments_are_escaped(open_page, material_site) -> None:
     label = page.locator("#model-trace-2 .mt-module[data-path] > text").last.text_content()
     assert label.startswith(NASTY)
     assert page.locator("#model-trace-2 script").count() == 1  # only the view data
-    page.locator("#model-trace-2 .mt-node", has_text="tagged").click()
+    node = page.locator("#model-trace-2 .mt-node", has_text="tagged")
+    node.hover()
+    page.locator("#model-trace-2 .mt-tooltip").wait_for(state="visible")
+    assert repr(NASTY) in page.locator("#model-trace-2 .mt-tooltip").inner_text()
+    node.click()
     panel = page.locator("#model-trace-2 .mt-panel")
     panel.wait_for(state="visible")
     assert repr(NASTY) in panel.inner_text()
+    with page.expect_download() as svg_download:
+        page.locator("#model-trace-2 .mt-btn", has_text="SVG").click()
+    svg = ET.parse(svg_download.value.path()).getroot()  # well-formed, or this raises
+    assert f"{NASTY}: Linear" in {t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")}
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(repr(NASTY) in title for title in titles)
     page.problems.assert_clean()
 
 

@@ -1066,6 +1066,12 @@
     v.k = k;
     this.applyView();
   };
+  var PAN_KEYS = { ArrowLeft: [1, 0], ArrowRight: [-1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
+  Viewer.prototype.panBy = function (direction, step) {
+    this.view.x += direction[0] * step;
+    this.view.y += direction[1] * step;
+    this.applyView();
+  };
   Viewer.prototype.fit = function () {
     var rect = this.svg.getBoundingClientRect(), p = this.placed, v = this.view;
     var k = Math.min((rect.width - 16) / p.width, (rect.height - 16) / p.height, 1.5);
@@ -1090,13 +1096,16 @@
     var figure = this.figure, self = this;
     if (document.fullscreenElement === figure) {
       document.exitFullscreen();
+    } else if (figure.classList.contains("mt-maximized")) {
+      figure.classList.remove("mt-maximized");
+      this.fit();
     } else if (figure.requestFullscreen) {
       figure.requestFullscreen().then(function () { self.fit(); }, function () {
-        figure.classList.toggle("mt-maximized");
+        figure.classList.add("mt-maximized");
         self.fit();
       });
     } else {
-      figure.classList.toggle("mt-maximized");
+      figure.classList.add("mt-maximized");
       this.fit();
     }
   };
@@ -1145,22 +1154,25 @@
     return g && this.svg.contains(g) ? this.model.byId.get(g.getAttribute("data-id")) : undefined;
   };
 
+  // The clicked item keeps the focus through the redraw, so the keys go on working.
   Viewer.prototype.click = function (target, event) {
     var ref = this.itemOf(target);
     if (ref === undefined) return;
-    var model = this.model;
+    var model = this.model, self = this, done;
     if ((event.altKey || event.shiftKey) && model.repeatOf(ref)) {
-      this.toggleFold(ref);
+      done = this.toggleFold(ref);
     } else if (model.isGroup(ref)) {
       var box = this.placed.boxes.get(ref);
       if (box.open) {  // an open group toggles from its title bar only
         var at = this.toGraph(event.clientX, event.clientY);
         if (at[1] - box.y > model.L.groupPadding + model.L.groupTitle) return;
       }
-      this.toggle(ref);
+      done = this.toggle(ref);
     } else {
-      this.select(ref === this.state.selected ? -1 : ref);
+      done = this.select(ref === this.state.selected ? -1 : ref);
     }
+    var id = model.ids[ref];
+    done.then(function () { self.focusItem(id); });
   };
 
   Viewer.prototype.toggle = function (ref) {
@@ -1374,9 +1386,13 @@
       } else if (event.key === "+" || event.key === "=") self.zoomBy(1.25);
       else if (event.key === "-" || event.key === "_") self.zoomBy(1 / 1.25);
       else if (event.key === "0") self.fit();
+      else if (PAN_KEYS[event.key]) self.panBy(PAN_KEYS[event.key], event.shiftKey ? 200 : 40);
+      else if (event.key === "f" || event.key === "F") self.toggleFullscreen();
       else if (event.key === "/") self.searchInput.focus();
-      else if (event.key === "Escape") self.select(-1);
-      else handled = false;
+      else if (event.key === "Escape") {
+        if (self.figure.classList.contains("mt-maximized")) self.toggleFullscreen();
+        else self.select(-1);
+      } else handled = false;
       if (handled) { event.preventDefault(); event.stopPropagation(); }
     });
     this.figure.addEventListener("focusin", function (event) {
@@ -1393,6 +1409,32 @@
     var g = this.viewport.querySelector('[data-id="' + CSS.escape(id) + '"]');
     if (g) g.focus({ preventScroll: true });
   };
+
+  // -- printing: the whole current view at the page's width, without pan or zoom
+  Viewer.prototype.printView = function (printing) {
+    var svg = this.svg, p = this.placed;
+    if (printing) {
+      svg.setAttribute("viewBox", "0 0 " + num(p.width) + " " + num(p.height));
+      svg.setAttribute("width", num(p.width));
+      svg.setAttribute("height", num(p.height));
+      this.viewport.removeAttribute("transform");
+    } else {
+      svg.removeAttribute("viewBox");
+      svg.removeAttribute("width");
+      svg.removeAttribute("height");
+      this.applyView();
+    }
+  };
+  function printAll(printing) {
+    viewers.forEach(function (v) { if (v.figure.isConnected) v.printView(printing); });
+  }
+  window.addEventListener("beforeprint", function () { printAll(true); });
+  window.addEventListener("afterprint", function () { printAll(false); });
+  if (window.matchMedia) {  // print previews and emulated print media fire only this
+    window.matchMedia("print").addEventListener("change", function (event) {
+      printAll(event.matches);
+    });
+  }
 
   // -- downloads
   Viewer.prototype.standaloneSVG = function () {
