@@ -15,8 +15,11 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    and ``new_*`` factories are computed on the CPU (their values do not depend on the input);
    anything else becomes CPU zeros, counted in ``graph.meta["routing"]["assumed_zero"]``.
 4. Factories (``zeros``, ``full``, ``arange``...) that would make a float tensor on the CPU
-   make it on the meta device instead, so a model never allocates a full-size float buffer.
-5. ``.to(device)`` of a meta tensor keeps it on meta (only the dtype changes).
+   make it on the meta device instead, so a model never allocates a full-size float buffer;
+   integer and boolean ones are made on the CPU even when asked for on the meta device
+   (``arange(s, device=x.device)`` keeps its values).
+5. ``.to(device)`` of a meta tensor keeps it on meta, and of a concrete integer or boolean
+   tensor to the meta device keeps it concrete (only the dtype changes).
 
 Many meta kernels are written in Python (elementwise ops go through ``torch._refs``: 80 us for
 a ``mul``), and a large model calls the same op on the same shapes thousands of times, so the
@@ -74,6 +77,17 @@ def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: s
     if len(args) > index:
         return args[index]
     return kwargs.get(name, default)
+
+
+def _targets_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a factory's or ``.to``'s device arguments name the meta device."""
+    for value in (*args, kwargs.get("device")):
+        if isinstance(value, torch.Tensor):
+            if value.is_meta:
+                return True
+        elif isinstance(value, str | torch.device) and torch.device(value).type == "meta":
+            return True
+    return False
 
 
 _SCALARS = (bool, int, float, str, type(None), torch.dtype)
@@ -185,6 +199,9 @@ class ConcreteValues:
         if not has_meta:
             if name in FACTORY_OPS:
                 return self._factory(func, args, kwargs, call)
+            if name == "to" and tensors and not is_float(tensors[0]) \
+                    and _targets_meta(args[1:], kwargs):
+                return self._stay_on_meta(name, func, args, kwargs, call)
             result = call(func, args, kwargs)
             if self.force_routing and name in ROUTING_OPS and tensors:
                 return self._route(name, args, kwargs, result)
@@ -212,6 +229,8 @@ class ConcreteValues:
         probe = call(func, args, {**kwargs, "device": "meta"})
         if isinstance(probe, torch.Tensor) and is_float(probe):
             return probe
+        if _targets_meta((), kwargs):
+            kwargs = {**kwargs, "device": "cpu"}
         return call(func, args, kwargs)
 
     @staticmethod
