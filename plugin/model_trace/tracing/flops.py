@@ -72,13 +72,15 @@ register_flop_formula("model_zoo::fp8_gemm", _fp8_gemm_flops)
 
 
 def formula_for(op: Any) -> FlopFormula | None:
-    """torch's registry formula for an ATen op overload, or a registered extra one."""
-    packet = getattr(op, "_overloadpacket", None)
+    """torch's registry formula for an op (an overload such as ``torch.ops.aten.mm.default``
+    or a packet such as ``torch.ops.aten.mm``), or a registered extra one."""
+    packet = op if isinstance(op, torch._ops.OpOverloadPacket) else getattr(
+        op, "_overloadpacket", None)
     formula = flop_registry.get(packet) if packet is not None else None
     if formula is not None:
         return formula
-    name = op.name() if hasattr(op, "name") else ""
-    return _EXTRA_FORMULAS.get(name.split(".")[0])
+    name = packet._qualified_op_name if packet is not None else ""
+    return _EXTRA_FORMULAS.get(name)
 
 
 def op_flops(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:

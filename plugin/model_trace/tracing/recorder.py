@@ -105,7 +105,7 @@ class OpInfo:
                   and module != "torch._tensor" and not collective)
         if name == "linear":
             flops = "linear"
-        elif isinstance(func, torch._ops.OpOverload):
+        elif isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
             flops = "custom"
         elif name in FLOP_FUNCTIONS:
             flops = "dispatch"
@@ -127,6 +127,8 @@ class OpInfo:
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     """The short name of an op (``linear``, ``add_`` for ``__iadd__``) and whether it is a
     property getter (``x.T``)."""
+    if isinstance(func, torch._ops.OpOverloadPacket):  # torch.ops.ns.op called directly
+        return func._qualified_op_name.split("::")[-1], False
     if isinstance(func, torch._ops.OpOverload):
         return func.name().split("::")[-1].split(".")[0], False
     qualified = resolve_name(func) or getattr(func, "__name__", None) or repr(func)
