@@ -270,6 +270,7 @@ def _parse_plain(text: str) -> list[GroupLayout]:
     """
     results: list[GroupLayout] = []
     current: GroupLayout | None = None
+    half_sizes: dict[str, Point] = {}
     for line in text.splitlines():
         parts = shlex.split(line) if '"' in line else line.split()
         if not parts:
@@ -278,8 +279,11 @@ def _parse_plain(text: str) -> list[GroupLayout]:
             current = GroupLayout(float(parts[2]) * POINTS_PER_INCH,
                                   float(parts[3]) * POINTS_PER_INCH, {}, [])
             results.append(current)
+            half_sizes = {}
         elif parts[0] == "node" and current is not None:
             current.centers[parts[1]] = _point(parts[2], parts[3], current.height)
+            half_sizes[parts[1]] = (float(parts[4]) * POINTS_PER_INCH / 2,
+                                    float(parts[5]) * POINTS_PER_INCH / 2)
         elif parts[0] == "edge" and current is not None:
             count = int(parts[3])
             coords = parts[4 : 4 + 2 * count]
@@ -287,8 +291,34 @@ def _parse_plain(text: str) -> list[GroupLayout]:
                       for i in range(0, len(coords), 2)]
             rest = parts[4 + 2 * count :]
             label_at = _point(rest[1], rest[2], current.height) if len(rest) > 3 else None
-            current.routes.append((parts[1], parts[2], points, label_at))
+            head = parts[2]
+            points[-1] = _to_boundary(points, current.centers[head], half_sizes[head])
+            current.routes.append((parts[1], head, points, label_at))
     return results
+
+
+def _to_boundary(points: list[Point], center: Point, half: Point) -> Point:
+    """Where the route should end: on the head box's border, not where dot stopped.
+
+    dot's spline ends where its own arrowhead would begin (about 11 px short of the box); the
+    renderers draw a small marker at the very end instead. The end point moves on along the
+    last control point's direction to the border, so the curve keeps its final tangent and
+    the route stays one point per Bézier piece; dagre's routes end on the border too.
+    """
+    (px, py), (qx, qy) = points[-1], points[-2]
+    dx, dy = px - qx, py - qy
+    enter, leave = 0.0, math.inf
+    for start, step, low, high in ((px, dx, center[0] - half[0], center[0] + half[0]),
+                                   (py, dy, center[1] - half[1], center[1] + half[1])):
+        if abs(step) < 1e-9:
+            if not low <= start <= high:
+                return points[-1]  # parallel to this side and outside: the ray misses
+            continue
+        near, far = sorted(((low - start) / step, (high - start) / step))
+        enter, leave = max(enter, near), min(leave, far)
+    if enter <= 0 or enter > leave:
+        return points[-1]  # already at the box, or the ray misses it
+    return (round(px + enter * dx, 1), round(py + enter * dy, 1))
 
 
 def _point(x: str, y: str, height: float) -> Point:

@@ -74,6 +74,18 @@ def test_every_link_of_an_open_group_is_routed_with_its_shape() -> None:
     for route in placed.routes:
         assert len(route.points) >= 4 and (len(route.points) - 1) % 3 == 0
         assert route.label.startswith("(")
+        # from box to box: the arrow's tip touches the consumer, the tail the producer
+        assert _on_border(route.points[0], placed.boxes[route.src]), route
+        assert _on_border(route.points[-1], placed.boxes[route.dst]), route
+
+
+def _on_border(point, box, slack: float = 1.0) -> bool:
+    x, y = point
+    inside = (box.x - slack <= x <= box.x + box.width + slack
+              and box.y - slack <= y <= box.y + box.height + slack)
+    deep = (box.x + slack < x < box.x + box.width - slack
+            and box.y + slack < y < box.y + box.height - slack)
+    return inside and not deep
 
 
 def test_links_attach_to_the_children_of_the_lowest_common_group() -> None:
@@ -123,6 +135,22 @@ def test_groups_with_too_many_children_are_split_into_chunks() -> None:
     placed = layout(tree, expanded_groups(tree, 1))
     assert all(len(tree.items[g].children) <= CHUNK_LIMIT for g in placed.groups)
     assert set(placed.boxes) >= set(members)  # depth counts modules, not chunks
+
+
+def test_big_groups_get_straight_labelled_routes_in_one_quick_pass() -> None:
+    """Above BIG_GROUP boxes dot runs with splines=line and nslimit=1: every link is still
+    routed, from box to box, with its shape label placed."""
+    count = layout_module.BIG_GROUP + 20
+    assert count <= CHUNK_LIMIT  # one group, not chunks
+    tree = ViewTree.from_graph(wide_graph(count))
+    source = layout_module._dot_source(tree, tree.root, {})
+    assert "splines=line; nslimit=1;" in source
+    placed = layout(tree, expanded_groups(tree, 0))
+    assert len(placed.routes) == count - 1
+    for route in placed.routes:
+        assert route.label_at is not None and route.label == "(4, 8)"
+        assert _on_border(route.points[0], placed.boxes[route.src])
+        assert _on_border(route.points[-1], placed.boxes[route.dst])
 
 
 def test_chunk_stats_sum_their_parts() -> None:

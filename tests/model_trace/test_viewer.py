@@ -472,14 +472,17 @@ def test_url_hash_restores_expansion_and_selection(open_page, material_site) -> 
     page.wait_for_selector("#model-trace-1 .mt-module.mt-open[data-path='layers.1.self_attn']")
     _click(page.locator("#model-trace-1 .mt-node", has_text="multi_head_attention_forward"))
     page.locator("#model-trace-1 .mt-panel").wait_for(state="visible")
+    page.locator("#model-trace-1 .mt-overlay").select_option("params")
     url = page.url
-    assert "#model-trace-1=" in url
+    assert "#model-trace-1=" in url and "o:params" in url
     expected = _boxes(page)
     again = open_page(url)
     _ready(again)
     again.wait_for_selector("#model-trace-1 .mt-module.mt-open[data-path='layers.1.self_attn']")
-    assert set(_boxes(again)) == set(expected)
+    assert _boxes(again) == expected
     assert "multi_head_attention_forward" in again.locator("#model-trace-1 .mt-panel").inner_text()
+    assert again.locator("#model-trace-1 .mt-overlay").input_value() == "params"
+    assert again.locator("#model-trace-1 .mt-legend").is_visible()
     again.problems.assert_clean()
 
 
