@@ -1,0 +1,86 @@
+"""Folding repeats: one representative per run, with counts and exact statistics."""
+
+from __future__ import annotations
+
+import torch
+
+from model_trace.graph import Graph, ModuleCall
+from model_trace.tracing import fold_repeats, trace
+from model_trace.tracing.folding import find_runs
+
+
+def _child_calls(graph: Graph, call: ModuleCall) -> list[ModuleCall]:
+    return [graph.modules[c] for c in call.children if c in graph.modules]
+
+
+def test_671b_blocks_fold_into_two_kinds_with_their_counts(traced_671b) -> None:
+    graph = traced_671b.graph
+    root = graph.modules[graph.root]
+    blocks = [c for c in _child_calls(graph, root) if c.cls == "Block"]
+    assert [(b.path, b.repeat.count) for b in blocks] == [("layers.0", 3), ("layers.3", 58)]
+    dense, moe = blocks
+    assert dense.repeat.members == [f"layers.{i}" for i in range(3)]
+    assert moe.repeat.members == [f"layers.{i}" for i in range(3, 61)]
+    assert [c.cls for c in _child_calls(graph, dense)] == ["RMSNorm", "MLA", "RMSNorm", "MLP"]
+    assert [c.cls for c in _child_calls(graph, moe)] == ["RMSNorm", "MLA", "RMSNorm", "MoE"]
+    folded = graph.meta["folded"]
+    assert folded["before"]["modules"] > 60_000 and folded["after"]["modules"] < 50
+
+
+def test_671b_experts_fold_into_one_loop_of_256(traced_671b) -> None:
+    graph = traced_671b.graph
+    ffn = next(c for c in graph.modules.values() if c.path == "layers.3.ffn")
+    (loop,) = (c for c in _child_calls(graph, ffn) if c.kind == "loop")
+    assert loop.path == "layers.3.ffn.experts" and loop.repeat.count == 256
+    assert loop.repeat.members == [f"layers.3.ffn.experts.{i}" for i in range(256)]
+    assert loop.repeat.note == "Expert ×256 of 256 called, 8 active per token"
+    (expert,) = _child_calls(graph, loop)
+    assert expert.path == "layers.3.ffn.experts.0" and expert.cls == "Expert"
+    # balanced routing: 128 tokens x 8 experts = 4 per expert, in every MoE layer
+    loads = graph.meta["experts"]
+    assert len(loads) == 58
+    assert all(group["tokens"] == [4] * 256 for group in loads.values())
+
+
+def test_statistics_stay_exact_through_folding(build_tiny, tiny_tokens) -> None:
+    unfolded = trace(build_tiny(), tiny_tokens.to("meta"), routing="random:2", fold=False)
+    by_path = {c.path: c.stats for c in unfolded.modules.values()
+               if c.kind == "module" and c.call_index == 0}
+    folded = fold_repeats(trace(build_tiny(), tiny_tokens.to("meta"), routing="random:2",
+                                fold=False))
+    assert folded.modules[folded.root].stats == unfolded.modules[unfolded.root].stats
+    repeats = [c for c in folded.modules.values() if c.repeat is not None]
+    assert {c.path for c in repeats} >= {"layers.1", "layers.1.ffn.experts"}
+    for call in repeats:
+        if call.kind == "module":  # a run of module calls: each member is a module
+            assert call.repeat.member_stats == [by_path[p] for p in call.repeat.members]
+    for call in folded.modules.values():  # no edge points into something dropped
+        assert all(c in folded.modules or c in folded.nodes for c in call.children)
+    for edge in folded.edges:
+        assert edge.src in folded.nodes and edge.dst in folded.nodes
+        assert edge.tensor in folded.tensors
+
+
+def test_different_siblings_do_not_fold_and_runs_of_two_ops_stay() -> None:
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.same = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+            self.wider = torch.nn.Linear(4, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.same:
+                x = layer(x)
+            x = torch.relu(torch.relu(x))  # two bare ops: kept as they are
+            return self.wider(x)
+
+    graph = trace(Stack(), torch.randn(2, 4))
+    calls = [(c.path, c.repeat.count if c.repeat else 1) for c in graph.walk_modules()[1:]]
+    assert calls == [("same.0", 3), ("wider", 1)]
+    assert [n.name for n in graph.nodes.values() if n.kind == "op"].count("relu") == 2
+
+
+def test_find_runs_prefers_the_longest_cover() -> None:
+    assert find_runs([1, 1, 1, 2, 3, 2, 3, 4]) == [(0, 1, 3), (3, 2, 2)]
+    assert find_runs([5, 6, 5, 6, 5, 6]) == [(0, 2, 3)]
+    assert find_runs([1, 2, 3]) == []
