@@ -114,6 +114,7 @@ class Layout:
 
 
 def view_tree(graph: Graph | ViewTree) -> ViewTree:
+    """The view tree of ``graph``; callers that already built one pass it to save the work."""
     return graph if isinstance(graph, ViewTree) else ViewTree.from_graph(graph)
 
 

@@ -55,12 +55,14 @@ class _Strings:
         self.index: dict[str, int] = {}
 
     def add(self, text: str) -> int:
+        """The index of ``text``, adding it the first time it is seen."""
         found = self.index.get(text)
         if found is None:
             found = self.index[text] = len(self.index)
         return found
 
     def table(self) -> list[str]:
+        """The strings in index order, as the view data's ``strings`` field."""
         return list(self.index)
 
 

@@ -58,6 +58,7 @@ class ViewItem:
 
     @property
     def is_group(self) -> bool:
+        """Modules and chunks are boxes that open; everything else is a leaf."""
         return self.kind in ("module", "chunk")
 
 
@@ -73,6 +74,10 @@ class ViewTree:
 
     @classmethod
     def from_graph(cls, graph: Graph, *, show_constants: bool = False) -> ViewTree:
+        """The tree of ``graph``: idle submodules gathered, large groups chunked, links lifted.
+
+        Constant and parameter nodes are left out unless ``show_constants``.
+        """
         items: dict[str, ViewItem] = {}
         for module in graph.walk_modules():
             items[module.id] = ViewItem(
@@ -98,9 +103,11 @@ class ViewTree:
         return tree
 
     def groups(self) -> Iterator[ViewItem]:
+        """Every item that can be opened, parents first."""
         return (item for item in self.items.values() if item.is_group)
 
     def depth_of(self, item_id: str) -> int:
+        """Levels below the root, chunks included: layout runs one dot process per level."""
         depth, parent = 0, self.items[item_id].parent
         while parent is not None:
             depth, parent = depth + 1, self.items[parent].parent
