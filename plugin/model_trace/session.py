@@ -170,7 +170,8 @@ class TraceSession:
             self._toolchain = self.hasher.toolchain()
         sources = []
         for module in imported_modules(spec):
-            source = self.hasher.package(module)
+            # hashed once per build: a serve rebuild sees edits, a build's fences share the work
+            source = self.sources.get(module.split(".")[0]) or self.hasher.package(module)
             self.sources[source.name] = source
             sources.append(source)
         return cache_key(spec.identity(), self.settings.theme, self._toolchain, sources)

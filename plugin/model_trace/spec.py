@@ -9,6 +9,7 @@ knows whether anything has to be traced.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,22 +229,35 @@ class FenceSpec:
         return self.lines.get(name) if name else None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_spec(text: str) -> FenceSpec:
-    """Parse a fence body; raise ``SpecError`` with the field and the 1-based body line."""
+    """Parse a fence body; raise ``SpecError`` with the field and the 1-based body line.
+
+    Results are memoised by text: a docs build reads each fence when it submits the site's
+    fences, when it submits the page's, and when it draws it.
+    """
     return spec_from_mapping(*read_mapping(text))
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader where PyYAML has it (several times faster), else the pure Python one."""
 
 
 def read_mapping(text: str) -> tuple[dict[Any, Any], dict[str, int]]:
     """A fence body's YAML mapping, and the 1-based line of each of its keys."""
+    loader = _Loader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        last = max(len(text.splitlines()) - 1, 0)  # libyaml puts end-of-text past the end
+        line = min(mark.line, last) + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
         raise SpecError(f"invalid YAML: {problem}; check indentation and quoting",
                         line=line) from error
+    finally:
+        loader.dispose()
     if data is None:
         raise SpecError("the fence is empty; give at least `model: package.module:factory`")
     if not isinstance(data, dict):

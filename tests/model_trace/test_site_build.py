@@ -272,3 +272,14 @@ def test_a_wrong_plugin_option_names_the_allowed_values(build_site, caplog, opti
 def test_the_fence_works_without_superfences_in_the_site_config(build_site) -> None:
     site = build_site({"index.md": LINEAR_FENCE}, extra={"markdown_extensions": []})
     assert '<figure class="model-trace"' in (site / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("theme", ["mkdocs", "material"])
+def test_search_indexes_the_caption_not_the_drawing(build_site, theme: str) -> None:
+    site = build_site({"index.md": "# Models\n\n" + LINEAR_FENCE}, theme=theme,
+                      extra={"plugins": ["search", {"model-trace": {}}]})
+    index = json.loads((site / "search/search_index.json").read_text(encoding="utf-8"))
+    text = " ".join(doc["text"] for doc in index["docs"])
+    assert "A linear layer" in text
+    assert "(3, 8)" not in text and "Computation graph" not in text
+    assert ">(3, 8)</text>" in (site / "index.html").read_text(encoding="utf-8")  # still drawn

@@ -4,15 +4,17 @@ It injects the model-trace custom fence into SuperFences' config (so users add n
 ``plugins: [model-trace]``), submits every fence of the site as soon as the files are known
 (``on_files``), lets the formatter collect each result while its page is converted, turns fence
 problems into build errors naming page and line (``on_page_content``), writes export files next
-to their pages, ships the viewer's assets once per site, and under ``mkdocs serve`` watches
-the models' source folders. Defining ``on_startup`` makes MkDocs keep one plugin instance, and
-with it the in-memory cache, across ``serve`` rebuilds.
+to their pages, ships the viewer's assets once per site, shows search plugins each figure
+as its caption only, and under ``mkdocs serve`` watches the models' source folders. Defining
+``on_startup`` makes MkDocs keep one plugin instance, and with it the in-memory cache, across
+``serve`` rebuilds.
 """
 
 from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +22,7 @@ from typing import Any, Literal
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.livereload import LiveReloadServer
-from mkdocs.plugins import BasePlugin
+from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
@@ -37,6 +39,8 @@ log = logging.getLogger("mkdocs.plugins.model_trace")
 
 ASSET_DIR = "assets/model-trace"
 SUPERFENCES = "pymdownx.superfences"
+_FIGURE = re.compile(r'<figure class="model-trace".*?</figure>', re.S)
+_CAPTION = re.compile(r"<figcaption>(.*?)</figcaption>", re.S)
 
 
 class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
@@ -48,6 +52,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         self._dirty = False
         self._server: LiveReloadServer | None = None
         self._watched: set[Path] = set()
+        self._contents: dict[str, str] = {}
 
     def on_startup(self, *, command: Literal["build", "gh-deploy", "serve"],
                    dirty: bool) -> None:
@@ -125,6 +130,23 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             log.warning(problem)
         return html
 
+    @event_priority(100)  # before the search plugins
+    def _hide_figures(self, context: dict[str, Any], *, page: Page, config: MkDocsConfig,
+                      nav: Any) -> dict[str, Any]:
+        """Search plugins index ``page.content`` here: hand them each figure as its caption,
+        not its drawing's labels and its graph data."""
+        self._contents[page.file.src_uri] = page.content or ""
+        page.content = _FIGURE.sub(_caption_only, page.content or "")
+        return context
+
+    @event_priority(-100)  # after them, before the theme renders the page
+    def _restore_figures(self, context: dict[str, Any], *, page: Page, config: MkDocsConfig,
+                         nav: Any) -> dict[str, Any]:
+        page.content = self._contents.pop(page.file.src_uri, page.content)
+        return context
+
+    on_page_context = CombinedEvent(_hide_figures, _restore_figures)
+
     def on_post_build(self, *, config: MkDocsConfig) -> None:
         assert self.session is not None
         self.session.finish_build(complete=not self._dirty)
@@ -148,6 +170,11 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             if path not in self._watched:
                 self._watched.add(path)
                 self._server.watch(str(path))
+
+
+def _caption_only(figure: re.Match[str]) -> str:
+    caption = _CAPTION.search(figure[0])
+    return f"<p>{caption[1]}</p>" if caption else ""
 
 
 def _asset_names() -> list[str]:
