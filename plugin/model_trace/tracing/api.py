@@ -204,7 +204,8 @@ def _finish(recorder: Recorder, model: Any, options: TraceOptions,
     graph.meta = _meta(graph, model, options, values, on_meta)
     root_module = model if isinstance(model, torch.nn.Module) else None
     if fold or measurements is not None or not recorder.failed_at:
-        add_uncalled_modules(graph, recorder.call_modules, root_module, recorder.sources)
+        add_uncalled_modules(graph, recorder.call_modules, root_module, recorder.sources,
+                             frozenset(recorder.opaque_paths))
     assign_statistics(graph, recorder.call_modules, root_module)
     draw_shared_per_use(graph, recorder.input_names, options.shared_min_uses)
     if measurements is not None:

@@ -319,6 +319,7 @@ class Recorder(TorchFunctionMode):
         self._opaque_node: str | None = None
         self._opaque_module: Any = None
         self._opaque_depth = 0
+        self.opaque_paths: set[str] = set()  # modules drawn as one op node (module_depth)
         self._flop_counter = FlopCounter()
         self._flops = 0
         self._aten: _AtenRecorder | None = _AtenRecorder(self) if options.aten else None
@@ -457,6 +458,7 @@ class Recorder(TorchFunctionMode):
         call.source = self.sources.class_span(type(module))
 
     def _enter_opaque(self, module: torch.nn.Module, path: str, args: tuple[Any, ...]) -> None:
+        self.opaque_paths.add(path)
         cls = type(module).__name__
         node_id = self._add_node("op", cls, "module", self._stack[-1])
         node = self.nodes[node_id]
@@ -786,9 +788,10 @@ class Recorder(TorchFunctionMode):
         self._connect(node, tensors)
         node.args = format_args(name, args, kwargs)
         size = 0
+        view = getattr(func, "is_view", False)  # aliases its input: no new memory
         for value in outputs:
             node.outputs.append(self._register(value, node.id))
-            if not any(value is t for t in tensors):
+            if not view and not any(value is t for t in tensors):
                 size += value.numel() * value.element_size()
         node.stats.flops = op_flops(func, args, kwargs, out)
         node.stats.activation_bytes = size

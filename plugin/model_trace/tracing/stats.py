@@ -30,11 +30,12 @@ _GATHERS = frozenset({"getitem", "index_select", "gather", "take", "index"})
 
 
 def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
-                         root: torch.nn.Module | None, sources: SourceIndex | None = None
-                         ) -> None:
+                         root: torch.nn.Module | None, sources: SourceIndex | None = None,
+                         drawn_as_ops: frozenset[str] = frozenset()) -> None:
     """Add each submodule the forward never called (an expert without tokens, a layer whose
     weight the parent reads directly) as a ``called=False`` call under its nearest called
-    ancestor, so every module of the model is in the graph."""
+    ancestor, so every module of the model is in the graph. Modules ``drawn_as_ops`` (below
+    ``module_depth``) ran inside an op node: they and their submodules are left out."""
     if root is None:
         return
     sources = sources or SourceIndex()
@@ -50,7 +51,7 @@ def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
                 break
             above_called.add(path)
     for name, module in root.named_modules():
-        if name in first_call or name in above_called:
+        if name in first_call or name in above_called or name in drawn_as_ops:
             continue
         parent = name.rpartition(".")[0]
         if parent not in first_call and parent not in above_called:

@@ -1,0 +1,117 @@
+"""What the recorder draws: ATen drill-down, torch functions traced into, in-place writes,
+parameters and buffers, modules below ``module_depth``."""
+
+from __future__ import annotations
+
+import torch
+
+from model_trace.graph import Graph
+from model_trace.tracing import trace
+
+
+def _ops(graph: Graph) -> list[tuple[str, str]]:
+    """(op name, name of the enclosing call) in call order."""
+    return [(n.name, graph.modules[n.parent].path or graph.modules[n.parent].cls)
+            for n in graph.nodes.values() if n.kind == "op"]
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 16)
+        self.second = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.first(x)))
+
+
+def test_aten_drill_down_records_aten_ops_under_each_torch_op() -> None:
+    with torch.device("meta"):
+        model, x = TwoLayer(), torch.empty(3, 8)
+    plain = trace(model, x)
+    graph = trace(model, x, aten=True, fold=False)
+    groups = [(c.cls, graph.modules[c.parent].path) for c in graph.modules.values()
+              if c.kind == "function"]
+    assert groups == [("linear", "first"), ("relu", ""), ("linear", "second")]
+    ops = [(n.name, graph.modules[n.parent].cls) for n in graph.nodes.values()
+           if n.kind == "op"]
+    assert ops == [("aten::t", "linear"), ("aten::addmm", "linear"), ("aten::relu", "relu"),
+                   ("aten::t", "linear"), ("aten::addmm", "linear")]
+    addmm = [n for n in graph.nodes.values() if n.name == "aten::addmm"]
+    assert [n.stats.flops for n in addmm] == [2 * 3 * 8 * 16, 2 * 3 * 16 * 4]
+    assert graph.meta["totals"] == plain.meta["totals"]  # the same cost, seen closer
+    relu_group = next(c for c in graph.modules.values() if c.cls == "relu")
+    (relu,) = (graph.nodes[c] for c in relu_group.children)
+    assert relu_group.inputs == relu.inputs and relu_group.outputs == relu.outputs
+
+
+def test_trace_depth_opens_torch_functions_into_their_ops() -> None:
+    attention = torch.nn.MultiheadAttention(8, 2, batch_first=True, device="meta")
+    q = torch.empty(1, 3, 8, device="meta")
+    closed = trace(attention, q, q, q)
+    assert [name for name, _ in _ops(closed)] == ["transpose", "multi_head_attention_forward",
+                                                  "transpose"]
+    opened = trace(attention, q, q, q, trace_depth=1, fold=False)
+    (function,) = (c for c in opened.modules.values() if c.kind == "function")
+    assert function.cls == "multi_head_attention_forward" and function.source is not None
+    inside = [name for name, group in _ops(opened) if group == function.cls]
+    # self-attention: one packed q, k, v projection and the output projection
+    assert inside.count("linear") == 2 and "softmax" in inside and inside.count("bmm") == 2
+    assert opened.meta["totals"]["flops"] == closed.meta["totals"]["flops"] > 0
+
+
+def test_in_place_writes_make_new_versions_that_later_readers_follow() -> None:
+    class Writes(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.register_buffer("offset", torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.proj(x)
+            y += self.offset
+            y[0] = 0
+            return y.relu()
+
+    graph = trace(Writes(), torch.randn(2, 4))
+    nodes = {n.name: n for n in graph.nodes.values()}
+    assert [n.name for n in graph.nodes.values()] == ["x", "linear", "add_", "offset",
+                                                      "setitem", "relu", "output"]
+    linear, add, setitem, relu = (nodes[k] for k in ("linear", "add_", "setitem", "relu"))
+    assert add.inputs == [linear.outputs[0], nodes["offset"].outputs[0]]
+    assert setitem.inputs == add.outputs and relu.inputs == setitem.outputs
+    assert len({linear.outputs[0], add.outputs[0], setitem.outputs[0]}) == 3  # three versions
+    assert nodes["offset"].kind == "buffer" and setitem.args == {"index": "[0]"}
+    assert linear.params == ["proj.weight", "proj.bias"] and linear.stats.params == 20
+
+
+def test_parameters_can_be_drawn_as_nodes_in_their_module() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8), parameters="nodes")
+    parameters = [(n.name, graph.modules[n.parent].path) for n in graph.nodes.values()
+                  if n.kind == "parameter"]
+    assert parameters == [("weight", "first"), ("bias", "first"), ("weight", "second"),
+                          ("bias", "second")]
+    first = next(n for n in graph.nodes.values() if n.name == "linear")
+    weight = graph.tensors[first.inputs[1]]
+    assert weight.shape == [16, 8] and graph.nodes[weight.producer].kind == "parameter"
+
+
+def test_modules_below_module_depth_are_one_op_each() -> None:
+    model = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()),
+                                torch.nn.Linear(4, 2))
+    graph = trace(model, torch.randn(2, 4), module_depth=1)
+    assert [(c.path, c.called) for c in graph.walk_modules()] == [("", True), ("0", True),
+                                                                 ("1", True)]
+    inner = [(n.name, n.args, n.stats.flops) for n in graph.nodes.values()
+             if n.kind == "op" and "path" in n.args]
+    assert inner == [("Linear", {"path": "0.0"}, 2 * 2 * 4 * 4), ("ReLU", {"path": "0.1"}, 0)]
+    assert graph.modules[graph.root].stats.params == 20 + 10
+
+
+def test_modules_carry_their_class_source_and_extra_repr() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8))
+    root, first, _ = graph.walk_modules()
+    assert root.source.file.endswith("tracing/test_recorder.py")
+    assert root.source.start < root.source.end
+    assert first.source.file == "torch/nn/modules/linear.py"
+    assert first.extra_repr == "in_features=8, out_features=16, bias=True"
