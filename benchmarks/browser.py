@@ -32,12 +32,9 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent))
-from render import synthetic
+from render import TWO_LAYERS, deepseek_v3, synthetic
 
-from model_trace import trace
 from model_trace.graph import Graph
 from model_trace.render_html import ViewOptions, render_figure
 
@@ -55,17 +52,6 @@ new MutationObserver((changes, observer) => {
 }).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-mt-ready']});
 """
 NEXT_FRAME = "new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))"
-
-
-def deepseek(layers: int | None = None, fold: bool = True) -> Graph:
-    from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
-
-    overrides = {} if layers is None else {"n_layers": layers, "n_dense_layers": 1}
-    with torch.device("meta"):
-        model = Transformer(load_config("671B", **overrides), RuntimeOptions(world_size=1, rank=0))
-    with torch.no_grad():
-        return trace(model, torch.zeros((1, 16), dtype=torch.long, device="meta"),
-                     **({} if fold else {"fold": False}))
 
 
 def write_page(folder: Path, name: str, graph: Graph, depth: int = 1) -> None:
@@ -145,9 +131,9 @@ def main() -> None:
     shutil.copytree(resources.files("model_trace") / "assets", folder / "assets")
     print("tracing ...", flush=True)
     pages = {
-        "671b": deepseek(),
-        "two-layer": deepseek(layers=2),
-        "two-layer-unfolded": deepseek(layers=2, fold=False),
+        "671b": deepseek_v3()[0],
+        "two-layer": deepseek_v3(TWO_LAYERS)[0],
+        "two-layer-unfolded": deepseek_v3(TWO_LAYERS + "fold: false")[0],
         "synthetic-10k": synthetic(10_000),
     }
     for name, graph in pages.items():

@@ -11,10 +11,11 @@ tree, laying out every open group with graphviz-pure, drawing the static SVG, an
 view data, with the view data's size raw and gzipped. Then the site-wide viewer assets, raw
 and gzipped. Graphs:
 
-- ``deepseek-v3 671B``: the zoo's 671B config traced on the meta device (folded, as a fence
-  draws it); tracing time is printed separately and not counted;
-- ``ds-v3 2L unfolded``: the same widths with 2 layers (one dense, one MoE), not folded: every
-  called expert drawn;
+- ``deepseek-v3 671B``: the fence ``model: deepseek-v3``, ``config: 671B`` traced as the
+  plugin traces it (meta device, the zoo's 128 tokens, folded); tracing time is printed
+  separately and not counted;
+- ``ds-v3 2L unfolded``: the same widths with 2 layers (one dense, one MoE), ``fold: false``:
+  every called expert drawn;
 - ``encoder xN``: ``nn.TransformerEncoder`` with N layers, traced unfolded;
 - ``synthetic Nk``: a generated nested graph of about N thousand ops (blocks of attention- and
   MLP-like modules), for sizes no real model here reaches.
@@ -37,8 +38,10 @@ from torch import nn
 from model_trace import trace
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.layout import layout
+from model_trace.pipeline import trace_spec
 from model_trace.render_html import view_json
 from model_trace.render_svg import render_svg
+from model_trace.spec import parse_spec
 from model_trace.view_data import encode_view
 from model_trace.view_tree import ViewTree, expanded_groups
 
@@ -80,19 +83,18 @@ def best_of(repeat: int, graph: Graph, depth: int | None) -> Timing:
     return min((measure(graph, depth) for _ in range(repeat)), key=lambda t: t.total_s)
 
 
-def deepseek_671b(**overrides: Any) -> tuple[Graph, float]:
-    """The zoo's 671B config (with ``overrides``; ``fold=False`` draws every layer and
-    expert) traced on meta, and the tracing time."""
-    from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
-
-    fold = overrides.pop("fold", True)
-    with torch.device("meta"):
-        model = Transformer(load_config("671B", **overrides), RuntimeOptions(world_size=1, rank=0))
+def deepseek_v3(fence: str = "") -> tuple[Graph, float]:
+    """DeepSeek-V3 671B traced as the fence ``model: deepseek-v3`` / ``config: 671B`` (plus
+    the YAML lines in ``fence``) traces it: the zoo's default inputs (128 tokens), on meta;
+    and the tracing time."""
+    spec = parse_spec("model: deepseek-v3\nconfig: 671B\n" + fence)
     start = time.perf_counter()
-    with torch.no_grad():
-        graph = trace(model, torch.zeros((1, 16), dtype=torch.long, device="meta"),
-                      **({} if fold else {"fold": False}))
+    graph = trace_spec(spec)
     return graph, time.perf_counter() - start
+
+
+TWO_LAYERS = "overrides: {n_layers: 2, n_dense_layers: 1}\n"
+"""The 671B widths with one dense and one MoE layer."""
 
 
 def encoder(layers: int) -> Graph:
@@ -187,11 +189,11 @@ def main() -> None:
     args = parser.parse_args()
     cases: list[tuple[str, Callable[[], Graph], list[int | None]]] = []
     if not args.skip_671b:
-        graph_671b, trace_s = deepseek_671b()
+        graph_671b, trace_s = deepseek_v3()
         print(f"deepseek-v3 671B: traced on meta in {trace_s:.1f} s (not counted below); "
               f"{len(graph_671b.modules)} modules, {len(graph_671b.nodes)} nodes")
         cases.append(("deepseek-v3 671B", lambda: graph_671b, [1, 2, None]))
-        two_layers, _ = deepseek_671b(n_layers=2, n_dense_layers=1, fold=False)
+        two_layers, _ = deepseek_v3(TWO_LAYERS + "fold: false")
         cases.append(("ds-v3 2L unfolded", lambda: two_layers, [1, None]))
     cases += [
         ("encoder x12", lambda: encoder(12), [1, None]),

@@ -487,6 +487,7 @@
     this.tree = model.view(null);
     this.current = new Map();   // group ref -> the GroupLayout last shown
     this.history = new Map();   // group ref -> Map(children + sizes -> GroupLayout)
+    this.byInput = new Map();   // layout input (sizes, links) -> GroupLayout, see inputKey
     this.dagreRuns = 0;
     this.seed();
   }
@@ -531,6 +532,7 @@
       var layout = new GroupLayout(s[1], s[2], cx, cy, sw, sh, routes, kids);
       laid.set(ref, layout);
       this.remember(ref, layout);
+      this.byInput.set(this.inputKey(kids, this.tree.links(ref), sw, sh), layout);
     }
   };
 
@@ -614,11 +616,30 @@
   }
 
   // A new layout: a grid for many boxes without links (layout.grid_layout), else dagre.
+  // Groups with the same layout input (experts, repeated layers) share one layout, as
+  // groups with the same dot input do at build time; a build-time one is used first.
   Layouts.prototype.place = function (ref, kids, sw, sh) {
     var links = this.tree.links(ref);
     if (!links.length && kids.length >= this.model.L.gridMin) return gridLayout(kids, sw, sh,
                                                                               this.model.L);
-    return this.runDagre(ref, kids, links, sw, sh);
+    var key = this.inputKey(kids, links, sw, sh), known = this.byInput.get(key);
+    if (known) {
+      return new GroupLayout(known.w, known.h, known.cx, known.cy, known.sw, known.sh,
+                             known.routes, kids);
+    }
+    var layout = this.runDagre(kids, links, sw, sh);
+    this.byInput.set(key, layout);
+    return layout;
+  };
+  // What a layout depends on: the boxes' sizes and the links between positions, with the
+  // lengths of their shape labels.
+  Layouts.prototype.inputKey = function (kids, links, sw, sh) {
+    var model = this.model, position = new Map();
+    for (var i = 0; i < kids.length; i++) position.set(kids[i], i);
+    return sizeSignature(sw, sh) + "|" + links.map(function (link) {
+      return position.get(link.s) + ">" + position.get(link.d) + ":" +
+             model.linkLabel(link).length;
+    }).join(",");
   };
   function gridLayout(kids, sw, sh, L) {
     var n = kids.length, columns = Math.max(1, Math.ceil(Math.sqrt(n / 2)));
@@ -642,7 +663,7 @@
                            [], kids);
   }
 
-  Layouts.prototype.runDagre = function (ref, kids, links, sw, sh) {
+  Layouts.prototype.runDagre = function (kids, links, sw, sh) {
     var dagre = window.dagre;
     if (!dagre) throw NEEDS_DAGRE;
     var model = this.model, L = model.L, position = new Map(), i;
