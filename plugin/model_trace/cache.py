@@ -119,17 +119,27 @@ class SourceHasher:
             if top in sys.stdlib_module_names:
                 self._versions[top] = f"python {sys.version.split()[0]}"
             else:
-                names = importlib.metadata.packages_distributions().get(top, [top])
-                try:
-                    self._versions[top] = f"{names[0]} {importlib.metadata.version(names[0])}"
-                except importlib.metadata.PackageNotFoundError:
-                    self._versions[top] = "unknown version"
+                self._versions[top] = _distribution_version(top)
         return self._versions[top]
 
     def toolchain(self) -> str:
         """model-trace's version and source, and torch's version: part of every key."""
         own = Path(model_trace.__file__).parent
         return "|".join([model_trace.__version__, self.files_digest(own), self._version("torch")])
+
+
+def _distribution_version(top: str) -> str:
+    """'name version' of the distribution that installs the top-level package ``top``."""
+    try:  # usually the distribution is named like the package (torch): no scan needed
+        return f"{top} {importlib.metadata.version(top)}"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # scanning every installed distribution's file list takes a good part of a second
+    names = importlib.metadata.packages_distributions().get(top, [])
+    try:
+        return f"{names[0]} {importlib.metadata.version(names[0])}"
+    except (IndexError, importlib.metadata.PackageNotFoundError):
+        return "unknown version"
 
 
 def cache_key(spec_identity: dict[str, Any], theme: str, toolchain: str,
