@@ -16,7 +16,9 @@ page with ``performance.now()`` and include the frame that paints the result:
   it is after the page has been idle for a moment);
 - ``expand all``: the "Expand all" button on a 2-layer DeepSeek-V3 (671B widths, one dense
   and one MoE layer), folded as a fence draws it, and unfolded (every called expert drawn);
-- ``synthetic 10k``: "Expand all" on the 10k-op generated graph of ``benchmarks/render.py``.
+- ``synthetic 10k``: "Expand all" on the 10k-op generated graph of ``benchmarks/render.py``;
+- ``dagre on one group``: the viewer's dagre call alone on the random groups of 20 to 300
+  boxes that ``benchmarks/render.py`` gives graphviz-pure.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from importlib import resources
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from render import TWO_LAYERS, deepseek_v3, synthetic
+from render import GROUP_SIZES, TWO_LAYERS, deepseek_v3, one_group, random_group, synthetic
 
 from model_trace.graph import Graph
+from model_trace.layout import edge_label, item_size
 from model_trace.render_html import ViewOptions, render_figure
+from model_trace.view_tree import ViewTree
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -119,6 +123,34 @@ def expand_all(browser, url: str) -> tuple[float, int]:
     return value[0], value[1]
 
 
+def dagre_group(browser, url: str, boxes: int, runs: int) -> list[float]:
+    """The viewer's own dagre call (``Layouts.runDagre``) on ``render.random_group(boxes)``,
+    with the box sizes and shape labels ``layout`` gives dot; milliseconds per run."""
+    with one_group(splines=True):
+        tree = ViewTree.from_graph(random_group(boxes))
+    children = tree.items[tree.root].children
+    position = {child: i for i, child in enumerate(children)}
+    sizes = [item_size(tree, child, {}) for child in children]
+    links = [[position[link.src], position[link.dst], edge_label(tree, link.tensors)]
+             for link in tree.links[tree.root]]
+    page = open_ready(browser, url)
+    times = page.evaluate("""([sizes, links, runs]) => {
+        const model = {L: modelTraceViewer.viewers()[0].model.L, linkLabel: l => l.label};
+        const kids = sizes.map((_, i) => i), sw = sizes.map(s => s[0]), sh = sizes.map(s => s[1]);
+        const edges = links.map(([s, d, label]) => ({s, d, label}));
+        const times = [];
+        for (let r = 0; r < runs; r++) {
+            const start = performance.now();
+            modelTraceViewer.Layouts.prototype.runDagre.call({model, dagreRuns: 0}, kids, edges,
+                                                              sw, sh);
+            times.push(performance.now() - start);
+        }
+        return times;
+    }""", [sizes, links, runs])
+    page.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +194,10 @@ def main() -> None:
             runs = [expand_all(browser, base + f"{name}.html") for _ in range(args.runs)]
             print(f"{name + ' expand all':<34}", median([r[0] for r in runs]),
                   f"{runs[0][1]} boxes")
+        print("\ndagre on one random group (benchmarks/render.py's random_group)")
+        for boxes in GROUP_SIZES:
+            print(f"  {boxes:>4} boxes" + " " * 21,
+                  median(dagre_group(browser, base + "671b.html", boxes, args.runs)))
         browser.close()
     shutil.rmtree(folder)
 

@@ -19,6 +19,10 @@ and gzipped. Graphs:
 - ``encoder xN``: ``nn.TransformerEncoder`` with N layers, traced unfolded;
 - ``synthetic Nk``: a generated nested graph of about N thousand ops (blocks of attention- and
   MLP-like modules), for sizes no real model here reaches.
+
+Then graphviz-pure on single random groups (``random_group``: a chain plus 30% long edges) of
+20 to 300 boxes, with splines and with ``splines=line; nslimit=1`` (what ``layout`` uses above
+``BIG_GROUP`` boxes); ``benchmarks/browser.py`` times dagre on the same groups.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -35,7 +41,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_trace import layout as layout_module
 from model_trace import trace
+from model_trace import view_tree as view_tree_module
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.layout import layout
 from model_trace.pipeline import trace_spec
@@ -171,6 +179,63 @@ def synthetic(ops: int) -> Graph:
     return Graph(root=root, modules=b.modules, nodes=b.nodes, tensors=b.tensors, edges=b.edges)
 
 
+GROUP_SIZES = (20, 50, 100, 160, 300)
+"""Boxes in the single groups that compare dot's settings here and dagre in the browser."""
+_OP_NAMES = ("linear", "add", "rms_norm", "matmul", "silu", "softmax", "view")
+
+
+def random_group(boxes: int, seed: int = 0) -> Graph:
+    """One module holding ``boxes`` ops: a chain plus 30% more edges from a random op to any
+    later one (long skips, far more tangled than a real model's), every edge a labelled
+    tensor; seeded, so every run sees the same group."""
+    rng = random.Random(seed)
+    b = _SyntheticBuilder()
+    root = b.module("", "Group", None)
+    outputs: list[str] = []
+    for i in range(boxes):
+        inputs = [outputs[-1]] if outputs else []
+        outputs.append(b.op(_OP_NAMES[i % len(_OP_NAMES)], "other", root, inputs))
+    pairs = {(i, i + 1) for i in range(boxes - 1)}
+    for _ in range(int(0.3 * boxes)):
+        src = rng.randrange(boxes - 2)
+        dst = rng.randrange(src + 2, boxes)
+        if (src, dst) not in pairs:
+            pairs.add((src, dst))
+            b.edges.append(Edge(f"n{src}", f"n{dst}", outputs[src]))
+    return Graph(root=root, modules=b.modules, nodes=b.nodes, tensors=b.tensors, edges=b.edges)
+
+
+@contextmanager
+def one_group(splines: bool) -> Iterator[None]:
+    """Layout as it is, except: no chunks, and every group routed with splines or straight."""
+    saved = view_tree_module.CHUNK_LIMIT, layout_module.BIG_GROUP
+    view_tree_module.CHUNK_LIMIT = 10**9
+    layout_module.BIG_GROUP = 10**9 if splines else 0
+    try:
+        yield
+    finally:
+        view_tree_module.CHUNK_LIMIT, layout_module.BIG_GROUP = saved
+
+
+def time_dot_groups(repeat: int) -> list[tuple[int, float, float]]:
+    """(boxes, seconds with splines, seconds with ``splines=line; nslimit=1``) per group size;
+    graphviz-pure's own run, the way ``layout`` calls it."""
+    rows = []
+    for boxes in GROUP_SIZES:
+        times = []
+        for splines in (True, False):
+            with one_group(splines):
+                tree = ViewTree.from_graph(random_group(boxes))
+                runs = []
+                for _ in range(repeat if boxes < 300 or not splines else 1):
+                    start = time.perf_counter()
+                    layout(tree, {tree.root})
+                    runs.append(time.perf_counter() - start)
+                times.append(min(runs))
+        rows.append((boxes, times[0], times[1]))
+    return rows
+
+
 def asset_sizes() -> list[tuple[str, int, int]]:
     assets = resources.files("model_trace") / "assets"
     rows = []
@@ -216,6 +281,11 @@ def main() -> None:
                   f"{t.data_gzip / 1024:>6.1f}")
             results.append({"graph": name, "depth": label, "nodes": len(graph.nodes),
                             **{k: getattr(t, k) for k in t.__dataclass_fields__}})
+    print("\ndot (graphviz-pure) on one random group: splines vs splines=line; nslimit=1")
+    dot_rows = time_dot_groups(args.repeat)
+    for boxes, curved, straight in dot_rows:
+        print(f"  {boxes:>4} boxes  splines {curved * 1000:8.1f} ms   "
+              f"line {straight * 1000:7.1f} ms")
     print("\nsite-wide assets (shipped once per site; dagre is loaded on first use)")
     total = 0
     for name, raw, packed in asset_sizes():
@@ -224,7 +294,8 @@ def main() -> None:
     print(f"  {'total':<22} {'':>10}  gzip {total / 1024:6.1f} KB")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"figures": results, "assets": asset_sizes()}, out, indent=1)
+            json.dump({"figures": results, "dot_groups": dot_rows, "assets": asset_sizes()},
+                      out, indent=1)
 
 
 if __name__ == "__main__":
