@@ -21,7 +21,7 @@ from model_trace import trace
 from model_trace.graph import Graph
 from model_trace.layout import edge_label, layout
 from model_trace.render_html import ViewOptions, render_figure
-from model_trace.render_svg import CATEGORY_FILLS, render_svg
+from model_trace.render_svg import CATEGORY_FILLS, format_count, render_svg
 from model_trace.view_data import decode_graph, encode_view
 from model_trace.view_tree import ViewTree, expanded_groups
 
@@ -90,6 +90,26 @@ def test_fully_open_svg_has_every_node_label_and_every_edge_shape(encoder: Graph
         tensor = encoder.tensors[edge.tensor]
         wanted = f"{tensor.shape_label} {tensor.dtype}"
         assert any(wanted in titles[pair] for pair in carriers[edge.tensor]), edge
+
+
+def test_static_tooltips_give_shapes_dtypes_params_and_flops(encoder: Graph) -> None:
+    """With no script the <title> is the hover text: it must carry what the viewer's does."""
+    root = ET.fromstring(_svg(encoder, 100)[0])
+    titles = {g.get("data-id"): g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")
+              if g.get("data-id")}
+    for node in encoder.nodes.values():
+        if node.id not in titles:
+            continue  # a hidden constant
+        title = titles[node.id]
+        assert title.startswith(f"{node.name}  [{node.category}]")
+        for tensor_id in node.outputs:
+            tensor = encoder.tensors[tensor_id]
+            assert f"{tensor.shape_label} {tensor.dtype}" in title
+        assert ("\nFLOPs " in title) == bool(node.stats.flops)
+        assert ("\nparams " in title) == bool(node.stats.params)
+    for module in encoder.modules.values():
+        assert f"\nparams {format_count(module.stats.params)}" in titles[module.id]
+    assert any("\nparams " in titles[n] and "\nFLOPs " in titles[n] for n in encoder.nodes)
 
 
 def test_op_nodes_are_coloured_by_their_kind(encoder: Graph) -> None:

@@ -271,8 +271,14 @@ def test_expand_shows_children_and_collapse_hides_them(open_page, material_site)
     before = _boxes(page)
     attention = _module(page, "layers.0.self_attn")
     assert "mt-open" not in attention.get_attribute("class")
-    _click(attention)
+    attention.focus()  # pans it into view
+    on_screen = attention.locator("rect").bounding_box()
+    attention.click()
     page.wait_for_selector("#model-trace-1 .mt-module.mt-open[data-path='layers.0.self_attn']")
+    opened = attention.locator("rect").bounding_box()
+    # in place: the box grows from where it was on the screen
+    assert (opened["x"], opened["y"]) == pytest.approx((on_screen["x"], on_screen["y"]), abs=1)
+    assert opened["height"] > on_screen["height"]
     after = _boxes(page)
     module_id = attention.get_attribute("data-id")
     new = set(after) - set(before)
