@@ -1434,6 +1434,7 @@
   // -- printing: the whole current view at the page's width, without pan or zoom
   Viewer.prototype.printView = function (printing) {
     var svg = this.svg, p = this.placed;
+    if (!p) return;  // still waiting for its first layout
     if (printing) {
       svg.setAttribute("viewBox", "0 0 " + num(p.width) + " " + num(p.height));
       svg.setAttribute("width", num(p.width));
@@ -1451,10 +1452,9 @@
   }
   window.addEventListener("beforeprint", function () { printAll(true); });
   window.addEventListener("afterprint", function () { printAll(false); });
-  if (window.matchMedia) {  // print previews and emulated print media fire only this
-    window.matchMedia("print").addEventListener("change", function (event) {
-      printAll(event.matches);
-    });
+  var printMedia = window.matchMedia ? window.matchMedia("print") : null;
+  if (printMedia && printMedia.addEventListener) {  // print previews, emulated print media
+    printMedia.addEventListener("change", function (event) { printAll(event.matches); });
   }
 
   // -- downloads
