@@ -195,8 +195,7 @@ def test_the_request_guard_catches_other_origins(open_page, material_site) -> No
     """The check every browser test relies on really sees a request to another origin."""
     page = open_page(material_site)
     _ready(page)
-    page.evaluate("fetch('https://example.com/x.js').catch(() => null)")
-    page.wait_for_function("true")
+    page.evaluate("fetch('https://example.com/x.js').catch(() => null)")  # awaited: aborted
     assert page.problems.foreign_requests == ["https://example.com/x.js"]
 
 
@@ -247,6 +246,8 @@ def test_print_shows_the_whole_graph_within_the_page(open_page, material_site, s
     assert svg["left"] > 0 and svg["right"] <= page_width
     assert _contains(svg, _rect(page, f"{figure} .mt-viewport"))  # nothing cut off
     assert svg["height"] == pytest.approx(svg["width"] * _svg_aspect(page, figure), rel=0.01)
+    natural = float(page.locator(f"{figure} svg.mt-svg").get_attribute("width"))
+    assert natural > page_width  # so it really was scaled down to fit
     if scripts:
         assert not page.locator(f"{figure} .mt-toolbar").is_visible()
         page.emulate_media(media="screen")
