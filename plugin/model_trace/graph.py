@@ -21,7 +21,7 @@ NodeKind = Literal["op", "input", "output", "constant", "parameter", "buffer", "
 ModuleKind = Literal["module", "function", "loop"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceLocation:
     """Where an op was called: a path relative to its package root, the line and its text."""
 
@@ -34,7 +34,7 @@ class SourceLocation:
     """The line's text, stripped."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceSpan:
     """Where a module's class is defined: a path relative to its package root and its lines."""
 
@@ -46,7 +46,7 @@ class SourceSpan:
     """1-based last line of the definition."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Stats:
     """Cost figures of one op, or of a module summed over everything it called."""
 
@@ -72,7 +72,7 @@ class Stats:
         return Stats(self.params, self.flops, self.activation_bytes, self.activated_params)
 
 
-@dataclass
+@dataclass(slots=True)
 class Tensor:
     """One tensor value seen during the trace (a new id after every in-place write)."""
 
@@ -92,7 +92,7 @@ class Tensor:
         return "(" + ", ".join(str(d) for d in self.shape) + ")"
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A leaf of the graph: one op call, or a source (input, constant) or sink (output)."""
 
@@ -127,7 +127,7 @@ class Node:
     ``trace(..., parameters="nodes")``)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Repeat:
     """Siblings folded into one representative: how many, and which (with their own stats).
 
@@ -147,7 +147,7 @@ class Repeat:
     """A line for the viewer: ``Expert ×252 of 256 called, 8 active per token``."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Measured:
     """What a real run of one module call cost: wall time and peak memory above its start."""
 
@@ -158,7 +158,7 @@ class Measured:
     set size sampled at module boundaries."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleCall:
     """One call of an ``nn.Module`` (or the traced function itself, at the root)."""
 
@@ -202,7 +202,7 @@ class ModuleCall:
         return f"{name}: {self.cls}" if self.path else self.cls
 
 
-@dataclass
+@dataclass(slots=True)
 class Edge:
     """Data flow: ``tensor`` produced by node ``src`` is consumed by node ``dst``."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import itertools
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +14,7 @@ from model_trace.errors import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.execution import attach_measurements, measure
-from model_trace.tracing.folding import fold_repeats
+from model_trace.tracing.folding import collector_paused, fold_repeats
 from model_trace.tracing.options import ParameterDrawing, TraceOptions
 from model_trace.tracing.recorder import Recorder
 from model_trace.tracing.routing import RoutingPolicy, routing_policy
@@ -56,15 +55,8 @@ def trace(
 def trace_with_options(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
                        kwargs: dict[str, Any], options: TraceOptions) -> Graph:
     """``trace`` with its options as one value and the model's inputs as a tuple and a dict."""
-    # A trace makes millions of small objects and no garbage cycles: the cyclic collector
-    # would rescan the growing graph again and again (it doubled the time of a 671B trace).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _trace(model, args, kwargs, options)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
@@ -92,8 +84,10 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
         with _recording(recorder, options):
             result = model(*args, **kwargs)
     except Exception as error:
+        message = _failure_message(recorder, error)
         partial = _finish(recorder, model, options, values, on_meta, fold=False)
-        raise TraceError(_failure_message(recorder, error), graph=partial) from error
+        recorder.release()
+        raise TraceError(message, graph=partial) from error
     for label, tensor in named_tensors(result, "output"):
         node_id = recorder._add_node("output", label, "io", recorder.root)
         recorder._connect(recorder.nodes[node_id], [tensor])
@@ -101,6 +95,7 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
                     measurements=measurements)
     for _, tensor in named_tensors((args, kwargs, result), ""):
         recorder.forget(tensor)
+    recorder.release()
     return graph
 
 

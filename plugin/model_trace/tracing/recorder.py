@@ -37,6 +37,7 @@ from model_trace.tracing.concrete import (
     INDEXING_OPS,
     ROUTING_OPS,
     ConcreteValues,
+    MetaResults,
 )
 from model_trace.tracing.flops import FLOP_FUNCTIONS, FlopCounter, linear_flops, op_flops
 from model_trace.tracing.options import TraceOptions
@@ -496,6 +497,19 @@ class Recorder(TorchFunctionMode):
         tensor_id = self._register(value, node_id)
         self.nodes[node_id].outputs.append(tensor_id)
         return tensor_id
+
+    def release(self) -> None:
+        """Let go of what was recorded, which the graph owns now. A lazy import inside torch
+        during the trace (its meta kernels import ``torch._dynamo`` on first use) leaves a
+        reference cycle through the frames that ran it, ours included, which keeps this
+        recorder alive until the next garbage collection: without this, the unfolded graph
+        (millions of objects for 671B) would stay with it, and that collection would scan it
+        all."""
+        self.modules, self.nodes, self.tensors, self.edges = {}, {}, {}, []
+        self.call_modules, self.input_names = {}, {}
+        self._fixed_tensors, self._params_read, self._results = {}, set(), None
+        if self.values is not None:
+            self.values.results = MetaResults()
 
     def forget(self, value: torch.Tensor) -> None:
         """Drop the id attribute from a tensor handed back to the caller."""
