@@ -66,12 +66,14 @@ def render_figure(graph: Graph, view: ViewOptions, prefix: str) -> str:
 
 
 def view_json(data: dict[str, Any]) -> str:
-    """Compact, deterministic JSON of the view data, safe inside a ``<script>`` element."""
+    """Compact, deterministic JSON of the view data, safe as the text of any element (the
+    figure carries it in a ``<template>``)."""
     return script_safe_json(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
                                        sort_keys=False))
 
 
 def script_safe_json(text: str) -> str:
-    """JSON that can sit inside ``<script type="application/json">`` without closing it."""
+    """JSON with no ``<``, ``>`` or ``&``: inert as HTML text, and unable to close the element
+    it sits in (a ``<template>`` or a ``<script>``)."""
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))

@@ -238,7 +238,7 @@ def test_summary_table_has_exact_counts_from_the_trace(build_site) -> None:
 
 
 def _figure_data(html: str) -> dict:
-    data = re.search(r'<script type="application/json" class="mt-data">(.*?)</script>', html, re.S)
+    data = re.search(r'<template class="mt-data">(.*?)</template>', html, re.S)
     return json.loads(data.group(1))
 
 

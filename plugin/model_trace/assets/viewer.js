@@ -841,8 +841,10 @@
   function Viewer(figure) {
     this.figure = figure;
     this.id = figure.id;
-    var script = figure.querySelector("script.mt-data");
-    this.model = new ViewModel(JSON.parse(script.textContent));
+    // A <template>, not a <script>: Material's instant navigation re-runs every script of
+    // the new page as JavaScript, its type dropped.
+    var data = figure.querySelector("template.mt-data");
+    this.model = new ViewModel(JSON.parse(data.content.textContent));
     this.layouts = new Layouts(this.model);
     this.svg = figure.querySelector("svg.mt-svg");
     this.canvas = figure.querySelector(".mt-canvas");
