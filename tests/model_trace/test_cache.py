@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from model_trace.cache import FenceOutput, SourceHasher, TraceCache
+from model_trace.cache import FenceOutput, PackageSource, SourceHasher, TraceCache, cache_key
 
 TINY_FENCE = """\
 ```model-trace
@@ -182,3 +182,19 @@ def test_a_single_file_module_is_hashed_too(tmp_path: Path, monkeypatch, layout:
     monkeypatch.syspath_prepend(str(tmp_path))
     source = SourceHasher().package("single_file_model")
     assert source.local_path is not None and len(source.fingerprint) == 64
+
+
+def test_the_key_covers_spec_theme_versions_and_sources() -> None:
+    spec = {"model": "tiny_models:Tiny", "depth": 1}
+    toolchain = "0.1.0|ownsourcehash|torch 2.13.0"
+    sources = [PackageSource("tiny_models", "abc")]
+    key = cache_key(spec, "auto", toolchain, sources)
+    assert key == cache_key(dict(spec), "auto", toolchain, list(sources))
+    changed = [
+        cache_key({**spec, "depth": 2}, "auto", toolchain, sources),
+        cache_key(spec, "dark", toolchain, sources),
+        cache_key(spec, "auto", toolchain.replace("0.1.0", "0.2.0"), sources),  # model-trace
+        cache_key(spec, "auto", toolchain.replace("torch 2.13.0", "torch 2.14.0"), sources),
+        cache_key(spec, "auto", toolchain, [PackageSource("tiny_models", "abd")]),  # an edit
+    ]
+    assert len({key, *changed}) == 6
