@@ -329,8 +329,8 @@ def _key_lines(root: yaml.Node | None) -> dict[str, int]:
 
 def field_table() -> str:
     """The Markdown table of every fence field, for the docs' reference page."""
-    rows = ["| field | type | default | what it does | example | torchvista |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| field | type | default | changes | what it does | example | torchvista |",
+            "|---|---|---|---|---|---|---|"]
     for name, rule in FIELDS.items():
         kinds = " or ".join(_TYPE_NAMES.get(t, t.__name__).split(" ")[0] for t in rule.types)
         what = rule.description
@@ -339,6 +339,7 @@ def field_table() -> str:
         if rule.minimum is not None:
             what += f" At least {rule.minimum}."
         torchvista = f"`{rule.torchvista}`" if rule.torchvista else "—"
-        rows.append(f"| `{name}` | {kinds} | {rule.default} | {what} | "
+        changes = "the trace" if rule.stage == "trace" else "the view"
+        rows.append(f"| `{name}` | {kinds} | {rule.default} | {changes} | {what} | "
                     f"`{name}: {rule.example}` | {torchvista} |")
     return "\n".join(rows)
