@@ -131,9 +131,10 @@ class _Folder:
 
     # -- the pass ----------------------------------------------------------------------
     def run(self) -> None:
-        for call in reversed(self.graph.walk_modules()):
-            self.fold_children(call)
-            self.signature[call.id] = self.module_signature(call)
+        for call in reversed(self.graph.walk_modules()):  # children before their parents
+            children = self.fold_children(call)
+            self.signature[call.id] = self.intern(("m", call.kind, call.cls, call.extra_repr,
+                                                   call.called, tuple(children)))
         self.rewrite()
 
     def node_signature(self, node: Node, parent: str) -> int:
@@ -147,27 +148,30 @@ class _Folder:
                             source.line if source else None, tuple(wiring), len(node.params),
                             len(node.outputs)))
 
-    def module_signature(self, call: ModuleCall) -> int:
-        children = tuple(self.signature_of(c, call.id) for c in call.children
-                         if self.included(c))
-        return self.intern(("m", call.kind, call.cls, call.extra_repr, call.called, children))
-
-    def signature_of(self, item: str, parent: str) -> int:
-        found = self.signature.get(item)
-        if found is None:
-            node = self.graph.nodes[item]
-            found = self.signature[item] = self.node_signature(node, parent)
-        return found
-
     # -- folding one call's children ---------------------------------------------------
-    def fold_children(self, call: ModuleCall) -> None:
-        items = [c for c in call.children if self.included(c)]
+    def fold_children(self, call: ModuleCall) -> list[int]:
+        """Fold the runs among a call's children; the signatures of its included children
+        after folding (one pass over the children: this runs for every call)."""
+        modules, signature, nodes = self.graph.modules, self.signature, self.graph.nodes
+        items: list[str] = []
+        sequence: list[int] = []
+        for child in call.children:
+            module = modules.get(child)
+            if module is not None:
+                if not module.called:
+                    continue
+                found = signature[child]  # a call's children have their signatures already
+            else:
+                found = signature.get(child)
+                if found is None:
+                    found = signature[child] = self.node_signature(nodes[child], call.id)
+            items.append(child)
+            sequence.append(found)
         if len(items) < 2:
-            return
-        sequence = [self.signature_of(item, call.id) for item in items]
+            return sequence
         runs = [run for run in find_runs(sequence) if self.worth_folding(items, run)]
         if not runs:
-            return
+            return sequence
         folded: list[str] = []
         position = 0
         for start, period, count in runs:
@@ -176,6 +180,7 @@ class _Folder:
             position = start + period * count
         folded.extend(items[position:])
         call.children = folded + [c for c in call.children if not self.included(c)]
+        return [signature[item] for item in folded]
 
     def worth_folding(self, items: list[str], run: tuple[int, int, int]) -> bool:
         """Runs of module calls fold from 2 on; runs of bare ops (two calls of one helper

@@ -576,19 +576,23 @@ class Recorder(TorchFunctionMode):
         return node_id
 
     def _connect(self, node: Node, values: list[torch.Tensor]) -> None:
-        inputs = node.inputs
+        inputs, tensors, edges, token = node.inputs, self.tensors, self.edges, self._token
         for value in values:
-            tensor_id = self.ref(value)
-            if tensor_id is None:
-                tensor_id = self._unknown_tensor(value, node)
+            found = getattr(value, REF_ATTRIBUTE, None)  # self.ref(value), inlined: every op
+            if found is not None and found[0] is token:
+                tensor_id = found[1]
+            else:
+                tensor_id = self._fixed_tensors.get(id(value))
                 if tensor_id is None:
-                    continue
+                    tensor_id = self._unknown_tensor(value, node)
+                    if tensor_id is None:
+                        continue
             if tensor_id in inputs:
                 continue
             inputs.append(tensor_id)
-            producer = self.tensors[tensor_id].producer
+            producer = tensors[tensor_id].producer
             if producer is not None:
-                self.edges.append(Edge(producer, node.id, tensor_id))
+                edges.append(Edge(producer, node.id, tensor_id))
 
     # -- ops ----------------------------------------------------------------------------
     def __torch_function__(self, func: Callable[..., Any], types: Any,
@@ -685,27 +689,35 @@ class Recorder(TorchFunctionMode):
             mutated.append(args[0])
         elif info.mutates == "collective" and args:
             mutated.extend(tensors_out(args[0]))
-        out = kwargs.get("out")
-        if out is not None:
-            mutated.extend(tensors_out(out))
+        if kwargs and kwargs.get("out") is not None:
+            mutated.extend(tensors_out(kwargs["out"]))
         fresh: list[torch.Tensor] = []
         same: list[torch.Tensor] = []
-        for value in outputs:
-            if any(value is t for t in tensors) or any(value is m for m in mutated):
-                if not any(value is m for m in mutated):
-                    same.append(value)
+        for value in outputs:  # loops, not any(): this runs for every op
+            for written in mutated:
+                if value is written:
+                    break
             else:
-                fresh.append(value)
+                for read in tensors:
+                    if value is read:
+                        same.append(value)
+                        break
+                else:
+                    fresh.append(value)
         if not fresh and not mutated:
             return  # a query, or an op that returned its input unchanged (x.float() of float)
-        node = self.nodes[self._add_node("op", info.name, info.category, self._stack[-1])]
-        node.source = self.sources.call_site(frame, self._function_depth > 0)
+        nodes, parent = self.nodes, self._stack[-1]
+        node_id = f"n{len(nodes)}"
+        node = nodes[node_id] = Node(node_id, "op", info.name, info.category, parent,
+                                     args=format_args(info.name, args, kwargs),
+                                     source=self.sources.call_site(frame,
+                                                                   self._function_depth > 0))
+        self.modules[parent].children.append(node_id)
         self._connect(node, tensors)
-        node.args = format_args(info.name, args, kwargs)
         outputs_ids = node.outputs
         size = 0
         for value in fresh:
-            outputs_ids.append(self._register(value, node.id))
+            outputs_ids.append(self._register(value, node_id))
             if not info.view:
                 size += value.numel() * value.element_size()
         for value in mutated:

@@ -60,11 +60,15 @@ def is_traced_torch_code(code: CodeType) -> bool:
 
 
 class SourceIndex:
-    """Caches of call sites (per code object and line) and class spans (per class)."""
+    """Caches of call sites (per code object and line) and class spans (per class).
+
+    Code objects are keyed by ``id``: hashing one hashes its whole contents (0.5 us for a
+    long function, on every op). Each entry keeps its code object, so an id cannot be
+    reused while its entry exists."""
 
     def __init__(self) -> None:
-        self._model_code: dict[CodeType, bool] = {}
-        self._locations: dict[tuple[CodeType, int], SourceLocation] = {}
+        self._model_code: dict[int, tuple[CodeType, bool]] = {}
+        self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
         self._spans: dict[type, SourceSpan | None] = {}
         self._files: dict[str, str] = {}
 
@@ -81,12 +85,12 @@ class SourceIndex:
         known = self._model_code
         while frame is not None:
             code = frame.f_code
-            is_model = known.get(code)
-            if is_model is None:
+            entry = known.get(id(code))
+            if entry is None:
                 if is_tracer_code(code):
                     return None
-                is_model = known[code] = is_model_code(code)
-            if is_model:
+                entry = known[id(code)] = (code, is_model_code(code))
+            if entry[1]:
                 return self._location(code, frame.f_lineno)
             frame = frame.f_back
         return None
@@ -101,15 +105,15 @@ class SourceIndex:
 
     def _location(self, code: CodeType, line: int) -> SourceLocation:
         """The location of ``line`` in ``code``, made once per (code, line)."""
-        location = self._locations.get((code, line))
-        if location is None:
+        entry = self._locations.get((id(code), line))
+        if entry is None:
             file = code.co_filename
             relative = self._files.get(file)
             if relative is None:
                 relative = self._files[file] = relative_source_path(file)
             location = SourceLocation(relative, line, linecache.getline(file, line).strip())
-            self._locations[(code, line)] = location
-        return location
+            entry = self._locations[(id(code), line)] = (code, location)
+        return entry[1]
 
     def class_span(self, cls: type) -> SourceSpan | None:
         """Where ``cls`` is defined, or None for classes without Python source."""
