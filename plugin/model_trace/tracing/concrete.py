@@ -124,6 +124,24 @@ def _key(values: Any, parts: list[Any]) -> int:
     return metas
 
 
+def call_signature(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+                   ) -> tuple[tuple[Any, ...], int] | None:
+    """A hashable description of a call as far as shapes go (the op, tensors' shapes and
+    dtypes, scalars) and its number of meta tensors; None if an argument cannot be
+    described (a boolean mask, whose values decide the output's shape)."""
+    parts: list[Any] = [func]
+    metas = _key(args, parts)
+    if metas < 0:
+        return None
+    if kwargs:
+        parts.append(tuple(kwargs))
+        more = _key(kwargs.values(), parts)
+        if more < 0:
+            return None
+        metas += more
+    return tuple(parts), metas
+
+
 class MetaResults:
     """Output metadata (and FLOPs) of pure meta-kernel calls, by op and argument signature.
     Only calls with at least one meta tensor argument are keyed."""
@@ -134,19 +152,10 @@ class MetaResults:
 
     def key(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> tuple[Any, ...] | None:
-        parts: list[Any] = [func]
-        metas = _key(args, parts)
-        if metas < 0:
-            return None
-        if kwargs:
-            parts.append(tuple(kwargs))
-            more = _key(kwargs.values(), parts)
-            if more < 0:
-                return None
-            metas += more
-        if not metas:
+        described = call_signature(func, args, kwargs)
+        if described is None or not described[1]:
             return None  # no meta tensor: a real computation, whose values matter
-        return tuple(parts)
+        return described[0]
 
     def get(self, key: tuple[Any, ...]) -> tuple[Any, int] | None:
         """(outputs, FLOPs) of a cached call, or None."""

@@ -98,6 +98,7 @@ class FlopCounter(TorchDispatchMode):
         super().__init__()
         self.flops = 0
         self._formulas: dict[Any, FlopFormula | None] = {}
+        self._composite: dict[Any, bool] = {}  # ops without a formula that decompose
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -105,13 +106,15 @@ class FlopCounter(TorchDispatchMode):
         formula = self._formulas.get(func, 0)
         if formula == 0:
             formula = self._formulas[func] = formula_for(func)
+            self._composite[func] = formula is None and func._can_decompose()
         if formula is None:
-            # Under inference mode, composite ops (einsum, matmul) reach the mode whole:
-            # decompose them so their matrix products are counted.
-            with self:
-                decomposed = func.decompose(*args, **kwargs)
-            if decomposed is not NotImplemented:
-                return decomposed
+            if self._composite[func]:
+                # Under inference mode, composite ops (einsum, matmul) reach the mode whole:
+                # decompose them so their matrix products are counted.
+                with self:
+                    decomposed = func.decompose(*args, **kwargs)
+                if decomposed is not NotImplemented:
+                    return decomposed
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         self.flops += int(formula(*args, **kwargs, out_val=out))

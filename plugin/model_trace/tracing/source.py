@@ -10,7 +10,9 @@ import inspect
 import linecache
 import os
 import sys
+import weakref
 from types import CodeType, FrameType
+from typing import Any
 
 import torch
 
@@ -59,6 +61,10 @@ def is_traced_torch_code(code: CodeType) -> bool:
     return file.startswith(_TORCH_DIR) and not file.startswith(_DISPATCH_FILES)
 
 
+_CLASS_SPANS: weakref.WeakKeyDictionary[Any, SourceSpan | None] = weakref.WeakKeyDictionary()
+"""Source span of each class (or function) seen by any trace of this process."""
+
+
 class SourceIndex:
     """Caches of call sites (per code object and line) and class spans (per class).
 
@@ -69,7 +75,6 @@ class SourceIndex:
     def __init__(self) -> None:
         self._model_code: dict[int, tuple[CodeType, bool]] = {}
         self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
-        self._spans: dict[type, SourceSpan | None] = {}
         self._files: dict[str, str] = {}
 
     def call_site(self, frame: FrameType | None, in_torch_function: bool = False
@@ -115,13 +120,18 @@ class SourceIndex:
             entry = self._locations[(id(code), line)] = (code, location)
         return entry[1]
 
-    def class_span(self, cls: type) -> SourceSpan | None:
-        """Where ``cls`` is defined, or None for classes without Python source."""
-        if cls not in self._spans:
+    @staticmethod
+    def class_span(cls: Any) -> SourceSpan | None:
+        """Where ``cls`` (a class or function) is defined, or None without Python source.
+
+        Kept for the whole process, like ``linecache``: finding a class in its file parses
+        the file (5 ms per class), which would be most of the time of tracing a small model.
+        """
+        if cls not in _CLASS_SPANS:
             try:
                 lines, start = inspect.getsourcelines(cls)
                 file = relative_source_path(inspect.getsourcefile(cls) or "")
-                self._spans[cls] = SourceSpan(file, start, start + len(lines) - 1)
+                _CLASS_SPANS[cls] = SourceSpan(file, start, start + len(lines) - 1)
             except (OSError, TypeError):
-                self._spans[cls] = None
-        return self._spans[cls]
+                _CLASS_SPANS[cls] = None
+        return _CLASS_SPANS[cls]
