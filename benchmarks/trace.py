@@ -19,7 +19,8 @@ only way torchvista and torchview can run), into its in-memory graph, with no dr
 
 - model-trace: `model_trace.trace(model, *inputs)` (folding included);
 - torchvista: `torchvista.engine.process_graph` with fresh tables, then the ancestor map,
-  which is what `trace_model` does before it renders into a notebook cell;
+  which is what `trace_model` does before it renders into a notebook cell; with
+  `forced_module_tracing_depth=100`, so it too records inside torch's own modules;
 - torchview: `draw_graph(..., depth=inf, save_graph=False)`, which builds the graphviz
   object without rendering it.
 
@@ -46,6 +47,10 @@ TARGET_SECONDS = 10.0
 TARGET_RSS_MB = 1536.0
 MODELS = ("encoder-12", "linear-relu-200", "deepseek-default-2")
 TOOLS = ("model-trace", "torchvista", "torchview")
+FULL_DEPTH = 100
+"""torchvista's ``forced_module_tracing_depth``: trace inside every module, torch's own
+included, as model-trace and torchview (``depth=inf``) do; by default it draws torch's
+built-in modules as leaves."""
 
 
 # -- part 1: the 671B model on the meta device ---------------------------------------------
@@ -158,7 +163,7 @@ def tracers(model: Any, inputs: tuple[Any, ...]) -> dict[str, Callable[[], int]]
         node_to_ancestors: defaultdict[str, list[str]] = defaultdict(list)
         process_graph(model, inputs if len(inputs) > 1 else inputs[0], adj_list, {}, {}, {},
                       defaultdict(list), {}, {}, {}, node_to_ancestors, set(), {},
-                      show_non_gradient_nodes=True, forced_module_tracing_depth=None)
+                      show_non_gradient_nodes=True, forced_module_tracing_depth=FULL_DEPTH)
         build_immediate_ancestor_map(node_to_ancestors, adj_list)
         return len(adj_list)
 
