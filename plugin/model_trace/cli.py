@@ -96,7 +96,9 @@ def _spec_from_options(args: argparse.Namespace) -> FenceSpec:
         fields["args"] = dict(args.arg)
     else:
         fields["args"] = {**dict(args.arg), **settings}
-    for name in ("config", "inputs", "routing"):
+    if args.config is not None:
+        fields["config"] = args.config
+    for name in ("inputs", "routing"):  # written as in a fence, in YAML
         text = getattr(args, name)
         if text is not None:
             fields[name] = _yaml_value(text, OPTION_OF_FIELD[name])
