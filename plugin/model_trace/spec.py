@@ -253,7 +253,7 @@ def read_mapping(text: str) -> tuple[dict[Any, Any], dict[str, int]]:
         mark = getattr(error, "problem_mark", None)
         last = max(len(text.splitlines()) - 1, 0)  # libyaml puts end-of-text past the end
         line = min(mark.line, last) + 1 if mark is not None else None
-        problem = getattr(error, "problem", None) or str(error)
+        problem = " ".join((getattr(error, "problem", None) or str(error)).split())  # one line
         raise SpecError(f"invalid YAML: {problem}; check indentation and quoting",
                         line=line) from error
     finally:
@@ -290,7 +290,7 @@ def check_field(key: str, value: Any, line: int | None = None) -> None:
     rule = FIELDS.get(key)
     if rule is None:
         allowed = ", ".join(FIELDS)
-        raise SpecError(f"unknown field '{key}'; allowed fields: {allowed}", field=key, line=line)
+        raise SpecError(f"unknown field {key!r}; allowed fields: {allowed}", field=key, line=line)
 
     def fail(problem: str) -> SpecError:
         return SpecError(f"field '{key}' {problem}; e.g. `{key}: {rule.example}`",

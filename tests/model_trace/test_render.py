@@ -15,12 +15,14 @@ import xml.etree.ElementTree as ET
 import cairosvg
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from model_trace import trace
 from model_trace.graph import Graph
 from model_trace.layout import edge_label, layout
-from model_trace.render_html import ViewOptions, render_figure
+from model_trace.render_html import ViewOptions, render_figure, view_json
 from model_trace.render_svg import CATEGORY_FILLS, format_count, render_svg
 from model_trace.view_data import decode_graph, encode_view
 from model_trace.view_tree import ViewTree, expanded_groups
@@ -236,3 +238,19 @@ def test_view_options_reject_unknown_values() -> None:
         ViewOptions(overlay="colour")
     with pytest.raises(ValueError, match="theme"):
         ViewOptions(theme="sepia")
+
+
+_JSON_TEXT = st.text(alphabet=st.sampled_from("ab<>&'\"/\\\u2028\u2029 \n</script>"), max_size=20)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), _JSON_TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(_JSON_TEXT, inner, max_size=3)),
+    max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_view_json_is_inert_in_html_and_round_trips(value: object) -> None:
+    text = view_json({"names": value})
+    assert not set(text) & {"<", ">", "&", "\u2028", "\u2029"}
+    assert json.loads(text) == {"names": value}

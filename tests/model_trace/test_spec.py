@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_trace.errors import SpecError
 from model_trace.loader import check_allowed
@@ -138,3 +141,35 @@ def test_plugin_themes_are_the_viewers() -> None:
     from model_trace.mkdocs.config import THEMES
 
     assert set(THEMES) == set(render_html.THEMES)
+
+
+# -- properties: whatever a page author writes, the outcome is a spec or a SpecError --------
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**40), st.floats(allow_nan=False),
+                     st.text(max_size=12))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
+_KEYS = st.one_of(st.sampled_from(sorted(FIELDS)), st.text(min_size=1, max_size=10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=6))
+def test_any_mapping_gives_a_spec_or_a_spec_error(mapping: dict) -> None:
+    text = yaml.safe_dump(mapping, default_flow_style=True, allow_unicode=True)
+    try:
+        spec = parse_spec(text)
+    except SpecError as error:
+        assert str(error) and "\n" not in str(error)
+        if error.field is not None and error.field in mapping and error.line is not None:
+            assert error.line >= 1
+    else:
+        assert spec.model == mapping["model"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_text_gives_a_spec_or_a_spec_error(text: str) -> None:
+    try:
+        parse_spec(text)
+    except SpecError as error:
+        assert str(error) and "\n" not in str(error)
