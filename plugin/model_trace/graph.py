@@ -196,11 +196,6 @@ class ModuleCall:
     measured: Measured | None = None
     """Wall time and peak memory of a real run (``trace(..., execute=...)``)."""
 
-    @property
-    def label(self) -> str:
-        name = self.path.rsplit(".", 1)[-1] if self.path else self.cls
-        return f"{name}: {self.cls}" if self.path else self.cls
-
 
 @dataclass(slots=True)
 class Edge:

@@ -135,12 +135,43 @@ class ViewTree:
 
 
 def module_label(graph: Graph, module_id: str) -> str:
-    """``name: Class`` (the root: ``Class``), with ``×N`` for a folded repeat."""
+    """``name: Class`` (the root: ``Class``), with ``×N`` for a folded repeat.
+
+    The name is the path below the enclosing box's (``layers.0`` under the model, since a
+    ModuleList is never called; ``experts.17`` under an MoE), and a repeat of numbered
+    siblings names its whole run: ``layers.3–60: Block ×58``. viewer.js labels the same way.
+    """
     module = graph.modules[module_id]
-    label = module.label
-    if module.repeat is not None:
-        label += f" ×{module.repeat.count}"
-    return label
+    if not module.path:
+        return module.cls
+    parent = graph.modules.get(module.parent) if module.parent is not None else None
+    parent_path = parent.path if parent is not None else ""
+    name = relative_name(module.path, parent_path)
+    if module.repeat is None:
+        return f"{name}: {module.cls}"
+    members = [relative_name(m, parent_path) for m in module.repeat.members]
+    return f"{numbered_run(members) or name}: {module.cls} ×{module.repeat.count}"
+
+
+def relative_name(path: str, parent_path: str) -> str:
+    """``path`` below ``parent_path``, or its last part if it does not lie below it."""
+    if not parent_path:
+        return path
+    if path.startswith(parent_path + "."):
+        return path[len(parent_path) + 1:]
+    return path.rsplit(".", 1)[-1]
+
+
+def numbered_run(names: list[str]) -> str | None:
+    """``layers.3–60`` for ``layers.3`` ... ``layers.60`` in order, else None."""
+    prefix, _, first = names[0].rpartition(".")
+    if not (first.isascii() and first.isdigit()):
+        return None
+    start = int(first)
+    for offset, name in enumerate(names):
+        if name != (f"{prefix}." if prefix else "") + str(start + offset):
+            return None
+    return f"{names[0]}\u2013{start + len(names) - 1}" if len(names) > 1 else None
 
 
 def expanded_groups(tree: ViewTree, depth: int) -> set[str]:

@@ -210,7 +210,7 @@ def test_names_and_arguments_are_escaped_in_svg_html_and_json() -> None:
     parser = _Collector()
     parser.feed(figure)
     assert parser.tags.count("script") == 0  # nothing injected (the data is a template)
-    assert f"{NASTY}: Linear" in parser.texts  # parsed back as text, not as markup
+    assert f"blocks.{NASTY}: Linear" in parser.texts  # parsed back as text, not as markup
     assert any(f"= {NASTY!r}" in text for text in parser.texts)  # the op argument's tooltip
     data_text = re.search(r'<template class="mt-data">(.*?)</template>',
                           figure, re.S).group(1)
@@ -220,7 +220,7 @@ def test_names_and_arguments_are_escaped_in_svg_html_and_json() -> None:
     assert decode_graph(data).to_json() == graph.to_json()
     svg = re.search(r"<svg.*</svg>", figure, re.S).group(0)
     labels = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")]
-    assert f"{NASTY}: Linear" in labels
+    assert f"blocks.{NASTY}: Linear" in labels
     titles = [t.text for t in ET.fromstring(svg).iter(f"{SVG}title")]
     assert any(f"= {NASTY!r}" in title for title in titles)
 
@@ -254,3 +254,25 @@ def test_view_json_is_inert_in_html_and_round_trips(value: object) -> None:
     text = view_json({"names": value})
     assert not set(text) & {"<", ">", "&", "\u2028", "\u2029"}
     assert json.loads(text) == {"names": value}
+
+
+class _Stack(nn.Module):
+    """Blocks in a ModuleList (never called itself) and an MoE-like dict of experts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(3))
+        self.experts = nn.ModuleDict({"a": nn.Linear(4, 4), "b": nn.Linear(4, 4)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.experts["a"](x) + self.experts["b"](x)
+
+
+def test_boxes_are_named_by_their_path_below_the_enclosing_box() -> None:
+    svg, _ = _svg(trace(_Stack(), torch.randn(2, 4)), depth=2)
+    labels = {t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    assert "layers.0\u20132: Sequential \u00d73" in labels  # a numbered run names its range
+    assert "experts.a: Linear \u00d72" in labels  # not numbered: named by its first member
+    assert "0: Linear" in labels  # inside a layer, the path below it

@@ -32,6 +32,23 @@
     });
   }
   function codePoints(text) { var n = 0; for (var _c of text) n++; return n; }  // like len()
+  // A module's name below its box's (view_tree.relative_name), and a run of numbered
+  // siblings as "layers.3\u201360" (view_tree.numbered_run): the labels must match Python's.
+  function relativeName(path, parentPath) {
+    if (!parentPath) return path;
+    if (path.indexOf(parentPath + ".") === 0) return path.slice(parentPath.length + 1);
+    return path.slice(path.lastIndexOf(".") + 1);
+  }
+  function numberedRun(names) {
+    var dot = names[0].lastIndexOf("."), prefix = names[0].slice(0, dot + 1);
+    var first = names[0].slice(dot + 1);
+    if (names.length < 2 || !/^[0-9]+$/.test(first)) return null;
+    var start = +first;
+    for (var i = 0; i < names.length; i++) {
+      if (names[i] !== prefix + (start + i)) return null;
+    }
+    return names[0] + "\u2013" + (start + names.length - 1);
+  }
   function num(v) { return String(Math.round(v * 10) / 10); }
   function short(value) {
     var units = [["T", 1e12], ["G", 1e9], ["M", 1e6], ["k", 1e3]];
@@ -82,11 +99,15 @@
     }
     for (i = 0; i < M; i++) {
       var path = S[mods.path[i]], cls = S[mods.cls[i]];
-      var name = path ? path.slice(path.lastIndexOf(".") + 1) + ": " + cls : cls;
+      var parentPath = mods.parent[i] >= 0 ? S[mods.path[mods.parent[i]]] : "";
+      var name = path ? relativeName(path, parentPath) + ": " + cls : cls;
       var repeat = mods.repeat[String(i)];
       this.kind[i] = "module";
       this.plainLabel[i] = name;
-      this.label[i] = repeat ? name + " \u00d7" + repeat[0] : name;
+      var run = repeat && path ? numberedRun(repeat[1].map(function (m) {
+        return relativeName(S[m], parentPath);
+      })) : null;
+      this.label[i] = repeat ? (run ? run + ": " + cls : name) + " \u00d7" + repeat[0] : name;
       this.category[i] = "module";
       this.parent[i] = mods.parent[i];
       var hidden = this.hidden;
@@ -121,10 +142,11 @@
       var refs = [];
       for (j = 1; j < rep[1].length; j++) {
         var member = S[rep[1][j]], cls2 = S[mods.cls[i]];
+        var memberParent = mods.parent[i] >= 0 ? S[mods.path[mods.parent[i]]] : "";
         this.ids.push(this.ids[i] + "~" + j);
         this.kind[next] = "member"; this.category[next] = "member";
         this.label[next] = this.plainLabel[next] =
-          member.slice(member.lastIndexOf(".") + 1) + ": " + cls2;
+          relativeName(member, memberParent) + ": " + cls2;
         this.parent[next] = this.parent[i]; this.children[next] = [];
         this.ghostOf.set(next, [i, j]);
         refs.push(next++);
