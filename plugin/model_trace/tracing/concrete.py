@@ -24,8 +24,10 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
 Many meta kernels are written in Python (elementwise ops go through ``torch._refs``: 80 us for
 a ``mul``), and a large model calls the same op on the same shapes thousands of times, so the
 output metadata (shape, stride, dtype) of pure ops on meta tensors is cached per op and
-argument signature; a hit makes the outputs with ``torch.empty_strided`` (1 us). Views,
-in-place ops, routing ops and factories always run.
+argument signature; a hit makes the outputs with ``torch.empty_strided`` (1 us). An in-place
+op on meta tensors that returned its target unchanged in shape, strides and dtype is not run
+again for the same signature (it would only check shapes). Views, routing ops, factories and
+in-place ops on concrete tensors always run.
 """
 
 from __future__ import annotations
@@ -124,6 +126,22 @@ def _key(values: Any, parts: list[Any]) -> int:
     return metas
 
 
+def metadata(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """What a meta kernel can change about a tensor: its shape, strides and dtype."""
+    return tensor.shape, tensor.stride(), tensor.dtype
+
+
+def _all_meta(values: Any) -> bool:
+    """Whether every tensor among ``values`` (in lists and tuples too) is on meta."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if not value.is_meta:
+                return False
+        elif isinstance(value, list | tuple) and not _all_meta(value):
+            return False
+    return True
+
+
 def call_signature(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
                    ) -> tuple[tuple[Any, ...], int] | None:
     """A hashable description of a call as far as shapes go (the op, tensors' shapes and
@@ -148,6 +166,9 @@ class MetaResults:
 
     def __init__(self) -> None:
         self.entries: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # FLOPs of in-place calls that returned their target with its metadata unchanged:
+        # a later call with the same key needs no kernel (it would only check the shapes)
+        self.in_place: dict[tuple[Any, ...], int] = {}
         self.hits = 0
 
     def key(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -156,6 +177,20 @@ class MetaResults:
         if described is None or not described[1]:
             return None  # no meta tensor: a real computation, whose values matter
         return described[0]
+
+    def key_in_place(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+                     ) -> tuple[Any, ...] | None:
+        """The key of an in-place call whose every tensor is on meta (no values for its
+        kernel to read), or None. The target's inference-ness and the inference mode are part
+        of it: they decide whether an in-place write is allowed."""
+        if not args or not isinstance(args[0], torch.Tensor):
+            return None
+        if not (_all_meta(args) and _all_meta(kwargs.values())):
+            return None
+        described = call_signature(func, args, kwargs)
+        if described is None:
+            return None
+        return (*described[0], args[0].is_inference(), torch.is_inference_mode_enabled())
 
     def get(self, key: tuple[Any, ...]) -> tuple[Any, int] | None:
         """(outputs, FLOPs) of a cached call, or None."""

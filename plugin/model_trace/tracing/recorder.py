@@ -39,6 +39,7 @@ from model_trace.tracing.concrete import (
     ConcreteValues,
     MetaResults,
     call_signature,
+    metadata,
 )
 from model_trace.tracing.flops import FLOP_FUNCTIONS, FlopCounter, linear_flops, op_flops
 from model_trace.tracing.options import TraceOptions
@@ -93,6 +94,7 @@ class OpInfo:
     mutates: str = ""  # "self" (in place), "collective" (writes its first argument)
     indexing: bool = False
     cacheable: bool = False  # a pure op whose meta outputs may be cached (see concrete)
+    in_place: bool = False  # writes into its first argument: may be cached as "returns self"
 
     @classmethod
     def of(cls, func: Callable[..., Any]) -> OpInfo:
@@ -122,8 +124,9 @@ class OpInfo:
         view = name in _VIEWS
         cacheable = not (view or mutates or name in ROUTING_OPS or name in FACTORY_OPS
                          or name in DEVICE_OPS)
+        in_place = mutates == "self" and name not in INDEXING_OPS
         return cls(name, category, python=python, flops=flops, view=view, mutates=mutates,
-                   indexing=name in INDEXING_OPS, cacheable=cacheable)
+                   indexing=name in INDEXING_OPS, cacheable=cacheable, in_place=in_place)
 
 
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
@@ -663,6 +666,17 @@ class Recorder(TorchFunctionMode):
                 if hit is not None:
                     self._flops += hit[1]
                     return hit[0]
+        in_place_key = None
+        if results is not None and info is not None and info.in_place:
+            # y[idx] += ...: 15,000 meta add_ in a 671B trace, each returning its target as is
+            in_place_key = results.key_in_place(func, args, kwargs)
+            if in_place_key is not None:
+                known = results.in_place.get(in_place_key)
+                if known is not None:
+                    results.hits += 1
+                    self._flops += known
+                    return args[0]
+                before = metadata(args[0])
         flops = 0
         if kind == "dispatch":
             result, flops = self._counted(func, args, kwargs)
@@ -677,6 +691,8 @@ class Recorder(TorchFunctionMode):
         self._flops += flops
         if key is not None:
             results.put(key, result, flops, tensors_in(args, kwargs))  # type: ignore[union-attr]
+        elif in_place_key is not None and result is args[0] and metadata(result) == before:
+            results.in_place[in_place_key] = flops  # type: ignore[union-attr]
         return result
 
     def _counted(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
