@@ -59,8 +59,8 @@ def draw_shared_per_use(graph: Graph, input_names: dict[str, dict[str, str]],
                 for index in groups[call.id]:
                     edge = graph.edges[index]
                     replaced[index] = Edge(node_id, edge.dst, edge.tensor)
-    if replaced:
-        graph.edges = [replaced.get(i, edge) for i, edge in enumerate(graph.edges)]
+    for index, edge in replaced.items():  # in place: 122 of 378k edges change for 671B
+        graph.edges[index] = edge
 
 
 def _child_of(graph: Graph, node_id: str, ancestor: str) -> str | None:
