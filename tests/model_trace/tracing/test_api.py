@@ -14,15 +14,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 from model_trace import TraceError, trace
 from model_trace.graph import Graph
 
-
-class TwoLayer(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.first = torch.nn.Linear(8, 16)
-        self.second = torch.nn.Linear(16, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(torch.relu(self.first(x)))
+from .models import TwoLayer
 
 
 def _ops(graph: Graph) -> list[tuple[str, str]]:
@@ -57,7 +49,7 @@ def test_source_location_points_at_model_code() -> None:
     graph = trace(TwoLayer(), torch.randn(3, 8))
     relu = next(n for n in graph.nodes.values() if n.name == "relu")
     assert relu.source is not None
-    assert relu.source.file.endswith("tracing/test_api.py")
+    assert relu.source.file.endswith("tracing/models.py")
     assert "torch.relu" in relu.source.code
 
 

@@ -8,21 +8,13 @@ import torch
 from model_trace.graph import Graph
 from model_trace.tracing import trace
 
+from .models import TwoLayer
+
 
 def _ops(graph: Graph) -> list[tuple[str, str]]:
     """(op name, name of the enclosing call) in call order."""
     return [(n.name, graph.modules[n.parent].path or graph.modules[n.parent].cls)
             for n in graph.nodes.values() if n.kind == "op"]
-
-
-class TwoLayer(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.first = torch.nn.Linear(8, 16)
-        self.second = torch.nn.Linear(16, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(torch.relu(self.first(x)))
 
 
 def test_aten_drill_down_records_aten_ops_under_each_torch_op() -> None:
@@ -111,7 +103,7 @@ def test_modules_below_module_depth_are_one_op_each() -> None:
 def test_modules_carry_their_class_source_and_extra_repr() -> None:
     graph = trace(TwoLayer(), torch.randn(3, 8))
     root, first, _ = graph.walk_modules()
-    assert root.source.file.endswith("tracing/test_recorder.py")
+    assert root.source.file.endswith("tracing/models.py")
     assert root.source.start < root.source.end
     assert first.source.file == "torch/nn/modules/linear.py"
     assert first.extra_repr == "in_features=8, out_features=16, bias=True"
