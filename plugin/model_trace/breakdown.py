@@ -12,6 +12,7 @@ import html
 from typing import Any
 
 from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.render_svg import format_count
 
 COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
            "FLOPs per member")
@@ -20,18 +21,14 @@ COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
 def breakdown_table(graph: Graph, depth: int) -> str:
     """An HTML table of the modules down to ``depth`` levels below the root, then the totals."""
     rows = []
-    levels = {graph.root: 0}
+    levels = graph.module_depths()
     inside_repeat: set[str] = set()
     for call in graph.walk_modules():
-        level = levels[call.id]
-        for child in call.children:
-            if child in graph.modules:
-                levels[child] = level + 1
-                if call.id in inside_repeat or getattr(call, "repeat", None) is not None:
-                    inside_repeat.add(child)
-        if level <= depth:
+        if call.id in inside_repeat or call.repeat is not None:
+            inside_repeat.update(c for c in call.children if c in graph.modules)
+        if levels[call.id] <= depth:
             parent = graph.modules[call.parent] if call.parent is not None else None
-            rows.append(_row(call, parent, level, call.id in inside_repeat))
+            rows.append(_row(call, parent, levels[call.id], call.id in inside_repeat))
     head = "".join(f"<th>{name}</th>" for name in COLUMNS)
     body = "\n".join(rows)
     return (f'<div class="model-trace-breakdown"><table>\n<thead><tr>{head}</tr></thead>\n'
@@ -45,25 +42,21 @@ def _row(call: ModuleCall, parent: ModuleCall | None, level: int, each: bool) ->
     if parent is not None and parent.path and call.path.startswith(parent.path + "."):
         name = call.path[len(parent.path) + 1:]
     stats = [call.stats]
-    repeat = getattr(call, "repeat", None)
     cls = call.cls
-    if repeat is not None:
-        cls += f" ×{repeat.count}"
-        stats = repeat.member_stats or stats
+    if call.repeat is not None:
+        cls += f" ×{call.repeat.count}"
+        stats = call.repeat.member_stats or stats
     elif each:
         cls += " (each)"
-    if not getattr(call, "called", True):
+    if not call.called:
         cls += " (never called)"
-    params = sum(s.params for s in stats)
-    activated = [getattr(s, "activated_params", None) for s in stats]
-    flops = sum(s.flops for s in stats)
     cells = [
         f'<td style="padding-left: {0.6 + 1.2 * level:.1f}em; white-space: nowrap">'
         f"<code>{html.escape(name)}</code></td>",
         f"<td>{html.escape(cls)}</td>",
-        _number(params),
-        _number(None if None in activated else sum(activated)),  # type: ignore[arg-type]
-        _number(flops),
+        _number(sum(s.params for s in stats)),
+        _number(sum(s.activated_params for s in stats)),
+        _number(sum(s.flops for s in stats)),
         f'<td style="text-align: right; white-space: nowrap">{_spread(stats)}</td>',
     ]
     return f"<tr>{''.join(cells)}</tr>"
@@ -74,19 +67,11 @@ def _spread(stats: list[Stats]) -> str:
     if len(stats) < 2:
         return ""
     low, high = min(s.flops for s in stats), max(s.flops for s in stats)
-    return _compact(low) if low == high else f"{_compact(low)} – {_compact(high)}"
+    return format_count(low) if low == high else f"{format_count(low)} – {format_count(high)}"
 
 
-def _compact(value: int) -> str:
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= size:
-            return f"{value / size:.3g} {unit}"
-    return str(value)
-
-
-def _number(value: int | None) -> str:
-    text = "—" if value is None else f"{value:,}"
-    return f'<td style="text-align: right">{text}</td>'
+def _number(value: int) -> str:
+    return f'<td style="text-align: right">{value:,}</td>'
 
 
 def _totals(graph: Graph) -> str:
@@ -94,15 +79,14 @@ def _totals(graph: Graph) -> str:
     scales are named apart, as published counts leave them out."""
     root = graph.modules[graph.root].stats
     totals: dict[str, Any] = {"params": root.params, "flops": root.flops,
-                              "activated_params": getattr(root, "activated_params", None),
+                              "activated_params": root.activated_params,
                               **graph.meta.get("totals", {})}
     scales = totals.get("block_scale_params", 0)
     activated_scales = totals.get("activated_block_scale_params", 0)
-    lines = [f"<strong>{totals['params'] - scales:,}</strong> parameters"]
-    if totals["activated_params"] is not None:
-        lines.append(f"<strong>{totals['activated_params'] - activated_scales:,}</strong> "
-                     "activated per token")
-    lines.append(f"<strong>{totals['flops']:,}</strong> FLOPs per forward pass")
+    lines = [f"<strong>{totals['params'] - scales:,}</strong> parameters",
+             f"<strong>{totals['activated_params'] - activated_scales:,}</strong> "
+             "activated per token",
+             f"<strong>{totals['flops']:,}</strong> FLOPs per forward pass"]
     note = (f" (the module rows include the {scales:,} float32 fp8 block scales, "
             f"{activated_scales:,} of them activated; the totals leave them out)"
             if scales else "")

@@ -259,6 +259,15 @@ class Graph:
             stack.extend(reversed([c for c in module.children if c in self.modules]))
         return ordered
 
+    def module_depths(self) -> dict[str, int]:
+        """How many module calls enclose each one (the root: 0), for tables cut at a depth."""
+        depths = {self.root: 0}
+        for module in self.walk_modules():
+            for child in module.children:
+                if child in self.modules:
+                    depths[child] = depths[module.id] + 1
+        return depths
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,

@@ -24,16 +24,9 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
     (``×N`` when folded), parameters, activated parameters, FLOPs, activation bytes and its
     input and output shapes; the totals last."""
     headers = ("module", "class", "params", "active", "FLOPs", "act. bytes", "in", "out")
-    rows: list[tuple[str, ...]] = []
-    depths = {graph.root: 0}
-    for call in graph.walk_modules():
-        depth = depths[call.id]
-        for child in call.children:
-            if child in graph.modules:
-                depths[child] = depth + 1
-        if max_depth is not None and depth > max_depth:
-            continue
-        rows.append(_row(graph, call, depth))
+    depths = graph.module_depths()
+    rows = [_row(graph, call, depths[call.id]) for call in graph.walk_modules()
+            if max_depth is None or depths[call.id] <= max_depth]
     totals = graph.meta.get("totals", {})
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     numeric = {2, 3, 4, 5}
