@@ -84,15 +84,15 @@ def _natural(tensor_id: str) -> tuple[int, str]:
 
 def _not_found(graph: Graph, path: str) -> str:
     for call in graph.walk_modules():
-        repeat = getattr(call, "repeat", None)
-        if repeat is not None and any(path == m or path.startswith(m + ".")
-                                      for m in repeat.members):
-            rest = path.removeprefix(next(m for m in repeat.members
-                                          if path == m or path.startswith(m + ".")))
-            return (f"'{path}' is folded into '{call.path}' (×{repeat.count}); focus on "
-                    f"'{call.path}{rest}', or add `fold: false`")
-    parent = path.rsplit(".", 1)[0] if "." in path else ""
+        if call.repeat is None:
+            continue
+        member = next((m for m in call.repeat.members
+                       if path == m or path.startswith(m + ".")), None)
+        if member is not None:
+            return (f"'{path}' is folded into '{call.path}' (×{call.repeat.count}); focus on "
+                    f"'{call.path}{path.removeprefix(member)}', or add `fold: false`")
+    parent = path.rpartition(".")[0]
     nearby = sorted({m.path for m in graph.walk_modules()
-                     if m.path and (m.path.rsplit(".", 1)[0] if "." in m.path else "") == parent})
+                     if m.path and m.path.rpartition(".")[0] == parent})
     return (f"no module '{path}' was called in this trace; modules there: "
             f"{', '.join(nearby[:12]) or 'none'}")
