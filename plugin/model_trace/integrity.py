@@ -1,0 +1,238 @@
+"""Does a drawn figure show the data flow its graph knows? Checked from the SVG markup alone.
+
+A figure's SVG names what it draws: every box and op carries ``data-id`` (its view item),
+an open box the class ``mt-open``, every edge ``data-src`` and ``data-dst``. An edge end is
+an item id, or a *port* on an open box's border, ``<box id>:in:<tensor id>`` for a tensor
+entering it and ``<box id>:out:<tensor id>`` for one leaving it, so a reader (and this
+checker) can follow a tensor from its producer, across box borders, to each consumer.
+
+``check_figure`` compares the markup with the graph and counts four kinds of problems:
+
+- ``missing``: a visible consumer (an op, or a closed box holding the consumer) with no
+  chain of drawn edges from the visible producer of one of its inputs (an op, or the closed
+  box holding it), counted once per (producer, consumer) pair;
+- ``dead_ends``: an edge that ends on an open box itself, or on a port that no edge leaves;
+- ``unconnected``: a visible op or closed box that ran and has no edge at all (boxes of
+  modules that never ran are exempt inside their ``not called`` group);
+- ``detached``: an edge whose first or last point is more than ``SLACK`` px away from the
+  border of the box (or the port) it names, as after a stale layout.
+
+Only what the graph says is checked: a tensor whose producer or consumer is not drawn (a
+hidden constant) asks for nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from model_trace.graph import Graph
+
+SVG = "{http://www.w3.org/2000/svg}"
+SLACK = 1.5
+"""How far (px) an edge end may lie from the border it names."""
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
+@dataclass
+class DrawnItem:
+    """A box or op of the SVG: its rectangle, and whether it is an open box."""
+
+    id: str
+    x: float
+    y: float
+    width: float
+    height: float
+    open: bool
+
+
+@dataclass
+class DrawnEdge:
+    """An edge of the SVG: the ends it names and the first and last points of its path."""
+
+    src: str
+    dst: str
+    start: tuple[float, float] | None
+    end: tuple[float, float] | None
+
+
+@dataclass
+class Drawing:
+    """What an SVG draws, read back from its markup."""
+
+    items: dict[str, DrawnItem] = field(default_factory=dict)
+    edges: list[DrawnEdge] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Problems found in one figure, each with examples for the error message."""
+
+    missing: list[str] = field(default_factory=list)
+    dead_ends: list[str] = field(default_factory=list)
+    unconnected: list[str] = field(default_factory=list)
+    detached: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"missing": len(self.missing), "dead_ends": len(self.dead_ends),
+                "unconnected": len(self.unconnected), "detached": len(self.detached)}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts().values())
+
+    def __str__(self) -> str:
+        parts = []
+        for name, found in (("missing", self.missing), ("dead ends", self.dead_ends),
+                            ("unconnected", self.unconnected), ("detached", self.detached)):
+            if found:
+                parts.append(f"{len(found)} {name} ({', '.join(found[:6])}"
+                             + (", ..." if len(found) > 6 else "") + ")")
+        return "; ".join(parts) or "no problems"
+
+
+def read_svg(svg: str) -> Drawing:
+    """The boxes, ops and edges an SVG draws (any element with ``data-id`` or an edge)."""
+    drawing = Drawing()
+    for g in ET.fromstring(svg).iter(f"{SVG}g"):
+        classes = (g.get("class") or "").split()
+        if "mt-edge" in classes:
+            path = g.find(f"{SVG}path")
+            points = _ends(path.get("d", "")) if path is not None else (None, None)
+            drawing.edges.append(DrawnEdge(g.get("data-src", ""), g.get("data-dst", ""),
+                                           *points))
+        elif g.get("data-id") is not None:
+            rect = g.find(f"{SVG}rect")
+            box = [float(rect.get(a, "0")) for a in ("x", "y", "width", "height")] if (
+                rect is not None) else [0.0, 0.0, 0.0, 0.0]
+            drawing.items[g.get("data-id", "")] = DrawnItem(g.get("data-id", ""), *box,
+                                                            open="mt-open" in classes)
+    return drawing
+
+
+def _ends(d: str) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    numbers = [float(n) for n in _NUMBER.findall(d)]
+    if len(numbers) < 4:
+        return None, None
+    return (numbers[0], numbers[1]), (numbers[-2], numbers[-1])
+
+
+def check_figure(svg: str, graph: Graph, parents: dict[str, str | None],
+                 idle: Iterable[str] = ()) -> Report:
+    """Check the SVG of ``graph``; ``parents`` maps every view item (modules, chunks, nodes)
+    to its enclosing item, ``idle`` names the groups of modules that never ran."""
+    drawing = read_svg(svg)
+    report = Report()
+    idle_groups = set(idle)
+    following: dict[str, list[str]] = {}
+    touched: set[str] = set()
+    for edge in drawing.edges:
+        following.setdefault(edge.src, []).append(edge.dst)
+        touched.update((_owner(edge.src), _owner(edge.dst)))
+    _check_ends(drawing, following, report)
+    _check_chains(drawing, graph, parents, following, report)
+    for item in drawing.items.values():
+        if item.open or item.id in touched or item.id in idle_groups:
+            continue
+        if _inside(item.id, idle_groups, parents) or _never_called(graph, item.id):
+            continue
+        report.unconnected.append(item.id)
+    return report
+
+
+def _owner(end: str) -> str:
+    """The box a port belongs to (an item id is its own owner)."""
+    return end.split(":", 1)[0]
+
+
+def _inside(item_id: str, groups: set[str], parents: dict[str, str | None]) -> bool:
+    parent = parents.get(item_id)
+    while parent is not None:
+        if parent in groups:
+            return True
+        parent = parents.get(parent)
+    return False
+
+
+def _never_called(graph: Graph, item_id: str) -> bool:
+    module = graph.modules.get(item_id)
+    return module is not None and not module.called
+
+
+def _check_ends(drawing: Drawing, following: dict[str, list[str]], report: Report) -> None:
+    for edge in drawing.edges:
+        target = drawing.items.get(_owner(edge.dst))
+        on_open_box = target is not None and target.open and ":" not in edge.dst
+        if on_open_box or (":in:" in edge.dst and edge.dst not in following):
+            report.dead_ends.append(f"{edge.src}->{edge.dst}")
+        for end, point in ((edge.src, edge.start), (edge.dst, edge.end)):
+            box = drawing.items.get(_owner(end))
+            if box is None or point is None or not _on_border(point, box, end):
+                report.detached.append(f"{edge.src}->{edge.dst}")
+                break
+
+
+def _on_border(point: tuple[float, float], box: DrawnItem, end: str) -> bool:
+    x, y = point
+    left, right = box.x - SLACK, box.x + box.width + SLACK
+    top, bottom = box.y - SLACK, box.y + box.height + SLACK
+    if ":in:" in end:  # a port of an open box: on its top border
+        return left <= x <= right and abs(y - box.y) <= SLACK
+    if ":out:" in end:
+        return left <= x <= right and abs(y - box.y - box.height) <= SLACK
+    inside = left <= x <= right and top <= y <= bottom
+    deep = (box.x + SLACK < x < box.x + box.width - SLACK
+            and box.y + SLACK < y < box.y + box.height - SLACK)
+    return inside and not deep
+
+
+def _visible(item_id: str, drawing: Drawing, parents: dict[str, str | None]) -> str | None:
+    """The drawn item that shows ``item_id``: itself, or the closed box that holds it."""
+    chain = [item_id]
+    parent = parents.get(item_id)
+    while parent is not None:
+        chain.append(parent)
+        parent = parents.get(parent)
+    for candidate in reversed(chain):  # from the root down
+        drawn = drawing.items.get(candidate)
+        if drawn is None:
+            return None
+        if not drawn.open:
+            return candidate
+    return None
+
+
+def _check_chains(drawing: Drawing, graph: Graph, parents: dict[str, str | None],
+                  following: dict[str, list[str]], report: Report) -> None:
+    pairs: dict[tuple[str, str], None] = {}
+    for edge in graph.edges:
+        if edge.src not in parents or edge.dst not in parents:
+            continue  # a hidden end
+        src, dst = _visible(edge.src, drawing, parents), _visible(edge.dst, drawing, parents)
+        if src is not None and dst is not None and src != dst:
+            pairs.setdefault((src, dst))
+    reach: dict[str, set[str]] = {}
+    for src, dst in pairs:
+        if src not in reach:
+            reach[src] = _reachable(src, following)
+        if dst not in reach[src]:
+            report.missing.append(f"{src}->{dst}")
+
+
+def _reachable(start: str, following: dict[str, list[str]]) -> set[str]:
+    """Items reached from ``start`` by one edge, or by a chain that passes only ports."""
+    found: set[str] = set()
+    seen = {start}
+    stack = [start]
+    while stack:
+        for nxt in following.get(stack.pop(), ()):
+            if nxt in seen:
+                continue
+            seen.add(nxt)
+            if ":" in nxt:
+                stack.append(nxt)
+            else:
+                found.add(nxt)
+    return found

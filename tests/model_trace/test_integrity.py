@@ -1,0 +1,104 @@
+"""The figure-integrity checker itself, on hand-written SVGs of a small graph: it finds each
+kind of problem it names, and passes a drawing that shows every tensor end to end."""
+
+from __future__ import annotations
+
+from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
+from model_trace.integrity import check_figure, read_svg
+
+PARENTS = {"m0": None, "m1": "m0", "m2": "m0", "n0": "m0", "n1": "m1", "n2": "m1", "n3": "m0"}
+
+
+def _graph() -> Graph:
+    """input n0 -> (inside m1) n1 -> n2 -> output n3; m2 never ran."""
+    modules = {"m0": ModuleCall("m0", "", "Model", None, children=["n0", "m1", "m2", "n3"]),
+               "m1": ModuleCall("m1", "block", "Block", "m0", children=["n1", "n2"]),
+               "m2": ModuleCall("m2", "unused", "Linear", "m0", called=False)}
+    nodes = {"n0": Node("n0", "input", "x", "io", "m0", outputs=["t0"]),
+             "n1": Node("n1", "op", "linear", "linear", "m1", inputs=["t0"], outputs=["t1"]),
+             "n2": Node("n2", "op", "relu", "activation", "m1", inputs=["t1"], outputs=["t2"]),
+             "n3": Node("n3", "output", "out", "io", "m0", inputs=["t2"])}
+    tensors = {f"t{i}": Tensor(f"t{i}", [2, 4], "float32", "meta", f"n{i}") for i in range(3)}
+    edges = [Edge("n0", "n1", "t0"), Edge("n1", "n2", "t1"), Edge("n2", "n3", "t2")]
+    return Graph("m0", modules, nodes, tensors, edges)
+
+
+def _svg(items: str, edges: str) -> str:
+    return f'<svg xmlns="http://www.w3.org/2000/svg">{items}{edges}</svg>'
+
+
+def _box(item: str, x: float, y: float, w: float, h: float, is_open: bool = False) -> str:
+    kind = "mt-module" if item.startswith("m") else "mt-node"
+    return (f'<g class="{kind}{" mt-open" if is_open else ""}" data-id="{item}">'
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}"/></g>')
+
+
+def _edge(src: str, dst: str, d: str) -> str:
+    return f'<g class="mt-edge" data-src="{src}" data-dst="{dst}"><path d="{d}"/></g>'
+
+
+ROOT = _box("m0", 0, 0, 300, 400, True) + _box("m2", 200, 40, 60, 30)
+CLOSED = ROOT + _box("n0", 100, 40, 60, 30) + _box("m1", 100, 100, 60, 30) + \
+    _box("n3", 100, 160, 60, 30)
+OPEN = ROOT + _box("n0", 100, 40, 60, 30) + _box("m1", 80, 100, 100, 160, True) + \
+    _box("n1", 100, 140, 60, 30) + _box("n2", 100, 200, 60, 30) + _box("n3", 100, 300, 60, 30)
+
+
+def test_a_closed_box_with_edges_in_and_out_passes() -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 C130,140 130,150 130,160"))
+    report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
+    assert report.total == 0, report  # m2 never ran: exempt although it has no edge
+
+
+def test_edges_through_ports_pass_and_name_their_chain() -> None:
+    svg = _svg(OPEN, _edge("n0", "m1:in:t0", "M130,70 L130,100") +
+               _edge("m1:in:t0", "n1", "M130,100 L130,140") +
+               _edge("n1", "n2", "M130,170 L130,200") +
+               _edge("n2", "m1:out:t2", "M130,230 L130,260") +
+               _edge("m1:out:t2", "n3", "M130,260 L130,300"))
+    drawing = read_svg(svg)
+    assert {e.dst for e in drawing.edges} >= {"m1:in:t0", "m1:out:t2"}
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).total == 0
+
+
+def test_an_edge_stopping_at_an_open_box_is_a_dead_end_and_its_consumer_misses_it() -> None:
+    svg = _svg(OPEN, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("n1", "n2", "M130,170 L130,200") + _edge("m1", "n3", "M130,260 L130,300"))
+    report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
+    assert report.dead_ends == ["n0->m1"]
+    assert report.missing == ["n0->n1", "n2->n3"]
+
+
+def test_a_port_no_edge_leaves_is_a_dead_end() -> None:
+    svg = _svg(OPEN, _edge("n0", "m1:in:t0", "M130,70 L130,100") +
+               _edge("n1", "n2", "M130,170 L130,200") +
+               _edge("n2", "m1:out:t2", "M130,230 L130,260") +
+               _edge("m1:out:t2", "n3", "M130,260 L130,300"))
+    report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
+    assert report.dead_ends == ["n0->m1:in:t0"] and report.missing == ["n0->n1"]
+
+
+def test_a_chain_must_pass_only_ports_not_other_ops() -> None:
+    """n0 -> n3 drawn as n0 -> n1 -> ... does not show that n3 reads n0's tensor."""
+    graph = _graph()
+    graph.edges.append(Edge("n0", "n3", "t0"))
+    graph.nodes["n3"].inputs.append("t0")
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, PARENTS, idle=["m2"]).missing == ["n0->n3"]
+
+
+def test_unconnected_boxes_that_ran_are_reported_and_idle_ones_are_not() -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100"))
+    report = check_figure(svg, _graph(), PARENTS)
+    assert report.unconnected == ["n3"]  # m2 never ran: not counted
+    assert report.missing == ["m1->n3"]
+
+
+def test_an_end_off_its_box_is_detached() -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L150,82") +  # stops 18 px short
+               _edge("m1", "n3", "M130,130 L130,160"))
+    report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
+    assert report.detached == ["n0->m1"] and report.missing == []
+    assert "1 detached (n0->m1)" in str(report)
