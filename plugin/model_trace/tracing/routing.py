@@ -7,7 +7,18 @@ op (``topk``, ``argmax``, ``max(dim)``, ``sort``...) whose input is on the meta 
 the policy answers with concrete CPU indices. With real tensors the real routing is used,
 unless the trace forces the policy (``trace(..., force_routing=True)``).
 
-A policy is deterministic: the same model, inputs and policy give the same routing.
+A policy is deterministic: the same model, inputs and policy give the same routing. What each
+one stands for:
+
+- ``balanced``: a trained gate whose load balancing has done its job (DeepSeek-V3's bias
+  update): every expert gets the same number of tokens, and a token of a group-limited gate
+  spreads its experts over all the groups it kept, as the gate's group score (the sum of a
+  group's best experts) favours;
+- ``random``: a gate with no balancing at all, uniform random choices (seeded): the load
+  varies from expert to expert by chance and some experts may get no token;
+- ``first``: a collapsed router, every token to the same first experts, the failure that
+  load balancing exists to prevent;
+- a fixed list: one scenario chosen by hand; it must respect the gate's group limit.
 """
 
 from __future__ import annotations
@@ -43,9 +54,15 @@ class RoutingPolicy:
 
 
 class BalancedRouting(RoutingPolicy):
-    """Least-loaded first: each row takes the ``k`` allowed choices that have been taken
-    least often so far in this decision (ties go round robin), so every expert gets the same
-    number of tokens when rows * k is a multiple of the expert count, group limits included."""
+    """Least-loaded first, and spread over the allowed groups.
+
+    Without ``allowed``, each row takes the ``k`` choices taken least often so far in this
+    decision (ties go round robin), so every choice gets the same load when rows * k is a
+    multiple of ``choices``. With ``allowed`` (a group-limited gate's experts), each row takes
+    ``k`` choices evenly spaced over its allowed ones (with 4 allowed groups of 32 and k = 8:
+    two in each group), at the offset whose choices are least loaded: every allowed group gets
+    k / (allowed groups) of the row's experts, and the load stays as even as the group choice
+    allows."""
 
     name = "balanced"
 
@@ -59,22 +76,44 @@ class BalancedRouting(RoutingPolicy):
         key = (rows, choices, k, allowed.numpy().tobytes() if allowed is not None else None)
         answer = self._answers.get(key)
         if answer is None:
-            answer = self._answers[key] = self._least_loaded(rows, choices, k, allowed)
+            answer = self._least_loaded(rows, choices, k) if allowed is None \
+                else self._spread(rows, choices, k, allowed)
+            self._answers[key] = answer
         return answer.clone()
 
     @staticmethod
-    def _least_loaded(rows: int, choices: int, k: int, allowed: torch.Tensor | None
-                      ) -> torch.Tensor:
+    def _least_loaded(rows: int, choices: int, k: int) -> torch.Tensor:
         load = torch.zeros(choices, dtype=torch.int64)
         order = torch.arange(choices, dtype=torch.int64)
         chosen = torch.empty(rows, k, dtype=torch.int64)
-        penalty = (~allowed).to(torch.int64) * (rows * k + 1) * choices \
-            if allowed is not None else None
         for row in range(rows):
             rank = load * choices + (order - row * k) % choices
-            if penalty is not None:
-                rank = rank + penalty[row]
             picked = rank.topk(k, largest=False).indices
+            chosen[row] = picked
+            load[picked] += 1
+        return chosen
+
+    @staticmethod
+    def _spread(rows: int, choices: int, k: int, allowed: torch.Tensor) -> torch.Tensor:
+        load = torch.zeros(choices, dtype=torch.int64)
+        chosen = torch.empty(rows, k, dtype=torch.int64)
+        for row in range(rows):
+            positions = allowed[row].nonzero().flatten()  # the row's allowed choices, in order
+            if len(positions) < k:  # too few allowed: a gate's top-k then takes masked ones
+                outside = (~allowed[row]).nonzero().flatten()
+                extra = outside[load[outside].argsort(stable=True)[:k - len(positions)]]
+                picked = torch.cat([positions, extra])
+            else:
+                count = len(positions)
+                stride = -(-count // k)
+                offsets = torch.arange(stride)
+                slots = torch.arange(k) * count // k  # evenly spaced over the allowed ones
+                candidates = positions[(slots + offsets[:, None]) % count]  # (stride, k)
+                loads = load[candidates]
+                # least total load, then least peak load, then round robin over offsets
+                cost = (loads.sum(1) * (k + 1) + loads.amax(1)) * stride \
+                    + (offsets - row) % stride
+                picked = candidates[cost.argmin()]
             chosen[row] = picked
             load[picked] += 1
         return chosen
@@ -109,6 +148,10 @@ class FixedRouting(RoutingPolicy):
     ``experts`` may also be a list of per-row lists, used in turn (row ``r`` takes list
     ``r % len(experts)``). A request the list cannot answer (more choices than it names, or
     an index out of range, such as a gate's group choice) takes the first ``k`` choices.
+
+    Under a group-limited gate (``allowed`` given, after a choice of ``k'`` groups among
+    ``G``) a list whose experts fall in more than ``k'`` groups of ``choices / G`` is refused
+    with a ``ValueError``: no gate could route a token so.
     """
 
     name = "fixed"
@@ -125,15 +168,43 @@ class FixedRouting(RoutingPolicy):
                 if len(set(row)) != len(row) or any(e < 0 for e in row):
                     raise ValueError(f"FixedRouting experts {row} must be distinct indices >= 0")
         self.name = "first" if experts is None else "fixed"
+        self._previous: tuple[int, int] | None = None  # (choices, k) of the last request
+
+    def reset(self) -> None:
+        self._previous = None
 
     def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
                ) -> torch.Tensor:
-        table = self.table
+        table, previous = self.table, self._previous
+        self._previous = (choices, k)
         if (table is None or any(len(row) < k for row in table)
                 or max(max(row[:k]) for row in table) >= choices):
             return torch.arange(k, dtype=torch.int64).expand(rows, k).clone()
+        if allowed is not None and previous is not None:
+            for row in table:
+                self._check_group_limit(row[:k], choices, *previous)
         chosen = torch.tensor([row[:k] for row in table], dtype=torch.int64)
         return chosen.repeat((rows + len(table) - 1) // len(table), 1)[:rows]
+
+    @staticmethod
+    def _check_group_limit(experts: list[int], choices: int, groups: int, limit: int) -> None:
+        """Refuse experts spread over more than ``limit`` of ``groups`` equal groups."""
+        if groups >= choices or choices % groups:
+            return
+        size = choices // groups
+        spanned = list(dict.fromkeys(e // size for e in experts))
+        if len(spanned) <= limit:
+            return
+        kept = spanned[:limit]
+        example = [e for e in experts if e // size in kept]
+        example += [e for g in kept for e in range(g * size, (g + 1) * size)
+                    if e not in example][:len(experts) - len(example)]
+        raise ValueError(
+            f"routing {experts} sends a token to experts in {len(spanned)} groups, but the gate "
+            f"keeps at most {limit} of its {groups} groups of {size} experts (experts "
+            f"{', '.join(f'{g * size}-{g * size + size - 1}' for g in range(min(groups, 3)))}"
+            f"{', ...' if groups > 3 else ''}) for each token; list experts of at most "
+            f"{limit} groups, e.g. {example}")
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"policy": self.name}

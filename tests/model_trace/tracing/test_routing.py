@@ -39,6 +39,46 @@ def test_balanced_keeps_to_allowed_groups_and_stays_balanced() -> None:
     assert _loads(chosen, 16) == [8] * 16
 
 
+@pytest.mark.parametrize(("rows", "groups", "kept", "experts", "k"), [
+    (128, 8, 4, 256, 8),  # DeepSeek-V3: 8 of 256 experts from 4 of 8 groups
+    (128, 8, 3, 160, 6),  # DeepSeek-V2: 6 of 160 experts from 3 of 8 groups
+    (32, 4, 2, 16, 4),  # the tiny config
+    (3, 8, 4, 256, 8),  # fewer tokens than groups
+])
+def test_balanced_spreads_each_token_over_all_its_allowed_groups(
+        rows: int, groups: int, kept: int, experts: int, k: int) -> None:
+    """The expert sets respect the group limit and use every allowed group, k / kept each,
+    as a trained group-limited gate does; the load stays as even as the group choice allows."""
+    policy = BalancedRouting()
+    chosen_groups = policy.choose(rows, groups, kept, None)
+    allowed = torch.zeros(rows, groups, dtype=torch.bool).scatter_(1, chosen_groups, True)
+    allowed = allowed.repeat_interleave(experts // groups, dim=1)
+    chosen = policy.choose(rows, experts, k, allowed)
+    assert chosen.shape == (rows, k) and _distinct_per_row(chosen)
+    size = experts // groups
+    for row in range(rows):
+        assert allowed[row, chosen[row]].all()
+        per_group = torch.bincount(chosen[row] // size, minlength=groups)
+        assert sorted(per_group[per_group > 0].tolist()) == [k // kept] * kept
+        assert set((chosen[row] // size).tolist()) == set(chosen_groups[row].tolist())
+    loads = _loads(chosen, experts)
+    assert max(loads) - min(loads) <= 1
+
+
+def test_fixed_routing_refuses_lists_that_break_the_group_limit() -> None:
+    policy = FixedRouting([3, 5, 9, 12])
+    groups = policy.choose(rows=4, choices=4, k=2, allowed=None)  # cannot answer: first 2
+    allowed = torch.zeros(4, 4, dtype=torch.bool).scatter_(1, groups, True)
+    with pytest.raises(ValueError, match=r"routing \[3, 5, 9, 12\] sends a token to experts "
+                       r"in 4 groups, but the gate keeps at most 2 of its 4 groups of 4 "
+                       r"experts .* e\.g\. \[3, 5, 0, 1\]"):
+        policy.choose(rows=4, choices=16, k=4, allowed=allowed.repeat_interleave(4, dim=1))
+    valid = FixedRouting([4, 6, 9, 11])  # groups 1 and 2: within the limit of 2
+    valid.choose(rows=4, choices=4, k=2, allowed=None)
+    assert valid.choose(4, 16, 4, allowed.repeat_interleave(4, dim=1)).tolist() == [
+        [4, 6, 9, 11]] * 4
+
+
 def test_random_is_uniform_seeded_and_reproducible() -> None:
     first = RandomRouting(7).choose(rows=20_000, choices=16, k=4, allowed=None)
     assert _distinct_per_row(first[:500])
@@ -77,7 +117,7 @@ def test_fixed_experts_must_be_distinct() -> None:
 @pytest.mark.parametrize(("routing", "promised"), [
     ("balanced", lambda loads: loads == [8] * 16),
     ("first", lambda loads: loads == [32] * 4 + [0] * 12),
-    ([3, 5, 9, 12], lambda loads: [i for i, n in enumerate(loads) if n] == [3, 5, 9, 12]
+    ([4, 6, 9, 11], lambda loads: [i for i, n in enumerate(loads) if n] == [4, 6, 9, 11]
      and set(loads) == {0, 32}),
     ("random:11", lambda loads: sum(loads) == 128 and len(set(loads)) > 1),
 ])
