@@ -8,7 +8,7 @@
 `python -m model_zoo.deepseek_v3 --config 671B --summary` prints the parameter breakdown.
 """
 
-from model_zoo.deepseek_v3.config import ModelArgs, list_configs, load_config
+from model_zoo.deepseek_v3.config import ModelArgs, YarnOffWarning, list_configs, load_config
 from model_zoo.deepseek_v3.generate import generate
 from model_zoo.deepseek_v3.model import (
     MLA,
@@ -19,6 +19,7 @@ from model_zoo.deepseek_v3.model import (
     Gate,
     Linear,
     MoE,
+    MultiTokenPrediction,
     ParallelEmbedding,
     RMSNorm,
     RowParallelLinear,
@@ -46,11 +47,13 @@ __all__ = [
     "Linear",
     "MoE",
     "ModelArgs",
+    "MultiTokenPrediction",
     "ParallelEmbedding",
     "RMSNorm",
     "RowParallelLinear",
     "RuntimeOptions",
     "Transformer",
+    "YarnOffWarning",
     "apply_rotary_emb",
     "generate",
     "init_weights",

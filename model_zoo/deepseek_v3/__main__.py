@@ -25,9 +25,12 @@ def _override(text: str) -> tuple[str, object]:
 
 def format_breakdown(counts: dict[str, int]) -> str:
     """A text table of `parameter_breakdown`'s counts, exact and in billions."""
-    rows = [*COMPONENTS, "total", "activated_per_token", "activated_excl_embedding", "fp8_scales"]
+    rows = [*COMPONENTS, "total", "activated_per_token", "activated_excl_embedding",
+            "mtp_unique", "mtp_activated", "fp8_scales"]
     lines = [f"{'component':<26}{'parameters':>18}{'billions':>11}"]
     for key in rows:
+        if key.startswith("mtp") and not counts["mtp"]:
+            continue
         if key == "total":
             lines.append("-" * 55)
         lines.append(f"{key:<26}{counts[key]:>18,}{counts[key] / 1e9:>11.3f}")

@@ -5,6 +5,9 @@ Each `configs/<name>.json` holds the fields that differ from the `ModelArgs` def
 - `16B`, `236B`: DeepSeek-V2-Lite and DeepSeek-V2 shapes (bf16 weights, softmax routing).
 - `671B`: DeepSeek-V3 (fp8 weights, sigmoid routing with a bias, 8 expert groups).
 - `v3.1`: DeepSeek-V3.1, the 671B shapes with power-of-two ("ue8m0") fp8 scales.
+Every config describes the model as the inference reference builds it: without the multi-token
+prediction (MTP) module the published checkpoint adds as layer 61; `mtp=True` adds it.
+
 - `tiny`: every branch of the model (q LoRA, dense and MoE layers, group-limited sigmoid routing
   with a gate bias, shared experts, YaRN) at sizes that run on a CPU in milliseconds; its
   matrix dimensions are multiples of 128 so it also runs with fp8 weights.
@@ -13,6 +16,7 @@ Each `configs/<name>.json` holds the fields that differ from the `ModelArgs` def
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -32,7 +36,8 @@ class ModelArgs:
     float8_e4m3fn with one float32 scale per 128 x 128 block, rounded to powers of two when
     `scale_fmt` is "ue8m0"). `gate_bias` adds the float32 routing bias of the gate; None means
     the reference's rule, a bias exactly when `dim == 7168` (see `has_gate_bias`). YaRN and its
-    attention-scale correction apply only when `max_seq_len > original_seq_len`.
+    attention-scale correction apply only when `max_seq_len > original_seq_len`. `mtp` adds the
+    multi-token-prediction module of the published checkpoint (off in the inference reference).
     """
 
     max_batch_size: int = 8
@@ -68,6 +73,8 @@ class ModelArgs:
     beta_fast: int = 32
     beta_slow: int = 1
     mscale: float = 1.0
+    # multi-token prediction
+    mtp: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in [
@@ -143,4 +150,22 @@ def load_config(name: str, **overrides: Any) -> ModelArgs:
             f"unknown ModelArgs field(s) {', '.join(unknown)} for config {name!r}; "
             f"valid fields: {', '.join(known)}"
         )
-    return ModelArgs(**fields)
+    args = ModelArgs(**fields)
+    base = ModelArgs(**json.loads(path.read_text()))
+    if base.yarn_enabled and not args.yarn_enabled:
+        warnings.warn(YarnOffWarning(name, args, base), stacklevel=2)
+    return args
+
+
+class YarnOffWarning(UserWarning):
+    """An override of `max_seq_len` (or `original_seq_len`) turned YaRN off in a config whose
+    weights were trained with it: the model then computes a different function."""
+
+    def __init__(self, name: str, args: ModelArgs, base: ModelArgs) -> None:
+        super().__init__(
+            f"config {name!r} with max_seq_len={args.max_seq_len} <= original_seq_len="
+            f"{args.original_seq_len} turns YaRN off: the rotary frequencies are no longer "
+            f"stretched and the softmax scale falls from {base.softmax_scale:.6f} to "
+            f"{args.softmax_scale:.6f}, a different function from the trained model; keep "
+            f"max_seq_len above {args.original_seq_len} (it only sizes the KV cache)"
+        )

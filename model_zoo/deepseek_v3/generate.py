@@ -37,6 +37,8 @@ def generate(
     prev_pos = 0
     for cur_pos in range(min(lengths), total):
         logits = model(tokens[:, prev_pos:cur_pos], prev_pos)  # (b, V)
+        if isinstance(logits, tuple):  # with mtp: (logits, draft_logits); greedy keeps the first
+            logits = logits[0]
         next_token = torch.where(is_prompt[:, cur_pos], tokens[:, cur_pos], logits.argmax(-1))
         tokens[:, cur_pos] = next_token
         if eos_id is not None:

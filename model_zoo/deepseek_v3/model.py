@@ -553,6 +553,58 @@ class Block(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 
+class MultiTokenPrediction(nn.Module):
+    """DeepSeek-V3's multi-token-prediction (MTP) module, layer 61 of the published checkpoint:
+    from the main model's hidden states and the *next* tokens, the logits of the token after
+    next. (b, s, D), (b, s) -> last-position logits (b, V).
+
+    For position i it projects the concatenation of the normalised embedding of token i + 1
+    and the normalised hidden state h_i (eh_proj, 2D -> D), runs one MoE block at position i
+    (with its own KV cache), normalises and projects onto the vocabulary: a prediction of
+    token i + 2 (the report's section 2.2, depth 1). In training the embedding and the head
+    are the main model's; the checkpoint stores copies (layers.61.embed_tokens,
+    layers.61.shared_head.head), which this module holds as its own parameters so that the
+    checkpoint loads unchanged. eh_proj is stored in the default dtype, never fp8.
+    """
+
+    def __init__(self, args: ModelArgs, opts: RuntimeOptions) -> None:
+        super().__init__()
+        self.world_size = opts.world_size
+        self.embed = ParallelEmbedding(args.vocab_size, args.dim, opts)
+        self.enorm = RMSNorm(args.dim, opts.dtype)
+        self.hnorm = RMSNorm(args.dim, opts.dtype)
+        self.eh_proj = Linear(2 * args.dim, args.dim, args, opts, dtype=opts.dtype)
+        # "like layers 3-60": a MoE block, whatever n_layers an override leaves
+        self.block = Block(max(args.n_layers, args.n_dense_layers), args, opts)
+        self.norm = RMSNorm(args.dim, opts.dtype)
+        self.head = ColumnParallelLinear(args.dim, args.vocab_size, args, opts, dtype=opts.dtype)
+
+    def forward(
+        self,
+        h: Tensor,
+        next_tokens: Tensor,
+        start_pos: int,
+        freqs_cis: Tensor,
+        mask: Tensor | None,
+    ) -> Tensor:
+        """h (b, s, D): the main model's hidden states at positions start_pos.., after its
+        final norm (what its head reads; vLLM's DeepSeek MTP is fed the same); next_tokens
+        (b, s): the token after each of those positions."""
+        e = self.enorm(self.embed(next_tokens))  # (b, s, D)
+        x = self.eh_proj(torch.cat([e, self.hnorm(h)], dim=-1))  # (b, s, 2D) -> (b, s, D)
+        x = self.block(x, start_pos, freqs_cis, mask)
+        return _gather_logits(self.head(self.norm(x)[:, -1]), self.world_size)
+
+
+def _gather_logits(logits: Tensor, world_size: int) -> Tensor:
+    """(b, V / world_size) on every rank -> (b, V): the column-parallel head's slices."""
+    if world_size == 1:
+        return logits
+    parts = [torch.empty_like(logits) for _ in range(world_size)]
+    dist.all_gather(parts, logits)
+    return torch.cat(parts, dim=-1)
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector, restoring its previous state afterwards.
@@ -579,6 +631,10 @@ class Transformer(nn.Module):
     positions: each writes its keys and values into the caches at start_pos..start_pos+s-1
     and attends to everything cached before. Unlike the reference, a call with s > 1 and
     start_pos > 0 (chunked prefill) works: the causal mask is (s, start_pos + s).
+
+    With `args.mtp` the model also holds `mtp`, the multi-token-prediction module, and returns
+    (logits, draft_logits): the MTP's logits for the token after the main model's greedy next
+    token, the draft that speculative decoding verifies at the next step.
     """
 
     def __init__(self, args: ModelArgs, options: RuntimeOptions | None = None) -> None:
@@ -592,11 +648,14 @@ class Transformer(nn.Module):
             self.head = ColumnParallelLinear(
                 args.dim, args.vocab_size, args, opts, dtype=opts.dtype
             )
+            self.mtp: MultiTokenPrediction | None = (
+                MultiTokenPrediction(args, opts) if args.mtp else None
+            )
         freqs_cis = precompute_freqs_cis(args).to(torch.get_default_device())
         self.register_buffer("freqs_cis", freqs_cis, persistent=False)
 
     @torch.inference_mode()
-    def forward(self, tokens: Tensor, start_pos: int = 0) -> Tensor:
+    def forward(self, tokens: Tensor, start_pos: int = 0) -> Tensor | tuple[Tensor, Tensor]:
         b, s = tokens.shape
         end = start_pos + s
         if b > self.args.max_batch_size or end > self.args.max_seq_len:
@@ -613,9 +672,11 @@ class Transformer(nn.Module):
             mask = mask.triu_(start_pos + 1)  # (s, t)
         for layer in self.layers:
             h = layer(h, start_pos, freqs_cis, mask)
-        logits = self.head(self.norm(h)[:, -1])  # (b, V / world_size)
-        if self.options.world_size > 1:
-            parts = [torch.empty_like(logits) for _ in range(self.options.world_size)]
-            dist.all_gather(parts, logits)
-            logits = torch.cat(parts, dim=-1)  # (b, V)
-        return logits
+        h = self.norm(h)
+        logits = _gather_logits(self.head(h[:, -1]), self.options.world_size)  # (b, V)
+        if self.mtp is None:
+            return logits
+        # the MTP reads position i with token i + 1: the prompt shifted by one, then the
+        # main model's greedy choice for the position after the last
+        next_tokens = torch.cat([tokens[:, 1:], logits.argmax(-1, keepdim=True)], dim=1)
+        return logits, self.mtp(h, next_tokens, start_pos, freqs_cis, mask)

@@ -15,14 +15,18 @@ COMPONENTS = (
     "gates",
     "norms",
     "head",
+    "mtp",
 )
 """Parameter groups of `parameter_breakdown`, in model order. Attention includes its q_norm
 and kv_norm; norms are the layers' attn_norm and ffn_norm and the final norm; gates include
-their routing biases."""
+their routing biases; mtp is the whole multi-token-prediction module (0 without `mtp`), its
+copies of the embedding and the head included."""
 
 
 def _component(name: str) -> str:
     parts = name.split(".")
+    if parts[0] == "mtp":
+        return "mtp"
     if parts[0] in ("embed", "head"):
         return "embedding" if parts[0] == "embed" else "head"
     if parts[0] == "norm" or parts[2] in ("attn_norm", "ffn_norm"):
@@ -39,15 +43,28 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for n, p in module.named_parameters() if not n.endswith("scale"))
 
 
+def _activated(module: nn.Module) -> int:
+    """Parameters of `module` one token goes through: all but the routed experts it skips."""
+    total = _count(module)
+    for moe in module.modules():
+        if isinstance(moe, MoE):
+            experts = [e for e in moe.experts if e is not None]
+            total -= sum(_count(e) for e in experts) - moe.gate.topk * _count(experts[0])
+    return total
+
+
 def parameter_breakdown(model_or_args: Transformer | ModelArgs) -> dict[str, int]:
     """Parameter counts of a model, or of the model `ModelArgs` describes (built on the meta
     device, unsplit, so it costs no memory).
 
-    Keys: the `COMPONENTS`; "total"; "activated_per_token" (everything but the routed experts
-    a token does not use: A experts per MoE layer, embedding and head included);
-    "activated_excl_embedding" (the same without the embedding lookup); "fp8_scales" (float32
-    block scales of fp8 weights, counted apart from the total as the published numbers are).
-    A tensor-parallel model counts what its rank holds.
+    Keys: the `COMPONENTS`; "total"; "activated_per_token" (everything of the main model but
+    the routed experts a token does not use: A experts per MoE layer, embedding and head
+    included); "activated_excl_embedding" (the same without the embedding lookup);
+    "mtp_unique" (the MTP module without its copies of the embedding and the head, which
+    training shares with the main model); "mtp_activated" (what one token goes through in the
+    MTP module, its embedding and head included); "fp8_scales" (float32 block scales of fp8
+    weights, counted apart from the total as the published numbers are). A tensor-parallel
+    model counts what its rank holds.
     """
     if isinstance(model_or_args, ModelArgs):
         with torch.device("meta"):
@@ -62,14 +79,13 @@ def parameter_breakdown(model_or_args: Transformer | ModelArgs) -> dict[str, int
         else:
             counts[_component(name)] += param.numel()
     total = sum(counts.values())
-    activated = total - counts["routed_experts"]
-    for layer in model.layers:
-        if isinstance(layer.ffn, MoE):
-            expert = next(e for e in layer.ffn.experts if e is not None)
-            activated += layer.ffn.gate.topk * _count(expert)
+    mtp = model.mtp
+    activated = total - counts["mtp"] - _count(model.layers) + _activated(model.layers)
     return counts | {
         "total": total,
         "activated_per_token": activated,
         "activated_excl_embedding": activated - counts["embedding"],
+        "mtp_unique": 0 if mtp is None else counts["mtp"] - _count(mtp.embed) - _count(mtp.head),
+        "mtp_activated": 0 if mtp is None else _activated(mtp),
         "fp8_scales": fp8_scales,
     }

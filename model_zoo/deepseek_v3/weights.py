@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from model_zoo.deepseek_v3.kernels import weight_quant
 from model_zoo.deepseek_v3.model import BLOCK_SIZE, Linear, MoE, RMSNorm, Transformer
@@ -39,14 +39,29 @@ HF_NAME_PARTS = {
 """Hugging Face name parts and ours, e.g. model.layers.0.mlp.gate_proj.weight_scale_inv ->
 layers.0.ffn.w1.scale."""
 
+MTP_OWN_PARTS = frozenset({"embed", "enorm", "hnorm", "eh_proj", "shared_head"})
+"""The multi-token-prediction layer's own parts (layer `n_layers` of a checkpoint, after
+`HF_NAME_PARTS`); everything else of that layer belongs to its block, and shared_head.norm and
+shared_head.head are its norm and head: model.layers.61.self_attn.o_proj -> mtp.block.attn.wo,
+model.layers.61.shared_head.head -> mtp.head."""
+
 _LAYER = re.compile(r"^layers\.(\d+)\.")
 _EXPERT = re.compile(r"^layers\.(\d+)\.ffn\.experts\.(\d+)\.")
 
 
-def native_name(name: str) -> str:
-    """Our state-dict name for a checkpoint name, which may be ours or Hugging Face's."""
-    parts = name.removeprefix("model.").split(".")
-    return ".".join(HF_NAME_PARTS.get(part, part) for part in parts)
+def native_name(name: str, n_layers: int | None = None) -> str:
+    """Our state-dict name for a checkpoint name, which may be ours or Hugging Face's.
+
+    With `n_layers`, layer `n_layers` (DeepSeek-V3's layer 61) is the multi-token-prediction
+    module: model.layers.61.eh_proj.weight -> mtp.eh_proj.weight.
+    """
+    parts = [HF_NAME_PARTS.get(part, part) for part in name.removeprefix("model.").split(".")]
+    if n_layers is not None and parts[:2] == ["layers", str(n_layers)]:
+        own = parts[2] in MTP_OWN_PARTS
+        parts = ["mtp", *([] if own else ["block"]), *parts[2:]]
+        if parts[1] == "shared_head":
+            del parts[1]
+    return ".".join(parts)
 
 
 def _checkpoint_files(path: Path) -> list[Path]:
@@ -57,16 +72,23 @@ def _checkpoint_files(path: Path) -> list[Path]:
 
 
 def _belongs_elsewhere(model: Transformer, name: str) -> bool:
-    """Whether a checkpoint tensor has no place in this model by design: a layer beyond
-    n_layers (e.g. DeepSeek-V3's multi-token-prediction layer 61) or another rank's expert."""
+    """Whether a checkpoint tensor (our name) has no place in this model by design: a layer
+    beyond n_layers (e.g. DeepSeek-V3's multi-token-prediction layer 61 in a model built
+    without `mtp`) or another rank's expert."""
     layer = _LAYER.match(name)
     if layer and int(layer[1]) >= len(model.layers):
         return True
-    expert = _EXPERT.match(name)
-    if expert:
-        ffn = model.layers[int(expert[1])].ffn
-        return isinstance(ffn, MoE) and ffn.experts[int(expert[2])] is None
-    return False
+    if name.startswith("mtp.block."):
+        block: nn.Module | None = model.mtp.block if model.mtp is not None else None
+        name = name.removeprefix("mtp.block.")
+    else:
+        expert_layer = _EXPERT.match(name)
+        block = model.layers[int(expert_layer[1])] if expert_layer else None
+        name = name.partition(".")[2].partition(".")[2]
+    expert = re.match(r"^ffn\.experts\.(\d+)\.", name)
+    if block is None or expert is None:
+        return False
+    return isinstance(block.ffn, MoE) and block.ffn.experts[int(expert[1])] is None
 
 
 def _local_slice(full: Tensor, target: Tensor, rank: int, name: str) -> Tensor:
@@ -116,14 +138,15 @@ def _target(params: dict[str, Tensor], name: str, checkpoint_name: str, tensor: 
 def load_checkpoint(model: Transformer, path: str | Path) -> None:
     """Copy a safetensors checkpoint (one file, or a folder of *.safetensors) into `model`.
 
-    Names may be ours or Hugging Face's (mapped by `native_name`). Layers beyond the model's
+    Names may be ours or Hugging Face's (mapped by `native_name`; layer n_layers loads into
+    the multi-token-prediction module when the model has one). Layers beyond the model's
     n_layers and other ranks' experts are skipped; a whole (unsplit) tensor is sliced to this
     rank's part. Raises ValueError for unknown or missing names and mismatched shapes.
     """
     params = model.state_dict()
     missing = set(params)
     for checkpoint_name, tensor in _read_tensors(_checkpoint_files(Path(path))):
-        name = native_name(checkpoint_name)
+        name = native_name(checkpoint_name, len(model.layers) if model.mtp is not None else None)
         if _belongs_elsewhere(model, name):
             continue
         target = _target(params, name, checkpoint_name, tensor)

@@ -29,9 +29,12 @@ def test_671b_breakdown(model_671b: Transformer) -> None:
         "gates": 106_445_312,
         "norms": 881_664,
         "head": 926_679_040,
+        "mtp": 0,
         "total": 671_026_419_200,
         "activated_per_token": counts["activated_per_token"],
         "activated_excl_embedding": counts["activated_excl_embedding"],
+        "mtp_unique": 0,
+        "mtp_activated": 0,
         "fp8_scales": 40_838_232,
     }
     assert counts["routed_experts"] == 653_908_770_816
