@@ -108,7 +108,7 @@ class Node:
     (``tokens``, ``output['logits']``, ``freqs_cis``)."""
     category: str
     """Colour group of the op: ``linear``, ``activation``, ``shape``, ``io``, ``collective``,
-    ... (``model_trace.op_categories``)."""
+    ... (``model_trace.tracing.op_table``)."""
     parent: str
     """Id of the module call the node belongs to."""
     inputs: list[str] = field(default_factory=list)

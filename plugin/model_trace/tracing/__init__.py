@@ -1,7 +1,10 @@
 """Tracing: record one forward pass of a model as a ``Graph``.
 
 - ``api``: ``trace`` / ``trace_with_options``, the entry points;
-- ``recorder``: module hooks and the ``TorchFunctionMode`` that records ops, tensors, edges;
+- ``recorder``: module hooks and the ``TorchFunctionMode`` that records ops into a
+  ``builder.GraphBuilder``; ``op_runner`` runs each op and counts its FLOPs;
+- ``op_table``: what is known about each op (category, role, FLOP rule), read by all of
+  them; ``op_info`` derives it per function, ``arguments`` reads an op's arguments;
 - ``concrete``: the meta-device rules (float shapes only, integers concrete);
 - ``routing``: routing policies for gates whose scores have no values;
 - ``flops``, ``stats``: FLOPs, parameters, activated parameters, activation bytes;

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -79,43 +78,22 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
         args, kwargs = _concrete_integers((args, kwargs))
     root_name = type(model).__name__ if root_module is not None else _function_name(model)
     recorder = Recorder(root_module, root_name, options, values)
-    _record_inputs(recorder, model, args, kwargs)
+    for name, value in _input_labels(model, args, kwargs):
+        for label, tensor in named_tensors(value, name):
+            recorder.record_input(label, tensor)
     try:
-        with _recording(recorder, options):
+        with recorder.recording():
             result = model(*args, **kwargs)
     except Exception as error:
         message = _failure_message(recorder, error)
         partial = _finish(recorder, model, options, values, on_meta, fold=False)
-        recorder.release()
+        recorder.release(())
         raise TraceError(message, graph=partial) from error
-    for label, tensor in named_tensors(result, "output"):
-        node_id = recorder._add_node("output", label, "io", recorder.root)
-        recorder._connect(recorder.nodes[node_id], [tensor])
+    recorder.record_outputs(result)
     graph = _finish(recorder, model, options, values, on_meta, fold=options.fold,
                     measurements=measurements)
-    for _, tensor in named_tensors((args, kwargs, result), ""):
-        recorder.forget(tensor)
-    recorder.release()
+    recorder.release((args, kwargs, result))
     return graph
-
-
-@contextlib.contextmanager
-def _recording(recorder: Recorder, options: TraceOptions) -> Iterator[None]:
-    """Hooks and modes on, for the forward only; all removed on exit, even on error."""
-    pre = torch.nn.modules.module.register_module_forward_pre_hook(recorder.enter_module)
-    post = torch.nn.modules.module.register_module_forward_hook(
-        recorder.exit_module, with_kwargs=True, always_call=True)
-    try:
-        with contextlib.ExitStack() as stack:
-            if options.no_grad:
-                stack.enter_context(torch.no_grad())
-            if recorder._aten is not None:
-                stack.enter_context(recorder._aten)
-            stack.enter_context(recorder)
-            yield
-    finally:
-        pre.remove()
-        post.remove()
 
 
 def _on_meta(model: torch.nn.Module | None, args: tuple[Any, ...],
@@ -161,24 +139,13 @@ def _input_labels(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     return labels
 
 
-def _record_inputs(recorder: Recorder, model: Any, args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> None:
-    for name, value in _input_labels(model, args, kwargs):
-        for label, tensor in named_tensors(value, name):
-            if recorder.ref(tensor) is None:
-                recorder.register_source(tensor, "input", label)
-
-
 def _function_name(function: Any) -> str:
     return getattr(function, "__qualname__", None) or type(function).__name__
 
 
 def _failure_message(recorder: Recorder, error: Exception) -> str:
-    if recorder.failed_at is not None:
-        group, op, source = recorder.failed_at
-    else:
-        group, op, source = recorder._stack[-1], recorder.current_op or "?", None
-    call = recorder.modules.get(group)
+    failure = recorder.failure()
+    call, op, source = failure.call, failure.op, failure.source
     where = (call.path or "<root>") if call is not None else "<root>"
     cls = f" ({call.cls})" if call is not None else ""
     at = f" at {source.file}:{source.line} `{source.code}`" if source is not None else ""
@@ -194,15 +161,15 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
 def _finish(recorder: Recorder, model: Any, options: TraceOptions,
             values: ConcreteValues | None, on_meta: bool, fold: bool,
             measurements: Any = None) -> Graph:
-    graph = Graph(root=recorder.root, modules=recorder.modules, nodes=recorder.nodes,
-                  tensors=recorder.tensors, edges=recorder.edges)
+    graph = recorder.builder.graph()
     graph.meta = _meta(graph, model, options, values, on_meta)
     root_module = model if isinstance(model, torch.nn.Module) else None
-    if fold or measurements is not None or not recorder.failed_at:
-        add_uncalled_modules(graph, recorder.call_modules, root_module, recorder.sources,
+    call_modules = recorder.builder.call_modules
+    if fold or measurements is not None or not recorder.failed:
+        add_uncalled_modules(graph, call_modules, root_module, recorder.sources,
                              frozenset(recorder.opaque_paths))
-    assign_statistics(graph, recorder.call_modules, root_module)
-    draw_shared_per_use(graph, recorder.input_names, options.shared_min_uses)
+    assign_statistics(graph, call_modules, root_module)
+    draw_shared_per_use(graph, recorder.builder.input_names, options.shared_min_uses)
     if measurements is not None:
         attach_measurements(graph, measurements)
     if fold:

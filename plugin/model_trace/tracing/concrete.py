@@ -37,22 +37,8 @@ from typing import Any
 
 import torch
 
+from model_trace.tracing.op_info import OpInfo
 from model_trace.tracing.routing import RoutingPolicy
-
-ROUTING_OPS = frozenset({"topk", "argmax", "argmin", "max", "min", "sort", "argsort",
-                         "multinomial", "kthvalue", "mode", "median", "nanmedian"})
-INDEXING_OPS = frozenset({"getitem", "setitem", "index_put_", "index_put", "index_select",
-                          "gather", "scatter", "scatter_", "scatter_add", "scatter_add_",
-                          "scatter_reduce", "scatter_reduce_", "index_add", "index_add_",
-                          "index_copy", "index_copy_", "index_fill", "index_fill_",
-                          "embedding", "take_along_dim", "take"})
-LIKE_OPS = frozenset({"zeros_like", "ones_like", "full_like", "empty_like", "rand_like",
-                      "randn_like", "randint_like", "new_zeros", "new_ones", "new_full",
-                      "new_empty", "new_tensor", "new_empty_strided"})
-FACTORY_OPS = LIKE_OPS | frozenset({"zeros", "ones", "full", "empty", "rand", "randn",
-                                    "arange", "linspace", "logspace", "eye", "empty_strided",
-                                    "randint", "randperm", "normal", "range", "scalar_tensor"})
-DEVICE_OPS = frozenset({"to", "cuda", "cpu"})
 
 Call = Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -232,8 +218,9 @@ class ConcreteValues:
         self.results = MetaResults()
 
     # -- the entry point ----------------------------------------------------------------
-    def run(self, name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def run(self, info: OpInfo, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
             tensors: list[torch.Tensor], call: Call) -> Any:
+        name, role = info.name, info.role
         has_meta = has_real = False
         for tensor in tensors:
             if tensor.is_meta:
@@ -241,18 +228,18 @@ class ConcreteValues:
             else:
                 has_real = True
         if not has_meta:
-            if name in FACTORY_OPS:
+            if role in ("factory", "like"):
                 return self._factory(func, args, kwargs, call)
             if name == "to" and tensors and not is_float(tensors[0]) \
                     and _targets_meta(args[1:], kwargs):
                 return self._stay_on_meta(name, func, args, kwargs, call)
             result = call(func, args, kwargs)
-            if self.force_routing and name in ROUTING_OPS and tensors:
+            if self.force_routing and role == "routing" and tensors:
                 return self._route(name, args, kwargs, result)
             return result
-        if name in DEVICE_OPS and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+        if role == "device" and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return self._stay_on_meta(name, func, args, kwargs, call)
-        if has_real and name not in INDEXING_OPS:
+        if has_real and not info.indexing:
             args, kwargs = self._to_meta(args), self._to_meta(kwargs)
         try:
             result = call(func, args, kwargs)
@@ -261,11 +248,11 @@ class ConcreteValues:
                 raise
             result = call(func, self._to_meta(args, indices=True),
                           self._to_meta(kwargs, indices=True))
-        if name in ROUTING_OPS:
+        if role == "routing":
             routed_input = _argument(args, kwargs, 0, "input")
             if isinstance(routed_input, torch.Tensor) and routed_input.is_meta:
                 result = self._route(name, args, kwargs, result)
-        return self._concretise(name, func, args, kwargs, tensors, result)
+        return self._concretise(info, func, args, kwargs, tensors, result)
 
     # -- rule 4 and 5 -------------------------------------------------------------------
     @staticmethod
@@ -392,14 +379,14 @@ class ConcreteValues:
         return indices if source.is_meta else indices.to(source.device)
 
     # -- rule 3 -------------------------------------------------------------------------
-    def _concretise(self, name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def _concretise(self, info: OpInfo, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                     inputs: list[torch.Tensor], result: Any) -> Any:
         def concrete(tensor: torch.Tensor) -> torch.Tensor:
             if not tensor.is_meta or is_float(tensor) or any(tensor is i for i in inputs):
                 return tensor
-            if name in LIKE_OPS:
-                return self._like_on_cpu(name, func, args, kwargs)
-            self.assumed_zero[name] = self.assumed_zero.get(name, 0) + 1
+            if info.role == "like":
+                return self._like_on_cpu(info.name, func, args, kwargs)
+            self.assumed_zero[info.name] = self.assumed_zero.get(info.name, 0) + 1
             return torch.zeros(tensor.shape, dtype=tensor.dtype)
 
         if isinstance(result, torch.Tensor):

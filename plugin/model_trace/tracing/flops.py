@@ -4,8 +4,8 @@ torch's registry is keyed by ATen ops, so the tracer counts FLOPs in one of two 
 
 - ``F.linear`` and the block-scaled ``fp8_gemm`` custom op, the bulk of a transformer's ops, by
   torch's matrix-multiply formula on their shapes directly (no dispatch round trip);
-- any other op that may multiply matrices (``matmul``, ``einsum``, convolutions, attention,
-  Python functions the trace does not descend into) under ``FlopCounter``, a small
+- any other op that may multiply matrices (``matmul``, ``einsum``, convolutions, attention:
+  the op table's ``dispatch`` rule) under ``FlopCounter``, a small
   ``TorchDispatchMode`` that adds up the registry's formula for every ATen op inside.
 
 Elementwise ops count 0, as in torch's ``FlopCounterMode``. ``register_flop_formula`` adds a
@@ -26,18 +26,6 @@ FlopFormula = Callable[..., int]
 """(*args, out_val=output, **kwargs) -> FLOPs, args as the op received them (tensors)."""
 
 _EXTRA_FORMULAS: dict[str, FlopFormula] = {}
-
-FLOP_FUNCTIONS = frozenset({
-    "matmul", "mm", "bmm", "einsum", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot",
-    "vdot", "inner", "tensordot", "chain_matmul", "multi_dot", "bilinear", "matmul_",
-    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "conv_tbc", "scaled_dot_product_attention", "multi_head_attention_forward", "rmatmul",
-    "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell",
-    "rnn_relu_cell", "_convolution", "convolution",
-})
-"""Function-level op names whose ATen ops may be in the FLOP registry: counted under
-``FlopCounter``. Python functions the trace does not descend into are counted that way too."""
-
 
 def register_flop_formula(op_name: str, formula: FlopFormula) -> None:
     """Count ``op_name`` (``namespace::name``, e.g. ``mylib::gemm``) with ``formula``."""

@@ -24,9 +24,8 @@ from typing import Any
 import torch
 
 from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.tracing.op_table import gathers_rows
 from model_trace.tracing.source import SourceIndex
-
-_GATHERS = frozenset({"getitem", "index_select", "gather", "take", "index"})
 
 
 def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
@@ -129,7 +128,7 @@ def _gathered(graph: Graph, call: ModuleCall) -> bool:
         return False
     producer = graph.tensors[call.inputs[0]].producer
     node = graph.nodes.get(producer) if producer is not None else None
-    if node is None or node.name not in _GATHERS:
+    if node is None or not gathers_rows(node.name):
         return False
     return node.name != "getitem" or "T" in node.args.get("index", "")
 

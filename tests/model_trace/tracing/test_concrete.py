@@ -10,7 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import Graph
 from model_trace.tracing import trace
-from model_trace.tracing.recorder import REF_ATTRIBUTE
+from model_trace.tracing.builder import REF_ATTRIBUTE
 
 ROUTING = [1, 4, 6, 2]  # experts of groups 0 and 1: within the tiny gate's limit of 2
 

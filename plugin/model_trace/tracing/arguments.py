@@ -1,0 +1,95 @@
+"""An op's arguments as the recorder sees them: the tensors among them, and the other values
+as short texts for the figure (``dim=-1``, ``index=[:, 0]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def tensors_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    """The tensors among an op's arguments (two levels into lists and tuples)."""
+    found: list[torch.Tensor] = []
+    for group in (args, kwargs.values()) if kwargs else (args,):
+        for value in group:
+            if isinstance(value, torch.Tensor):
+                found.append(value)
+            elif isinstance(value, list | tuple):
+                for inner in value:
+                    if isinstance(inner, torch.Tensor):
+                        found.append(inner)
+                    elif isinstance(inner, list | tuple):
+                        found.extend(t for t in inner if isinstance(t, torch.Tensor))
+    return found
+
+
+def tensors_out(result: Any) -> list[torch.Tensor]:
+    """The tensors an op returned."""
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, list | tuple):
+        return tensors_in(tuple(result), {})
+    if isinstance(result, dict):
+        return tensors_in(tuple(result.values()), {})
+    return []
+
+
+def _format_slice(value: slice) -> str:
+    parts = ["" if v is None else str(v) for v in (value.start, value.stop, value.step)]
+    return ":".join(parts[:2] if value.step is None else parts)
+
+
+def _format_sequence(value: list[Any] | tuple[Any, ...]) -> str | None:
+    if len(value) > 8:
+        return None
+    items = [format_value(v) for v in value]
+    if any(i is None for i in items):
+        return None
+    inner = ", ".join(items)  # type: ignore[arg-type]
+    return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+
+
+_FORMATTERS: dict[type, Callable[[Any], str | None]] = {
+    int: repr, float: repr, bool: repr, str: repr, type(None): repr,
+    torch.dtype: lambda v: str(v).removeprefix("torch."),
+    torch.device: lambda v: v.type,
+    slice: _format_slice,
+    type(Ellipsis): lambda _: "...",
+    list: _format_sequence, tuple: _format_sequence, torch.Size: _format_sequence,
+}
+
+
+def format_value(value: Any) -> str | None:
+    """A short text for a non-tensor argument, or None to leave it out."""
+    formatter = _FORMATTERS.get(type(value))
+    if formatter is not None:
+        return formatter(value)
+    if isinstance(value, torch.Tensor):
+        return "T"
+    return None
+
+
+def format_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
+    """The non-tensor arguments of an op call, as short texts (``index`` for getitem)."""
+    formatted: dict[str, str] = {}
+    if name in ("getitem", "setitem") and len(args) > 1:
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        parts = [format_value(v) for v in index]
+        formatted["index"] = "[" + ", ".join(p if p is not None else "?" for p in parts) + "]"
+        return formatted
+    formatters = _FORMATTERS
+    for i, value in enumerate(args):
+        formatter = formatters.get(type(value))
+        if formatter is not None:
+            text = formatter(value)
+            if text is not None and text not in ("[]", "()"):
+                formatted[f"arg{i}"] = text
+    for key, value in kwargs.items():
+        formatter = formatters.get(type(value))
+        if formatter is not None:
+            text = formatter(value)
+            if text is not None:
+                formatted[key] = text
+    return formatted

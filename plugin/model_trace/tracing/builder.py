@@ -1,0 +1,231 @@
+"""The graph as it grows during a trace: module calls, nodes, tensors and edges, and which
+recorded tensor each live tensor object is.
+
+Tensor identity: each recorded tensor object carries its id in an attribute (with this trace's
+token, so a tensor left over from another trace is not mistaken for one of this trace). An op
+that writes into a tensor in place gives it a new id, produced by that op, so later readers
+link to the write. Parameters, buffers and tensors made outside the forward are looked up by
+object identity among the model's parameters and buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
+from model_trace.tracing.options import ParameterDrawing
+
+REF_ATTRIBUTE = "_model_trace_ref"
+
+
+class GraphBuilder:
+    """Collects modules, nodes, tensors and edges; ``stack`` holds the ids of the calls the
+    forward is inside (the root first), ``stack_objects`` their module objects."""
+
+    def __init__(self, root: torch.nn.Module | None, root_name: str,
+                 parameters: ParameterDrawing) -> None:
+        self.modules: dict[str, ModuleCall] = {}
+        self.nodes: dict[str, Node] = {}
+        self.tensors: dict[str, Tensor] = {}
+        self.edges: list[Edge] = []
+        self.call_modules: dict[str, Any] = {}  # module object of each ModuleCall
+        self.input_names: dict[str, dict[str, str]] = {}  # module call -> tensor id -> name
+        self.parameters = parameters
+        self._token = object()
+        self._dtypes: dict[torch.dtype, str] = {}
+        self._root_module = root
+        self._paths: dict[int, str] | None = None
+        self._external_paths: set[str] = set()
+        self._calls_per_path: dict[str, int] = {}
+        self._latest_call: dict[str, str] = {}
+        self._param_names: dict[int, str] | None = None
+        self._buffer_names: dict[int, str] = {}
+        self._fixed_tensors: dict[int, str] = {}  # parameters/buffers drawn as nodes
+        self._params_read: set[int] = set()
+        self.root = self.new_module(root_name, "", None, root)
+        self.stack: list[str] = [self.root]
+        self.stack_objects: list[Any] = [root]
+
+    def graph(self) -> Graph:
+        """The recorded graph (sharing this builder's dicts, until ``release``)."""
+        return Graph(root=self.root, modules=self.modules, nodes=self.nodes,
+                     tensors=self.tensors, edges=self.edges)
+
+    # -- module calls -------------------------------------------------------------------
+    def new_module(self, cls: str, path: str, parent: str | None, module: Any,
+                   kind: str = "module") -> str:
+        module_id = f"m{len(self.modules)}"
+        call_index = self._calls_per_path.get(path, 0) if kind == "module" else 0
+        if kind == "module":
+            self._calls_per_path[path] = call_index + 1
+            self._latest_call[path] = module_id
+        self.modules[module_id] = ModuleCall(
+            id=module_id, path=path, cls=cls, parent=parent, call_index=call_index,
+            kind=kind,  # type: ignore[arg-type]
+        )
+        self.call_modules[module_id] = module
+        if parent is not None:
+            self.modules[parent].children.append(module_id)
+        return module_id
+
+    def drop_module(self, module_id: str) -> None:
+        """Remove an empty call (a torch function traced into that recorded nothing)."""
+        call = self.modules.pop(module_id)
+        self.modules[call.parent].children.remove(module_id)  # type: ignore[index]
+        del self.call_modules[module_id]
+
+    def _index_model(self) -> None:
+        """Paths of modules and names of parameters and buffers, by object id (one walk)."""
+        self._paths, self._param_names = {}, {}
+        if self._root_module is None:
+            return
+        stack: list[tuple[str, torch.nn.Module]] = [("", self._root_module)]
+        while stack:
+            path, module = stack.pop()
+            if id(module) in self._paths:
+                continue
+            self._paths[id(module)] = path
+            prefix = path + "." if path else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    self._param_names.setdefault(id(param), prefix + name)
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    self._buffer_names.setdefault(id(buffer), prefix + name)
+            stack.extend((prefix + name, child)
+                         for name, child in reversed(module._modules.items())
+                         if child is not None)
+
+    def path_of(self, module: torch.nn.Module) -> str:
+        """A module's qualified name in the model; a module outside the root's tree is named
+        after its class (``Linear``, ``Linear#2``)."""
+        if self._paths is None:
+            self._index_model()
+        path = self._paths.get(id(module))  # type: ignore[union-attr]
+        if path is None:
+            path = type(module).__name__
+            index = 1
+            while path in self._external_paths:
+                index += 1
+                path = f"{type(module).__name__}#{index}"
+            self._external_paths.add(path)
+            for name, sub in module.named_modules(remove_duplicate=False):
+                self._paths.setdefault(id(sub), f"{path}.{name}" if name else path)  # type: ignore[union-attr]
+        return path
+
+    def parameter_name(self, value: torch.Tensor) -> str | None:
+        if self._param_names is None:
+            self._index_model()
+        return self._param_names.get(id(value))  # type: ignore[union-attr]
+
+    # -- nodes --------------------------------------------------------------------------
+    def add_node(self, kind: str, name: str, category: str, parent: str) -> str:
+        node_id = f"n{len(self.nodes)}"
+        self.nodes[node_id] = Node(node_id, kind, name, category, parent)  # type: ignore[arg-type]
+        self.modules[parent].children.append(node_id)
+        return node_id
+
+    def connect(self, node: Node, values: list[torch.Tensor]) -> None:
+        """Add ``values`` to the node's inputs, with an edge from each one's producer."""
+        inputs, tensors, edges, token = node.inputs, self.tensors, self.edges, self._token
+        for value in values:
+            found = getattr(value, REF_ATTRIBUTE, None)  # self.ref(value), inlined: every op
+            if found is not None and found[0] is token:
+                tensor_id = found[1]
+            else:
+                tensor_id = self._fixed_tensors.get(id(value))
+                if tensor_id is None:
+                    tensor_id = self._unknown_tensor(value, node)
+                    if tensor_id is None:
+                        continue
+            if tensor_id in inputs:
+                continue
+            inputs.append(tensor_id)
+            producer = tensors[tensor_id].producer
+            if producer is not None:
+                edges.append(Edge(producer, node.id, tensor_id))
+
+    def _unknown_tensor(self, value: torch.Tensor, node: Node) -> str | None:
+        """A tensor with no producer: a parameter (listed on the node, or drawn as a node),
+        a buffer or a constant (drawn as a source node at its first use)."""
+        name = self.parameter_name(value)
+        if name is not None:
+            node.params.append(name)
+            if id(value) not in self._params_read:  # an op's parameters: those it reads first
+                self._params_read.add(id(value))
+                node.stats.params += value.numel()
+                node.stats.activated_params = node.stats.params
+            if self.parameters != "nodes":
+                return None
+            kind = "parameter"
+        else:
+            buffer_name = self._buffer_names.get(id(value))
+            # tensors reached through a live module (buffers, cached tensors) are keyed by id;
+            # anything else (a tensor made outside the forward) carries the attribute
+            kind, name = ("buffer", buffer_name) if buffer_name is not None else ("constant",
+                                                                                  "constant")
+        owner = name.rpartition(".")[0] if kind != "constant" else None
+        parent = self._latest_call.get(owner, self.stack[-1]) if owner is not None \
+            else self.stack[-1]
+        source_id = self.add_node(kind, name.rpartition(".")[2] if kind != "constant" else name,
+                                  "io", parent)
+        tensor_id = self.register(value, source_id)
+        if kind != "constant":
+            self._fixed_tensors[id(value)] = tensor_id
+        self.nodes[source_id].outputs.append(tensor_id)
+        return tensor_id
+
+    # -- tensors ------------------------------------------------------------------------
+    def register(self, value: torch.Tensor, producer: str | None) -> str:
+        """A new tensor id for ``value``, produced by node ``producer``."""
+        tensor_id = f"t{len(self.tensors)}"
+        dtype = self._dtypes.get(value.dtype)
+        if dtype is None:
+            dtype = self._dtypes[value.dtype] = str(value.dtype).removeprefix("torch.")
+        self.tensors[tensor_id] = Tensor(tensor_id, list(value.shape), dtype,
+                                         "meta" if value.is_meta else value.device.type,
+                                         producer)
+        try:
+            setattr(value, REF_ATTRIBUTE, (self._token, tensor_id))
+        except (AttributeError, RuntimeError):  # a tensor type without attributes
+            self._fixed_tensors[id(value)] = tensor_id
+        return tensor_id
+
+    def register_source(self, value: torch.Tensor, kind: str, name: str) -> str:
+        """A source node (an input, say) producing ``value``, in the current group."""
+        node_id = self.add_node(kind, name, "io", self.stack[-1])
+        tensor_id = self.register(value, node_id)
+        self.nodes[node_id].outputs.append(tensor_id)
+        return tensor_id
+
+    def ref(self, value: torch.Tensor) -> str | None:
+        """The id of a recorded tensor, or None (parameters, unknown tensors)."""
+        found = getattr(value, REF_ATTRIBUTE, None)
+        if found is not None and found[0] is self._token:
+            return found[1]
+        return self._fixed_tensors.get(id(value))
+
+    def refs(self, values: list[torch.Tensor]) -> list[str]:
+        """The ids of the recorded tensors among ``values``, each once."""
+        refs: list[str] = []
+        for value in values:
+            tensor_id = self.ref(value)
+            if tensor_id is not None and tensor_id not in refs:
+                refs.append(tensor_id)
+        return refs
+
+    def forget(self, value: torch.Tensor) -> None:
+        """Drop the id attribute from a tensor handed back to the caller."""
+        ref = getattr(value, REF_ATTRIBUTE, None)
+        if ref is not None and ref[0] is self._token:
+            with contextlib.suppress(AttributeError):
+                delattr(value, REF_ATTRIBUTE)
+
+    def release(self) -> None:
+        """Let go of what was recorded, which the graph owns now."""
+        self.modules, self.nodes, self.tensors, self.edges = {}, {}, {}, []
+        self.call_modules, self.input_names = {}, {}
+        self._fixed_tensors, self._params_read = {}, set()

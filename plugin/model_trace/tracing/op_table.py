@@ -1,0 +1,165 @@
+"""What the tracer knows about each op, in one table: its colour family, its role in a meta
+trace and how its FLOPs are counted.
+
+Every part of the tracer reads this table: the recorder (queries it skips, views that
+allocate nothing, ops whose FLOPs it counts), the meta-trace rules of ``concrete`` (routing,
+indexing, factory and device ops) and the statistics (ops that pick rows by an index). Adding
+an op means adding it here, once.
+
+Ops are keyed by their short name (``linear``, ``add_``, ``getitem``; ATen ops by the name
+after ``aten::``). An op not in the table has category ``other``, no role, and no FLOP rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", "like",
+               "device"]
+"""What an op does with its tensors, as the meta-trace rules and the statistics see it:
+
+- ``query``: returns no tensor (``size``, ``item``, ``x.shape``): run, never recorded;
+- ``view``: its output shares its input's memory (no activation bytes);
+- ``routing``: produces indices from scores (``topk``, ``argmax``): on the meta device the
+  routing policy chooses them;
+- ``gather``: picks rows of a tensor by an index (``x[idx]``, ``index_select``); ``indexing``:
+  any other op taking concrete indices (``index_put_``, ``scatter``, ``embedding``); both take
+  CPU indices as they are in a meta trace;
+- ``factory``: makes a tensor from sizes (``zeros``, ``arange``); ``like``: from another
+  tensor's shape and dtype, not its values (``zeros_like``, ``new_ones``);
+- ``device``: moves a tensor between devices (``to``, ``cpu``).
+"""
+
+FlopRule = Literal["", "linear", "dispatch"]
+"""How an op's FLOPs are counted: ``linear`` by the matrix-multiply formula on its shapes
+(no dispatch round trip), ``dispatch`` by adding up torch's formulas for the ATen ops it runs
+(``flops.FlopCounter``); ``""``: no rule (ATen and custom ops called directly are looked up
+in the formula registry by the op itself)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpFacts:
+    """One row of the table."""
+
+    category: str = "other"
+    """The colour family a reader uses to scan a graph (``CATEGORIES``)."""
+    role: Role = ""
+    flops: FlopRule = ""
+
+
+def _rows(category: str, names: str, role: Role = "", flops: FlopRule = ""
+          ) -> dict[str, OpFacts]:
+    return dict.fromkeys(names.split(), OpFacts(category, role, flops))
+
+
+def _table(*rows: dict[str, OpFacts]) -> dict[str, OpFacts]:
+    """The rows as one mapping; an op named twice is a mistake in the table."""
+    table: dict[str, OpFacts] = {}
+    for row in rows:
+        twice = sorted(table.keys() & row.keys())
+        if twice:
+            raise ValueError(f"op table: {', '.join(twice)} listed twice")
+        table.update(row)
+    return table
+
+
+# Within a family, ops with a role or a FLOP rule get their own rows.
+_TABLE: dict[str, OpFacts] = _table(
+    _rows("linear", "linear", flops="linear"),
+    _rows("linear", "bilinear conv1d conv2d conv3d", flops="dispatch"),
+    _rows("linear", "embedding", role="indexing"),
+    _rows("linear", "fp8_gemm"),
+    _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
+                    "multi_head_attention_forward", flops="dispatch"),
+    _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize"),
+    _rows("activation", "relu gelu silu sigmoid tanh softmax log_softmax softplus mish elu "
+                        "leaky_relu dropout glu"),
+    _rows("elementwise", "add sub mul div truediv rsqrt sqrt exp log pow neg abs clamp "
+                         "where masked_fill masked_fill_ add_ mul_ sub_ div_ type_as float "
+                         "polar triu triu_ outer radd rmul rsub"),
+    _rows("elementwise", "view_as_complex view_as_real", role="view"),
+    _rows("elementwise", "to", role="device"),
+    _rows("elementwise", "full zeros ones arange", role="factory"),
+    _rows("elementwise", "zeros_like", role="like"),
+    _rows("reduce", "sum mean amax bincount cumsum"),
+    _rows("reduce", "max min topk argmax", role="routing"),
+    _rows("index", "getitem gather index_select", role="gather"),
+    _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
+    _rows("index", "nonzero"),
+    _rows("shape", "view reshape flatten unflatten transpose permute expand split chunk "
+                   "squeeze unsqueeze t", role="view"),
+    _rows("shape", "contiguous cat stack"),
+    _rows("quant", "act_quant weight_dequant weight_quant"),
+    _rows("collective", "all_reduce all_gather all_gather_into_tensor reduce_scatter "
+                        "broadcast"),
+    # ops drawn in the "other" family, known for their role or FLOPs
+    _rows("other", "size dim numel stride is_contiguous data_ptr element_size "
+                   "is_floating_point is_complex get_device nelement ndimension __len__ "
+                   "__bool__ __format__ __repr__ __hash__ __set__ tolist item __int__ "
+                   "__float__ __index__ __reduce_ex__ __deepcopy__ storage_offset "
+                   "untyped_storage is_pinned is_set_to requires_grad_ retain_grad "
+                   "register_hook __array__ numpy __contains__ is_nonzero equal has_names "
+                   "is_shared is_signed dim_order __dlpack__ __dlpack_device__ __setstate__ "
+                   "__getstate__ __sizeof__ __dir__ __iter__ __eq_ne_metadata "
+                   # the same, read as properties (x.shape)
+                   "shape dtype device is_meta is_cuda is_cpu ndim requires_grad layout "
+                   "grad grad_fn is_leaf names itemsize nbytes is_sparse is_quantized "
+                   "is_nested output_nr _base _version is_mkldnn is_xpu is_mps _cdata "
+                   "is_inference _grad_fn _backward_hooks __dict__ __class__", role="query"),
+    _rows("other", "expand_as split_with_sizes tensor_split unbind narrow select T mT H mH "
+                   "movedim moveaxis swapaxes swapdims diagonal as_strided real imag detach "
+                   "alias unfold data conj resolve_conj resolve_neg view_as_real_copy "
+                   "view_as reshape_as", role="view"),
+    _rows("other", "argmin sort argsort multinomial kthvalue mode median nanmedian",
+          role="routing"),
+    _rows("other", "take", role="gather"),
+    _rows("other", "index", role="gather"),
+    _rows("other", "index_put scatter_add scatter_add_ "
+                   "scatter_reduce scatter_reduce_ index_add index_copy index_copy_ "
+                   "index_fill index_fill_ take_along_dim", role="indexing"),
+    _rows("other", "empty rand randn linspace logspace eye empty_strided randint randperm "
+                   "normal range scalar_tensor", role="factory"),
+    _rows("other", "ones_like full_like empty_like rand_like randn_like randint_like "
+                   "new_zeros new_ones new_full new_empty new_tensor new_empty_strided",
+          role="like"),
+    _rows("other", "cuda cpu", role="device"),
+    _rows("other", "addbmm addmv mv dot vdot inner tensordot chain_matmul multi_dot "
+                   "matmul_ conv_transpose1d conv_transpose2d conv_transpose3d conv_tbc "
+                   "rmatmul lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell "
+                   "rnn_relu_cell _convolution convolution", flops="dispatch"),
+)
+
+_COLLECTIVES = frozenset({
+    "all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter",
+    "reduce_scatter_tensor", "broadcast", "all_to_all", "all_to_all_single", "reduce",
+    "gather", "scatter", "send", "recv", "isend", "irecv", "barrier",
+})
+"""Names of ``torch.distributed`` functions that communicate: category ``collective``, and
+they write into their first argument."""
+
+_UNKNOWN = OpFacts()
+_COLLECTIVE = OpFacts("collective")
+
+CATEGORIES: tuple[str, ...] = ("linear", "matmul", "norm", "activation", "elementwise",
+                               "reduce", "index", "shape", "quant", "collective", "io",
+                               "other")
+"""Every category, in the order a legend lists them."""
+
+
+def facts_of(name: str, distributed: bool = False) -> OpFacts:
+    """The table's row for an op by its short name; ``distributed`` for a function of
+    ``torch.distributed`` (where ``gather`` is a collective, not an indexing op)."""
+    if distributed and name in _COLLECTIVES:
+        return _COLLECTIVE
+    return _TABLE.get(name, _UNKNOWN)
+
+
+def category_of(op_name: str) -> str:
+    """The colour family of an op, by its short name (``aten::`` and overloads stripped)."""
+    return facts_of(op_name.split("::")[-1].split(".")[0]).category
+
+
+def gathers_rows(op_name: str) -> bool:
+    """Whether an op picks rows of a tensor by an index (``x[idx]``, ``index_select``)."""
+    return _TABLE.get(op_name, _UNKNOWN).role == "gather"
