@@ -23,7 +23,8 @@ def focus_graph(graph: Graph, path: str) -> Graph:
     modules = _subtree(graph, target.id)
     nodes = {i: n for i, n in graph.nodes.items() if n.parent in modules}
     kept_tensors = {t for n in nodes.values() for t in (*n.inputs, *n.outputs)}
-    tensors = {t: graph.tensors[t] for t in kept_tensors if t in graph.tensors}
+    # in the graph's order: a set's order of string ids changes with the process's hash seed
+    tensors = {t: tensor for t, tensor in graph.tensors.items() if t in kept_tensors}
     edges = [e for e in graph.edges if e.src in nodes and e.dst in nodes]
     root = dataclasses.replace(modules[target.id], parent=None,
                                children=list(modules[target.id].children))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PAGES = {
     "index.md": """\
@@ -52,3 +57,34 @@ def test_two_cold_builds_are_byte_identical(build_site, tmp_path: Path) -> None:
     assert not differing, f"these files differ between two builds: {differing}"
     assert any(name.endswith(".png") for name in first)  # the exports were compared too
     assert b"deepseek" in first["moe/index.html"].lower()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _build_docs_site(root: Path, *, hash_seed: str, jobs: int) -> dict[str, bytes]:
+    """The project's own docs built by ``python -m mkdocs build --strict`` in a fresh process,
+    with this hash seed and this many trace workers, and no cache."""
+    root.mkdir()
+    shutil.copytree(REPO / "docs", root / "docs")
+    config = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "\n  - model-trace\n" in config
+    config = config.replace("\n  - model-trace\n",
+                            f"\n  - model-trace:\n      jobs: {jobs}\n      cache: false\n")
+    (root / "mkdocs.yml").write_text(config, encoding="utf-8")
+    python_path = os.pathsep.join([str(REPO / "plugin"), str(REPO),
+                                   os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": python_path}
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q"], cwd=root,
+                   env=env, check=True, timeout=1200)
+    return _files(root / "site")
+
+
+@pytest.mark.slow
+def test_the_docs_site_is_byte_identical_across_processes_seeds_and_jobs(tmp_path: Path) -> None:
+    first = _build_docs_site(tmp_path / "a", hash_seed="1", jobs=1)
+    second = _build_docs_site(tmp_path / "b", hash_seed="2024", jobs=3)
+    assert sorted(first) == sorted(second)
+    differing = [name for name in first if first[name] != second[name]]
+    assert not differing, f"these files differ between two builds: {differing}"
+    assert sum(name.endswith("index.html") for name in first) >= 10
