@@ -46,6 +46,27 @@ class Tiny(nn.Module):
 
 def make_inputs() -> list[torch.Tensor]:
     return [torch.empty(3, 8, device="meta")]
+
+
+class Misbehaving(nn.Module):
+    """Ends its trace the way ``how`` says: sys.exit, os._exit, interrupt, loop (forever)."""
+
+    def __init__(self, how: str, code: int = 3) -> None:
+        super().__init__()
+        self.how, self.code = how, code
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with open(BUILD_LOG, "a") as log:
+            log.write(f"misbehaving {{os.getpid()}}\\n")
+        if self.how == "sys.exit":
+            raise SystemExit(self.code)
+        if self.how == "os._exit":
+            os._exit(self.code)
+        if self.how == "interrupt":
+            raise KeyboardInterrupt
+        while self.how == "loop":
+            time.sleep(0.05)
+        return x
 '''
 
 

@@ -6,16 +6,20 @@ installed package counts by its version, a local one (the zoo, a project's own m
 content of all its files. Editing a model's code therefore re-traces exactly the fences that
 import it, and nothing needs torch to decide that.
 
-Entries live in memory (for ``mkdocs serve``'s rebuilds) and on disk, one JSON file per key
-written atomically (temporary file, then ``os.replace``), so a build killed half way leaves
-only whole entries behind. ``manifest.json`` lists the entries the last build used; a full
-build removes the others.
+Entries live in memory (for ``mkdocs serve``'s rebuilds) and in cache folders (``DiskStore``:
+the site's own, and any other a front end adds), one JSON file per key written atomically
+(temporary file, then ``os.replace``), so a build killed half way leaves only whole entries
+behind. An entry is checked against its schema when read; anything else is a miss.
+``manifest.json`` lists the entries the last build used; a full build removes the others
+from a store that is pruned.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import model_trace
+from model_trace.spec import EXPORT_FORMATS
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -143,60 +148,58 @@ def _distribution_version(top: str) -> str:
 
 
 def cache_key(spec_identity: dict[str, Any], theme: str, toolchain: str,
-              sources: list[PackageSource]) -> str:
-    """The key of one fence's output."""
+              sources: list[PackageSource], policy: Any = None) -> str:
+    """The key of one fence's output; ``policy`` is what the site allows fences to import
+    (a dataclass, or None), so a change of what is allowed re-checks the fences."""
     text = json.dumps({"spec": spec_identity, "theme": theme, "toolchain": toolchain,
-                       "sources": [(s.name, s.fingerprint) for s in sources]},
+                       "sources": [(s.name, s.fingerprint) for s in sources],
+                       "policy": _policy_identity(policy)},
                       sort_keys=True, default=list)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-class TraceCache:
-    """Fence outputs by key, in memory and (when ``directory`` is set) on disk."""
+def _policy_identity(policy: Any) -> Any:
+    if policy is None:
+        return None
+    return {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.compare}
 
-    def __init__(self, directory: Path | None) -> None:
+
+class DiskStore:
+    """One cache folder: a JSON file per entry, and the manifest of what the last build used.
+
+    ``prune``: a full build may remove the entries it did not use (a site's own cache; a cache
+    shared between sites would not prune)."""
+
+    def __init__(self, directory: Path, *, prune: bool = True) -> None:
         self.directory = directory
-        self._memory: dict[str, FenceOutput] = {}
-        self._about: dict[str, dict[str, Any]] = {}
-        self._used: set[str] = set()
-        self._lock = threading.Lock()
+        self.prune = prune
 
-    def get(self, key: str) -> FenceOutput | None:
-        """The cached output, or None; a missing, partial or corrupt entry is a miss."""
-        with self._lock:
-            self._used.add(key)
-            output = self._memory.get(key)
-        if output is None and self.directory is not None:
-            output = self._read(self.directory / f"{key}.json")
-            if output is not None:
-                with self._lock:
-                    self._memory[key] = output
+    def read(self, key: str) -> FenceOutput | None:
+        """The entry, or None; an entry that is partial, corrupt or of another schema is
+        removed and is a miss."""
+        path = self.directory / f"{key}.json"
+        try:
+            output = _entry_output(json.loads(path.read_bytes()), key)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, RecursionError):
+            output = None
+        if output is None:
+            path.unlink(missing_ok=True)  # written by something else: rebuild it
         return output
 
-    def put(self, key: str, output: FenceOutput, about: dict[str, Any]) -> None:
-        """Store an output in memory and, atomically, on disk."""
-        with self._lock:
-            self._memory[key] = output
-            self._about[key] = about
-            self._used.add(key)
-        if self.directory is not None:
-            entry = {"schema": SCHEMA, "key": key, "about": about, "html": output.html,
-                     "exports": {fmt: base64.b64encode(data).decode("ascii")
-                                 for fmt, data in output.exports.items()}}
-            write_atomic(self.directory / f"{key}.json", json.dumps(entry).encode("utf-8"))
+    def write(self, key: str, output: FenceOutput, about: dict[str, Any]) -> None:
+        entry = {"schema": SCHEMA, "key": key, "about": about, "html": output.html,
+                 "exports": {fmt: base64.b64encode(data).decode("ascii")
+                             for fmt, data in output.exports.items()}}
+        write_atomic(self.directory / f"{key}.json", json.dumps(entry).encode("utf-8"))
 
-    def finish_build(self, prune: bool) -> None:
-        """Write the manifest of the entries this build used; with ``prune``, forget the rest
-        (a full, successful build knows every fence of the site)."""
-        with self._lock:
-            used, self._used = self._used, set()
-            if prune:
-                self._memory = {k: v for k, v in self._memory.items() if k in used}
-        if self.directory is None:
-            return
+    def finish_build(self, used: dict[str, dict[str, Any]], prune: bool) -> None:
+        """Record the entries a build used (``used``: key -> what it is, {} if not known);
+        with ``prune`` (and a pruned store), remove the others."""
         manifest = self._read_manifest()
-        entries = {key: self._about.get(key) or manifest.get(key, {}) for key in sorted(used)}
-        if prune:
+        entries = {key: about or manifest.get(key, {}) for key, about in sorted(used.items())}
+        if prune and self.prune:
             for path in self.directory.glob("*.json"):
                 if path.name != MANIFEST and path.stem not in used:
                     path.unlink(missing_ok=True)
@@ -206,31 +209,87 @@ class TraceCache:
         write_atomic(self.directory / MANIFEST,
                      json.dumps({"schema": SCHEMA, "entries": entries}, indent=1).encode())
 
-    def _read(self, path: Path) -> FenceOutput | None:
-        try:
-            entry = json.loads(path.read_bytes())
-            return FenceOutput(html=entry["html"], exports={
-                fmt: base64.b64decode(data) for fmt, data in entry["exports"].items()})
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)  # written by something else: rebuild it
-            return None
-
     def _read_manifest(self) -> dict[str, Any]:
-        assert self.directory is not None
         try:
-            return json.loads((self.directory / MANIFEST).read_bytes())["entries"]
-        except (OSError, ValueError, KeyError):
+            entries = json.loads((self.directory / MANIFEST).read_bytes())["entries"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return {}
+        return entries if isinstance(entries, dict) else {}
 
     def _remove_stale_temporaries(self, older_than_s: float = 600.0) -> None:
         """Temporary files of builds that were killed (not of builds running right now)."""
-        assert self.directory is not None
         for path in self.directory.glob("*.tmp"):
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime > older_than_s:
                     path.unlink()
+
+
+def _entry_output(entry: Any, key: str) -> FenceOutput | None:
+    """The output an entry file holds, if it has this schema: {schema, key, about, html,
+    exports: {format: base64}}."""
+    if not (isinstance(entry, dict) and entry.get("schema") == SCHEMA and entry.get("key") == key
+            and isinstance(entry.get("html"), str) and isinstance(entry.get("exports"), dict)):
+        return None
+    exports: dict[str, bytes] = {}
+    for fmt, data in entry["exports"].items():
+        if fmt not in EXPORT_FORMATS or not isinstance(data, str):
+            return None
+        try:
+            exports[fmt] = base64.b64decode(data, validate=True)
+        except binascii.Error:
+            return None
+    return FenceOutput(html=entry["html"], exports=exports)
+
+
+class TraceCache:
+    """Fence outputs by key, in memory and in the disk stores (the first is the site's own
+    ``directory``; ``add_store`` adds more, looked up in order)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.stores: list[DiskStore] = [DiskStore(directory)] if directory is not None else []
+        self._memory: dict[str, FenceOutput] = {}
+        self._about: dict[str, dict[str, Any]] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add_store(self, store: DiskStore) -> None:
+        """Another folder to look entries up in (after the ones before) and to write to."""
+        self.stores.append(store)
+
+    def get(self, key: str) -> FenceOutput | None:
+        """The cached output, or None; a missing, partial or corrupt entry is a miss."""
+        with self._lock:
+            self._used.add(key)
+            output = self._memory.get(key)
+        for store in self.stores:
+            if output is not None:
+                break
+            output = store.read(key)
+            if output is not None:
+                with self._lock:
+                    self._memory[key] = output
+        return output
+
+    def put(self, key: str, output: FenceOutput, about: dict[str, Any]) -> None:
+        """Store an output in memory and, atomically, in every disk store."""
+        with self._lock:
+            self._memory[key] = output
+            self._about[key] = about
+            self._used.add(key)
+        for store in self.stores:
+            store.write(key, output, about)
+
+    def finish_build(self, prune: bool) -> None:
+        """Write the manifests of the entries this build used; with ``prune``, forget the rest
+        (a full, successful build knows every fence of the site)."""
+        with self._lock:
+            used, self._used = self._used, set()
+            if prune:
+                self._memory = {k: v for k, v in self._memory.items() if k in used}
+            about = {key: self._about.get(key, {}) for key in used}
+        for store in self.stores:
+            store.finish_build(about, prune)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

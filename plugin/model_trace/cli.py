@@ -9,11 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from model_trace.errors import ModelLoadError, ModelTraceError, SpecError
+from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, brief
 from model_trace.session import Settings
-from model_trace.spec import FIELDS, FenceSpec, parse_spec, spec_from_mapping
+from model_trace.spec import FIELDS, FenceSpec, parse_spec, read_yaml, spec_from_mapping
 
 if TYPE_CHECKING:
     from model_trace.graph import Graph
@@ -112,10 +110,9 @@ def _spec_from_options(args: argparse.Namespace) -> FenceSpec:
 
 def _yaml_value(text: str, option: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SpecError(f"{option} {text!r} is not valid YAML: "
-                        f"{getattr(error, 'problem', None) or error}") from error
+        return read_yaml(text)
+    except SpecError as error:
+        raise SpecError(f"{option} {brief(repr(text), 60)}: {error}") from error
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -124,9 +121,9 @@ def _key_value(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not key=value, e.g. n_layers=4")
     try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise argparse.ArgumentTypeError(f"the value of {text!r} is not valid YAML") from error
+        return key, read_yaml(value)
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(f"the value of {text!r}: {error}") from error
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -1,11 +1,34 @@
-"""Errors a user can act on: what was wrong, where, and how to fix it."""
+"""Errors a user can act on: what was wrong, where, and how to fix it.
+
+Every message reaches a user as one line of a build log, so the helpers here keep it so:
+``brief`` cuts a value or a foreign error to one readable line, ``did_you_mean`` names the
+nearby spellings of a mistyped name.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from model_trace.graph import Graph
+
+MESSAGE_CHARS = 600
+"""The longest message a build prints for one fence."""
+
+
+def brief(text: str, limit: int = 80) -> str:
+    """``text`` on one line (runs of whitespace become one space), cut to ``limit``
+    characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: max(limit - 1, 1)] + "…"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the candidates close to ``word``, else ""."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=2, cutoff=0.7)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class ModelTraceError(Exception):

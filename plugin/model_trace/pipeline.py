@@ -23,7 +23,7 @@ from model_trace.errors import ModelTraceError, SpecError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
 from model_trace.layout import expanded_modules, layout
-from model_trace.loader import build_inputs, build_model
+from model_trace.loader import ImportPolicy, build_inputs, build_model
 from model_trace.render_html import ViewOptions, render_figure
 from model_trace.render_svg import render_svg
 from model_trace.spec import FIELDS, FenceSpec
@@ -35,12 +35,13 @@ OWN_VIEW_FIELDS = ("focus", "summary", "export")
 """View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
 
-def trace_spec(spec: FenceSpec) -> Graph:
+def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
     """Build the spec's model and inputs on the meta device and trace one forward pass (as
-    rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1)."""
+    rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1); ``policy``
+    is what a docs site allows the spec to import and call (None: anything)."""
     with _process_group(spec.world_size, spec.rank):
-        model = build_model(spec)
-        args, kwargs = build_inputs(spec)
+        model = build_model(spec, policy=policy)
+        args, kwargs = build_inputs(spec, policy=policy)
         with torch.no_grad():
             return trace(model, *args, **kwargs, **trace_options(spec))
 
@@ -85,12 +86,13 @@ def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     return output
 
 
-def run_fences(specs: list[FenceSpec], theme: str = "auto"
-               ) -> list[FenceOutput | ModelTraceError]:
-    """Trace ``specs[0]`` once and draw every spec from that graph (they must share
-    ``trace_identity``); a problem with one spec's view is returned in its place."""
+def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
+               policy: ImportPolicy | None = None) -> list[FenceOutput | ModelTraceError]:
+    """Trace ``specs[0]`` once (under ``policy``, see ``trace_spec``) and draw every spec from
+    that graph (they must share ``trace_identity``); a problem with one spec's view is
+    returned in its place."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
-    graph = trace_spec(specs[0])
+    graph = trace_spec(specs[0], policy=policy)
     outputs: list[FenceOutput | ModelTraceError] = []
     for spec in specs:
         try:

@@ -25,7 +25,13 @@ from model_trace.cache import (
     TraceCache,
     cache_key,
 )
-from model_trace.loader import DEFAULT_ALLOWED_ROOTS, ZOO, check_allowed, imported_modules
+from model_trace.loader import (
+    DEFAULT_ALLOWED_ROOTS,
+    ZOO,
+    ImportPolicy,
+    check_allowed,
+    imported_modules,
+)
 from model_trace.spec import FenceSpec
 from model_trace.worker import JobResult, TraceJob, TracePool
 
@@ -39,7 +45,10 @@ class Settings:
     export: tuple[str, ...] = ()
     theme: str = "auto"
     allowed_roots: tuple[str, ...] | None = DEFAULT_ALLOWED_ROOTS
-    """Packages a fence may import; None allows any (the CLI, where the user runs the spec)."""
+    """Library packages a fence may build ``nn.Module`` classes from; None allows any code
+    (the CLI, where the user runs the spec)."""
+    own_roots: tuple[str, ...] = ()
+    """The site's own packages: a fence may call any class or function defined there."""
     timeout_s: float = 300.0
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path | None = None
@@ -51,6 +60,13 @@ class Settings:
 
     def option(self, name: str) -> str:
         return self.option_hint.format(name=name)
+
+    @property
+    def policy(self) -> ImportPolicy | None:
+        """What fences may import and call; None: anything."""
+        if self.allowed_roots is None:
+            return None
+        return ImportPolicy(self.allowed_roots, self.own_roots, self.option_hint)
 
 
 @dataclass(frozen=True)
@@ -94,16 +110,20 @@ class TraceSession:
             self._pool.close()
             self._pool = None
         if self._pending and self.settings.log is not None:
-            self.settings.log(f"model-trace: {len(self._pending)} figures: {len(self.drawn)} "
-                              f"drawn from {self.traces} trace(s), "
-                              f"{len(self._pending) - len(self.drawn)} from the cache")
+            failures = sum(1 for f in self._pending.values()
+                           if f.done() and not f.cancelled() and f.exception())
+            failed = f", {failures} failed" if failures else ""
+            self.settings.log(f"model-trace: {len(self._pending)} figures: "
+                              f"{len(self.drawn) - failures} drawn from {self.traces} "
+                              f"trace(s), {len(self._pending) - len(self.drawn)} from the "
+                              f"cache{failed}")
         self._pending = {}
         self.cache.finish_build(prune=complete)
 
     # -- fences ------------------------------------------------------------------------
     def prepare(self, spec: FenceSpec) -> FenceSpec:
         """The spec with the defaults filled in; ``SpecError`` if it may not be imported."""
-        check_allowed(spec, self.settings.allowed_roots, self.settings.option("allowed_roots"))
+        check_allowed(spec, self.settings.policy)
         zoo = ZOO.get(spec.model)
         if zoo is not None:  # so that `config: 671B` and no config share a trace
             spec = dataclasses.replace(spec, config=spec.config or zoo.default_config,
@@ -140,7 +160,7 @@ class TraceSession:
         """Trace the members' shared model once, in a worker; resolve each member's future."""
         first_spec, first_origin = members[0][1], members[0][2]
         job = TraceJob([spec for _, spec, _ in members], self.settings.theme,
-                       f"{describe(first_spec)} for {first_origin}")
+                       f"{describe(first_spec)} for {first_origin}", self.settings.policy)
         self.drawn.extend(origin for _, _, origin in members)
         self.traces += 1
 
@@ -174,7 +194,8 @@ class TraceSession:
             source = self.sources.get(module.split(".")[0]) or self.hasher.package(module)
             self.sources[source.name] = source
             sources.append(source)
-        return cache_key(spec.identity(), self.settings.theme, self._toolchain, sources)
+        return cache_key(spec.identity(), self.settings.theme, self._toolchain, sources,
+                         self.settings.policy)
 
     def _start(self, job: TraceJob) -> Future[JobResult]:
         if not self.settings.isolate:
@@ -182,7 +203,7 @@ class TraceSession:
 
             future: Future[JobResult] = Future()
             try:
-                future.set_result(run_fences(job.specs, job.theme))
+                future.set_result(run_fences(job.specs, job.theme, policy=job.policy))
             except Exception as error:
                 future.set_exception(error)
             return future

@@ -4,11 +4,19 @@ Validation is declarative (``FIELDS``) so every error names the field, what was 
 values allowed, and so the docs' field reference (generated from ``FIELDS``) and the checks
 cannot drift apart. Nothing here imports torch: the docs build parses every fence before it
 knows whether anything has to be traced.
+
+A fence is untrusted text, so its YAML is read in two passes: ``_check_events`` walks the
+parser's events and refuses, with the line, what could make reading it costly or ambiguous (a
+document over ``MAX_FENCE_BYTES``, nesting deeper than ``MAX_NESTING``, more than ``MAX_NODES``
+values, anchors and aliases, numbers of more than ``MAX_NUMBER_CHARS`` characters, a key given
+twice); only then are Python values built. Every value must be plain data (strings, numbers,
+booleans, null, lists, mappings with string keys), so cache keys and messages stay cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from model_trace.errors import SpecError
+from model_trace.errors import SpecError, brief, did_you_mean
 
 ROUTING_POLICIES = ("balanced", "random", "first")
 """How a mixture-of-experts gate picks experts on the meta device, where scores have no values
@@ -27,6 +35,19 @@ EXPORT_FORMATS = ("png", "svg", "json")
 """Files a fence can offer for download next to its page."""
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "bool")
 """Input dtypes a fence may name."""
+
+MAX_FENCE_BYTES = 64 * 1024
+MAX_NESTING = 16
+"""Levels of lists and mappings inside a fence (the fence's own mapping is the first)."""
+MAX_NODES = 5_000
+"""Values (scalars, lists, mappings) in one fence."""
+MAX_NUMBER_CHARS = 32
+MAX_TEXT_CHARS = 4_096
+"""The longest string anywhere in a fence; fields such as ``caption`` allow less."""
+MAX_SIZE = 2**40
+"""The largest size of one tensor dimension an input shape may give."""
+MAX_ELEMENTS = 2**62
+"""The most elements one input tensor may have (an int64 count must hold them)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,10 @@ class FieldRule:
     choices: tuple[Any, ...] = ()
     """Allowed values; for a list-valued field, allowed items."""
     minimum: int | None = None
+    maximum: int | None = None
+    """Bounds of an integer field (the docs show them)."""
+    max_length: int = MAX_TEXT_CHARS
+    """The longest string (or list) the field takes."""
     torchvista: str = ""
     """The matching ``torchvista.trace_model`` argument, for the side-by-side table."""
     check: Callable[[Any], str | None] | None = None
@@ -53,22 +78,41 @@ class FieldRule:
 def _check_shape(value: Any) -> str | None:
     shape = value.get("shape") if isinstance(value, dict) else value
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"shape", "dtype"})
+        unknown = sorted(str(k) for k in set(value) - {"shape", "dtype"})
         if unknown:
-            return f"an input mapping has the keys shape and dtype, not {', '.join(unknown)}"
+            return (f"an input mapping has the keys shape and dtype, not "
+                    f"{brief(', '.join(unknown), 60)}")
         if "dtype" in value and value["dtype"] not in DTYPES:
-            return f"dtype {value['dtype']!r} is not one of {', '.join(DTYPES)}"
+            return (f"dtype {brief(repr(value['dtype']), 40)} is not one of {', '.join(DTYPES)}"
+                    f"{did_you_mean(str(value['dtype']), DTYPES)}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        return (f"{value!r} is not a shape; write a list of sizes like [2, 16, 64] or "
-                "{shape: [1, 128], dtype: int64}")
+        return (f"{brief(repr(value), 60)} is not a shape; write a list of sizes like "
+                "[2, 16, 64] or {shape: [1, 128], dtype: int64}")
+    if len(shape) > MAX_NESTING:
+        return f"a shape has {len(shape)} dimensions; at most {MAX_NESTING}"
+    elements = 1
+    for size in shape:
+        if size > MAX_SIZE:
+            return f"the size {brief(str(size), 30)} is above 2**40; give a realistic shape"
+        elements *= size
+    if elements > MAX_ELEMENTS:
+        return f"the shape {shape} has more than 2**62 elements; give a realistic shape"
     return None
 
 
 def _check_inputs(value: Any) -> str | None:
     if isinstance(value, str):
         return _check_import_path(value)
+    if isinstance(value, list) and value and all(
+            isinstance(d, int) and not isinstance(d, bool) for d in value):
+        return (f"{brief(repr(value), 40)} is one shape, but `inputs` is a list of shapes, one "
+                f"per positional input: write [{brief(repr(value), 40)}]")
+    if isinstance(value, dict):
+        problem = _check_names(value, "inputs")
+        if problem:
+            return problem
     shapes = value.values() if isinstance(value, dict) else value
     for shape in shapes:
         problem = _check_shape(shape)
@@ -79,80 +123,106 @@ def _check_inputs(value: Any) -> str | None:
 
 def _check_import_path(value: str) -> str | None:
     module, sep, attribute = value.partition(":")
-    if not sep or not module or not attribute:
-        return f"{value!r} is not an import path; write it as 'package.module:function'"
+    parts = [*module.split("."), *attribute.split(".")]
+    if not sep or not all(part.isidentifier() for part in parts):
+        return (f"{brief(repr(value), 60)} is not an import path; write it as "
+                "'package.module:Class', with Python names on both sides of the colon")
     return None
 
 
 def _check_routing(value: Any) -> str | None:
     if isinstance(value, list):
-        if all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
-            return None
-        return f"{value!r} is not a list of expert indices"
-    name, _, seed = value.partition(":")
-    if name in ROUTING_POLICIES and (not seed or (name == "random" and seed.isdigit())):
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**20
+                   for i in value):
+            return f"{brief(repr(value), 60)} is not a list of expert indices (0 to 2**20)"
+        if len(set(value)) != len(value):
+            return f"{brief(repr(value), 60)} names an expert twice; name distinct experts"
         return None
-    return (f"{value!r} is not a routing policy; allowed values: {', '.join(ROUTING_POLICIES)}, "
-            "random:SEED, or a list of expert indices")
+    name, _, seed = value.partition(":")
+    if name in ROUTING_POLICIES and (not seed or (name == "random" and seed.isdigit()
+                                                  and len(seed) <= 18)):
+        return None
+    return (f"{brief(repr(value), 40)} is not a routing policy; allowed values: "
+            f"{', '.join(ROUTING_POLICIES)}, random:SEED, or a list of expert indices"
+            f"{did_you_mean(name, ROUTING_POLICIES)}")
 
 
 def _check_model(value: str) -> str | None:
     return None if ":" not in value else _check_import_path(value)
 
 
+def _check_names(value: dict[Any, Any], what: str) -> str | None:
+    """The keys of a mapping of keyword arguments are Python names."""
+    for key in value:
+        if not isinstance(key, str) or not key.isidentifier():
+            return f"{brief(repr(key), 40)} is not a name; the keys of {what} are argument names"
+    return None
+
+
+def _check_keyword_arguments(value: dict[Any, Any]) -> str | None:
+    return _check_names(value, "args") or _plain_data_problem(value)
+
+
+def _check_overrides(value: dict[Any, Any]) -> str | None:
+    return _check_names(value, "overrides") or _plain_data_problem(value)
+
+
 FIELDS: dict[str, FieldRule] = {
     "model": FieldRule(
-        (str,), "A zoo name (`deepseek-v3`) or an import path `package.module:factory` whose "
-        "package is in the allowed import roots. Required.",
+        (str,), "A zoo name (`deepseek-v3`), or an import path `package.module:Class` to an "
+        "`nn.Module` class of an allowed package, or to a class or factory function of one of "
+        "the site's own packages. Required.",
         "torch.nn:TransformerEncoderLayer", default="required", torchvista="model",
-        check=_check_model, stage="trace"),
+        max_length=300, check=_check_model, stage="trace"),
     "args": FieldRule(
-        (dict,), "Keyword arguments for the factory; for a zoo model, its runtime options "
-        "(DeepSeek-V3: `attn_impl`, `gemm_impl`).",
-        "{d_model: 64, nhead: 4}", default="{}", stage="trace"),
+        (dict,), "Keyword arguments for the class or factory; for a zoo model, its runtime "
+        "options (DeepSeek-V3: `attn_impl`, `gemm_impl`).",
+        "{d_model: 64, nhead: 4}", default="{}", check=_check_keyword_arguments, stage="trace"),
     "config": FieldRule(
         (str,), "A zoo model's named config.", "671B", default="the zoo model's default",
-        stage="trace"),
+        max_length=100, stage="trace"),
     "overrides": FieldRule(
         (dict,), "Fields of the zoo config to change.", "{n_layers: 4}", default="{}",
-        stage="trace"),
+        check=_check_overrides, stage="trace"),
     "inputs": FieldRule(
         (list, dict, str), "Input shapes, a list for positional and a mapping for keyword "
         "inputs, each a shape or `{shape, dtype}`; or an import path "
-        "`package.module:make_inputs` to a function returning the inputs.",
+        "`package.module:make_inputs` to a function (in one of the site's own packages) "
+        "returning the inputs.",
         "{tokens: {shape: [1, 128], dtype: int64}}", default="the zoo model's default",
-        torchvista="inputs", check=_check_inputs, stage="trace"),
+        max_length=300, torchvista="inputs", check=_check_inputs, stage="trace"),
     "depth": FieldRule(
         (int,), "How many module levels are open when the page loads.", "2",
-        default="plugin option `depth` (1)", minimum=0,
+        default="plugin option `depth` (1)", minimum=0, maximum=64,
         torchvista="collapse_modules_after_depth"),
     "focus": FieldRule(
         (str,), "Draw one submodule (its dotted path) with the tensors that enter and leave "
         "it; the figure's root box names its place in the model.", "layers.3.ffn",
-        default="the whole model"),
+        default="the whole model", max_length=300),
     "routing": FieldRule(
         (str, list), "How a mixture-of-experts gate picks experts on the meta device, where "
         "its scores have no values: `balanced` (every expert gets the same share of tokens), "
         "`random` or `random:SEED`, `first` (experts 0..k-1), or a list of expert indices.",
-        "balanced", default="plugin option `routing` (balanced)", check=_check_routing,
-        stage="trace"),
+        "balanced", default="plugin option `routing` (balanced)", max_length=1024,
+        check=_check_routing, stage="trace"),
     "fold": FieldRule(
         (bool,), "Fold runs of identical layers into one box with a repeat count.", "true",
         default="true", torchvista="show_compressed_view", stage="trace"),
     "trace_depth": FieldRule(
         (int,), "How many levels into torch's own Python functions "
         "(`F.multi_head_attention_forward`, ...) to trace; 0 draws each as one op.", "1",
-        default="0", minimum=0, torchvista="forced_module_tracing_depth", stage="trace"),
+        default="0", minimum=0, maximum=16, torchvista="forced_module_tracing_depth",
+        stage="trace"),
     "aten": FieldRule(
         (bool,), "Also record the ATen ops under each torch op.", "true", default="false",
         stage="trace"),
     "world_size": FieldRule(
         (int,), "Trace one rank of a tensor-parallel split this many ways (a fake process "
         "group: collectives are drawn, nothing is sent).", "8", default="1", minimum=1,
-        stage="trace"),
+        maximum=4096, stage="trace"),
     "rank": FieldRule(
         (int,), "Which rank of the `world_size`-way split to trace.", "0", default="0",
-        minimum=0, stage="trace"),
+        minimum=0, maximum=4095, stage="trace"),
     "show_constants": FieldRule(
         (bool,), "Draw constant inputs (tensors made inside the forward, non-gradient "
         "values).", "false", default="true", torchvista="show_non_gradient_nodes"),
@@ -161,16 +231,17 @@ FIELDS: dict[str, FieldRule] = {
         choices=OVERLAYS),
     "height": FieldRule(
         (int,), "Height of the viewer in pixels.", "600", default="the viewer's own",
-        minimum=100, torchvista="height"),
+        minimum=100, maximum=10_000, torchvista="height"),
     "summary": FieldRule(
         (int,), "Under the graph, a table of parameters, activated parameters and FLOPs per "
-        "module, this many levels deep (0: no table).", "2", default="0", minimum=0),
+        "module, this many levels deep (0: no table).", "2", default="0", minimum=0,
+        maximum=64),
     "export": FieldRule(
         (list, str), "Files written next to the page, with download links under the graph.",
         "[png, svg, json]", default="plugin option `export` ([])", choices=EXPORT_FORMATS,
-        torchvista="export_format"),
+        max_length=len(EXPORT_FORMATS), torchvista="export_format"),
     "caption": FieldRule((str,), "Caption shown under the graph.", "One MoE block",
-                         default='""'),
+                         default='""', max_length=500),
 }
 
 
@@ -241,29 +312,150 @@ def parse_spec(text: str) -> FenceSpec:
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader where PyYAML has it (several times faster), else the pure Python one."""
+_RESOLVER = yaml.resolver.Resolver()
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 
 
 def read_mapping(text: str) -> tuple[dict[Any, Any], dict[str, int]]:
     """A fence body's YAML mapping, and the 1-based line of each of its keys."""
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        last = max(len(text.splitlines()) - 1, 0)  # libyaml puts end-of-text past the end
-        line = min(mark.line, last) + 1 if mark is not None else None
-        problem = " ".join((getattr(error, "problem", None) or str(error)).split())  # one line
-        raise SpecError(f"invalid YAML: {problem}; check indentation and quoting",
-                        line=line) from error
-    finally:
-        loader.dispose()
+    data, lines = _read(text)
     if data is None:
-        raise SpecError("the fence is empty; give at least `model: package.module:factory`")
+        raise SpecError("the fence is empty; give at least `model: package.module:Class`")
     if not isinstance(data, dict):
         raise SpecError("the fence must be a YAML mapping of `field: value` lines, "
-                        f"not a {type(data).__name__}")
-    return data, _key_lines(root)
+                        f"not a {_type_name(data)}")
+    return data, lines
+
+
+def read_yaml(text: str) -> Any:
+    """One YAML value (a directive option, a command-line value) read as a fence is: the same
+    limits, plain data only."""
+    return _read(text)[0]
+
+
+def _read(text: str) -> tuple[Any, dict[str, int]]:
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_FENCE_BYTES:
+        raise SpecError(f"the fence holds {size:,} bytes; a fence may hold at most "
+                        f"{MAX_FENCE_BYTES // 1024} KiB")
+    lines = _check_events(text)
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except (yaml.YAMLError, ValueError, OverflowError) as error:  # e.g. a date like 2001-02-30
+        raise _yaml_error(error, text) from error
+    finally:
+        loader.dispose()
+    problem = _plain_data_problem(data)
+    if problem:
+        raise SpecError(problem)
+    return data, lines
+
+
+@dataclass
+class _Level:
+    """An open list or mapping while the events of a fence are walked."""
+
+    mapping: bool
+    expect_key: bool = True
+    keys: dict[str, int] = field(default_factory=dict)
+
+
+def _check_events(text: str) -> dict[str, int]:
+    """Walk the parser's events, refusing what ``MAX_*`` limits and duplicate keys; return
+    the 1-based line of each top-level key (block or flow style)."""
+    last_line = max(len(text.splitlines()), 1)
+    stack: list[_Level] = []
+    top_keys: dict[str, int] = {}
+    nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            line = min(event.start_mark.line + 1, last_line)
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise SpecError("YAML anchors and aliases (&name, *name) are not allowed in a "
+                                "fence; write the value out", line=line)
+            if isinstance(event, yaml.CollectionEndEvent):
+                stack.pop()
+                continue
+            if not isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                continue
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise SpecError(f"the fence holds more than {MAX_NODES:,} values; a fence "
+                                "describes a model, it does not hold data", line=line)
+            parent = stack[-1] if stack else None
+            if parent is not None and parent.mapping:
+                if parent.expect_key:
+                    _note_key(event, parent, line, top_keys if len(stack) == 1 else None)
+                parent.expect_key = not parent.expect_key
+            if isinstance(event, yaml.ScalarEvent):
+                _check_scalar(event, line)
+            else:
+                stack.append(_Level(mapping=isinstance(event, yaml.MappingStartEvent)))
+                if len(stack) > MAX_NESTING:
+                    raise SpecError(f"the fence nests lists and mappings more than "
+                                    f"{MAX_NESTING} levels deep", line=line)
+    except yaml.YAMLError as error:
+        raise _yaml_error(error, text) from error
+    return top_keys
+
+
+def _note_key(event: yaml.Event, mapping: _Level, line: int,
+              top_keys: dict[str, int] | None) -> None:
+    if not isinstance(event, yaml.ScalarEvent):
+        raise SpecError("a key must be a name, not a list or a mapping", line=line)
+    key = event.value
+    if key in mapping.keys:
+        raise SpecError(f"the key {brief(repr(key), 40)} appears twice (first on line "
+                        f"{mapping.keys[key]}); keep one", field=key if top_keys is not None
+                        else None, line=line)
+    mapping.keys[key] = line
+    if top_keys is not None:
+        top_keys[key] = line
+
+
+def _check_scalar(event: yaml.ScalarEvent, line: int) -> None:
+    value = event.value
+    if len(value) > MAX_TEXT_CHARS:
+        raise SpecError(f"a value of {len(value):,} characters; a fence's values are at most "
+                        f"{MAX_TEXT_CHARS:,}", line=line)
+    if len(value) > MAX_NUMBER_CHARS and event.implicit[0] and _RESOLVER.resolve(
+            yaml.ScalarNode, value, (True, False)) in _NUMBER_TAGS:
+        raise SpecError(f"the number {brief(value, 24)} has {len(value)} characters; numbers "
+                        f"in a fence have at most {MAX_NUMBER_CHARS}", line=line)
+
+
+def _yaml_error(error: Exception, text: str) -> SpecError:
+    mark = getattr(error, "problem_mark", None)
+    last = max(len(text.splitlines()) - 1, 0)  # libyaml puts end-of-text past the end
+    line = min(mark.line, last) + 1 if mark is not None else None
+    problem = getattr(error, "problem", None) or str(error)
+    return SpecError(f"invalid YAML: {brief(problem, 160)}; check indentation and quoting",
+                     line=line)
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain_data_problem(value: Any) -> str | None:
+    """What in ``value`` is not plain data (a date, a set, binary, a mapping with keys that
+    are not strings), or None. Nesting is bounded by ``_check_events``."""
+    if isinstance(value, _PLAIN_SCALARS):
+        return None
+    if isinstance(value, list):
+        return next(filter(None, map(_plain_data_problem, value)), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"the key {brief(repr(key), 40)} is a {_type_name(key)}; keys in a "
+                        "fence are strings (quote it)")
+            problem = _plain_data_problem(item)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, datetime.date):
+        return f"{value} is read as a date; quote it to pass a string"
+    return f"a {_type_name(value)} value is not allowed in a fence; use strings, numbers, lists"
 
 
 def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None) -> FenceSpec:
@@ -290,7 +482,8 @@ def check_field(key: str, value: Any, line: int | None = None) -> None:
     rule = FIELDS.get(key)
     if rule is None:
         allowed = ", ".join(FIELDS)
-        raise SpecError(f"unknown field {key!r}; allowed fields: {allowed}", field=key, line=line)
+        raise SpecError(f"unknown field {brief(repr(key), 40)}{did_you_mean(key, FIELDS)}; "
+                        f"allowed fields: {allowed}", field=key, line=line)
 
     def fail(problem: str) -> SpecError:
         return SpecError(f"field '{key}' {problem}; e.g. `{key}: {rule.example}`",
@@ -298,33 +491,32 @@ def check_field(key: str, value: Any, line: int | None = None) -> None:
 
     if (isinstance(value, bool) and bool not in rule.types) or not isinstance(value, rule.types):
         kinds = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in rule.types)
-        raise fail(f"must be of type {kinds}, got {value!r}")
+        raise fail(f"must be of type {kinds}, got {brief(repr(value), 60)}")
+    if isinstance(value, str | list) and len(value) > rule.max_length:
+        unit = "characters" if isinstance(value, str) else "items"
+        raise fail(f"has {len(value):,} {unit}; at most {rule.max_length:,}")
     items = value if isinstance(value, list) and rule.choices else [value]
     for item in items:
         if rule.choices and item not in rule.choices:
             allowed = ", ".join(str(c) for c in rule.choices)
-            raise fail(f"has {item!r}; allowed values: {allowed}")
+            hint = did_you_mean(item, map(str, rule.choices)) if isinstance(item, str) else ""
+            raise fail(f"has {brief(repr(item), 40)}; allowed values: {allowed}{hint}")
     if rule.minimum is not None and value < rule.minimum:
         raise fail(f"must be at least {rule.minimum}, got {value}")
+    if rule.maximum is not None and value > rule.maximum:
+        raise fail(f"must be at most {rule.maximum}, got {brief(str(value), 30)}")
     problem = rule.check(value) if rule.check else None
     if problem:
         raise fail(f"is wrong: {problem}")
 
 
 _TYPE_NAMES = {str: "string", int: "integer", bool: "boolean (true or false)",
-               dict: "mapping", list: "list"}
+               dict: "mapping", list: "list", float: "number", type(None): "null"}
 """How errors and the field table name the YAML types."""
 
 
-def _key_lines(root: yaml.Node | None) -> dict[str, int]:
-    """1-based line of each top-level key, whether written in block or flow style."""
-    if not isinstance(root, yaml.MappingNode):
-        return {}
-    lines: dict[str, int] = {}
-    for key_node, _ in root.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            lines.setdefault(str(key_node.value), key_node.start_mark.line + 1)
-    return lines
+def _type_name(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def field_table() -> str:
@@ -336,7 +528,9 @@ def field_table() -> str:
         what = rule.description
         if rule.choices:
             what += " One of " + ", ".join(f"`{c}`" for c in rule.choices) + "."
-        if rule.minimum is not None:
+        if rule.minimum is not None and rule.maximum is not None:
+            what += f" From {rule.minimum} to {rule.maximum:,}."
+        elif rule.minimum is not None:
             what += f" At least {rule.minimum}."
         torchvista = f"`{rule.torchvista}`" if rule.torchvista else "—"
         changes = "the trace" if rule.stage == "trace" else "the view"

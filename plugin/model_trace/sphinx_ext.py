@@ -10,7 +10,8 @@ directive with the fence's fields as options, or its YAML as content::
 Option values are YAML, as in a fence. The directive runs on the MkDocs plugin's core (the
 same spec, trace session, worker processes and cache) and the viewer's assets are shipped
 through ``html_static_path``. Configuration values are the plugin's options with a
-``model_trace_`` prefix: ``model_trace_allowed_roots``, ``model_trace_depth``,
+``model_trace_`` prefix: ``model_trace_allowed_roots``, ``model_trace_own_roots``,
+``model_trace_depth``,
 ``model_trace_routing``, ``model_trace_timeout``, ``model_trace_jobs``,
 ``model_trace_on_error``, ``model_trace_export``, ``model_trace_theme``,
 ``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache).
@@ -27,7 +28,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.builders import Builder
@@ -40,7 +40,7 @@ import model_trace
 from model_trace.errors import ModelTraceError, SpecError
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
 from model_trace.session import Settings, TraceSession
-from model_trace.spec import FIELDS, FenceSpec, read_mapping, spec_from_mapping
+from model_trace.spec import FIELDS, FenceSpec, read_mapping, read_yaml, spec_from_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ _BUILDS: weakref.WeakKeyDictionary[BuildEnvironment, _Build] = weakref.WeakKeyDi
 
 _CONFIG: dict[str, Any] = {
     "allowed_roots": list(DEFAULT_ALLOWED_ROOTS),
+    "own_roots": [],
     "depth": 1,
     "routing": "balanced",
     "timeout": 300,
@@ -70,8 +71,12 @@ _CONFIG: dict[str, Any] = {
 
 
 def _yaml_option(text: str | None) -> Any:
-    """A directive option's value, read as YAML (``:depth: 2`` is the integer 2)."""
-    return yaml.safe_load(text) if text else None
+    """A directive option's value, read as YAML (``:depth: 2`` is the integer 2), with a
+    fence's limits."""
+    try:
+        return read_yaml(text) if text else None
+    except SpecError as error:  # docutils reports a ValueError as a bad option value
+        raise ValueError(str(error)) from error
 
 
 class ModelTraceDirective(SphinxDirective):
@@ -148,6 +153,7 @@ def _start(app: Sphinx) -> None:
         export=tuple(config.model_trace_export),
         theme=config.model_trace_theme,
         allowed_roots=tuple(config.model_trace_allowed_roots),
+        own_roots=tuple(config.model_trace_own_roots),
         timeout_s=float(config.model_trace_timeout),
         jobs=config.model_trace_jobs,
         cache_dir=Path(app.confdir) / cache_dir if cache_dir else None,

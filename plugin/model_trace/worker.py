@@ -10,12 +10,19 @@ progress for traces that take a while. A docs build makes one pool per build.
 
 The worker talks over two pipes of its own (not stdin/stdout, which the model may print to)
 with ``multiprocessing.connection`` framing; its first message is the parent's ``sys.path``.
+A worker never outlives its build: a thread of its own reads the pipe from the parent and ends
+the process as soon as that pipe closes or the parent's pid changes (the parent was killed),
+even while a model is running. Whatever a model does (``sys.exit``, ``KeyboardInterrupt``,
+``os._exit``, a crash) reaches the build as one line with the real exit status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -27,13 +34,25 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from model_trace.cache import FenceOutput
-from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, TraceError
+from model_trace.errors import (
+    MESSAGE_CHARS,
+    ModelLoadError,
+    ModelTraceError,
+    SpecError,
+    TraceError,
+    brief,
+)
+from model_trace.loader import ImportPolicy
 from model_trace.spec import FenceSpec
 
 STARTUP_TIMEOUT_S = 180.0
 """How long a new worker may take to import torch and model-trace (not counted in a trace)."""
 PROGRESS_AFTER_S = 2.0
 PROGRESS_EVERY_S = 10.0
+EXIT_WAIT_S = 5.0
+"""How long a worker whose pipe broke may take to exit, so its real exit status is reported."""
+PARENT_CHECK_S = 0.5
+"""How often a worker checks that its parent is still alive."""
 
 _ERRORS: dict[str, type[ModelTraceError]] = {
     cls.__name__: cls for cls in (SpecError, ModelLoadError, TraceError)
@@ -47,11 +66,12 @@ class TraceTimeout(ModelTraceError):
 @dataclass(frozen=True)
 class TraceJob:
     """Fences that share one trace (equal ``trace_identity``, defaults filled in), the theme,
-    and a label for logs."""
+    what the site allows them to import, and a label for logs."""
 
     specs: list[FenceSpec]
     theme: str
     label: str
+    policy: ImportPolicy | None = None
 
 
 JobResult = list["FenceOutput | ModelTraceError"]
@@ -97,9 +117,10 @@ class _Worker:
             raise self._died() from error
 
     def _died(self) -> ModelTraceError:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(EXIT_WAIT_S)
         self.kill()
-        return ModelTraceError(f"the trace worker died (exit code {self.process.returncode}); "
-                               "the model may have crashed the interpreter or run out of memory")
+        return ModelTraceError(f"the trace worker {exit_status(self.process.returncode)}")
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -146,7 +167,7 @@ class TracePool:
     def _run(self, job: TraceJob) -> JobResult:
         worker = self._take()
         try:
-            worker.send((job.specs, job.theme))
+            worker.send((job.specs, job.theme, job.policy))
             self._wait(worker, job)
             status, payload = worker.receive()
         except BaseException:
@@ -187,11 +208,45 @@ class TracePool:
             self._idle.append(worker)
 
 
-def _describe_error(error: Exception) -> tuple[str, str, str | None]:
+def exit_status(code: int | None) -> str:
+    """How a worker's exit status reads in a message, with the likely cause."""
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        cause = ("it ran out of memory, or was killed" if name == "SIGKILL"
+                 else "the model crashed the interpreter")
+        return f"was killed by {name} in the middle of a trace ({cause})"
+    return (f"exited with code {code} in the middle of a trace (the model ended the process, "
+            "e.g. with os._exit)")
+
+
+def one_line(error: BaseException) -> str:
+    """A foreign exception as one line: its type and the first line of its message (torch's
+    C++ errors append a frame list), cut to a readable length, with a hint where one is
+    known."""
+    text = str(error).split("\nException raised from", 1)[0].strip()
+    first = text.splitlines()[0] if text else ""
+    hint = ""
+    if "indices" in text and ("Long" in text or "Int" in text):
+        hint = ("; token ids need an integer dtype: give the input as {shape: [1, 16], "
+                "dtype: int64}")
+    return brief(f"{type(error).__name__}: {first}", MESSAGE_CHARS - len(hint)) + hint
+
+
+def _describe_error(error: BaseException) -> tuple[str, str, str | None]:
     """An error as plain data: class name, message, field (exceptions may not pickle)."""
     if isinstance(error, ModelTraceError):
         return type(error).__name__, str(error), getattr(error, "field", None)
-    return "ModelTraceError", f"{type(error).__name__}: {error}", None
+    if isinstance(error, SystemExit):
+        return ("ModelLoadError", f"the model called sys.exit({brief(repr(error.code), 40)}) "
+                "while it was built or traced", None)
+    if isinstance(error, KeyboardInterrupt):
+        return "ModelLoadError", "the model raised KeyboardInterrupt", None
+    return "ModelTraceError", one_line(error), None
 
 
 def _error(described: tuple[str, str, str | None]) -> ModelTraceError:
@@ -202,32 +257,59 @@ def _error(described: tuple[str, str, str | None]) -> ModelTraceError:
     return error_class(message)
 
 
+def _read_requests(incoming: Connection, requests: queue.Queue[Any]) -> None:
+    """The worker's reader thread: passes requests on; ends the process when the parent
+    closes the pipe without saying goodbye or its pid changes (it died)."""
+    parent = os.getppid()
+    while True:
+        try:
+            if not incoming.poll(PARENT_CHECK_S):
+                if os.getppid() != parent:
+                    os._exit(1)
+                continue
+            request = incoming.recv()
+        except (EOFError, OSError):
+            os._exit(1)
+        requests.put(request)
+        if request is None:
+            return
+
+
+def _send(outgoing: Connection, message: Any) -> None:
+    try:
+        outgoing.send(message)
+    except OSError:  # the parent is gone: nobody to tell
+        os._exit(1)
+
+
 def serve(incoming: Connection, outgoing: Connection) -> None:
-    """A worker's main loop: receive (specs, theme), reply with one output or error per spec,
-    or with the error that stopped the trace they share."""
+    """A worker's main loop: receive (specs, theme, policy), reply with one output or error
+    per spec, or with the error that stopped the trace they share."""
     sys.path[:] = incoming.recv()
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
+    # Ctrl-C in a terminal reaches every process of the build: the build stops, and the
+    # worker with it when its pipe closes; a model's own KeyboardInterrupt is still reported.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests: queue.Queue[Any] = queue.Queue()
+    threading.Thread(target=_read_requests, args=(incoming, requests), daemon=True).start()
     try:
         from model_trace.pipeline import run_fences
     except BaseException as error:
-        outgoing.send(("failed", f"{type(error).__name__}: {error}"))
+        _send(outgoing, ("failed", one_line(error)))
         return
-    outgoing.send(("ready", None))
+    _send(outgoing, ("ready", None))
     while True:
-        try:
-            request = incoming.recv()
-        except (EOFError, OSError):
-            return
+        request = requests.get()
         if request is None:
             return
-        specs, theme = request
+        specs, theme, policy = request
         try:
-            outputs = run_fences(specs, theme)
-        except Exception as error:  # a model's own bug too: report it, keep serving
-            outgoing.send(("error", _describe_error(error)))
+            outputs = run_fences(specs, theme, policy=policy)
+        except BaseException as error:  # a model's own bug, sys.exit, ...: report, keep serving
+            _send(outgoing, ("error", _describe_error(error)))
             continue
-        outgoing.send(("ok", [("ok", output) if not isinstance(output, Exception)
-                              else ("error", _describe_error(output)) for output in outputs]))
+        _send(outgoing, ("ok", [("ok", output) if not isinstance(output, Exception)
+                                else ("error", _describe_error(output)) for output in outputs]))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def test_a_killed_build_leaves_a_usable_cache(tmp_path: Path, tiny_models) -> No
           - model-trace:
               allowed_roots: [tiny_models, torch]
         """))
-    env = {**os.environ, "PYTHONPATH": str(tiny_models.source.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")])}
     build = _mkdocs(project, env)
     cache = project / ".cache/plugin/model-trace"
     deadline = time.monotonic() + 60
@@ -147,7 +148,8 @@ def test_unchanged_site_in_a_new_process_reads_the_disk_cache(tmp_path: Path,
     (project / "docs/index.md").write_text(TINY_FENCE)
     (project / "mkdocs.yml").write_text(
         "site_name: t\nplugins:\n  - model-trace:\n      allowed_roots: [tiny_models]\n")
-    env = {**os.environ, "PYTHONPATH": str(tiny_models.source.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")])}
     outputs = [_mkdocs(project, env).communicate(timeout=120)[0] for _ in range(2)]
     assert "1 figures: 1 drawn from 1 trace(s), 0 from the cache" in outputs[0]
     assert "1 figures: 0 drawn from 0 trace(s), 1 from the cache" in outputs[1]

@@ -115,7 +115,7 @@ def test_summary_depth_limits_the_rows(capsys) -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["trace", "deepseek-v3", "--config", "huge"], "unknown DeepSeek-V3 config 'huge'"),
     (["trace", *TINY, "--routing", "fastest"], "--routing: field 'routing' is wrong"),
-    (["trace", *LINEAR[:3], "--inputs", "[[3, 8"], "--inputs '[[3, 8' is not valid YAML"),
+    (["trace", *LINEAR[:3], "--inputs", "[[3, 8"], "--inputs '[[3, 8': invalid YAML"),
     (["summary", "torch.nn:Linear", "--set", "in_features=8"], "missing a required argument"),
     (["trace", *LINEAR[:5], "--inputs", "[[3, 5]]"],
      "forward failed in module '<root>' (Linear) at op 'linear'"),

@@ -73,4 +73,4 @@ def test_extension_refuses_models_outside_the_allowed_roots() -> None:
     md = Markdown(extensions=["pymdownx.superfences", "model_trace.markdown_ext"])
     md.convert("```model-trace\nmodel: os:getcwd\ninputs: []\n```\n")
     (problem,) = md.model_trace_state.problems
-    assert problem.line == 2 and "allowed import roots" in problem.message
+    assert problem.line == 2 and "outside the roots this site allows" in problem.message

@@ -9,7 +9,7 @@ import time
 import pytest
 from mkdocs.exceptions import Abort, PluginError
 
-PLUGIN = {"allowed_roots": ["tiny_models"]}
+PLUGIN = {"allowed_roots": ["torch"], "own_roots": ["tiny_models"]}
 
 
 def _sleeper(seconds: float, width: int = 8) -> str:
@@ -78,9 +78,20 @@ def test_a_slow_trace_logs_progress(build_site, tiny_models, caplog) -> None:
                for m in messages), messages
 
 
-def test_a_model_that_kills_its_worker_is_reported(build_site, caplog) -> None:
-    page = "```model-trace\nmodel: os:_exit\nargs: {status: 3}\ninputs: []\n```\n"
+def _misbehaving(how: str) -> str:
+    return (f"```model-trace\nmodel: tiny_models:Misbehaving\nargs: {{how: {how}, code: 3}}\n"
+            "inputs: [[3, 8]]\n```\n")
+
+
+@pytest.mark.parametrize(("how", "words"), [
+    ("os._exit", "exited with code 3 in the middle of a trace"),
+    ("sys.exit", "the model called sys.exit(3)"),
+    ("interrupt", "the model raised KeyboardInterrupt"),
+])
+def test_a_model_that_ends_its_worker_is_reported_in_one_line(build_site, tiny_models, caplog,
+                                                              how: str, words: str) -> None:
     with pytest.raises((Abort, PluginError)) as raised:
-        build_site({"index.md": page}, plugin={"allowed_roots": ["os"]})
+        build_site({"index.md": _misbehaving(how)}, plugin=PLUGIN)
     message = _failure(raised, caplog)
-    assert "index.md:1" in message and "died (exit code 3)" in message
+    assert "index.md:1" in message and words in message, message
+    assert "Traceback" not in message and "-9" not in message

@@ -92,10 +92,12 @@ def served(tmp_path: Path, tiny_models) -> Iterator[Server]:
         site_name: served
         plugins:
           - model-trace:
-              allowed_roots: [tiny_models, other_models]
+              allowed_roots: [torch]
+              own_roots: [tiny_models, other_models]
         """))
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(tiny_models.source.parent.parent),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")]),
            "NO_MKDOCS_2_WARNING": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"],

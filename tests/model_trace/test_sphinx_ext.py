@@ -94,10 +94,13 @@ def test_warn_mode_and_allowed_roots_from_conf(tmp_path: Path) -> None:
     out = _build(tmp_path, {"index.rst": page}, conf='model_trace_on_error = "warn"\n',
                  warnings=warnings)
     assert "model-trace-error" in (out / "index.html").read_text()
-    assert re.search(r"index\.rst:4: WARNING: model-trace: 'os' is outside the allowed import "
-                     r"roots .*`model_trace_allowed_roots` in conf\.py", warnings.getvalue())
-    page = page.replace(":inputs: []", ":inputs: []\n   :args: {}")
+    assert re.search(r"index\.rst:4: WARNING: model-trace: 'os' is outside the roots this "
+                     r"site allows .*'os' in `model_trace_allowed_roots` in conf\.py",
+                     warnings.getvalue())
+    page = page.replace(":inputs: []", ":inputs: []\n   :args: {}").replace("os:getcwd",
+                                                                           "json:dumps")
     out = _build(tmp_path, {"index.rst": page},
-                 conf='model_trace_allowed_roots = ["os"]\nmodel_trace_on_error = "warn"\n')
+                 conf='model_trace_allowed_roots = ["json"]\nmodel_trace_on_error = "warn"\n')
     assert "model-trace-error" in (out / "index.html").read_text()  # getcwd is no Module
-    assert "torch.nn.Module" in (out / "index.html").read_text()
+    assert "not an nn.Module class" in (out / "index.html").read_text()
+    assert "`model_trace_own_roots` in conf.py" in (out / "index.html").read_text()

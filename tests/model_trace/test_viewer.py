@@ -81,7 +81,7 @@ def _build(root: Path, pages: dict[str, str], theme: dict[str, Any]) -> Path:
         "site_name": "viewer test",
         "theme": theme,
         "markdown_extensions": ["pymdownx.superfences"],
-        "plugins": [{"model-trace": {"allowed_roots": ["viewer_models", "torch"],
+        "plugins": [{"model-trace": {"own_roots": ["viewer_models"],
                                      "cache": False}}],
     }
     (root / "mkdocs.yml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -42,8 +42,15 @@ class ModelTraceConfig(base.Config):
     routing = _RoutingPolicy(default="balanced")
     """The routing policy of fences that give no ``routing``."""
     allowed_roots = c.ListOfItems(c.Type(str), default=list(DEFAULT_ALLOWED_ROOTS))
-    """Packages (or dotted module prefixes) a fence may import a model or inputs from. A model
-    is code: anything listed here runs during the build."""
+    """Libraries (packages or dotted module prefixes) whose public `nn.Module` classes a fence
+    may build. A fence is code: the build imports these packages and runs the constructor and
+    `forward` of the classes fences name; it calls no function from them."""
+    own_roots = c.ListOfItems(c.Type(str), default=[])
+    """The site's own packages: a fence may call any class or function defined in them (model
+    factories, `make_inputs` functions). List only code you would run yourself."""
+    paths = c.ListOfItems(c.Type(str), default=["."])
+    """Folders (relative to `mkdocs.yml`) put at the front of `sys.path` of the build and of
+    its trace workers, so a site's own model package imports without `PYTHONPATH`."""
     timeout = c.Type((int, float), default=300)
     """Seconds one trace may take; past it, its worker process is killed and the fence fails."""
     jobs = c.Type(int, default=os.cpu_count() or 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -83,12 +84,17 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
 
     def _settings(self, config: MkDocsConfig) -> Settings:
         root = Path(config.config_file_path or ".").resolve().parent
+        for folder in reversed(self.config.paths):
+            path = str((root / folder).resolve())
+            if path not in sys.path:
+                sys.path.insert(0, path)
         return Settings(
             depth=self.config.depth,
             routing=self.config.routing,
             export=tuple(self.config.export),
             theme=self.config.theme,
             allowed_roots=tuple(self.config.allowed_roots),
+            own_roots=tuple(self.config.own_roots),
             timeout_s=float(self.config.timeout),
             jobs=self.config.jobs,
             cache_dir=root / self.config.cache_dir if self.config.cache else None,
