@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, brief
+from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, brief, readable
 from model_trace.session import Settings
 from model_trace.spec import FIELDS, FenceSpec, parse_spec, read_yaml, spec_from_mapping
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except (ModelTraceError, OSError) as error:
-        print(f"model-trace: error: {error}", file=sys.stderr)
+        print(f"model-trace: error: {readable(str(error))}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,6 +25,23 @@ def brief(text: str, limit: int = 80) -> str:
     return line if len(line) <= limit else line[: max(limit - 1, 1)] + "…"
 
 
+_HINTS = (
+    (("'indices'", "Long"), "token ids need an integer dtype: give the input as "
+     "{shape: [1, 16], dtype: int64}"),
+)
+"""(words that all appear in an error, the fix) for mistakes a newcomer makes."""
+
+
+def readable(message: str) -> str:
+    """An error message as a build log shows it: torch's C++ frame list cut off, a hint
+    added where the mistake is a known one, on one line of at most ``MESSAGE_CHARS``."""
+    text = message.split("Exception raised from", 1)[0]
+    hint = next((fix for words, fix in _HINTS if all(w in text for w in words)), "")
+    if hint:
+        return brief(text, MESSAGE_CHARS - len(hint) - 2) + "; " + hint
+    return brief(text, MESSAGE_CHARS)
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """"; did you mean 'x'?" for the candidates close to ``word``, else ""."""
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=2, cutoff=0.7)

@@ -405,6 +405,12 @@ def _note_key(event: yaml.Event, mapping: _Level, line: int,
     if not isinstance(event, yaml.ScalarEvent):
         raise SpecError("a key must be a name, not a list or a mapping", line=line)
     key = event.value
+    kind = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) if event.implicit[0] else ""
+    if kind not in ("", "tag:yaml.org,2002:str"):
+        kind = kind.rpartition(":")[2]
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise SpecError(f"the key {brief(key, 40)} is read as {article} {kind}; keys in a fence "
+                        "are names (quote it)", line=line)
     if key in mapping.keys:
         raise SpecError(f"the key {brief(repr(key), 40)} appears twice (first on line "
                         f"{mapping.keys[key]}); keep one", field=key if top_keys is not None
@@ -416,13 +422,19 @@ def _note_key(event: yaml.Event, mapping: _Level, line: int,
 
 def _check_scalar(event: yaml.ScalarEvent, line: int) -> None:
     value = event.value
+    if event.tag is not None and event.tag != "!":
+        raise SpecError(f"YAML tags ({brief(event.tag, 30)}) are not allowed in a fence; write "
+                        "plain strings, numbers, lists and mappings", line=line)
+    tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) if event.implicit[0] else ""
+    if tag in _NUMBER_TAGS and len(value) > MAX_NUMBER_CHARS:
+        raise SpecError(f"the number {brief(value, 24)} has {len(value):,} characters; numbers "
+                        f"in a fence have at most {MAX_NUMBER_CHARS}", line=line)
+    if tag == "tag:yaml.org,2002:timestamp":
+        raise SpecError(f"{brief(value, 40)} is read as a date; quote it to pass a string",
+                        line=line)
     if len(value) > MAX_TEXT_CHARS:
         raise SpecError(f"a value of {len(value):,} characters; a fence's values are at most "
                         f"{MAX_TEXT_CHARS:,}", line=line)
-    if len(value) > MAX_NUMBER_CHARS and event.implicit[0] and _RESOLVER.resolve(
-            yaml.ScalarNode, value, (True, False)) in _NUMBER_TAGS:
-        raise SpecError(f"the number {brief(value, 24)} has {len(value)} characters; numbers "
-                        f"in a fence have at most {MAX_NUMBER_CHARS}", line=line)
 
 
 def _yaml_error(error: Exception, text: str) -> SpecError:
@@ -447,8 +459,8 @@ def _plain_data_problem(value: Any) -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return (f"the key {brief(repr(key), 40)} is a {_type_name(key)}; keys in a "
-                        "fence are strings (quote it)")
+                return (f"the key {brief(repr(key), 40)} is read as a {_type_name(key)}; keys "
+                        "in a fence are strings (quote it)")
             problem = _plain_data_problem(item)
             if problem:
                 return problem

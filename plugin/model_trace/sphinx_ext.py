@@ -37,7 +37,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 import model_trace
-from model_trace.errors import ModelTraceError, SpecError
+from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
 from model_trace.session import Settings, TraceSession
 from model_trace.spec import FIELDS, FenceSpec, read_mapping, read_yaml, spec_from_mapping
@@ -136,6 +136,7 @@ class ModelTraceDirective(SphinxDirective):
             (folder / name).write_bytes(data)
 
     def _problem(self, page: str, line: int, message: str) -> list[nodes.Node]:
+        message = readable(message)
         if self.config.model_trace_on_error == "fail":
             raise ExtensionError(f"model-trace: {page}:{line}: {message}")
         logger.warning("model-trace: %s", message, location=(self.env.docname, line))

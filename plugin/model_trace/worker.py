@@ -35,12 +35,12 @@ from typing import Any
 
 from model_trace.cache import FenceOutput
 from model_trace.errors import (
-    MESSAGE_CHARS,
     ModelLoadError,
     ModelTraceError,
     SpecError,
     TraceError,
     brief,
+    readable,
 )
 from model_trace.loader import ImportPolicy
 from model_trace.spec import FenceSpec
@@ -225,22 +225,14 @@ def exit_status(code: int | None) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """A foreign exception as one line: its type and the first line of its message (torch's
-    C++ errors append a frame list), cut to a readable length, with a hint where one is
-    known."""
-    text = str(error).split("\nException raised from", 1)[0].strip()
-    first = text.splitlines()[0] if text else ""
-    hint = ""
-    if "indices" in text and ("Long" in text or "Int" in text):
-        hint = ("; token ids need an integer dtype: give the input as {shape: [1, 16], "
-                "dtype: int64}")
-    return brief(f"{type(error).__name__}: {first}", MESSAGE_CHARS - len(hint)) + hint
+    """A foreign exception as one readable line: its type and its message."""
+    return readable(f"{type(error).__name__}: {error}")
 
 
 def _describe_error(error: BaseException) -> tuple[str, str, str | None]:
     """An error as plain data: class name, message, field (exceptions may not pickle)."""
     if isinstance(error, ModelTraceError):
-        return type(error).__name__, str(error), getattr(error, "field", None)
+        return type(error).__name__, readable(str(error)), getattr(error, "field", None)
     if isinstance(error, SystemExit):
         return ("ModelLoadError", f"the model called sys.exit({brief(repr(error.code), 40)}) "
                 "while it was built or traced", None)

@@ -100,6 +100,21 @@ def test_damaged_entries_and_leftover_temporaries_are_ignored(tmp_path: Path) ->
     assert fresh.get("good") == FenceOutput("<figure/>", {"png": b"\x89PNG"})
 
 
+@pytest.mark.parametrize("entry", [
+    {"html": 5, "exports": []},
+    {"schema": 1, "key": "k", "about": {}, "html": "<figure/>", "exports": {"png": 5}},
+    {"schema": 1, "key": "k", "about": {}, "html": "<figure/>", "exports": {"exe": "AAAA"}},
+    {"schema": 1, "key": "k", "about": {}, "html": "<figure/>", "exports": {"png": "not b64!"}},
+    {"schema": 1, "key": "other", "about": {}, "html": "<figure/>", "exports": {}},
+    {"schema": 99, "key": "k", "about": {}, "html": "<figure/>", "exports": {}},
+    [1, 2, 3],
+])
+def test_entries_of_another_shape_are_misses(tmp_path: Path, entry: object) -> None:
+    (tmp_path / "k.json").write_text(json.dumps(entry))
+    assert TraceCache(tmp_path).get("k") is None
+    assert not (tmp_path / "k.json").exists()
+
+
 def _mkdocs(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "mkdocs", "build", "-f", str(project / "mkdocs.yml"), *args],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -95,3 +97,46 @@ def test_a_model_that_ends_its_worker_is_reported_in_one_line(build_site, tiny_m
     message = _failure(raised, caplog)
     assert "index.md:1" in message and words in message, message
     assert "Traceback" not in message and "-9" not in message
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _alive(pid)
+
+
+def test_workers_do_not_outlive_a_build_killed_mid_trace(tmp_path, tiny_models) -> None:
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    (project / "docs/index.md").write_text("# Slow\n\n" + _sleeper(60))
+    (project / "mkdocs.yml").write_text(
+        "site_name: killed\nplugins:\n  - model-trace:\n      own_roots: [tiny_models]\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    build = subprocess.Popen([sys.executable, "-m", "mkdocs", "build"], cwd=project, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("sleeping") for line in tiny_models.builds()):
+        assert time.monotonic() < deadline and build.poll() is None, "the trace never started"
+        time.sleep(0.1)
+    (sleeping,) = [line for line in tiny_models.builds() if line.startswith("sleeping")]
+    worker = int(sleeping.split()[1])
+    build.kill()  # SIGKILL: the build cannot stop its workers itself
+    build.wait()
+    time.sleep(2)
+    assert not _running(worker), "a trace worker outlived the build that was killed"
+
+
+def test_the_summary_counts_failed_figures(build_site, tiny_models, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="mkdocs.plugins.model_trace")
+    site = build_site({"index.md": _sleeper(0) + "\n" + _misbehaving("sys.exit")},
+                      plugin={**PLUGIN, "on_error": "warn"})
+    assert (site / "index.html").is_file()
+    summary = [r.getMessage() for r in caplog.records if "figures:" in r.getMessage()]
+    assert summary == ["model-trace: 2 figures: 1 drawn from 2 trace(s), 0 from the cache, "
+                       "1 failed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -189,6 +190,18 @@ def test_warn_mode_still_fails_a_strict_build(build_site, caplog) -> None:
     message = _build_error(build_site, caplog, {"index.md": page}, strict=True,
                            plugin={"on_error": "warn"})
     assert "index.md:2" in message and "torch.no_such_module" in message
+
+
+def test_a_failed_build_logs_each_problem_once_and_no_empty_line(build_site, caplog) -> None:
+    pages = {"a.md": "```model-trace\nmodel: torch.nn:Linear\ncolour: red\n```\n",
+             "b.md": "```model-trace\nmodel: torch.nn:Linear\nheight: 10\n```\n"}
+    with pytest.raises((Abort, PluginError)):
+        build_site(pages)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not any(m.startswith("Error reading page") for m in logged), logged
+    assert sum("a.md:3: unknown field 'colour'" in m for m in logged) == 1
+    assert sum("b.md:3: field 'height'" in m for m in logged) == 1  # the next page too
+    assert any("2 figure(s) could not be drawn" in m for m in logged)
 
 
 def test_every_problem_of_a_page_is_reported(build_site, caplog) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -176,3 +178,64 @@ def test_any_text_gives_a_spec_or_a_spec_error(text: str) -> None:
         parse_spec(text)
     except SpecError as error:
         assert str(error) and "\n" not in str(error)
+
+
+# -- hostile and careless fences: one line naming the line, before anything is built -------
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    (ALIAS_BOMB, 1, "aliases"),
+    ("model: a:b\nargs: &r {a: *r}", 2, "aliases"),
+    ("model: a:b\ndepth: " + "9" * 5000, 2, "5,000 characters"),
+    ("model: a:b\nargs: {a: 2001-01-01}", 2, "read as a date; quote it"),
+    ("model: a:b\nargs: {1: 2, a: 3}", 2, "the key 1 is read as an int"),
+    ("model: a:b\nargs:\n  a:\n    null: 2", 4, "keys in a fence are names"),
+    ("model: a:b\ndepth: 1\ndepth: 2", 3, "'depth' appears twice (first on line 2)"),
+    ("model: a:b\nargs:\n  a: 1\n  a: 2", 4, "'a' appears twice"),
+    ("model: a:b\nargs: " + "[" * 20 + "]" * 20, 2, "levels deep"),
+    ("model: a:b\ncaption: " + "x" * 70_000, None, "at most 64 KiB"),
+    ("model: a:b\ncaption: " + "x" * 600, 2, "at most 500"),
+    ("model: a:b\nheight: 100000", 2, "at most 10000"),
+    ("model: a:b\ndepth: 10^100", 2, "must be of type integer"),
+    ("model: a:b\nrouting: [3, 3]", 2, "names an expert twice"),
+    ("model: a:b\ninputs: [2, 16, 64]", 2, "write [[2, 16, 64]]"),
+    ("model: a:b\ninputs: [[99999999999999999999, 8]]", 2, "above 2**40"),
+    ("model: a:b\ninptus: [[1]]", 2, "did you mean 'inputs'?"),
+    ("model: a:b\noverlay: flop", 2, "did you mean 'flops'?"),
+    ("model: a:b\n? [x]\n: 1", 2, "a key must be a name"),
+    ("model: a:b\nargs: !!binary aGVsbG8=", 2, "YAML tags (tag:yaml.org,2002:binary)"),
+    ("model: !!python/name:os.system", 1, "YAML tags"),
+])
+def test_hostile_fences_get_one_line(text: str, line: int | None, words: str) -> None:
+    error = _error(text)
+    assert words in str(error) and error.line == line, (str(error), error.line)
+    assert "\n" not in str(error) and len(str(error)) < 700
+
+
+def test_zoo_overrides_and_routing_are_range_checked() -> None:
+    from model_trace.loader import build_model
+
+    for spec, words in [
+        (FenceSpec(model="deepseek-v3", config="tiny", overrides={"n_layers": -3}),
+         "outside 0..2**31"),
+        (FenceSpec(model="deepseek-v3", config="tiny", overrides={"n_layer": 3}),
+         "did you mean 'n_layers'?"),
+        (FenceSpec(model="deepseek-v3", config="tiny", routing=[100000, 5]),
+         "names expert 100000"),
+        (FenceSpec(model="deepseek-v3", config="tny"), "did you mean 'tiny'?"),
+    ]:
+        with pytest.raises(SpecError, match=re.escape(words)):
+            build_model(spec)
+
+
+def test_known_mistakes_get_their_fix() -> None:
+    from model_trace.errors import readable
+
+    torch_error = ("forward failed in module '<root>' (Embedding) at op 'embedding': "
+                   "RuntimeError: Expected tensor for argument #1 'indices' to have one of the "
+                   "following scalar types: Long, Int; but got torch.float32 instead")
+    assert "dtype: int64" in readable(torch_error)
+    frames = "bad size\nException raised from empty at aten/x.cpp:1\nframe #0: 0x1 in libc10.so"
+    assert readable(frames) == "bad size"

@@ -2,8 +2,9 @@
 
 It injects the model-trace custom fence into SuperFences' config (so users add nothing but
 ``plugins: [model-trace]``), submits every fence of the site as soon as the files are known
-(``on_files``), lets the formatter collect each result while its page is converted, turns fence
-problems into build errors naming page and line (``on_page_content``), writes export files next
+(``on_files``), lets the formatter collect each result while its page is converted, logs fence
+problems as errors naming page and line (``on_page_content``) and fails the build once every
+page is converted, before any is written (``on_env``), writes export files next
 to their pages, ships the viewer's assets once per site, shows search plugins each figure
 as its caption only, and under ``mkdocs serve`` watches the models' source folders. Defining
 ``on_startup`` makes MkDocs keep one plugin instance, and with it the in-memory cache, across
@@ -16,7 +17,6 @@ import logging
 import posixpath
 import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,15 +30,16 @@ from mkdocs.structure.pages import Page
 from model_trace.markdown_ext import (
     FenceState,
     ModelTraceExtension,
+    export_namer,
     find_fences,
     superfences_entry,
 )
 from model_trace.mkdocs.config import ModelTraceConfig
 from model_trace.session import Settings, TraceSession
+from model_trace.viewer_files import ASSET_DIR, asset_bytes, asset_names, linked_names
 
 log = logging.getLogger("mkdocs.plugins.model_trace")
 
-ASSET_DIR = "assets/model-trace"
 SUPERFENCES = "pymdownx.superfences"
 _FIGURE = re.compile(r'<figure class="model-trace".*?</figure>', re.S)
 _CAPTION = re.compile(r"<figcaption>(.*?)</figcaption>", re.S)
@@ -54,6 +55,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         self._server: LiveReloadServer | None = None
         self._watched: set[Path] = set()
         self._contents: dict[str, str] = {}
+        self._failed = 0
 
     def on_startup(self, *, command: Literal["build", "gh-deploy", "serve"],
                    dirty: bool) -> None:
@@ -65,6 +67,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             self.session = TraceSession(settings)
         self.session.start_build()
         self.state = FenceState(self.session)
+        self._failed = 0
         if SUPERFENCES not in config.markdown_extensions:
             config.markdown_extensions.append(SUPERFENCES)
         fences: list[dict[str, Any]] = config.mdx_configs.setdefault(SUPERFENCES, {}).setdefault(
@@ -73,12 +76,13 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         if not any(f.get("name") == superfences_entry()["name"] for f in fences):
             fences.append(superfences_entry())
         config.markdown_extensions.append(
-            ModelTraceExtension(state=self.state, register_fence=False)  # type: ignore[arg-type]
+            ModelTraceExtension(state=self.state, register_fence=False,  # type: ignore[arg-type]
+                                on_error="record")
         )
-        for name in _asset_names():
+        for name in linked_names():
             target = config.extra_javascript if name.endswith(".js") else config.extra_css
             url = f"{ASSET_DIR}/{name}"
-            if name.endswith((".js", ".css")) and "/" not in name and url not in target:
+            if url not in target:
                 target.append(url)
         return config
 
@@ -103,10 +107,9 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         )
 
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
-        package = resources.files("model_trace") / "assets"
-        for name in _asset_names():
-            content = package.joinpath(*name.split("/")).read_bytes()
-            files.append(File.generated(config, f"{ASSET_DIR}/{name}", content=content))
+        for name in asset_names():
+            files.append(File.generated(config, f"{ASSET_DIR}/{name}",
+                                        content=asset_bytes(name)))
         # Submit every fence of the site now, so they trace in parallel while pages convert.
         self.state.prefetch({file.src_uri: find_fences(file.content_string.splitlines())
                              for file in files.documentation_pages()})
@@ -116,10 +119,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files
     ) -> str:
         stem = posixpath.splitext(posixpath.basename(page.file.dest_uri))[0]
-        self.state.start_page(
-            page.file.src_uri,
-            export_base=lambda prefix: prefix if stem == "index" else f"{stem}-{prefix}",
-        )
+        self.state.start_page(page.file.src_uri, export_base=export_namer(stem))
         return markdown
 
     def on_page_content(
@@ -128,13 +128,22 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         folder = posixpath.dirname(page.file.dest_uri)
         for name, data in self.state.files.items():
             files.append(File.generated(config, posixpath.join(folder, name), content=data))
-        problems = [f"model-trace: {problem}" for problem in self.state.problems]
+        report = log.error if self.config.on_error == "fail" else log.warning
+        for problem in self.state.problems:
+            report(f"model-trace: {problem}")
+        self._failed += len(self.state.problems)
         self.state.problems = []
-        if problems and self.config.on_error == "fail":
-            raise PluginError("\n".join(problems))
-        for problem in problems:
-            log.warning(problem)
         return html
+
+    def on_env(self, env: Any, *, config: MkDocsConfig, files: Files) -> Any:
+        """Every page is converted: fail the build (before any page is written) if a figure
+        could not be drawn; each was logged above with its page and line."""
+        if self._failed and self.config.on_error == "fail":
+            failed, self._failed = self._failed, 0
+            raise PluginError(f"model-trace: {failed} figure(s) could not be drawn (see the "
+                              "errors above); fix the fences, or set `on_error: warn` under "
+                              "`plugins: - model-trace:` to build the pages with error boxes")
+        return env
 
     @event_priority(100)  # before the search plugins
     def _hide_figures(self, context: dict[str, Any], *, page: Page, config: MkDocsConfig,
@@ -181,19 +190,3 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
 def _caption_only(figure: re.Match[str]) -> str:
     caption = _CAPTION.search(figure[0])
     return f"<p>{caption[1]}</p>" if caption else ""
-
-
-def _asset_names() -> list[str]:
-    """The viewer's files; scripts load in name order. Files in subfolders (``vendor/``) are
-    shipped but not linked: the viewer loads them itself when it needs them."""
-    package = resources.files("model_trace") / "assets"
-    names: list[str] = []
-    folders = [(package, "")]
-    while folders:
-        folder, prefix = folders.pop()
-        for entry in folder.iterdir():
-            if entry.is_file():
-                names.append(prefix + entry.name)
-            elif entry.is_dir() and not entry.name.startswith(("_", ".")):
-                folders.append((entry, f"{prefix}{entry.name}/"))
-    return sorted(names)
