@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from folded_graph_checks import assert_sound_folded_graph
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
+
+from model_trace.graph import Graph
 
 SiteBuilder = Callable[..., Path]
 
@@ -127,3 +131,21 @@ def tiny_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TinyModels:
     source.write_text(TINY_MODELS.format(log=str(log)), encoding="utf-8")
     monkeypatch.syspath_prepend(str(root))
     return TinyModels(source, log)
+
+
+@pytest.fixture(autouse=True)
+def folded_graphs_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every graph ``fold_repeats`` returns during a test passes ``folded_graph_checks``
+    (wherever the package imported it from)."""
+    from model_trace.tracing import folding
+
+    original = folding.fold_repeats
+
+    def checked(graph: Graph) -> Graph:
+        folded = original(graph)
+        assert_sound_folded_graph(folded)
+        return folded
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("model_trace") and getattr(module, "fold_repeats", None) is original:
+            monkeypatch.setattr(module, "fold_repeats", checked)

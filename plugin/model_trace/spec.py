@@ -138,9 +138,9 @@ def _check_routing(value: Any) -> str | None:
         if len(set(value)) != len(value):
             return f"{brief(repr(value), 60)} names an expert twice; name distinct experts"
         return None
-    name, _, seed = value.partition(":")
-    if name in ROUTING_POLICIES and (not seed or (name == "random" and seed.isdigit()
-                                                  and len(seed) <= 18)):
+    name, colon, seed = value.partition(":")
+    if name in ROUTING_POLICIES and (not colon or (name == "random" and seed.isdigit()
+                                                   and len(seed) <= 18)):
         return None
     return (f"{brief(repr(value), 40)} is not a routing policy; allowed values: "
             f"{', '.join(ROUTING_POLICIES)}, random:SEED, or a list of expert indices"

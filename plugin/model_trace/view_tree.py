@@ -189,9 +189,8 @@ def expanded_groups(tree: ViewTree, depth: int) -> set[str]:
         if not item.is_group or level > depth or item.category == "idle":
             continue
         opened.add(item_id)
-        for child in item.children:
-            stack.append((child, level if _is_part(item) or _is_part(tree.items[child])
-                          else level + 1))
+        for child in item.children:  # into a chunk: the same level; out of one: the next
+            stack.append((child, level if _is_part(tree.items[child]) else level + 1))
     return opened
 
 

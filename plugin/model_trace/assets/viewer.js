@@ -166,8 +166,7 @@
       for (j = kids.length - 1; j >= 0; j--) {
         var child = kids[j];
         this.depth[child] = this.depth[item] + 1;
-        var chunky = this.isPart(item) || this.isPart(child);
-        this.level[child] = this.level[item] + (chunky ? 0 : 1);
+        this.level[child] = this.level[item] + (this.isPart(child) ? 0 : 1);
         stack.push(child);
       }
     }

@@ -221,12 +221,12 @@ def routing_policy(spec: str | Sequence[int] | RoutingPolicy | None) -> RoutingP
     if isinstance(spec, RoutingPolicy):
         return spec
     if isinstance(spec, str):
-        name, _, seed = spec.partition(":")
-        if name == "balanced":
-            return BalancedRouting()
-        if name in ("random", "uniform"):
+        name, colon, seed = spec.partition(":")
+        if name in ("random", "uniform") and (not colon or seed.isdigit()):
             return RandomRouting(int(seed) if seed else 0)
-        if name == "first":
+        if name == "balanced" and not colon:
+            return BalancedRouting()
+        if name == "first" and not colon:
             return FixedRouting(None)
         raise ValueError(f"unknown routing policy {spec!r}; use one of {', '.join(ROUTING_NAMES)}"
                          " (random:SEED for another seed), or a list of expert indices")

@@ -1,0 +1,844 @@
+"""Mutation score of the core modules: how many small bugs the fast tests notice.
+
+    python benchmarks/mutation.py                       # 100 mutants of each module in TARGETS
+    python benchmarks/mutation.py folding routing       # some of the modules
+    python benchmarks/mutation.py --sample 0            # every mutant (about 4x longer)
+    python benchmarks/mutation.py --sample 40 --seed 1  # another choice of 40 per module
+    python benchmarks/mutation.py --list spec           # the mutants, without running them
+
+(from the repository root; the package and the tests are taken from this checkout.)
+
+Each mutant changes one spot of one module: a comparison flipped (``<`` -> ``<=``, ``==`` ->
+``!=``, ``in`` -> ``not in``), an arithmetic or boolean operator swapped, a number off by
+one, a ``True``/``False`` flipped, a name-like string changed, a condition negated, a
+statement dropped (a call, an ``+=``, a ``raise``, a ``continue``...), ``min``/``max`` or
+``any``/``all`` swapped, a sort removed, two arguments swapped. The mutant is written into a
+private copy of ``plugin/`` and the fast tests that run the mutated line are run against it
+(``pytest -x``); a failing test or a timeout kills it, a passing run lets it survive.
+
+Which tests run a line is measured once per module by a baseline run that records the lines
+each test (and each fixture it uses) executes; a mutant outside any function (a constant, a
+default argument) runs every mapped test. "Fast" leaves out tests that use a fixture in
+``SLOW_FIXTURES`` or carry a marker in ``SLOW_MARKERS``.
+
+The mutants are chosen deterministically: each has a stable name (its function, operator and
+text, not its line number), and ``--sample N`` keeps the N whose seeded hash is smallest, so
+two runs on the same code run the same mutants and an unrelated edit does not reshuffle them.
+Survivors listed in ``EQUIVALENT`` (mutants that cannot change behaviour) are shown with the
+reason and left out of the score.
+
+The parent process imports torch, pytest and hypothesis once and forks one child per run, so
+a mutant does not pay torch's import time; children run one at a time (``--jobs`` for more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import dataclasses
+import gc
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "plugin/model_trace"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate and the test files (or folders) that cover it."""
+
+    path: str
+    """Below ``plugin/model_trace``."""
+    tests: tuple[str, ...]
+    """Test files or folders, relative to the repository root; globs allowed."""
+
+
+# The one table to update as modules move: name -> module and the tests that cover it.
+TARGETS: dict[str, Target] = {
+    "spec": Target("spec.py", ("tests/model_trace/test_spec*.py",)),
+    "folding": Target("tracing/folding.py", ("tests/model_trace/tracing",)),
+    "routing": Target("tracing/routing.py", ("tests/model_trace/tracing",)),
+    "stats": Target("tracing/stats.py", ("tests/model_trace/tracing",)),
+    "view_tree": Target("view_tree.py", ("tests/model_trace/test_view_tree*.py",
+                                         "tests/model_trace/test_layout.py",
+                                         "tests/model_trace/test_render.py")),
+    "layout": Target("layout.py", ("tests/model_trace/test_layout.py",
+                                   "tests/model_trace/test_render.py")),
+    "render_svg": Target("render_svg.py", ("tests/model_trace/test_render.py",)),
+    "view_data": Target("view_data.py", ("tests/model_trace/test_render.py",)),
+}
+
+SLOW_FIXTURES = frozenset({"traced_671b", "browser", "open_page", "build_site"})
+"""Tests using these are not fast (a 671B trace, Chromium, a whole MkDocs build)."""
+SLOW_MARKERS = frozenset({"browser"})
+
+# Survivors that cannot change behaviour: (target, function, "original -> mutated") -> why.
+EQUIVALENT: dict[tuple[str, str, str], str] = {}
+
+DEFAULT_SAMPLE = 100
+"""Mutants per module by default: all eight modules in about 45 minutes on two cores."""
+
+PREIMPORTS = ("torch", "numpy", "yaml", "hypothesis", "jinja2", "markdown",
+              "mkdocs.commands.build", "mkdocs.config")
+"""Imported once by the parent so that forked children start warm (nothing of ours)."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One change to one module: the text span replaced and what replaces it."""
+
+    target: str
+    operator: str
+    function: str
+    """Qualified name of the enclosing function or class ("<module>" outside any)."""
+    at_import: bool
+    """Runs when the module is imported (outside any function body)."""
+    line: int
+    end_line: int
+    start: int
+    """Character offsets into the source."""
+    end: int
+    original: str
+    replacement: str
+    occurrence: int = 0
+    """How many mutants before this one share its function, operator and text."""
+
+    @property
+    def name(self) -> str:
+        """Stable across unrelated edits: no line numbers."""
+        return (f"{self.target}:{self.function}:{self.operator}:{self.change}"
+                f"#{self.occurrence}")
+
+    @property
+    def change(self) -> str:
+        return f"{_one_line(self.original)} -> {_one_line(self.replacement)}"
+
+    def apply(self, source: str) -> str:
+        return source[:self.start] + self.replacement + source[self.end:]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- making mutants ------------------------------------------------------------------------
+_COMPARE_SWAP: dict[type, tuple[str, str]] = {
+    ast.Lt: ("<", "<="), ast.LtE: ("<=", "<"), ast.Gt: (">", ">="), ast.GtE: (">=", ">"),
+    ast.Eq: ("==", "!="), ast.NotEq: ("!=", "=="), ast.In: ("in", "not in"),
+    ast.NotIn: ("not in", "in"), ast.Is: ("is", "is not"), ast.IsNot: ("is not", "is"),
+}
+_COMPARE_PATTERNS = {"<": r"<(?!=)", "<=": "<=", ">": r">(?!=)", ">=": ">=", "==": "==",
+                     "!=": "!=", "in": r"\bin\b", "not in": r"\bnot\s+in\b",
+                     "is": r"\bis\b(?!\s+not\b)", "is not": r"\bis\s+not\b"}
+_BINARY_SWAP: dict[type, tuple[str, str]] = {
+    ast.Add: ("+", "-"), ast.Sub: ("-", "+"), ast.Mult: ("*", "+"), ast.Div: ("/", "*"),
+    ast.FloorDiv: ("//", "*"), ast.Mod: ("%", "//"), ast.BitAnd: ("&", "|"),
+    ast.BitOr: ("|", "&"),
+}
+_CALL_SWAP = {"min": "max", "max": "min", "any": "all", "all": "any"}
+_DROPPED_CALLS = {"sorted": "list", "reversed": "list"}
+_ORDERLESS_CALLS = frozenset({"isinstance", "issubclass", "getattr", "setattr", "hasattr"})
+"""Builtins whose swapped arguments only raise TypeError: not worth a mutant."""
+_NAME_LIKE = re.compile(r"^[A-Za-z_#.:][A-Za-z0-9_.:#/-]{0,30}$")
+
+
+class _Positions:
+    """Character offsets of (line, UTF-8 column) positions, as ``ast`` reports them."""
+
+    def __init__(self, source: str) -> None:
+        self.lines = source.splitlines(keepends=True)
+        self.starts = [0]
+        for line in self.lines:
+            self.starts.append(self.starts[-1] + len(line))
+
+    def offset(self, line: int, column: int) -> int:
+        text = self.lines[line - 1].encode("utf-8")[:column].decode("utf-8")
+        return self.starts[line - 1] + len(text)
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        return (self.offset(node.lineno, node.col_offset),  # type: ignore[attr-defined]
+                self.offset(node.end_lineno, node.end_col_offset))  # type: ignore[attr-defined]
+
+
+class _MutantFinder(ast.NodeVisitor):
+    """Walks a module and collects mutants, skipping docstrings, annotations and f-strings."""
+
+    def __init__(self, target: str, source: str) -> None:
+        self.target = target
+        self.source = source
+        self.positions = _Positions(source)
+        self.scope: list[str] = []
+        self.in_function = 0
+        self.found: list[Mutant] = []
+
+    # -- recording -----------------------------------------------------------------------
+    def add(self, operator: str, node: ast.AST, start: int, end: int, replacement: str) -> None:
+        original = self.source[start:end]
+        # keep the line count, so every other line keeps its number
+        extra = original.count("\n") - replacement.count("\n")
+        if extra > 0:
+            replacement = (f"({replacement}{chr(10) * extra})" if operator != "drop"
+                           else replacement + "\n" * extra)
+        self.found.append(Mutant(
+            target=self.target, operator=operator,
+            function=".".join(self.scope) or "<module>", at_import=not self.in_function,
+            line=node.lineno, end_line=node.end_lineno,  # type: ignore[attr-defined]
+            start=start, end=end, original=original, replacement=replacement))
+
+    def segment(self, node: ast.AST) -> str:
+        start, end = self.positions.span(node)
+        return self.source[start:end]
+
+    def replace_between(self, operator: str, node: ast.AST, left: ast.AST, right: ast.AST,
+                        pattern: str, new: str) -> None:
+        """Swap an operator token that sits between two operands."""
+        _, gap_start = self.positions.span(left)
+        gap_end, _ = self.positions.span(right)
+        gap = self.source[gap_start:gap_end]
+        changed, count = re.subn(pattern, new, gap, count=1)
+        if count:
+            start, end = self.positions.span(node)
+            text = self.source[start:gap_start] + changed + self.source[gap_end:end]
+            self.add(operator, node, start, end, text)
+
+    # -- scopes and what is never mutated --------------------------------------------------
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for decorator in node.decorator_list:
+            self.visit(decorator)
+        for default in [*node.args.defaults, *node.args.kw_defaults]:
+            if default is not None:
+                self.visit(default)
+        self.scope.append(node.name)
+        self.in_function += 1
+        self.visit_body(node.body)
+        self.in_function -= 1
+        self.scope.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.scope.append(node.name)
+        self.visit_body(node.body)
+        self.scope.pop()
+
+    def visit_Module(self, node: ast.Module) -> None:
+        self.visit_body(node.body)
+
+    def visit_body(self, body: list[ast.stmt]) -> None:
+        for statement in body:
+            if _is_docstring(statement) or isinstance(statement, ast.ImportFrom | ast.Import):
+                continue
+            self.visit(statement)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+
+    def visit_arguments(self, node: ast.arguments) -> None:
+        pass  # annotations and defaults are handled by visit_FunctionDef
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        pass  # f-string positions are not reliable before Python 3.12
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):
+            return
+        self.negate(node.test)
+        self.generic_visit(node)
+
+    def visit_While(self, node: ast.While) -> None:
+        self.negate(node.test)
+        self.generic_visit(node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self.negate(node.test)
+        self.generic_visit(node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        for condition in node.ifs:
+            self.negate(condition)
+        self.generic_visit(node)
+
+    def negate(self, test: ast.expr) -> None:
+        if (isinstance(test, ast.Compare) and len(test.ops) == 1
+                and not isinstance(test.ops[0], ast.Lt | ast.LtE | ast.Gt | ast.GtE)):
+            return  # flipping its operator is the same mutant
+        start, end = self.positions.span(test)
+        self.add("negate", test, start, end, f"not ({self.source[start:end]})")
+
+    # -- expressions -----------------------------------------------------------------------
+    def visit_Compare(self, node: ast.Compare) -> None:
+        operands = [node.left, *node.comparators]
+        for index, op in enumerate(node.ops):
+            swap = _COMPARE_SWAP.get(type(op))
+            if swap is None:
+                continue
+            old, new = swap
+            self.replace_between("compare", node, operands[index], operands[index + 1],
+                                 _COMPARE_PATTERNS[old], new)
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        swap = _BINARY_SWAP.get(type(node.op))
+        if swap is not None:
+            old, new = swap
+            self.replace_between("arithmetic", node, node.left, node.right,
+                                 re.escape(old) + r"(?![=/*])", new)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        swap = _BINARY_SWAP.get(type(node.op))
+        if swap is not None:
+            old, new = swap
+            self.replace_between("arithmetic", node, node.target, node.value,
+                                 re.escape(old + "="), new + "=")
+        self.drop(node)
+        self.visit(node.value)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        old, new = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+        self.replace_between("boolean", node, node.values[0], node.values[1],
+                             rf"\b{old}\b", new)
+        self.generic_visit(node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
+        if isinstance(node.op, ast.Not | ast.USub):
+            start, end = self.positions.span(node)
+            self.add("unary", node, start, end, f"({self.segment(node.operand)})")
+        if not (isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)):
+            self.generic_visit(node)
+        else:
+            self.constant(node.operand, negative=True, whole=node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        self.constant(node)
+
+    def constant(self, node: ast.Constant, negative: bool = False,
+                 whole: ast.AST | None = None) -> None:
+        value = node.value
+        start, end = self.positions.span(whole or node)
+        if isinstance(value, bool):
+            self.add("constant", node, start, end, str(not value))
+        elif isinstance(value, int):
+            number = -value if negative else value
+            self.add("constant", node, start, end, f"({number + 1})")
+            if number != 0:
+                self.add("constant", node, start, end, f"({number - 1})")
+        elif isinstance(value, str) and _NAME_LIKE.match(value):
+            self.add("constant", node, start, end, repr(value + "_x"))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        function = node.func
+        if isinstance(function, ast.Name):
+            start, end = self.positions.span(node)
+            if function.id in _CALL_SWAP:
+                fstart, fend = self.positions.span(function)
+                self.add("call", node, start, end, self.source[start:fstart]
+                         + _CALL_SWAP[function.id] + self.source[fend:end])
+            if function.id in _DROPPED_CALLS and node.args:
+                self.add("call", node, start, end,
+                         f"{_DROPPED_CALLS[function.id]}({self.segment(node.args[0])})")
+        positional = node.args
+        if (len(positional) >= 2 and _callee(node) not in _ORDERLESS_CALLS
+                and not any(isinstance(a, ast.Starred) for a in positional[:2])
+                and self.segment(positional[0]) != self.segment(positional[1])):
+            first, second = positional[0], positional[1]
+            start, end = self.positions.span(node)
+            a_start, a_end = self.positions.span(first)
+            b_start, b_end = self.positions.span(second)
+            text = (self.source[start:a_start] + self.source[b_start:b_end]
+                    + self.source[a_end:b_start] + self.source[a_start:a_end]
+                    + self.source[b_end:end])
+            self.add("swap", node, start, end, text)
+        self.generic_visit(node)
+
+    # -- statements ------------------------------------------------------------------------
+    def drop(self, node: ast.stmt) -> None:
+        if not self.in_function:
+            return
+        start, end = self.positions.span(node)
+        self.add("drop", node, start, end, "pass")
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Call):
+            self.drop(node)
+        self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        self.drop(node)
+        # the exception's arguments are messages: not mutated
+
+    def visit_Continue(self, node: ast.Continue) -> None:
+        start, end = self.positions.span(node)
+        self.add("flow", node, start, end, "break")
+
+    def visit_Break(self, node: ast.Break) -> None:
+        start, end = self.positions.span(node)
+        self.add("flow", node, start, end, "continue")
+
+
+def _callee(node: ast.Call) -> str:
+    function = node.func
+    return function.id if isinstance(function, ast.Name) else ""
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+
+
+def find_mutants(target: str, source: str) -> list[Mutant]:
+    """Every mutant of a module, in source order, each with its occurrence number."""
+    finder = _MutantFinder(target, source)
+    finder.visit(ast.parse(source))
+    seen: dict[tuple[str, str, str], int] = {}
+    numbered = []
+    for mutant in sorted(finder.found, key=lambda m: (m.start, m.end, m.operator,
+                                                      m.replacement)):
+        key = (mutant.function, mutant.operator, mutant.change)
+        numbered.append(dataclasses.replace(mutant, occurrence=seen.get(key, 0)))
+        seen[key] = seen.get(key, 0) + 1
+    unique: dict[str, Mutant] = {}
+    for mutant in numbered:
+        unique.setdefault(mutant.apply(source), mutant)  # two ways to the same text: one
+    return [m for text, m in unique.items() if text != source and _compiles(text)]
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<mutant>", "exec")
+    except SyntaxError:
+        return False
+    return True
+
+
+def sample(mutants: list[Mutant], limit: int | None, seed: int) -> list[Mutant]:
+    """The ``limit`` mutants with the smallest seeded hash of their names, in source order."""
+    if limit is None or len(mutants) <= limit:
+        return mutants
+
+    def rank(mutant: Mutant) -> str:
+        return hashlib.sha256(f"{seed}:{mutant.name}".encode()).hexdigest()
+
+    kept = set(sorted(mutants, key=rank)[:limit])
+    return [m for m in mutants if m in kept]
+
+
+# -- running tests in forked children ------------------------------------------------------
+class _FastOnly:
+    """pytest plugin: deselects slow tests and records what each test runs."""
+
+    def __init__(self, traced_file: str | None = None) -> None:
+        self.traced_file = traced_file
+        self.active: list[set[int]] = []
+        self.by_test: dict[str, set[int]] = {}
+        self.by_fixture: dict[str, set[int]] = {}
+        self.fixtures: dict[str, list[str]] = {}
+        self.durations: dict[str, float] = {}
+        self.failed: list[str] = []
+
+    def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
+        slow = [item for item in items
+                if SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or any(item.get_closest_marker(m) for m in SLOW_MARKERS)]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item not in slow]
+
+    def _global_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == self.traced_file and self.active:
+            return self._line_trace
+        return None
+
+    def _line_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            for lines in self.active:
+                lines.add(frame.f_lineno)
+        return self._line_trace
+
+    def _traced(self, lines: set[int]) -> Iterator[Any]:
+        """A hook wrapper body: ``lines`` collects what runs inside the wrapped hook."""
+        self.active.append(lines)
+        if self.traced_file:
+            sys.settrace(self._global_trace)
+        try:
+            return (yield)
+        finally:
+            self.active = [other for other in self.active if other is not lines]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Iterator[Any]:
+        self.fixtures[item.nodeid] = list(item.fixturenames)
+        return (yield from self._traced(self.by_test.setdefault(item.nodeid, set())))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Iterator[Any]:
+        return (yield from self._traced(self.by_fixture.setdefault(fixturedef.argname, set())))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        if report.failed:
+            self.failed.append(report.nodeid)
+
+    def lines_of(self, nodeid: str) -> set[int]:
+        lines = set(self.by_test.get(nodeid, ()))
+        for name in self.fixtures.get(nodeid, ()):
+            lines |= self.by_fixture.get(name, set())
+        return lines
+
+
+@dataclass
+class Workspace:
+    """A private copy of ``plugin/`` that mutants are written into, one per parallel job,
+    with its own bytecode cache (children write one, so each run does not compile every
+    test and module again; the mutated module's entry is removed whenever it changes)."""
+
+    folder: Path
+    pycache: Path
+
+    @classmethod
+    def create(cls, parent: Path, index: int) -> Workspace:
+        folder = parent / f"job{index}" / "plugin"
+        shutil.copytree(ROOT / "plugin", folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return cls(folder, parent / f"job{index}" / "pycache")
+
+    def module_file(self, target: Target) -> Path:
+        return self.folder / "model_trace" / target.path
+
+    def write(self, target: Target, source: str) -> None:
+        path = self.module_file(target)
+        path.write_text(source, encoding="utf-8")
+        compiled = self.pycache / path.parent.relative_to("/") / (
+            f"{path.stem}.{sys.implementation.cache_tag}.pyc")
+        compiled.unlink(missing_ok=True)
+
+
+@dataclass
+class Child:
+    pid: int
+    deadline: float
+    started: float
+
+
+def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: float,
+                 result_file: Path | None = None, traced_file: str | None = None) -> Child:
+    """Fork a child running ``pytest args`` on the workspace's package."""
+    started = time.monotonic()
+    pid = os.fork()
+    if pid:
+        return Child(pid, started + timeout, started)
+    code = 3
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(descriptor, 1)
+        os.dup2(descriptor, 2)
+        os.chdir(ROOT)
+        sys.path[:0] = [str(workspace.folder), str(ROOT)]
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(workspace.folder), str(ROOT), os.environ.get("PYTHONPATH", "")])
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # subprocesses always read the source
+        sys.pycache_prefix = str(workspace.pycache)
+        sys.dont_write_bytecode = False
+        import hypothesis
+
+        hypothesis.settings.register_profile("mutation", database=None, derandomize=True)
+        hypothesis.settings.load_profile("mutation")
+        plugin = _FastOnly(traced_file)
+        code = int(pytest.main(["-q", "-p", "no:cacheprovider", "--no-header",
+                                "-W", "ignore::pytest.PytestAssertRewriteWarning", *args],
+                               plugins=[plugin]))
+        if result_file is not None:
+            tests = sorted(plugin.durations)
+            result_file.write_text(json.dumps({
+                "code": code, "failed": plugin.failed,
+                "tests": {t: {"duration": plugin.durations[t],
+                              "lines": sorted(plugin.lines_of(t))} for t in tests},
+            }))
+    except BaseException as error:  # the child must never return into the parent's loop
+        print(f"mutation child failed: {error!r}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def finished(child: Child) -> int | None:
+    """The child's exit status once it ended (killed past its deadline: -1), else None."""
+    pid, status = os.waitpid(child.pid, os.WNOHANG)
+    if pid:
+        return os.waitstatus_to_exitcode(status)
+    if time.monotonic() > child.deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        os.waitpid(child.pid, 0)
+        return -1
+    return None
+
+
+def wait(child: Child) -> int:
+    while True:
+        status = finished(child)
+        if status is not None:
+            return status
+        time.sleep(0.05)
+
+
+# -- one module ----------------------------------------------------------------------------
+@dataclass
+class Baseline:
+    """What the mapped fast tests run, and how long each takes, on the unmutated module."""
+
+    durations: dict[str, float]
+    lines: dict[str, set[int]]
+    failed: list[str]
+    seconds: float
+
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    status: str
+    """killed, timeout, survived or uncovered (no fast test runs the line)."""
+    tests: int = 0
+    seconds: float = 0.0
+    equivalent: str = ""
+
+
+@dataclass
+class ModuleResult:
+    name: str
+    target: Target
+    total_mutants: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    baseline: Baseline | None = None
+    seconds: float = 0.0
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for o in self.outcomes if o.status in statuses and not o.equivalent)
+
+    @property
+    def equivalent(self) -> int:
+        return sum(1 for o in self.outcomes if o.equivalent)
+
+    @property
+    def score(self) -> float:
+        scored = len(self.outcomes) - self.equivalent
+        return self.count("killed", "timeout") / scored if scored else 1.0
+
+
+def test_paths(target: Target) -> list[str]:
+    paths: list[str] = []
+    for pattern in target.tests:
+        paths.extend(sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern)))
+    return paths
+
+
+def run_baseline(name: str, target: Target, workspace: Workspace, scratch: Path) -> Baseline:
+    result_file = scratch / f"{name}.baseline.json"
+    started = time.monotonic()
+    child = start_pytest(workspace, test_paths(target), scratch / f"{name}.baseline.log",
+                         timeout=1800, result_file=result_file,
+                         traced_file=str(workspace.module_file(target)))
+    wait(child)
+    if not result_file.exists():
+        raise SystemExit(f"{name}: the baseline run did not finish; see "
+                         f"{scratch / f'{name}.baseline.log'}")
+    data = json.loads(result_file.read_text())
+    if data["code"] not in (0, 1):  # 1: some tests fail; they are left out of every run
+        raise SystemExit(f"{name}: pytest stopped with status {data['code']}; see "
+                         f"{scratch / f'{name}.baseline.log'}")
+    return Baseline(durations={t: v["duration"] for t, v in data["tests"].items()},
+                    lines={t: set(v["lines"]) for t, v in data["tests"].items()},
+                    failed=data["failed"], seconds=time.monotonic() - started)
+
+
+def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
+    """The passing fast tests that run the mutated lines, quickest first."""
+    span = set(range(mutant.line, mutant.end_line + 1))
+    usable = [t for t in baseline.durations if t not in baseline.failed]
+    if not mutant.at_import:
+        usable = [t for t in usable if baseline.lines[t] & span]
+    return sorted(usable, key=lambda t: (baseline.durations[t], t))
+
+
+def run_module(name: str, target: Target, mutants: list[Mutant], total: int,
+               workspaces: list[Workspace], scratch: Path, verbose: bool) -> ModuleResult:
+    result = ModuleResult(name, target, total)
+    started = time.monotonic()
+    baseline = result.baseline = run_baseline(name, target, workspaces[0], scratch)
+    if verbose:
+        print(f"  {name}: baseline {len(baseline.durations)} fast tests in "
+              f"{baseline.seconds:.1f} s, {len(baseline.failed)} failing", flush=True)
+    source = (ROOT / PACKAGE / target.path).read_text(encoding="utf-8")
+    pending = list(mutants)
+    running: dict[int, tuple[Child, Mutant, Workspace, list[str]]] = {}
+    free = list(workspaces)
+    try:
+        while pending or running:
+            while pending and free:
+                mutant = pending.pop(0)
+                tests = tests_for(mutant, baseline)
+                if not tests:
+                    result.outcomes.append(Outcome(mutant, "uncovered"))
+                    continue
+                workspace = free.pop()
+                workspace.write(target, mutant.apply(source))
+                timeout = 20 + 3 * sum(baseline.durations[t] for t in tests)
+                log = scratch / f"{name}.mutant.{workspaces.index(workspace)}.log"
+                child = start_pytest(workspace, ["-x", *tests], log, timeout)
+                running[child.pid] = (child, mutant, workspace, tests)
+            for pid, (child, mutant, workspace, tests) in list(running.items()):
+                status = finished(child)
+                if status is None:
+                    continue
+                del running[pid]
+                workspace.write(target, source)
+                free.append(workspace)
+                verdict = ("timeout" if status == -1 else "survived" if status == 0
+                           else "killed")
+                result.outcomes.append(Outcome(mutant, verdict, len(tests),
+                                               time.monotonic() - child.started))
+                if verbose and verdict == "survived":
+                    print(f"    survived {target.path}:{mutant.line} {mutant.change}",
+                          flush=True)
+            time.sleep(0.02)
+    finally:
+        for child, *_ in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            os.waitpid(child.pid, 0)
+        for workspace in workspaces:
+            workspace.write(target, source)
+    for outcome in result.outcomes:
+        if outcome.status in ("survived", "uncovered"):
+            key = (name, outcome.mutant.function, outcome.mutant.change)
+            outcome.equivalent = EQUIVALENT.get(key, "")
+    result.outcomes.sort(key=lambda o: (o.mutant.start, o.mutant.name))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# -- report --------------------------------------------------------------------------------
+def report(results: list[ModuleResult], seconds: float, goal: float) -> str:
+    lines = [f"{'module':<24} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
+             f"{'uncovered':>9} {'equiv.':>6} {'score':>6} {'time':>7}"]
+    for r in results:
+        sampled = f"{len(r.outcomes)}" + (f"/{r.total_mutants}"
+                                         if r.total_mutants != len(r.outcomes) else "")
+        lines.append(f"{r.target.path:<24} {sampled:>7} {r.count('killed'):>6} "
+                     f"{r.count('timeout'):>7} {r.count('survived'):>8} "
+                     f"{r.count('uncovered'):>9} {r.equivalent:>6} {r.score:>6.0%} "
+                     f"{r.seconds:>6.0f}s")
+    scored = sum(len(r.outcomes) - r.equivalent for r in results)
+    killed = sum(r.count("killed", "timeout") for r in results)
+    lines.append(f"{'all':<24} {sum(len(r.outcomes) for r in results):>7} "
+                 f"{'':>6} {'':>7} {'':>8} {'':>9} {'':>6} "
+                 f"{(killed / scored if scored else 1):>6.0%} {seconds:>6.0f}s")
+    below = [r.name for r in results if r.score < goal]
+    lines.append(f"goal {goal:.0%} per module: " + ("met" if not below
+                                                    else "missed by " + ", ".join(below)))
+    for r in results:
+        left = [o for o in r.outcomes if o.status in ("survived", "uncovered")]
+        if not left:
+            continue
+        lines.append(f"\n{r.target.path}: {len(left)} not killed")
+        for o in left:
+            why = f"  [equivalent: {o.equivalent}]" if o.equivalent else (
+                "  [no fast test runs this line]" if o.status == "uncovered" else "")
+            lines.append(f"  {PACKAGE}/{r.target.path}:{o.mutant.line} {o.mutant.function} "
+                         f"{o.mutant.operator}: {o.mutant.change}{why}")
+    return "\n".join(lines)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"names from TARGETS: {', '.join(TARGETS)}")
+    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
+                        help=f"at most this many mutants per module, chosen by --seed "
+                             f"(default {DEFAULT_SAMPLE}; 0: all of them)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once")
+    parser.add_argument("--goal", type=float, default=0.8)
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--json", type=Path, help="also write every outcome here")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch folder (pytest logs of each run)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module {', '.join(unknown)}; use {', '.join(TARGETS)}")
+    names = args.modules or list(TARGETS)
+    chosen: dict[str, tuple[list[Mutant], int]] = {}
+    for name in names:
+        source = (ROOT / PACKAGE / TARGETS[name].path).read_text(encoding="utf-8")
+        mutants = find_mutants(name, source)
+        chosen[name] = (sample(mutants, args.sample or None, args.seed), len(mutants))
+    if args.list:
+        for name, (mutants, total) in chosen.items():
+            print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants")
+            for m in mutants:
+                print(f"  {m.line}: {m.function} {m.operator}: {m.change}")
+        return 0
+    signal.signal(signal.SIGTERM, _stop)  # so the scratch folder and children are cleaned up
+    for module in PREIMPORTS:
+        __import__(module)
+    assert "model_trace" not in sys.modules, "the parent must not import the package"
+    gc.freeze()  # children's collections skip what the parent made
+    started = time.monotonic()
+    results = []
+    scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
+    try:
+        workspaces = [Workspace.create(scratch, i) for i in range(max(1, args.jobs))]
+        for name in names:
+            mutants, total = chosen[name]
+            if not args.quiet:
+                print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants", flush=True)
+            results.append(run_module(name, TARGETS[name], mutants, total, workspaces,
+                                      scratch, not args.quiet))
+    finally:
+        if args.keep:
+            print(f"logs kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.monotonic() - started
+    print(report(results, seconds, args.goal))
+    if args.json:
+        args.json.write_text(json.dumps([
+            {"module": r.target.path, "score": r.score, "seconds": r.seconds,
+             "outcomes": [{"line": o.mutant.line, "function": o.mutant.function,
+                           "operator": o.mutant.operator, "change": o.mutant.change,
+                           "status": o.status, "equivalent": o.equivalent,
+                           "tests": o.tests, "seconds": round(o.seconds, 2)}
+                          for o in r.outcomes]} for r in results], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The fence spec at its boundaries: every numeric minimum, every type, every allowed value,
+exact error lines, which fields decide the trace, and the reference table's columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_trace.errors import SpecError
+from model_trace.spec import (
+    DTYPES,
+    EXPORT_FORMATS,
+    FIELDS,
+    OVERLAYS,
+    field_table,
+    parse_spec,
+    spec_from_mapping,
+)
+
+MINIMUMS = {name: rule.minimum for name, rule in FIELDS.items() if rule.minimum is not None}
+
+
+def _error(text: str) -> SpecError:
+    with pytest.raises(SpecError) as raised:
+        parse_spec(text)
+    return raised.value
+
+
+@pytest.mark.parametrize("name", sorted(MINIMUMS))
+def test_each_minimum_is_allowed_and_one_below_is_refused(name: str) -> None:
+    minimum = MINIMUMS[name]
+    extra = "\nworld_size: 1000" if name == "rank" else ""
+    assert getattr(parse_spec(f"model: a:b\n{name}: {minimum}{extra}"), name) == minimum
+    assert getattr(parse_spec(f"model: a:b\n{name}: {minimum + 1}{extra}"), name) == minimum + 1
+    error = _error(f"model: a:b\n{name}: {minimum - 1}{extra}")
+    assert (error.field, error.line) == (name, 2)
+    assert f"at least {minimum}, got {minimum - 1}" in str(error)
+
+
+WRONG_TYPES = [("5", int), ("{a: 1}", dict), ("[1]", list), ("text", str)]
+
+
+@pytest.mark.parametrize(("name", "rule"), sorted(FIELDS.items()))
+def test_every_field_refuses_a_value_of_another_type(name: str, rule) -> None:
+    wrong = next(text for text, kind in WRONG_TYPES if kind not in rule.types)
+    error = _error(f"model: a:b\n{name}: {wrong}" if name != "model" else f"model: {wrong}")
+    assert error.field == name and "must be of type" in str(error)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in FIELDS.items() if int in r.types))
+def test_a_boolean_is_not_a_number(name: str) -> None:
+    error = _error(f"model: a:b\n{name}: true")
+    assert error.field == name and "must be of type integer" in str(error)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in FIELDS.items() if bool in r.types))
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("false", False)])
+def test_switches_take_booleans_only(name: str, text: str, value: bool) -> None:
+    assert getattr(parse_spec(f"model: a:b\n{name}: {text}"), name) is value
+    assert _error(f"model: a:b\n{name}: 1").field == name
+
+
+def test_rank_must_lie_inside_the_split() -> None:
+    assert parse_spec("model: a:b\nworld_size: 2\nrank: 1").rank == 1
+    error = _error("model: a:b\nworld_size: 2\nrank: 2")
+    assert (error.field, error.line) == ("rank", 3)
+    assert "2-way split" in str(error)
+    alone = _error("model: a:b\nrank: 1")
+    assert "give `world_size` too" in str(alone) and "1-way split" in str(alone)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_is_allowed(overlay: str) -> None:
+    assert parse_spec(f"model: a:b\noverlay: {overlay}").overlay == overlay
+
+
+def test_export_takes_one_format_or_a_list() -> None:
+    assert parse_spec("model: a:b\nexport: png").export == ("png",)
+    assert parse_spec("model: a:b\nexport: [svg, png]").export == ("svg", "png")
+    assert parse_spec("model: a:b\nexport: []").export == ()
+    assert parse_spec("model: a:b").export is None
+    for fmt in EXPORT_FORMATS:
+        assert parse_spec(f"model: a:b\nexport: [{fmt}]").export == (fmt,)
+    assert "'pdf'" in str(_error("model: a:b\nexport: pdf"))
+    assert "'pdf'" in str(_error("model: a:b\nexport: [png, pdf]"))
+
+
+@pytest.mark.parametrize("routing", ["balanced", "random", "first", "random:0", "random:42",
+                                     "[0, 3]", "[5]"])
+def test_routing_accepts_policies_seeds_and_expert_lists(routing: str) -> None:
+    parse_spec(f"model: a:b\nrouting: {routing}")
+
+
+@pytest.mark.parametrize("routing", ["random:abc", "'random:'", "random:-1", "first:3",
+                                     "balanced:1", "[-1, 2]", "[true]", "['1']", "[1.5]"])
+def test_routing_refuses_anything_else(routing: str) -> None:
+    error = _error(f"model: a:b\nrouting: {routing}")
+    assert (error.field, error.line) == ("routing", 2)
+
+
+@pytest.mark.parametrize("inputs", ["[[2, 16]]", "[[0, 16]]", "[[]]", "{x: [1]}",
+                                    "{tokens: {shape: [1, 8], dtype: int64}}",
+                                    "[{shape: [3]}]", "pkg.module:make_inputs"])
+def test_inputs_accept_shapes_mappings_and_import_paths(inputs: str) -> None:
+    parse_spec(f"model: a:b\ninputs: {inputs}")
+
+
+@pytest.mark.parametrize(("inputs", "words"), [
+    ("[[-1, 16]]", "not a shape"), ("[[2, true]]", "not a shape"), ("[[2.5]]", "not a shape"),
+    ("[3]", "not a shape"), ("{x: {shape: [1], dtype: int3}}", "int64"),
+    ("{x: {shape: [1], layout: strided}}", "not layout"), ("{x: {dtype: int64}}", "not a shape"),
+    ("pkg.module", "import path"), ("':make'", "import path"),
+])
+def test_inputs_refuse_bad_shapes_and_paths(inputs: str, words: str) -> None:
+    error = _error(f"model: a:b\ninputs: {inputs}")
+    assert (error.field, error.line) == ("inputs", 2) and words in str(error)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_is_allowed(dtype: str) -> None:
+    parse_spec(f"model: a:b\ninputs: {{x: {{shape: [1], dtype: {dtype}}}}}")
+
+
+@pytest.mark.parametrize(("model", "allowed"), [("deepseek-v3", True), ("a.b:c", True),
+                                                ("'a.b:'", False), ("':c'", False)])
+def test_a_model_is_a_zoo_name_or_an_import_path(model: str, allowed: bool) -> None:
+    if allowed:
+        parse_spec(f"model: {model}")
+    else:
+        assert _error(f"model: {model}").field == "model"
+
+
+# -- lines ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "line"), [
+    ("model: a:b\nargs: {x: 1\ncaption: c", 3),  # where the parser finds the missing '}'
+    ("model: a:b\n  depth: 2", 2),
+    ("model: a:b\ndepth: [1\n", 2),  # at the end of the text: its last line
+    ("model: a:b\n\n\nfocus: [a", 4),
+    ("model: a:b\ndepth: @x", 2),
+    ("model: a:b\nrouting: random:", 2),
+])
+def test_yaml_errors_name_the_line_they_are_on(text: str, line: int) -> None:
+    error = _error(text)
+    assert "invalid YAML" in str(error) and error.line == line, str(error)
+
+
+def test_a_repeated_key_is_reported_at_the_line_whose_value_is_wrong() -> None:
+    error = _error("model: a:b\ndepth: 1\ndepth: -1")
+    assert (error.field, error.line) == ("depth", 3)
+
+
+def test_lines_of_flow_style_and_comments() -> None:
+    spec = parse_spec("# a comment\n{model: a:b,\n depth: 2,\n\n caption: c}")
+    assert (spec.line_of("model"), spec.line_of("depth"), spec.line_of("caption")) == (2, 3, 5)
+    assert spec.line_of("focus") is None and spec.line_of(None) is None
+
+
+def test_a_mapping_without_lines_gives_errors_without_lines() -> None:
+    with pytest.raises(SpecError) as raised:
+        spec_from_mapping({"model": "a:b", "height": 5})
+    assert (raised.value.field, raised.value.line) == ("height", None)
+    assert spec_from_mapping({"model": "a:b", "export": "svg"}).export == ("svg",)
+
+
+# -- what decides the trace ----------------------------------------------------------------
+OTHER_VALUES = {
+    "model": "c:d", "args": "{a: 1}", "config": "tiny", "overrides": "{n: 1}",
+    "inputs": "[[1, 2]]", "depth": "3", "focus": "x.y", "routing": "first", "fold": "false",
+    "trace_depth": "2", "aten": "true", "world_size": "4", "rank": "1",
+    "show_constants": "false", "overlay": "flops", "height": "300", "summary": "2",
+    "export": "[svg]", "caption": "c",
+}
+"""For each field, a value other than its default."""
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_only_trace_fields_change_the_trace_identity(name: str) -> None:
+    assert set(OTHER_VALUES) == set(FIELDS)
+    base = "model: a:b\nworld_size: 8" if name != "world_size" else "model: a:b"
+    other = f"{base}\n{name}: {OTHER_VALUES[name]}" if name != "model" else \
+        base.replace("a:b", OTHER_VALUES["model"])
+    plain, changed = parse_spec(base), parse_spec(other)
+    assert plain.identity() != changed.identity()
+    differs = plain.trace_identity() != changed.trace_identity()
+    assert differs == (FIELDS[name].stage == "trace"), name
+
+
+def test_the_trace_is_decided_by_what_runs_and_not_by_how_it_is_shown() -> None:
+    identity = parse_spec("model: a:b").trace_identity()
+    assert {"model", "args", "inputs", "routing", "fold", "world_size", "rank"} <= set(identity)
+    assert not {"depth", "overlay", "caption", "height", "show_constants", "focus",
+                "export", "summary"} & set(identity)
+
+
+# -- the reference table -------------------------------------------------------------------
+def test_the_field_table_has_one_row_per_field_with_cells_under_their_headers() -> None:
+    rows = [line.strip("|").split(" | ") for line in field_table().splitlines()]
+    header, rule, body = rows[0], rows[1], rows[2:]
+    assert [h.strip() for h in header] == ["field", "type", "default", "changes",
+                                           "what it does", "example", "torchvista"]
+    assert set("".join(rule)) <= {"-", "|"}
+    assert [cells[0].strip() for cells in body] == [f"`{name}`" for name in FIELDS]
+    for cells, (name, rule_) in zip(body, FIELDS.items(), strict=True):
+        cells = [c.strip() for c in cells]
+        assert len(cells) == 7, cells
+        assert cells[2] == rule_.default
+        assert cells[3] == ("the trace" if rule_.stage == "trace" else "the view")
+        assert cells[4].startswith(rule_.description)
+        assert cells[5] == f"`{name}: {rule_.example}`"
+        assert cells[6] == (f"`{rule_.torchvista}`" if rule_.torchvista else "—")
+    by_name = {cells[0].strip(): [c.strip() for c in cells] for cells in body}
+    assert by_name["`depth`"][1] == "integer" and "At least 0." in by_name["`depth`"][4]
+    assert by_name["`inputs`"][1] == "list or mapping or string"
+    assert by_name["`fold`"][1] == "boolean"
+    assert "One of `none`, `params`" in by_name["`overlay`"][4]

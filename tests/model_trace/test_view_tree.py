@@ -1,0 +1,237 @@
+"""The view tree on its own: hidden constants, depths, chunking at its limit, what a depth
+opens with and without chunks, labels of chunks and idle groups, and lifted links."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_trace.graph import Edge, Graph, ModuleCall, Node, Repeat, Stats, Tensor
+from model_trace.view_tree import (
+    CHUNK_LIMIT,
+    CHUNK_SIZE,
+    ViewTree,
+    expanded_groups,
+    module_label,
+    numbered_run,
+    relative_name,
+)
+
+
+class GraphMaker:
+    """Builds a graph by hand: modules, ops, constants and the edges between them."""
+
+    def __init__(self, root_cls: str = "Model") -> None:
+        self.graph = Graph(root="m0", modules={"m0": ModuleCall("m0", "", root_cls, None)},
+                           nodes={}, tensors={}, edges=[])
+
+    def module(self, parent: str, path: str, cls: str, called: bool = True) -> str:
+        module_id = f"m{len(self.graph.modules)}"
+        self.graph.modules[module_id] = ModuleCall(module_id, path, cls, parent, called=called)
+        self.graph.modules[parent].children.append(module_id)
+        return module_id
+
+    def node(self, parent: str, name: str = "relu", kind: str = "op",
+             reads: tuple[str, ...] = ()) -> str:
+        """A node in ``parent`` reading the outputs of the nodes ``reads``; returns its id."""
+        node_id = f"n{len(self.graph.nodes)}"
+        tensor_id = f"t{len(self.graph.tensors)}"
+        inputs = [self.graph.nodes[r].outputs[0] for r in reads]
+        self.graph.nodes[node_id] = Node(node_id, kind, name, "activation", parent,
+                                         inputs=inputs, outputs=[tensor_id])
+        self.graph.tensors[tensor_id] = Tensor(tensor_id, [2], "float32", "meta", node_id)
+        self.graph.modules[parent].children.append(node_id)
+        self.graph.edges += [Edge(r, node_id, t) for r, t in zip(reads, inputs, strict=True)]
+        return node_id
+
+
+def _modules_under_root(count: int, cls: str = "Expert", inner: bool = True) -> Graph:
+    """A root with ``count`` modules, each holding an ``Inner`` module that holds one op."""
+    maker = GraphMaker()
+    for i in range(count):
+        outer = maker.module("m0", f"experts.{i}", cls)
+        if inner:
+            maker.node(maker.module(outer, f"experts.{i}.inner", "Inner"))
+        else:
+            maker.node(outer)
+    return maker.graph
+
+
+# -- constants and depths ------------------------------------------------------------------
+def test_constants_and_parameters_are_shown_only_when_asked() -> None:
+    maker = GraphMaker()
+    constant = maker.node("m0", "mask", kind="constant")
+    parameter = maker.node("m0", "weight", kind="parameter")
+    op = maker.node("m0", "add", reads=(constant, parameter))
+    hidden = ViewTree.from_graph(maker.graph)
+    assert hidden.items["m0"].children == [op] and constant not in hidden.items
+    assert hidden.links == {}  # an edge from a hidden node is not drawn
+    shown = ViewTree.from_graph(maker.graph, show_constants=True)
+    assert shown.items["m0"].children == [constant, parameter, op]
+    assert shown.items[constant].kind == "constant"
+    assert [(link.src, link.dst) for link in shown.links["m0"]] == [(constant, op),
+                                                                     (parameter, op)]
+
+
+def test_depth_counts_every_level_below_the_root_chunks_included() -> None:
+    tree = ViewTree.from_graph(_modules_under_root(3))
+    assert tree.depth_of("m0") == 0
+    assert tree.depth_of("m1") == 1 and tree.depth_of("m2") == 2
+    assert tree.depth_of("n0") == 3
+    assert tree.ancestors("n0") == ["m2", "m1", "m0"]
+    chunked = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT + 1))
+    assert chunked.depth_of("m1") == 2  # root, chunk, module
+    assert chunked.ancestors("m1") == ["m0/0", "m0"]
+
+
+def _opened_modules(tree: ViewTree, depth: int) -> set[str]:
+    return {i for i in expanded_groups(tree, depth) if tree.items[i].kind == "module"}
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+def test_a_depth_opens_the_same_module_levels_whether_or_not_a_parent_is_chunked(
+        depth: int) -> None:
+    """What the docstring promises: chunks are not a level of their own."""
+    for count in (CHUNK_LIMIT - 10, CHUNK_LIMIT + 10):
+        graph = _modules_under_root(count)
+        tree = ViewTree.from_graph(graph)
+        level = graph.module_depths()
+        expected = {m for m in graph.modules if level[m] <= depth}
+        assert _opened_modules(tree, depth) == expected, (count, depth)
+    chunked = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT + 10))
+    chunks = set(chunked.items["m0"].children)
+    assert chunks <= expanded_groups(chunked, 0)  # an open module's chunks are open
+
+
+# -- chunks --------------------------------------------------------------------------------
+def test_exactly_the_chunk_limit_is_not_chunked_and_one_more_is() -> None:
+    at_limit = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT, inner=False))
+    assert len(at_limit.items["m0"].children) == CHUNK_LIMIT
+    assert all(at_limit.items[c].kind == "module" for c in at_limit.items["m0"].children)
+    over = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT + 1, inner=False))
+    chunks = over.items["m0"].children
+    sizes = [len(over.items[c].children) for c in chunks]
+    assert sizes == [CHUNK_SIZE] * (len(chunks) - 1) + [(CHUNK_LIMIT + 1) % CHUNK_SIZE
+                                                         or CHUNK_SIZE]
+    assert chunks == [f"m0/{i}" for i in range(len(chunks))]
+    assert over.items[chunks[0]].label == f"part 1/{len(chunks)}: 64 Expert"
+
+
+def test_too_many_chunks_make_bigger_chunks_split_again() -> None:
+    count = CHUNK_LIMIT * CHUNK_SIZE + 1
+    tree = ViewTree.from_graph(_modules_under_root(count, inner=False))
+    chunks = tree.items["m0"].children
+    assert len(chunks) == 3 and tree.items[chunks[0]].label == "part 1/3: 4096 Expert"
+    assert all(len(item.children) <= CHUNK_LIMIT for item in tree.groups())
+    leaves = [i for i in tree.items if tree.items[i].kind == "module" and i != "m0"]
+    assert leaves == [f"m{i + 1}" for i in range(count)]  # every expert, in call order
+    assert {tree.depth_of(m) for m in leaves} == {3}  # root, chunk, chunk of a chunk
+    assert _opened_modules(tree, 0) == {"m0"}
+
+
+def test_a_chunk_label_counts_classes_most_first_then_ops() -> None:
+    maker = GraphMaker()
+    for i in range(CHUNK_LIMIT + 1):
+        # in the first chunk: 10 Gate, then 44 Expert, then 10 bare ops
+        if i < 10:
+            maker.module("m0", f"gates.{i}", "Gate")
+        elif i < 54:
+            maker.module("m0", f"experts.{i}", "Expert")
+        else:
+            maker.node("m0")
+    tree = ViewTree.from_graph(maker.graph)
+    first, *_, last = tree.items["m0"].children
+    total = len(tree.items["m0"].children)
+    assert tree.items[first].label == f"part 1/{total}: 44 Expert, 10 Gate, 10 ops"
+    assert tree.items[last].label == f"part {total}/{total}: {(CHUNK_LIMIT + 1) % 64} ops"
+
+
+def test_a_chunk_label_names_at_most_three_things() -> None:
+    maker = GraphMaker()
+    for i in range(CHUNK_LIMIT + 1):
+        maker.module("m0", f"m.{i}", ["A", "B", "C", "D"][i % 4] if i < 64 else "E")
+    tree = ViewTree.from_graph(maker.graph)
+    assert tree.items["m0/0"].label == "part 1/3: 16 A, 16 B, 16 C"
+
+
+# -- idle submodules -----------------------------------------------------------------------
+def test_idle_submodules_are_gathered_most_common_class_first() -> None:
+    maker = GraphMaker()
+    maker.node("m0")
+    idle = [maker.module("m0", f"x.{i}", "Norm" if i < 2 else "Expert", called=False)
+            for i in range(5)]
+    tree = ViewTree.from_graph(maker.graph)
+    group = tree.items["m0/idle"]
+    assert group.label == "not called: 3 Expert, 2 Norm"
+    assert group.children == idle and group.category == "idle"
+    assert tree.items["m0"].children == ["n0", "m0/idle"]
+    assert all(tree.items[m].parent == "m0/idle" for m in idle)
+    assert "m0/idle" not in expanded_groups(tree, 5)
+
+
+def test_one_idle_submodule_stays_where_it_is() -> None:
+    maker = GraphMaker()
+    lone = maker.module("m0", "x.0", "Expert", called=False)
+    maker.node("m0")
+    tree = ViewTree.from_graph(maker.graph)
+    assert tree.items["m0"].children == [lone, "n0"] and "m0/idle" not in tree.items
+
+
+# -- links ---------------------------------------------------------------------------------
+def test_links_join_edges_between_the_same_children_in_edge_order() -> None:
+    maker = GraphMaker()
+    a, b = maker.module("m0", "a", "A"), maker.module("m0", "b", "B")
+    first, second = maker.node(a), maker.node(a)
+    maker.node(b, reads=(first,))
+    maker.node(b, reads=(second,))
+    maker.node(b, reads=(first,))  # the same tensor again: listed once
+    later = maker.node("m0", reads=(first,))
+    tree = ViewTree.from_graph(maker.graph)
+    links = tree.links["m0"]
+    assert [(link.src, link.dst) for link in links] == [(a, b), (a, later)]
+    assert links[0].tensors == ["t0", "t1"]
+    assert links[1].tensors == ["t0"]
+    assert a not in tree.links  # the edge inside a: none (first and second are not linked)
+
+
+def test_an_edge_inside_one_child_is_that_childs_link_only() -> None:
+    maker = GraphMaker()
+    a = maker.module("m0", "a", "A")
+    inner = maker.module(a, "a.inner", "Inner")
+    start = maker.node(inner)
+    maker.node(a, reads=(start,))
+    tree = ViewTree.from_graph(maker.graph)
+    assert "m0" not in tree.links
+    assert [(link.src, link.dst) for link in tree.links[a]] == [(inner, "n1")]
+
+
+# -- labels --------------------------------------------------------------------------------
+def test_module_labels_name_the_path_below_the_parent_and_the_repeat() -> None:
+    maker = GraphMaker("Net")
+    layers = [maker.module("m0", f"layers.{i}", "Block") for i in range(1)]
+    graph = maker.graph
+    graph.modules[layers[0]].repeat = Repeat(
+        count=3, members=["layers.0", "layers.1", "layers.2"], member_stats=[Stats()] * 3)
+    ffn = maker.module(layers[0], "layers.0.ffn", "MLP")
+    assert module_label(graph, "m0") == "Net"
+    assert module_label(graph, layers[0]) == "layers.0\u20132: Block \u00d73"
+    assert module_label(graph, ffn) == "ffn: MLP"
+
+
+@pytest.mark.parametrize(("names", "expected"), [
+    (["layers.3", "layers.4", "layers.5"], "layers.3\u20135"),
+    (["3", "4"], "3\u20134"),
+    (["layers.3"], None),
+    (["layers.3", "layers.5"], None),
+    (["layers.3", "other.4"], None),
+    (["experts.a", "experts.b"], None),
+])
+def test_numbered_runs(names: list[str], expected: str | None) -> None:
+    assert numbered_run(names) == expected
+
+
+@pytest.mark.parametrize(("path", "parent", "expected"), [
+    ("layers.3.ffn", "layers.3", "ffn"), ("layers.3", "", "layers.3"),
+    ("layers.30.ffn", "layers.3", "ffn"), ("head", "layers.3", "head"),
+])
+def test_relative_names(path: str, parent: str, expected: str) -> None:
+    assert relative_name(path, parent) == expected

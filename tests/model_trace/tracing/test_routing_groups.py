@@ -1,0 +1,178 @@
+"""Routing policies against group masks that plain round robin does not satisfy by accident,
+their answers' independence, the fixed policy's bounds and what each policy describes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_trace.tracing import BalancedRouting, FixedRouting, RandomRouting, routing_policy
+
+
+def _group_mask(rows: int, groups: int, size: int, allowed_groups: list[list[int]]
+                ) -> torch.Tensor:
+    """(rows, groups * size) mask: row r may use the groups ``allowed_groups[r % len]``."""
+    mask = torch.zeros(rows, groups, dtype=torch.bool)
+    for row in range(rows):
+        mask[row, allowed_groups[row % len(allowed_groups)]] = True
+    return mask.repeat_interleave(size, dim=1)
+
+
+def _loads(chosen: torch.Tensor, choices: int) -> list[int]:
+    return torch.bincount(chosen.flatten(), minlength=choices).tolist()
+
+
+def _inside(chosen: torch.Tensor, allowed: torch.Tensor) -> bool:
+    return bool(allowed.gather(1, chosen).all())
+
+
+def _distinct(chosen: torch.Tensor) -> bool:
+    return all(len(set(row)) == len(row) for row in chosen.tolist())
+
+
+# Row r may use groups r + 2 and r + 3 (mod 4): the groups a round robin over the experts
+# (row r takes experts 4r..4r+3, group r mod 4) never picks.
+AWAY_FROM_ROUND_ROBIN = [[(r + 2) % 4, (r + 3) % 4] for r in range(4)]
+
+
+def test_balanced_keeps_to_groups_round_robin_would_miss() -> None:
+    allowed = _group_mask(32, 4, 4, AWAY_FROM_ROUND_ROBIN)
+    chosen = BalancedRouting().choose(rows=32, choices=16, k=4, allowed=allowed)
+    assert _inside(chosen, allowed) and _distinct(chosen)
+    assert _loads(chosen, 16) == [8] * 16
+
+
+def test_balanced_spreads_over_one_allowed_group_only() -> None:
+    """Every row may use group 3 only: its 4 experts take every token."""
+    allowed = _group_mask(10, 4, 4, [[3]])
+    chosen = BalancedRouting().choose(rows=10, choices=16, k=4, allowed=allowed)
+    assert _loads(chosen, 16) == [0] * 12 + [10] * 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 24), st.integers(1, 3), st.data())
+def test_every_policy_honours_any_group_mask(rows: int, k: int, data: st.DataObject) -> None:
+    """Masks drawn at random (each row keeps at least k experts): balanced and random pick
+    only allowed experts, distinct in each row."""
+    groups, size = 4, 2
+    kept = [data.draw(st.lists(st.integers(0, groups - 1), min_size=(k + size - 1) // size,
+                               max_size=groups, unique=True)) for _ in range(rows)]
+    allowed = _group_mask(rows, groups, size, kept)
+    for policy in (BalancedRouting(), RandomRouting(data.draw(st.integers(0, 5)))):
+        chosen = policy.choose(rows=rows, choices=groups * size, k=k, allowed=allowed)
+        assert chosen.shape == (rows, k)
+        assert _inside(chosen, allowed) and _distinct(chosen), policy.name
+
+
+def test_random_keeps_to_the_mask_and_uses_all_of_it() -> None:
+    allowed = _group_mask(400, 4, 4, AWAY_FROM_ROUND_ROBIN)
+    chosen = RandomRouting(1).choose(rows=400, choices=16, k=4, allowed=allowed)
+    assert _inside(chosen, allowed)
+    loads = _loads(chosen, 16)
+    assert min(loads) > 0 and sum(loads) == 1600
+
+
+def test_one_policy_asked_with_two_masks_answers_each() -> None:
+    policy = BalancedRouting()
+    low = _group_mask(8, 4, 4, [[0, 1]])
+    high = _group_mask(8, 4, 4, [[2, 3]])
+    first = policy.choose(rows=8, choices=16, k=4, allowed=low)
+    second = policy.choose(rows=8, choices=16, k=4, allowed=high)
+    assert _inside(first, low) and _inside(second, high)
+    unmasked = policy.choose(rows=8, choices=16, k=4, allowed=None)
+    assert _loads(unmasked, 16) == [2] * 16
+
+
+def test_a_remembered_answer_is_not_shared_with_the_caller() -> None:
+    policy = BalancedRouting()
+    first = policy.choose(rows=4, choices=8, k=2, allowed=None)
+    expected = first.clone()
+    first.fill_(7)  # a caller writing into its indices in place
+    assert torch.equal(policy.choose(rows=4, choices=8, k=2, allowed=None), expected)
+
+
+def test_balanced_answers_the_same_question_the_same_way() -> None:
+    allowed = _group_mask(16, 4, 4, AWAY_FROM_ROUND_ROBIN)
+    one = BalancedRouting().choose(rows=16, choices=16, k=4, allowed=allowed)
+    two = BalancedRouting().choose(rows=16, choices=16, k=4, allowed=allowed)
+    assert torch.equal(one, two)
+
+
+def test_balanced_load_stays_even_in_every_prefix_of_rows() -> None:
+    """Least loaded first: after any number of rows no expert leads another by more than one
+    row's worth (a token's k picks)."""
+    chosen = BalancedRouting().choose(rows=12, choices=8, k=3, allowed=None)
+    for rows in range(1, 13):
+        loads = _loads(chosen[:rows], 8)
+        assert max(loads) - min(loads) <= 1, (rows, loads)
+
+
+# -- fixed routing -------------------------------------------------------------------------
+@pytest.mark.parametrize("experts", [[3, 16], [16], [[0, 1], [2, 16]]])
+def test_fixed_indices_out_of_range_take_the_first_k(experts: list) -> None:
+    """An index equal to the number of choices cannot be taken: the first k are."""
+    k = 2 if isinstance(experts[0], list) or len(experts) == 2 else 1
+    chosen = FixedRouting(experts).choose(rows=3, choices=16, k=k, allowed=None)
+    assert chosen.tolist() == [list(range(k))] * 3
+
+
+def test_fixed_indices_just_inside_the_range_are_taken() -> None:
+    chosen = FixedRouting([15, 0]).choose(rows=2, choices=16, k=2, allowed=None)
+    assert chosen.tolist() == [[15, 0], [15, 0]]
+    per_row = FixedRouting([[1], [15]]).choose(rows=5, choices=16, k=1, allowed=None)
+    assert per_row.tolist() == [[1], [15], [1], [15], [1]]
+
+
+def test_fixed_lists_too_short_for_k_take_the_first_k() -> None:
+    chosen = FixedRouting([[4, 5, 6], [7]]).choose(rows=2, choices=16, k=2, allowed=None)
+    assert chosen.tolist() == [[0, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("experts", [[-1, 2], [0, -3], [[1, 2], [-1, 0]], [2, 2]])
+def test_fixed_refuses_negative_or_repeated_indices(experts: list) -> None:
+    with pytest.raises(ValueError, match="must be distinct indices >= 0"):
+        FixedRouting(experts)
+
+
+def test_fixed_accepts_index_zero_and_per_row_lists() -> None:
+    assert FixedRouting([0]).table == [[0]]
+    assert FixedRouting([[0, 1], [1, 0]]).table == [[0, 1], [1, 0]]
+
+
+# -- names and descriptions ----------------------------------------------------------------
+@pytest.mark.parametrize(("spec", "described"), [
+    (None, {"policy": "balanced"}),
+    ("balanced", {"policy": "balanced"}),
+    ("random", {"policy": "random", "seed": 0}),
+    ("uniform", {"policy": "random", "seed": 0}),
+    ("random:7", {"policy": "random", "seed": 7}),
+    ("first", {"policy": "first"}),
+    ([4, 2], {"policy": "fixed", "experts": [4, 2]}),
+    ([[4, 2], [1, 3]], {"policy": "fixed", "experts": [[4, 2], [1, 3]]}),
+])
+def test_each_spelling_describes_its_policy(spec: object, described: dict) -> None:
+    assert routing_policy(spec).describe() == described  # type: ignore[arg-type]
+
+
+def test_first_routing_takes_experts_zero_to_k() -> None:
+    chosen = routing_policy("first").choose(rows=3, choices=8, k=2, allowed=None)
+    assert chosen.tolist() == [[0, 1]] * 3
+
+
+def test_a_policy_object_is_used_as_it_is() -> None:
+    policy = RandomRouting(5)
+    assert routing_policy(policy) is policy
+
+
+@pytest.mark.parametrize("spec", ["smart", "first:3", "Balanced", ""])
+def test_unknown_names_are_refused_with_the_choices(spec: str) -> None:
+    with pytest.raises(ValueError, match="balanced, random, first"):
+        routing_policy(spec)
+
+
+@pytest.mark.parametrize("spec", ["random:abc", "random:", "random:-1", "balanced:2"])
+def test_a_seed_is_a_number_after_random_only(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"random:SEED"):
+        routing_policy(spec)
