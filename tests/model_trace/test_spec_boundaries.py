@@ -17,6 +17,7 @@ from model_trace.spec import (
 )
 
 MINIMUMS = {name: rule.minimum for name, rule in FIELDS.items() if rule.minimum is not None}
+MAXIMUMS = {name: rule.maximum for name, rule in FIELDS.items() if rule.maximum is not None}
 
 
 def _error(text: str) -> SpecError:
@@ -25,15 +26,29 @@ def _error(text: str) -> SpecError:
     return raised.value
 
 
+def _numeric(name: str, value: int) -> str:
+    """A fence setting ``name`` (and, for ``rank``, a split wide enough for any rank)."""
+    wide = f"\nworld_size: {FIELDS['world_size'].maximum}" if name == "rank" else ""
+    return f"model: a:b\n{name}: {value}{wide}"
+
+
 @pytest.mark.parametrize("name", sorted(MINIMUMS))
 def test_each_minimum_is_allowed_and_one_below_is_refused(name: str) -> None:
     minimum = MINIMUMS[name]
-    extra = "\nworld_size: 1000" if name == "rank" else ""
-    assert getattr(parse_spec(f"model: a:b\n{name}: {minimum}{extra}"), name) == minimum
-    assert getattr(parse_spec(f"model: a:b\n{name}: {minimum + 1}{extra}"), name) == minimum + 1
-    error = _error(f"model: a:b\n{name}: {minimum - 1}{extra}")
+    assert getattr(parse_spec(_numeric(name, minimum)), name) == minimum
+    assert getattr(parse_spec(_numeric(name, minimum + 1)), name) == minimum + 1
+    error = _error(_numeric(name, minimum - 1))
     assert (error.field, error.line) == (name, 2)
     assert f"at least {minimum}, got {minimum - 1}" in str(error)
+
+
+@pytest.mark.parametrize("name", sorted(MAXIMUMS))
+def test_each_maximum_is_allowed_and_one_above_is_refused(name: str) -> None:
+    maximum = MAXIMUMS[name]
+    assert getattr(parse_spec(_numeric(name, maximum)), name) == maximum
+    error = _error(_numeric(name, maximum + 1))
+    assert (error.field, error.line) == (name, 2)
+    assert f"at most {maximum}, got {maximum + 1}" in str(error)
 
 
 WRONG_TYPES = [("5", int), ("{a: 1}", dict), ("[1]", list), ("text", str)]
@@ -106,7 +121,7 @@ def test_inputs_accept_shapes_mappings_and_import_paths(inputs: str) -> None:
 
 @pytest.mark.parametrize(("inputs", "words"), [
     ("[[-1, 16]]", "not a shape"), ("[[2, true]]", "not a shape"), ("[[2.5]]", "not a shape"),
-    ("[3]", "not a shape"), ("{x: {shape: [1], dtype: int3}}", "int64"),
+    ("[3]", "write [[3]]"), ("{x: {shape: [1], dtype: int3}}", "int64"),
     ("{x: {shape: [1], layout: strided}}", "not layout"), ("{x: {dtype: int64}}", "not a shape"),
     ("pkg.module", "import path"), ("':make'", "import path"),
 ])
@@ -208,7 +223,7 @@ def test_the_field_table_has_one_row_per_field_with_cells_under_their_headers() 
         assert cells[5] == f"`{name}: {rule_.example}`"
         assert cells[6] == (f"`{rule_.torchvista}`" if rule_.torchvista else "—")
     by_name = {cells[0].strip(): [c.strip() for c in cells] for cells in body}
-    assert by_name["`depth`"][1] == "integer" and "At least 0." in by_name["`depth`"][4]
+    assert by_name["`depth`"][1] == "integer" and "From 0 to 64." in by_name["`depth`"][4]
     assert by_name["`inputs`"][1] == "list or mapping or string"
     assert by_name["`fold`"][1] == "boolean"
     assert "One of `none`, `params`" in by_name["`overlay`"][4]
