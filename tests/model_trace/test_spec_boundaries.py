@@ -3,6 +3,9 @@ exact error lines, which fields decide the trace, and the reference table's colu
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from model_trace.errors import SpecError
@@ -11,6 +14,7 @@ from model_trace.spec import (
     EXPORT_FORMATS,
     FIELDS,
     OVERLAYS,
+    FenceSpec,
     field_table,
     parse_spec,
     spec_from_mapping,
@@ -227,3 +231,30 @@ def test_the_field_table_has_one_row_per_field_with_cells_under_their_headers() 
     assert by_name["`inputs`"][1] == "list or mapping or string"
     assert by_name["`fold`"][1] == "boolean"
     assert "One of `none`, `params`" in by_name["`overlay`"][4]
+
+
+def _as_yaml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return '""' if value == "" else json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def test_the_documented_defaults_are_the_specs_own() -> None:
+    """A default the table shows is the value a fence without the field gets."""
+    fields = {f.name: f for f in dataclasses.fields(FenceSpec)}
+    assert fields["model"].default is dataclasses.MISSING and FIELDS["model"].default == "required"
+    unset = FenceSpec(model="a:b")
+    for name, rule in FIELDS.items():
+        if name == "model":
+            continue
+        value = getattr(unset, name)
+        if value is None:  # decided elsewhere (the plugin, the zoo): said in words
+            assert rule.default and not rule.default[0].isdigit(), name
+        else:
+            assert rule.default == _as_yaml(value), name
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64", "int64", "int32", "bool"])
+def test_the_usual_dtypes_are_spelled_as_torch_spells_them(dtype: str) -> None:
+    spec = parse_spec(f"model: a:b\ninputs: {{x: {{shape: [1], dtype: {dtype}}}}}")
+    assert spec.inputs == {"x": {"shape": [1], "dtype": dtype}}
