@@ -7,18 +7,30 @@ A page asks for a table with an HTML comment on a line of its own:
 - ``<!-- table: torchvista -->``: torchvista's ``trace_model`` arguments beside ours;
 - ``<!-- table: graph schema -->``: every structure of the Graph JSON with its fields' types
   and docstrings (``model_trace.graph``).
+
+A number on a DeepSeek-V3 page is written ``{{ name }}``: the claim of that name in
+``docs/claims.py``, a table that ``tests/docs/test_claims.py`` recomputes from the zoo and the
+traces.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
 import inspect
 import itertools
 import re
+import sys
+from pathlib import Path
+from typing import Any
 
 from model_trace import graph as graph_module
 from model_trace.mkdocs import config as plugin_config
 from model_trace.spec import FIELDS, field_table
+
+_CLAIMS_FILE = Path(__file__).with_name("claims.py")
+_CLAIM = re.compile(r"^([ \t]*)(.*?)\{\{ ([a-z0-9_]+) \}\}", re.M)
 
 TORCHVISTA_ARGUMENTS = (
     ("model", "required", ""),
@@ -144,8 +156,39 @@ TABLES = {"fence fields": field_table, "plugin options": plugin_options_table,
           "torchvista": torchvista_table, "graph schema": graph_schema_table}
 
 
-def on_page_markdown(markdown: str, **_: object) -> str:
+@functools.cache
+def claim_texts() -> dict[str, str]:
+    """The claims table's texts by name (``docs/claims.py``, loaded by path: docs/ is not a
+    package)."""
+    spec = importlib.util.spec_from_file_location("model_trace_docs_claims", _CLAIMS_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module.texts()
+
+
+def fill_claims(markdown: str, page: str, texts: dict[str, str]) -> str:
+    """Every ``{{ name }}`` replaced by its claim's text; a multi-line text keeps the
+    placeholder line's indentation. An unknown name is an error naming the page and line."""
+    def claim(match: re.Match[str]) -> str:
+        indent, before, name = match[1], match[2], match[3]
+        if name not in texts:
+            line = markdown.count("\n", 0, match.start()) + 1
+            raise ValueError(f"{page}:{line}: no claim named {name!r} in docs/claims.py; add it "
+                             "there with the computation or the source behind the number")
+        return indent + before + texts[name].replace("\n", "\n" + indent)
+
+    while True:  # a line may hold several claims: substitute until none is left
+        filled = _CLAIM.sub(claim, markdown)
+        if filled == markdown:
+            return filled
+        markdown = filled
+
+
+def on_page_markdown(markdown: str, page: Any, **_: object) -> str:
     def table(match: re.Match[str]) -> str:
         return TABLES[match[1]]()
 
+    markdown = fill_claims(markdown, page.file.src_uri, claim_texts())
     return _MARKER.sub(table, markdown)

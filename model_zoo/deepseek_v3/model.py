@@ -590,8 +590,9 @@ class MultiTokenPrediction(nn.Module):
         """h (b, s, D): the main model's hidden states at positions start_pos.., after its
         final norm (what its head reads; vLLM's DeepSeek MTP is fed the same); next_tokens
         (b, s): the token after each of those positions."""
+        h = self.hnorm(h)
         e = self.enorm(self.embed(next_tokens))  # (b, s, D)
-        x = self.eh_proj(torch.cat([e, self.hnorm(h)], dim=-1))  # (b, s, 2D) -> (b, s, D)
+        x = self.eh_proj(torch.cat([e, h], dim=-1))  # (b, s, 2D) -> (b, s, D)
         x = self.block(x, start_pos, freqs_cis, mask)
         return _gather_logits(self.head(self.norm(x)[:, -1]), self.world_size)
 
