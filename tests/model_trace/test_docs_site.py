@@ -171,3 +171,61 @@ def test_one_rank_of_the_16_way_split_shows_its_collectives(site: Path) -> None:
     assert (1, 129280) in rank.outputs_of("cat")  # the head's sixteen slices
     assert rank.module("embed").stats.params == 129280 // 16 * 7168
     assert moe.module("layers.3.ffn.experts").repeat.count == 16
+
+
+def test_breakdown_has_the_published_totals_and_the_prose_quotes_it(site: Path) -> None:
+    (figure,) = _figures(site, "deepseek-v3/parameters")
+    text = _text(figure.html)
+    assert "671,026,419,200 parameters" in text
+    activated = int(re.search(r"([\d,]+) activated per token", text)[1].replace(",", ""))
+    assert round(activated / 1e9, 2) == 37.55
+    flops = int(re.search(r"([\d,]+) FLOPs per forward pass", text)[1].replace(",", ""))
+    assert f"{flops / 1e12:.2f} trillion" in text
+    assert f"{flops / 128 / 1e9:.1f} billion a token" in text
+
+
+def _canvas_luminance(page: Any, figure: str = "model-trace-1") -> float:
+    """Relative luminance (0..1) of a figure's canvas background, from its computed colour."""
+    colour = page.evaluate(
+        "(f) => getComputedStyle(document.querySelector(`#${f} .mt-canvas`)).backgroundColor",
+        figure)
+    parts = [float(v) for v in re.findall(r"[\d.]+", colour)[:3]]
+    scale = 1.0 if colour.startswith("color(") else 255.0  # color-mix gives 0..1 parts
+    r, g, b = (p / scale for p in parts)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _hydrated(page: Any, figure: str) -> None:
+    """Wait until the viewer has taken a figure over (not left it static after a failure)."""
+    page.wait_for_selector(f"#{figure}[data-mt-ready]")
+    assert page.get_attribute(f"#{figure}", "data-mt-ready") != "failed"
+
+
+@pytest.mark.browser
+def test_the_site_in_a_browser_instant_navigation_and_dark_palette(site: Path, serve,
+                                                                   open_page) -> None:
+    """The built site in Chromium: the figures hydrate, Material's palette toggle turns them
+    dark, and instant navigation (no page load) hydrates the next page's figures, dark too.
+
+    Material navigates instantly only to the URLs of the site's sitemap, which MkDocs writes
+    only with a ``site_url`` (and Material keeps its port): so this build names the address
+    it is served from. Every figure comes from the cache of the strict build above."""
+    served = site.parent / "served"
+    served.mkdir()
+    url = serve(served)
+    build(load_config(str(site.parent / "mkdocs.yml"), site_url=url, site_dir=str(served)))
+    page = open_page(url + "deepseek-v3/")
+    _hydrated(page, "model-trace-1")
+    assert _canvas_luminance(page) > 0.7
+    page.locator("form[data-md-component='palette'] label:visible").first.click()
+    page.wait_for_selector("body[data-md-color-scheme='slate']")
+    assert _canvas_luminance(page) < 0.3
+    page.evaluate("window.notReloaded = true")
+    page.locator(".md-content a[href$='tensor-parallel/']").first.click()
+    page.wait_for_url("**/deepseek-v3/tensor-parallel/")
+    for figure in ("model-trace-1", "model-trace-2"):
+        _hydrated(page, figure)
+        assert _canvas_luminance(page, figure) < 0.3
+    assert page.evaluate("window.notReloaded") is True  # Material swapped the page in place
+    assert page.evaluate("document.querySelectorAll('script[src*=\"viewer.js\"]').length") == 1
+    page.problems.assert_clean()
