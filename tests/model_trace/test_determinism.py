@@ -68,8 +68,8 @@ def _build_docs_site(root: Path, *, hash_seed: str, jobs: int) -> dict[str, byte
     root.mkdir()
     shutil.copytree(REPO / "docs", root / "docs")
     config = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
-    assert "\n  - model-trace\n" in config
-    config = config.replace("\n  - model-trace\n",
+    assert "\n  - model-trace:\n" in config
+    config = config.replace("\n  - model-trace:\n",
                             f"\n  - model-trace:\n      jobs: {jobs}\n      cache: false\n")
     (root / "mkdocs.yml").write_text(config, encoding="utf-8")
     python_path = os.pathsep.join([str(REPO / "plugin"), str(REPO),
