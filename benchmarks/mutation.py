@@ -152,8 +152,10 @@ _BINARY_SWAP: dict[type, tuple[str, str]] = {
 }
 _CALL_SWAP = {"min": "max", "max": "min", "any": "all", "all": "any"}
 _DROPPED_CALLS = {"sorted": "list", "reversed": "list"}
-_ORDERLESS_CALLS = frozenset({"isinstance", "issubclass", "getattr", "setattr", "hasattr"})
-"""Builtins whose swapped arguments only raise TypeError: not worth a mutant."""
+_ORDERLESS_CALLS = frozenset({"isinstance", "issubclass", "getattr", "setattr", "hasattr",
+                              "max", "min"})
+"""Builtins whose swapped arguments only raise TypeError (or, for max and min of two, give
+the same answer): not worth a mutant."""
 _NAME_LIKE = re.compile(r"^[A-Za-z_#.:][A-Za-z0-9_.:#/-]{0,30}$")
 
 
@@ -254,6 +256,11 @@ class _MutantFinder(ast.NodeVisitor):
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         pass  # f-string positions are not reliable before Python 3.12
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.value, ast.Name) and node.value.id == "Literal":
+            return  # a type: its strings change nothing at run time
+        self.generic_visit(node)
 
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):

@@ -128,6 +128,26 @@ def test_too_many_chunks_make_bigger_chunks_split_again() -> None:
     assert _opened_modules(tree, 0) == {"m0"}
 
 
+def test_exactly_as_many_chunks_as_the_limit_keep_their_size() -> None:
+    count = CHUNK_LIMIT * CHUNK_SIZE
+    tree = ViewTree.from_graph(_modules_under_root(count, inner=False))
+    chunks = tree.items["m0"].children
+    assert len(chunks) == CHUNK_LIMIT
+    assert {len(tree.items[c].children) for c in chunks} == {CHUNK_SIZE}
+
+
+def test_items_are_listed_parents_first_in_call_order() -> None:
+    maker = GraphMaker()
+    a = maker.module("m0", "a", "A")
+    maker.node(a)
+    b = maker.module("m0", "b", "B")
+    maker.node(b)
+    maker.node("m0")
+    tree = ViewTree.from_graph(maker.graph)
+    assert list(tree.items) == ["m0", a, "n0", b, "n1", "n2"]
+    assert [item.id for item in tree.groups()] == ["m0", a, b]
+
+
 def test_a_chunk_label_counts_classes_most_first_then_ops() -> None:
     maker = GraphMaker()
     for i in range(CHUNK_LIMIT + 1):
@@ -166,6 +186,16 @@ def test_idle_submodules_are_gathered_most_common_class_first() -> None:
     assert tree.items["m0"].children == ["n0", "m0/idle"]
     assert all(tree.items[m].parent == "m0/idle" for m in idle)
     assert "m0/idle" not in expanded_groups(tree, 5)
+
+
+def test_two_idle_submodules_are_gathered_and_many_are_not_chunked() -> None:
+    for count in (2, CHUNK_LIMIT + 40):
+        maker = GraphMaker()
+        maker.node("m0")
+        idle = [maker.module("m0", f"x.{i}", "Expert", called=False) for i in range(count)]
+        tree = ViewTree.from_graph(maker.graph)
+        assert tree.items["m0/idle"].children == idle  # one grid, however long
+        assert tree.items["m0/idle"].label == f"not called: {count} Expert"
 
 
 def test_one_idle_submodule_stays_where_it_is() -> None:

@@ -138,8 +138,8 @@ def _natural_key(path: str) -> tuple[Any, ...]:
 
 
 def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
-    """Routed groups by container path: parent call, members (call ids, natural order),
-    rows per member and the parent's rows."""
+    """Routed groups by container path: class, members (call ids, natural order), rows per
+    member and the parent's rows."""
     groups: dict[str, dict[str, Any]] = {}
     for parent in graph.modules.values():
         members: dict[tuple[str, str], list[ModuleCall]] = {}
@@ -158,9 +158,8 @@ def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
                 continue
             calls.sort(key=lambda c: _natural_key(c.path))
             rows = [(_rows(graph, c) or 0) if c.called else 0 for c in calls]
-            groups[container or parent.path] = {"parent": parent.id, "cls": cls,
-                                                "members": [c.id for c in calls], "rows": rows,
-                                                "parent_rows": parent_rows}
+            groups[container or parent.path] = {"cls": cls, "members": [c.id for c in calls],
+                                                "rows": rows, "parent_rows": parent_rows}
     return groups
 
 

@@ -64,9 +64,9 @@ def test_runs_at_the_edges_and_the_period_limit() -> None:
     assert find_runs([1, 2, 1, 2, 1]) == [(0, 2, 2)]
     assert find_runs([1, 2, 3] * 2, max_period=2) == []
     assert find_runs([1, 2, 3] * 2, max_period=3) == [(0, 3, 2)]
-    long = list(range(MAX_PERIOD)) * 2
-    assert find_runs(long) == [(0, MAX_PERIOD, 2)]
-    assert find_runs(list(range(MAX_PERIOD + 1)) * 2) == []
+    assert MAX_PERIOD == 64  # an iteration of up to 64 items folds by default
+    assert find_runs(list(range(64)) * 2) == [(0, 64, 2)]
+    assert find_runs(list(range(65)) * 2) == []
 
 
 # -- folds of small models ---------------------------------------------------------------
@@ -169,6 +169,49 @@ def test_an_ops_only_loop_inside_a_module_names_its_iterations_by_the_module() -
     assert loop.repeat.note == "3 iterations"
 
 
+class TwoContainers(nn.Module):
+    """A loop whose iterations call a module of each of two containers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+        self.b = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for first, second in zip(self.a, self.b, strict=True):
+            x = torch.relu(second(first(x)))
+        return x
+
+
+def test_a_loop_over_two_containers_takes_the_path_of_its_parent() -> None:
+    (loop,) = _repeats(trace(TwoContainers(), torch.randn(2, 4)))
+    assert loop.kind == "loop" and loop.path == "" and loop.repeat.count == 3
+    assert loop.repeat.members == ["a.0", "a.1", "a.2"]  # named by their first module
+
+
+def test_iterations_fed_from_different_places_do_not_fold_together() -> None:
+    """An op's signature says which inputs come from sibling ops: the first iteration reads
+    the module's input, the others the previous iteration, so only two are alike (and two
+    iterations of bare ops are too few to fold)."""
+    class Block(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(3):
+                x = torch.sigmoid(x + 1)
+            return x
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x)
+
+    graph = trace(Outer(), torch.randn(3))
+    assert not _repeats(graph)
+    assert [n.name for n in graph.nodes.values() if n.kind == "op"] == ["add", "sigmoid"] * 3
+
+
 def test_three_bare_ops_fold_and_two_stay() -> None:
     three = trace(lambda x: torch.tanh(torch.tanh(torch.tanh(x))), torch.randn(3))
     (loop,) = _repeats(three)
@@ -206,12 +249,13 @@ def test_folding_keeps_totals_and_leaves_a_sound_graph(build_tiny, tiny_tokens) 
     for routing in ("balanced", "random:3", "first"):
         unfolded = trace(build_tiny(), tiny_tokens.to("meta"), routing=routing, fold=False)
         before = unfolded.modules[unfolded.root].stats.copy()
-        counts = (len(unfolded.modules), len(unfolded.nodes))
+        counts = (len(unfolded.modules), len(unfolded.nodes), len(unfolded.tensors),
+                  len(unfolded.edges))
         folded = fold_repeats(unfolded)
         assert folded_graph_problems(folded) == []
         assert folded.modules[folded.root].stats == before
-        assert folded.meta["folded"]["before"]["modules"] == counts[0]
-        assert folded.meta["folded"]["before"]["nodes"] == counts[1]
+        assert folded.meta["folded"]["before"] == dict(zip(
+            ("modules", "nodes", "tensors", "edges"), counts, strict=True))
         assert len(folded.nodes) < counts[1]
 
 

@@ -73,6 +73,16 @@ def test_experts_on_slices_are_not_routed() -> None:
     assert _activated(graph) == 2 * LINEAR
 
 
+def test_the_share_per_token_keeps_four_decimals() -> None:
+    """1 row of 7 to one expert, 2 to the other: 3/7 of an expert per token."""
+    def route(self: Experts, x: torch.Tensor) -> torch.Tensor:
+        return self.experts[0](_picked(x, 0)).sum() + self.experts[1](_picked(x, 1, 2)).sum()
+
+    graph = trace(Experts(2, route), torch.randn(7, 4), fold=False)
+    assert graph.meta["experts"]["experts"]["active_per_token"] == 0.4286
+    assert _activated(graph) == round(LINEAR * 3 / 7)
+
+
 def test_a_single_module_on_indexed_rows_is_not_a_group() -> None:
     def route(self: Experts, x: torch.Tensor) -> torch.Tensor:
         return self.experts[0](_picked(x, 0, 1))
@@ -128,6 +138,27 @@ class TiedHead(nn.Module):
         return self.head(self.embed(tokens))
 
 
+class Unused(nn.Module):
+    """A submodule the forward never calls, with a submodule of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = nn.Linear(4, 4)
+        self.spare = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
+def test_an_uncalled_module_is_added_once_with_its_whole_subtree() -> None:
+    graph = trace(Unused(), torch.randn(2, 4))
+    calls = {c.path: c for c in graph.modules.values()}
+    assert set(calls) == {"", "used", "spare"}  # not spare.0, spare.1: inside spare
+    assert calls["spare"].called is False and calls["spare"].parent == graph.root
+    assert calls["spare"].stats.params == 2 * LINEAR
+    assert graph.meta["totals"]["params"] == 3 * LINEAR
+
+
 def test_a_tied_weight_counts_once_at_the_first_module() -> None:
     model = TiedHead()
     graph = trace(model, torch.tensor([[1, 2, 3]]))
@@ -156,8 +187,8 @@ class Fp8Linear(nn.Module):
 ])
 def test_only_float32_scales_of_fp8_weights_are_block_scales(
         scale_dtype: torch.dtype, weight_dtype: torch.dtype, scales: int) -> None:
-    with torch.device("meta"):
-        model = Fp8Linear(scale_dtype, weight_dtype)
+    with torch.device("meta"):  # one level down: the scales roll up to the root
+        model = nn.Sequential(Fp8Linear(scale_dtype, weight_dtype))
     totals = trace(model, torch.empty(2, 8, device="meta")).meta["totals"]
     assert totals["params"] == 64 + 4
     assert totals["block_scale_params"] == totals["activated_block_scale_params"] == scales
