@@ -802,12 +802,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)}; use {', '.join(TARGETS)}")
     names = args.modules or list(TARGETS)
+    missing = [n for n in names if not (ROOT / PACKAGE / TARGETS[n].path).exists()]
+    for name in missing:
+        print(f"{TARGETS[name].path}: not in this checkout; skipped (update TARGETS)")
+    names = [n for n in names if n not in missing]
     chosen: dict[str, tuple[list[Mutant], int]] = {}
     for name in names:
         source = (ROOT / PACKAGE / TARGETS[name].path).read_text(encoding="utf-8")
         mutants = find_mutants(name, source)
         chosen[name] = (sample(mutants, args.sample or None, args.seed), len(mutants))
     if args.list:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
         for name, (mutants, total) in chosen.items():
             print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants")
             for m in mutants:
