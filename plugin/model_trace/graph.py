@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Schema versions ``Graph.from_dict`` reads; version 1 files lack the fields added in 2."""
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+"""Schema versions ``Graph.from_dict`` reads; older files lack the fields added since."""
 
 NodeKind = Literal["op", "input", "output", "constant", "parameter", "buffer", "shared"]
 ModuleKind = Literal["module", "function", "loop"]
@@ -73,6 +73,24 @@ class Stats:
 
 
 @dataclass(slots=True)
+class Selection:
+    """The slices of a stacked parameter one op used: experts stored as one tensor
+    (``gate_up_proj[E, 2I, D]``), of which an op took some (``w[e]``, ``w[expert_ids]``,
+    ``grouped_mm(x, w, offs=...)``), each for some rows (tokens)."""
+
+    param: str
+    """Qualified name of the parameter."""
+    slices: int
+    """How many slices (experts) the parameter holds along its first dimension."""
+    indices: list[int]
+    """The slices used, in increasing order."""
+    tokens: list[int]
+    """Rows each of ``indices`` was used for."""
+    whole: bool = False
+    """True when the op used every slice for every row (no selection at all)."""
+
+
+@dataclass(slots=True)
 class Tensor:
     """One tensor value seen during the trace (a new id after every in-place write)."""
 
@@ -125,6 +143,17 @@ class Node:
     params: list[str] = field(default_factory=list)
     """Qualified names of the parameters the op reads (drawn as nodes only with
     ``trace(..., parameters="nodes")``)."""
+    selections: list[Selection] = field(default_factory=list)
+    """Slices of stacked parameters (experts in one tensor) the op used, with their rows:
+    what activated parameters and ``graph.meta["experts"]`` count for such models."""
+    uncounted_flops: list[str] = field(default_factory=list)
+    """Ops that computed floats here without a FLOP formula (``aten::foo``): ``stats.flops``
+    leaves them out, so it is a lower bound. Empty when every op was counted."""
+    assumed: str = ""
+    """Set when values here were assumed, not computed (``tracing.assumptions``): ``zeros``
+    (an integer result of meta floats), ``kernel`` (no CPU kernel for its dtypes), ``input``
+    (token ids given on the meta device), ``branch`` (Python branched on its assumed values),
+    ``rows`` (rows picked by assumed indices). Empty when every value is known."""
 
 
 @dataclass(slots=True)
@@ -338,5 +367,6 @@ def _node_from_dict(data: dict[str, Any]) -> Node:
             **data,
             "stats": Stats(**data["stats"]),
             "source": SourceLocation(**source) if source else None,
+            "selections": [Selection(**s) for s in data.get("selections", [])],
         }
     )

@@ -16,6 +16,7 @@ from model_trace.tracing.execution import attach_measurements, measure
 from model_trace.tracing.folding import collector_paused, fold_repeats
 from model_trace.tracing.options import ParameterDrawing, TraceOptions
 from model_trace.tracing.recorder import Recorder
+from model_trace.tracing.route_rule import ForcedRouting
 from model_trace.tracing.routing import RoutingPolicy, routing_policy
 from model_trace.tracing.sharing import draw_shared_per_use
 from model_trace.tracing.stats import add_uncalled_modules, assign_statistics
@@ -72,15 +73,18 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
         measurements, args, kwargs = measure(model, args, kwargs, options.execute)
     policy = routing_policy(options.routing)
     policy.reset()
-    values = ConcreteValues(policy, options.force_routing) \
-        if on_meta or options.force_routing else None
+    values: ConcreteValues | ForcedRouting | None = None
+    stand_ins: set[int] = set()
     if on_meta:
-        args, kwargs = _concrete_integers((args, kwargs))
+        values = ConcreteValues(policy)
+        args, kwargs = _concrete_integers((args, kwargs), stand_ins)
+    elif options.force_routing:
+        values = ForcedRouting(policy)
     root_name = type(model).__name__ if root_module is not None else _function_name(model)
     recorder = Recorder(root_module, root_name, options, values)
     for name, value in _input_labels(model, args, kwargs):
         for label, tensor in named_tensors(value, name):
-            recorder.record_input(label, tensor)
+            recorder.record_input(label, tensor, assumed=id(tensor) in stand_ins)
     try:
         with recorder.recording():
             result = model(*args, **kwargs)
@@ -108,12 +112,15 @@ def _on_meta(model: torch.nn.Module | None, args: tuple[Any, ...],
     return False
 
 
-def _concrete_integers(value: Any) -> Any:
-    """Inputs with every integer or boolean meta tensor replaced by CPU zeros (token ids)."""
+def _concrete_integers(value: Any, stand_ins: set[int]) -> Any:
+    """Inputs with every integer or boolean meta tensor replaced by CPU zeros (token ids);
+    the ids of the zeros go into ``stand_ins``."""
 
     def concrete(tensor: torch.Tensor) -> torch.Tensor:
         if tensor.is_meta and not (tensor.dtype.is_floating_point or tensor.dtype.is_complex):
-            return torch.zeros(tensor.shape, dtype=tensor.dtype)
+            zeros = torch.zeros(tensor.shape, dtype=tensor.dtype)
+            stand_ins.add(id(zeros))
+            return zeros
         return tensor
 
     return map_structure(value, concrete)
@@ -154,15 +161,25 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
         hint = ("; on the meta device float tensors have shapes but no values, so code that "
                 "reads them (.item(), .tolist(), float(x)) cannot run: trace the model on the "
                 "CPU with real weights and inputs instead")
+    assumed = recorder.assumptions.entries.values()
+    if assumed:
+        made = "; ".join(f"{a.kind} at '{a.op}'" + (f" ({a.source.file}:{a.source.line})"
+                                                  if a.source else "") for a in assumed)
+        hint += (f"; before it failed, the trace assumed values it did not have ({made}): "
+                 "give real ones, e.g. integer inputs (token ids, image sizes) as CPU tensors "
+                 "rather than on the meta device (in a fence, an `inputs:` factory that "
+                 "returns them)")
     return (f"forward failed in module '{where}'{cls} at op '{op}'{at}: "
             f"{type(error).__name__}: {error}{hint}")
 
 
 def _finish(recorder: Recorder, model: Any, options: TraceOptions,
-            values: ConcreteValues | None, on_meta: bool, fold: bool,
+            values: ConcreteValues | ForcedRouting | None, on_meta: bool, fold: bool,
             measurements: Any = None) -> Graph:
     graph = recorder.builder.graph()
     graph.meta = _meta(graph, model, options, values, on_meta)
+    graph.meta["assumptions"] = recorder.assumptions.describe()
+    graph.meta["flops_without_formula"] = dict(sorted(recorder.uncounted.items()))
     root_module = model if isinstance(model, torch.nn.Module) else None
     call_modules = recorder.builder.call_modules
     if fold or measurements is not None or not recorder.failed:
@@ -177,8 +194,8 @@ def _finish(recorder: Recorder, model: Any, options: TraceOptions,
     return graph
 
 
-def _meta(graph: Graph, model: Any, options: TraceOptions, values: ConcreteValues | None,
-          on_meta: bool) -> dict[str, Any]:
+def _meta(graph: Graph, model: Any, options: TraceOptions,
+          values: ConcreteValues | ForcedRouting | None, on_meta: bool) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "model": graph.modules[graph.root].cls,
         "torch": torch.__version__.split("+")[0],
@@ -186,8 +203,7 @@ def _meta(graph: Graph, model: Any, options: TraceOptions, values: ConcreteValue
         "options": options.describe(),
     }
     if values is not None:
-        meta["routing"] = {**values.policy.describe(), "decisions": values.decisions,
-                           "assumed_zero": dict(sorted(values.assumed_zero.items()))}
+        meta["routing"] = values.describe()
     else:
         meta["routing"] = {"policy": "real"}
     if torch.distributed.is_available() and torch.distributed.is_initialized():

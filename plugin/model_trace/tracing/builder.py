@@ -45,6 +45,10 @@ class GraphBuilder:
         self._buffer_names: dict[int, str] = {}
         self._fixed_tensors: dict[int, str] = {}  # parameters/buffers drawn as nodes
         self._params_read: set[int] = set()
+        # parameters the current op read that may be stacked experts (see ``selections``):
+        # those of three or more dimensions, and any when the op is a view (``reading_view``)
+        self.param_reads: list[tuple[str, torch.Tensor, str | None]] = []
+        self.reading_view = False
         self.root = self.new_module(root_name, "", None, root)
         self.stack: list[str] = [self.root]
         self.stack_objects: list[Any] = [root]
@@ -159,6 +163,8 @@ class GraphBuilder:
                 node.stats.params += value.numel()
                 node.stats.activated_params = node.stats.params
             if self.parameters != "nodes":
+                if value.dim() >= 3 or self.reading_view:
+                    self.param_reads.append((name, value, None))
                 return None
             kind = "parameter"
         else:
@@ -175,6 +181,8 @@ class GraphBuilder:
         tensor_id = self.register(value, source_id)
         if kind != "constant":
             self._fixed_tensors[id(value)] = tensor_id
+        if kind == "parameter" and (value.dim() >= 3 or self.reading_view):
+            self.param_reads.append((name, value, tensor_id))
         self.nodes[source_id].outputs.append(tensor_id)
         return tensor_id
 

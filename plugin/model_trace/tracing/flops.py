@@ -8,8 +8,13 @@ torch's registry is keyed by ATen ops, so the tracer counts FLOPs in one of two 
   the op table's ``dispatch`` rule) under ``FlopCounter``, a small
   ``TorchDispatchMode`` that adds up the registry's formula for every ATen op inside.
 
-Elementwise ops count 0, as in torch's ``FlopCounterMode``. ``register_flop_formula`` adds a
-formula where torch has none (the CPU flash-attention kernel, custom ops).
+Elementwise ops count 0, as in torch's ``FlopCounterMode``, and so do the ops the op table
+lists without a FLOP rule (data movement, indexing, reductions). An op the table does not know
+is counted under ``FlopCounter`` too, so a matrix product inside it is never missed. Every
+other ATen or custom op that computes floats without a formula is named in the op's cost
+(``Cost``), never counted as a silent 0: the recorder lists it on the node and in
+``graph.meta["flops_without_formula"]``. ``register_flop_formula`` adds a formula where torch
+has none (grouped matrix products, the CPU flash-attention kernel, custom ops).
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, mm_flop, sdpa_flop_count
 
+from model_trace.tracing.arguments import tensors_in, tensors_out
+from model_trace.tracing.op_table import without_flops
+
 FlopFormula = Callable[..., int]
 """(*args, out_val=output, **kwargs) -> FLOPs, args as the op received them (tensors)."""
+
+Cost = tuple[int, tuple[str, ...]]
+"""An op call's FLOPs, and the ops inside it that computed floats without a formula."""
+NO_COST: Cost = (0, ())
 
 _EXTRA_FORMULAS: dict[str, FlopFormula] = {}
 
@@ -54,8 +66,20 @@ def _cpu_flash_attention_flops(query: torch.Tensor, key: torch.Tensor, value: to
     return int(sdpa_flop_count(query.shape, key.shape, value.shape))
 
 
+def _grouped_mm_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, out_val: torch.Tensor,
+                      **__: Any) -> int:
+    """A matrix product per group: (M, K) rows split by offsets times (G, K, N), or (G, M, K)
+    times (G, K, N), is 2 K per output element; (M, K) times (K, N) with K split by offsets
+    (a weight gradient) is one (M, K) x (K, N) product in all."""
+    if a.dim() == 2 and b.dim() == 2:
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    return 2 * out_val.numel() * a.shape[-1]
+
+
 register_flop_formula("aten::_scaled_dot_product_flash_attention_for_cpu",
                       _cpu_flash_attention_flops)
+register_flop_formula("aten::_grouped_mm", _grouped_mm_flops)
+register_flop_formula("aten::_scaled_grouped_mm", _grouped_mm_flops)
 register_flop_formula("model_zoo::fp8_gemm", _fp8_gemm_flops)
 
 
@@ -71,20 +95,48 @@ def formula_for(op: Any) -> FlopFormula | None:
     return _EXTRA_FORMULAS.get(name)
 
 
-def op_flops(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
-    """FLOPs of one ATen (or custom) op call, 0 where no formula applies."""
+def op_cost(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost:
+    """FLOPs of one ATen (or custom) op call by its formula; without one, 0 and the op's
+    name if it computed floats and is not known to need no formula."""
     formula = formula_for(op)
-    if formula is None:
-        return 0
-    return int(formula(*args, **kwargs, out_val=out))
+    if formula is not None:
+        return int(formula(*args, **kwargs, out_val=out)), ()
+    if counts_no_flops(op) or not _computes_floats(args, kwargs, out):
+        return 0, ()
+    return 0, (qualified_name(op),)
+
+
+def qualified_name(op: Any) -> str:
+    """``aten::mm``, ``mylib::gemm``: an ATen or custom op's name without its overload."""
+    packet = op if isinstance(op, torch._ops.OpOverloadPacket) else getattr(
+        op, "_overloadpacket", op)
+    return getattr(packet, "_qualified_op_name", str(op))
+
+
+def counts_no_flops(op: Any) -> bool:
+    """Whether an ATen op needs no formula: elementwise (torch's ``pointwise`` tag; torch's
+    own counter counts those as 0 too), a view, or an op the table lists without a FLOP rule
+    (``aten::_softmax`` and ``aten::native_layer_norm`` as ``softmax`` and ``layer_norm``)."""
+    if getattr(op, "is_view", False) or torch.Tag.pointwise in getattr(op, "tags", ()):
+        return True
+    name = qualified_name(op).rpartition("::")[2]
+    return any(without_flops(n) for n in (name, name.lstrip("_"),
+                                          name.lstrip("_").removeprefix("native_")))
+
+
+def _computes_floats(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:
+    return any(t.dtype.is_floating_point or t.dtype.is_complex
+               for t in (*tensors_in(args, kwargs), *tensors_out(out)))
 
 
 class FlopCounter(TorchDispatchMode):
-    """Adds up the FLOPs of every ATen op run while it is active."""
+    """Adds up the FLOPs of every ATen op run while it is active; ``missing`` collects the
+    names of those that computed floats without a formula (see ``op_cost``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.flops = 0
+        self.missing: dict[str, None] = {}  # an ordered set
         self._formulas: dict[Any, FlopFormula | None] = {}
         self._composite: dict[Any, bool] = {}  # ops without a formula that decompose
 
@@ -103,7 +155,10 @@ class FlopCounter(TorchDispatchMode):
                     decomposed = func.decompose(*args, **kwargs)
                 if decomposed is not NotImplemented:
                     return decomposed
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if not counts_no_flops(func) and _computes_floats(args, kwargs, out):
+                self.missing[qualified_name(func)] = None
+            return out
         out = func(*args, **kwargs)
         self.flops += int(formula(*args, **kwargs, out_val=out))
         return out

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.overrides import resolve_name
 
-from model_trace.tracing.op_table import FlopRule, Role, facts_of
+from model_trace.tracing.op_table import FlopRule, Made, Role, facts_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class OpInfo:
     mutates: str = ""  # "self" (in place), "collective" (writes its first argument)
     cacheable: bool = False  # a pure op whose meta outputs may be cached (see concrete)
     in_place: bool = False  # writes into its first argument: may be cached as "returns self"
+    made: Made = ""  # a factory's values: from its arguments, random or uninitialised
 
     @property
     def view(self) -> bool:
@@ -61,6 +62,8 @@ class OpInfo:
             flops: str = "linear"
         elif isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
             flops = "custom"
+        elif not facts.known:
+            flops = "dispatch"  # an op the table does not know: look for formulas inside
         else:
             flops = facts.flops
         mutates = ""
@@ -72,7 +75,7 @@ class OpInfo:
         cacheable = not (role in ("view", "routing", "factory", "like", "device") or mutates)
         in_place = mutates == "self" and role not in ("gather", "indexing")
         return cls(name, facts.category, role=role, python=python, flops=flops,
-                   mutates=mutates, cacheable=cacheable, in_place=in_place)
+                   mutates=mutates, cacheable=cacheable, in_place=in_place, made=facts.made)
 
 
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:

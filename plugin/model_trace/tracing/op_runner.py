@@ -10,26 +10,30 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from model_trace.tracing.arguments import tensors_in
-from model_trace.tracing.concrete import ConcreteValues, call_signature, metadata
-from model_trace.tracing.flops import FlopCounter, linear_flops, op_flops
+from model_trace.tracing.concrete import ConcreteValues
+from model_trace.tracing.flops import NO_COST, Cost, FlopCounter, linear_flops, op_cost
+from model_trace.tracing.meta_cache import call_signature, metadata
 from model_trace.tracing.op_info import OpInfo
+from model_trace.tracing.route_rule import ForcedRouting
 
 
 class OpRunner:
-    """Runs ops for the recorder and keeps the FLOPs of the last one in ``flops``.
+    """Runs ops for the recorder and keeps the FLOPs of the last one in ``flops``, and in
+    ``missing`` the ops in it that computed floats without a FLOP formula.
 
     ``infos`` is the recorder's ``OpInfo`` per function (an op the meta rules call again,
     such as a factory re-run on the CPU, is looked up there). ``aten``, when given, is the
     ATen recording mode, switched on while an op's kernels run."""
 
-    def __init__(self, values: ConcreteValues | None, infos: dict[Any, OpInfo],
+    def __init__(self, values: ConcreteValues | ForcedRouting | None, infos: dict[Any, OpInfo],
                  aten: Any = None, cache_results: bool = True) -> None:
         self.values = values  # None: real tensors, no meta rules
         self.flops = 0
+        self.missing: tuple[str, ...] = ()
         self.aten = aten
         self._infos = infos
         self._flop_counter = FlopCounter()
-        self._dispatch_flops: dict[tuple[Any, ...], int] = {}  # see _counted
+        self._dispatch_costs: dict[tuple[Any, ...], Cost] = {}  # see _counted
         # cached meta outputs skip the kernel: only without autograd, and not for ATen recording
         self._results = values.results if (values is not None and cache_results
                                            and aten is None) else None
@@ -38,6 +42,7 @@ class OpRunner:
             tensors: list[torch.Tensor]) -> Any:
         """The op's result; its FLOPs are in ``self.flops`` afterwards."""
         self.flops = 0
+        self.missing = ()
         if self.values is not None:
             return self.values.run(info, func, args, kwargs, tensors, self.call)
         return self.call(func, args, kwargs)
@@ -60,7 +65,10 @@ class OpRunner:
             if key is not None:
                 hit = results.get(key)
                 if hit is not None:
-                    self.flops += hit[1]
+                    flops, missing = hit[1]
+                    self.flops += flops
+                    if missing:
+                        self.missing += missing
                     return hit[0]
         in_place_key = None
         if results is not None and info is not None and info.in_place:
@@ -70,44 +78,54 @@ class OpRunner:
                 known = results.in_place.get(in_place_key)
                 if known is not None:
                     results.hits += 1
-                    self.flops += known
+                    self._add(known)
                     return args[0]
                 before = metadata(args[0])
-        flops = 0
+        cost: Cost = NO_COST
         if kind == "dispatch":
-            result, flops = self._counted(func, args, kwargs)
+            result, cost = self._counted(func, args, kwargs)
         else:
             result = func(*args, **kwargs)
             if kind == "linear":
                 x = args[0] if args else kwargs["input"]
                 weight = args[1] if len(args) > 1 else kwargs["weight"]
-                flops = linear_flops(x.shape, weight.shape)
+                cost = (linear_flops(x.shape, weight.shape), ())
             elif kind == "custom":
-                flops = op_flops(func, args, kwargs, result)
+                cost = op_cost(func, args, kwargs, result)
+        flops, missing = cost
         self.flops += flops
+        if missing:
+            self.missing += missing
         if key is not None:
-            results.put(key, result, flops, tensors_in(args, kwargs))  # type: ignore[union-attr]
+            results.put(key, result, cost, tensors_in(args, kwargs))  # type: ignore[union-attr]
         elif in_place_key is not None and result is args[0] and metadata(result) == before:
-            results.in_place[in_place_key] = flops  # type: ignore[union-attr]
+            results.in_place[in_place_key] = cost  # type: ignore[union-attr]
         return result
 
+    def _add(self, cost: Cost) -> None:
+        flops, missing = cost
+        self.flops += flops
+        if missing:
+            self.missing += missing
+
     def _counted(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-                 ) -> tuple[Any, int]:
-        """Run an op whose FLOPs torch counts per ATen op, and its FLOPs. Counting runs every
+                 ) -> tuple[Any, Cost]:
+        """Run an op whose FLOPs torch counts per ATen op, and its cost. Counting runs every
         ATen op inside through a Python dispatch mode (twelve attention layers: 350 round
         trips), and the count depends on shapes only, so each call signature is counted
         once and later calls run at full speed."""
         described = call_signature(func, args, kwargs)
-        known = self._dispatch_flops.get(described[0]) if described is not None else None
+        known = self._dispatch_costs.get(described[0]) if described is not None else None
         if known is not None:
             return func(*args, **kwargs), known
         counter = self._flop_counter
-        counter.flops = 0
+        counter.flops, counter.missing = 0, {}
         with counter:
             result = func(*args, **kwargs)
+        cost = (counter.flops, tuple(counter.missing))
         if described is not None:
-            self._dispatch_flops[described[0]] = counter.flops
-        return result, counter.flops
+            self._dispatch_costs[described[0]] = cost
+        return result, cost
 
 
 class AtenRecording(TorchDispatchMode):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", "like",
-               "device"]
+               "device", "grouped"]
 """What an op does with its tensors, as the meta-trace rules and the statistics see it:
 
 - ``query``: returns no tensor (``size``, ``item``, ``x.shape``): run, never recorded;
@@ -28,8 +28,14 @@ Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", 
   CPU indices as they are in a meta trace;
 - ``factory``: makes a tensor from sizes (``zeros``, ``arange``); ``like``: from another
   tensor's shape and dtype, not its values (``zeros_like``, ``new_ones``);
-- ``device``: moves a tensor between devices (``to``, ``cpu``).
+- ``device``: moves a tensor between devices (``to``, ``cpu``);
+- ``grouped``: multiplies groups of rows, delimited by offsets, each by its own slice of a
+  stacked operand (``grouped_mm``: experts stored as one tensor).
 """
+
+Made = Literal["", "args", "random", "uninitialised"]
+"""Where a factory's values come from: its arguments alone (``zeros``, ``arange``: known
+without any data), a random generator, or nowhere (``empty``)."""
 
 FlopRule = Literal["", "linear", "dispatch"]
 """How an op's FLOPs are counted: ``linear`` by the matrix-multiply formula on its shapes
@@ -46,11 +52,15 @@ class OpFacts:
     """The colour family a reader uses to scan a graph (``CATEGORIES``)."""
     role: Role = ""
     flops: FlopRule = ""
+    made: Made = ""
+    """For factories: where their values come from."""
+    known: bool = True
+    """False for the row of an op the table does not list."""
 
 
-def _rows(category: str, names: str, role: Role = "", flops: FlopRule = ""
+def _rows(category: str, names: str, role: Role = "", flops: FlopRule = "", made: Made = ""
           ) -> dict[str, OpFacts]:
-    return dict.fromkeys(names.split(), OpFacts(category, role, flops))
+    return dict.fromkeys(names.split(), OpFacts(category, role, flops, made))
 
 
 def _table(*rows: dict[str, OpFacts]) -> dict[str, OpFacts]:
@@ -71,25 +81,47 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("linear", "embedding", role="indexing"),
     _rows("linear", "fp8_gemm"),
     _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
-                    "multi_head_attention_forward", flops="dispatch"),
-    _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize"),
+                    "multi_head_attention_forward scaled_mm _scaled_mm", flops="dispatch"),
+    _rows("matmul", "grouped_mm _grouped_mm scaled_grouped_mm _scaled_grouped_mm",
+          role="grouped", flops="dispatch"),
+    _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize "
+                  "local_response_norm fused_rms_norm batch_norm_legit_no_training "
+                  "batch_norm_legit"),
     _rows("activation", "relu gelu silu sigmoid tanh softmax log_softmax softplus mish elu "
-                        "leaky_relu dropout glu"),
+                        "leaky_relu dropout glu relu_ gelu_ silu_ sigmoid_ tanh_ hardswish "
+                        "hardsigmoid relu6 selu celu logsigmoid softmin prelu hardtanh threshold "
+                        "softsign tanhshrink gelu_tanh native_dropout safe_softmax"),
     _rows("elementwise", "add sub mul div truediv rsqrt sqrt exp log pow neg abs clamp "
                          "where masked_fill masked_fill_ add_ mul_ sub_ div_ type_as float "
                          "polar triu triu_ outer radd rmul rsub"),
+    _rows("elementwise", "eq ne lt le gt ge logical_and logical_or logical_not logical_xor "
+                         "bitwise_and bitwise_or bitwise_not bitwise_xor and or xor invert "
+                         "floordiv floor_divide remainder mod fmod floor ceil round trunc frac "
+                         "sign reciprocal exp2 expm1 log2 log10 log1p sin cos tan sinh cosh asin "
+                         "acos atan atan2 erf erfc erfinv square maximum minimum lerp addcmul "
+                         "addcdiv clamp_ clamp_min clamp_max nan_to_num isinf isnan isfinite "
+                         "copysign hypot int long bool half bfloat16 double type to_copy rsub_ "
+                         "pow_ exp_ neg_ sqrt_ rsqrt_ floor_divide_ masked_scatter where_ tril "
+                         "tril_"),
     _rows("elementwise", "view_as_complex view_as_real", role="view"),
     _rows("elementwise", "to", role="device"),
-    _rows("elementwise", "full zeros ones arange", role="factory"),
-    _rows("elementwise", "zeros_like", role="like"),
-    _rows("reduce", "sum mean amax bincount cumsum"),
+    _rows("elementwise", "full zeros ones arange", role="factory", made="args"),
+    _rows("elementwise", "zeros_like", role="like", made="args"),
+    _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
+                    "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
+                    "cummax cummin"),
     _rows("reduce", "max min topk argmax", role="routing"),
     _rows("index", "getitem gather index_select", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
-    _rows("index", "nonzero"),
+    _rows("index", "nonzero masked_select unique unique_consecutive bucketize searchsorted "
+                   "one_hot argwhere nonzero_static"),
     _rows("shape", "view reshape flatten unflatten transpose permute expand split chunk "
                    "squeeze unsqueeze t", role="view"),
-    _rows("shape", "contiguous cat stack"),
+    _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
+                   "clone copy_ fill_ zero_ pad constant_pad_nd hstack vstack concat "
+                   "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split "
+                   "split_copy expand_copy"),
+    _rows("shape", "broadcast_to", role="view"),
     _rows("quant", "act_quant weight_dequant weight_quant"),
     _rows("collective", "all_reduce all_gather all_gather_into_tensor reduce_scatter "
                         "broadcast"),
@@ -118,11 +150,14 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("other", "index_put scatter_add scatter_add_ "
                    "scatter_reduce scatter_reduce_ index_add index_copy index_copy_ "
                    "index_fill index_fill_ take_along_dim", role="indexing"),
-    _rows("other", "empty rand randn linspace logspace eye empty_strided randint randperm "
-                   "normal range scalar_tensor", role="factory"),
-    _rows("other", "ones_like full_like empty_like rand_like randn_like randint_like "
-                   "new_zeros new_ones new_full new_empty new_tensor new_empty_strided",
-          role="like"),
+    _rows("other", "linspace logspace eye range scalar_tensor", role="factory", made="args"),
+    _rows("other", "rand randn randint randperm normal", role="factory", made="random"),
+    _rows("other", "empty empty_strided", role="factory", made="uninitialised"),
+    _rows("other", "ones_like full_like new_zeros new_ones new_full new_tensor", role="like",
+          made="args"),
+    _rows("other", "rand_like randn_like randint_like", role="like", made="random"),
+    _rows("other", "empty_like new_empty new_empty_strided", role="like",
+          made="uninitialised"),
     _rows("other", "cuda cpu", role="device"),
     _rows("other", "addbmm addmv mv dot vdot inner tensordot chain_matmul multi_dot "
                    "matmul_ conv_transpose1d conv_transpose2d conv_transpose3d conv_tbc "
@@ -138,7 +173,7 @@ _COLLECTIVES = frozenset({
 """Names of ``torch.distributed`` functions that communicate: category ``collective``, and
 they write into their first argument."""
 
-_UNKNOWN = OpFacts()
+_UNKNOWN = OpFacts(known=False)
 _COLLECTIVE = OpFacts("collective")
 
 CATEGORIES: tuple[str, ...] = ("linear", "matmul", "norm", "activation", "elementwise",
@@ -158,6 +193,13 @@ def facts_of(name: str, distributed: bool = False) -> OpFacts:
 def category_of(op_name: str) -> str:
     """The colour family of an op, by its short name (``aten::`` and overloads stripped)."""
     return facts_of(op_name.split("::")[-1].split(".")[0]).category
+
+
+def without_flops(name: str) -> bool:
+    """Whether the table lists an op with no FLOP rule: it multiplies nothing worth counting
+    (elementwise, data movement, indexing, reductions), so it counts 0 FLOPs by convention."""
+    facts = _TABLE.get(name)
+    return facts is not None and not facts.flops
 
 
 def gathers_rows(op_name: str) -> bool:

@@ -24,13 +24,16 @@ from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import ModuleCall, Node, SourceLocation
 from model_trace.tracing.arguments import format_args, tensors_in, tensors_out
+from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
-from model_trace.tracing.concrete import ConcreteValues, MetaResults
-from model_trace.tracing.flops import op_flops
+from model_trace.tracing.concrete import ConcreteValues
+from model_trace.tracing.flops import op_cost
 from model_trace.tracing.op_info import OpInfo, argument_names, function_body
 from model_trace.tracing.op_runner import AtenRecording, OpRunner
 from model_trace.tracing.op_table import category_of
 from model_trace.tracing.options import TraceOptions
+from model_trace.tracing.route_rule import ForcedRouting
+from model_trace.tracing.selections import SliceTracker
 from model_trace.tracing.source import SourceIndex
 from model_trace.tracing.structures import named_tensors
 
@@ -48,10 +51,15 @@ class Recorder(TorchFunctionMode):
     """Records one forward pass into a ``GraphBuilder`` (``self.builder``)."""
 
     def __init__(self, root: torch.nn.Module | None, root_name: str, options: TraceOptions,
-                 values: ConcreteValues | None) -> None:
+                 values: ConcreteValues | ForcedRouting | None) -> None:
         super().__init__()
         self.options = options
-        self.values = values  # None: real tensors, no meta rules
+        self.values = values  # the op rules: meta (ConcreteValues), forced routing, or None
+        self.assumptions = AssumptionLog()
+        self.uncounted: dict[str, int] = {}  # op without a FLOP formula -> calls
+        self._slices = SliceTracker()
+        # ids of the tensors whose values are assumed -> where they were assumed
+        self._assumed_tensors: dict[str, str] = {}
         self.builder = GraphBuilder(root, root_name, options.parameters)
         self.sources = SourceIndex()
         self.opaque_paths: set[str] = set()  # modules drawn as one op node (module_depth)
@@ -88,10 +96,19 @@ class Recorder(TorchFunctionMode):
             pre.remove()
             post.remove()
 
-    def record_input(self, label: str, value: torch.Tensor) -> None:
-        """An input node for ``value``, unless it is already known (a parameter passed in)."""
-        if self.builder.ref(value) is None:
-            self.builder.register_source(value, "input", label)
+    def record_input(self, label: str, value: torch.Tensor, assumed: bool = False) -> None:
+        """An input node for ``value``, unless it is already known (a parameter passed in);
+        ``assumed``: its values stand in for ones the caller did not give (token ids given
+        on the meta device)."""
+        builder = self.builder
+        if builder.ref(value) is not None:
+            return
+        tensor_id = builder.register_source(value, "input", label)
+        if assumed:
+            node = builder.nodes[builder.tensors[tensor_id].producer]  # type: ignore[index]
+            node.assumed = "input"
+            self._assumed_tensors[tensor_id] = self.assumptions.add("input", label, "",
+                                                                    None).label()
 
     def record_outputs(self, result: Any) -> None:
         """One output node per tensor the forward returned."""
@@ -124,8 +141,9 @@ class Recorder(TorchFunctionMode):
             self.builder.forget(tensor)
         self.builder.release()
         self._runner = OpRunner(None, {})
+        self._assumed_tensors = {}
         if self.values is not None:
-            self.values.results = MetaResults()
+            self.values.release()
 
     # -- module hierarchy ---------------------------------------------------------------
     def _enter_module(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
@@ -237,6 +255,8 @@ class Recorder(TorchFunctionMode):
         if info is None:
             info = self._infos[func] = OpInfo.of(func)
         if info.passthrough:
+            if self._assumed_tensors and info.name in VALUE_READS:
+                self._check_read(info.name, args)
             try:
                 return func(*args, **kwargs)
             except Exception:  # .item() of a meta tensor, say: name it, not the op before
@@ -256,12 +276,23 @@ class Recorder(TorchFunctionMode):
         finally:
             if group is not None:
                 self._close_group(group)
+        node: Node | None = None
         if group is not None:
             self._finish_aten_group(group, info, args, kwargs, tensors, result)
         elif self._opaque_depth:
-            self._record_opaque(info, args, tensors, result)
+            node = self._record_opaque(info, args, tensors, result)
         else:
-            self._record(info, args, kwargs, tensors, result, sys._getframe(1))
+            node = self._record(info, args, kwargs, tensors, result, sys._getframe(1))
+        values = self.values
+        if values is not None and values.assumed:
+            self._assumed(values.assumed, info.name, node, sys._getframe(1))
+            values.assumed = ""
+        elif self._assumed_tensors and node is not None:
+            assumed = self._assumed_tensors
+            for tensor_id in node.inputs:  # a loop, not any(): this runs for every op
+                if tensor_id in assumed:
+                    self._follow_assumed(info, node, assumed[tensor_id])
+                    break
         return result
 
     def _note_failure(self, op: str) -> None:
@@ -270,7 +301,7 @@ class Recorder(TorchFunctionMode):
                                self.sources.call_site(sys._getframe(2)))
 
     def _record(self, info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
-                tensors: list[torch.Tensor], result: Any, frame: Any) -> None:
+                tensors: list[torch.Tensor], result: Any, frame: Any) -> Node | None:
         outputs = tensors_out(result)
         mutated: list[torch.Tensor] = []
         if info.mutates == "self" and args and isinstance(args[0], torch.Tensor):
@@ -293,7 +324,7 @@ class Recorder(TorchFunctionMode):
                 else:
                     fresh.append(value)
         if not fresh and not mutated:
-            return  # a query, or an op that returned its input unchanged (x.float() of float)
+            return None  # a query, or an op that returned its input unchanged
         builder = self.builder
         nodes, parent = builder.nodes, builder.stack[-1]
         node_id = f"n{len(nodes)}"
@@ -302,11 +333,14 @@ class Recorder(TorchFunctionMode):
                                      source=self.sources.call_site(frame,
                                                                    self._function_depth > 0))
         builder.modules[parent].children.append(node_id)
+        reads = builder.param_reads
+        if reads:
+            reads.clear()  # left by a node recorded elsewhere (an input, an ATen op)
+        view = builder.reading_view = info.role == "view"
         builder.connect(node, tensors)
         outputs_ids = node.outputs
         register = builder.register
         size = 0
-        view = info.role == "view"
         for value in fresh:
             outputs_ids.append(register(value, node_id))
             if not view:
@@ -322,14 +356,30 @@ class Recorder(TorchFunctionMode):
                 outputs_ids.append(tensor_id)
         node.stats.flops = self._runner.flops
         node.stats.activation_bytes = size
+        if self._runner.missing:
+            self._uncounted(node, self._runner.missing)
+        slices = self._slices
+        if reads or slices.tracked or slices.pending:
+            slices.observe(info, node, args, kwargs, reads, builder.tensors)
+            reads.clear()
+        return node
+
+    def _uncounted(self, node: Node, missing: tuple[str, ...]) -> None:
+        """Name on the node, and count, the ops that computed floats without a formula."""
+        for name in missing:
+            if name not in node.uncounted_flops:
+                node.uncounted_flops.append(name)
+            self.uncounted[name] = self.uncounted.get(name, 0) + 1
 
     def _record_opaque(self, info: OpInfo, args: tuple[Any, ...], tensors: list[torch.Tensor],
-                       result: Any) -> None:
+                       result: Any) -> Node:
         """Inside a module drawn as one node: add up its cost; writes into outside tensors
         become new versions produced by that node."""
         builder = self.builder
         node = builder.nodes[self._opaque_node]  # type: ignore[index]
         node.stats.flops += self._runner.flops
+        if self._runner.missing:
+            self._uncounted(node, self._runner.missing)
         if not info.view:
             node.stats.activation_bytes += sum(
                 v.numel() * v.element_size() for v in tensors_out(result)
@@ -339,6 +389,54 @@ class Recorder(TorchFunctionMode):
             for value in targets:
                 if isinstance(value, torch.Tensor) and builder.ref(value) is not None:
                     node.outputs.append(builder.register(value, node.id))
+        return node
+
+    # -- assumed values -----------------------------------------------------------------
+    def _assumed(self, kind: str, op: str, node: Node | None, frame: Any) -> None:
+        """The op's values were assumed (``kind``): mark its node and its concrete outputs."""
+        source = node.source if node is not None else self.sources.call_site(frame)
+        module = self.builder.modules[self.builder.stack[-1]].path
+        origin = self.assumptions.add(kind, op, module, source).label()
+        if node is None:
+            return
+        node.assumed = kind
+        tensors = self.builder.tensors
+        self._assumed_tensors.update((t, origin) for t in node.outputs
+                                     if tensors[t].device != "meta")
+
+    def _follow_assumed(self, info: OpInfo, node: Node, origin: str) -> None:
+        """The node read assumed values (first assumed at ``origin``): values computed from
+        them are assumed too; rows of a meta tensor picked by an assumed mask have an assumed
+        shape (integer indices decide only which rows, and
+        a meta tensor's rows have no values)."""
+        assumed = self._assumed_tensors
+        tensors = self.builder.tensors
+        if info.indexing and any(tensors[t].dtype == "bool" for t in node.inputs if t in assumed
+                                 ) and any(tensors[t].device == "meta" for t in node.outputs):
+            node.assumed = "rows"  # a mask's count of True values decides the shape
+            self.assumptions.add("rows", info.name, self.builder.modules[node.parent].path,
+                                 node.source, origin)
+            return
+        assumed.update((t, origin) for t in node.outputs if tensors[t].device != "meta")
+
+    def _check_read(self, op: str, args: tuple[Any, ...]) -> None:
+        """Python reads a tensor's values (``if``, ``.item()``): a branch, if they were
+        assumed; its producer is marked."""
+        value = args[0] if args else None
+        if not isinstance(value, torch.Tensor):
+            return
+        builder = self.builder
+        tensor_id = builder.ref(value)
+        origin = self._assumed_tensors.get(tensor_id) if tensor_id is not None else None
+        if origin is None:
+            return
+        source = self.sources.call_site(sys._getframe(2))
+        self.assumptions.add("branch", op, builder.modules[builder.stack[-1]].path, source,
+                             origin)
+        producer = builder.tensors[tensor_id].producer
+        node = builder.nodes.get(producer) if producer is not None else None
+        if node is not None and node.kind == "op":
+            node.assumed = node.assumed or "branch"
 
     # -- groups: torch functions traced into, ATen drill-down ---------------------------
     def _open_group(self, name: str, kind: str) -> str:
@@ -411,5 +509,7 @@ class Recorder(TorchFunctionMode):
             node.outputs.append(builder.register(value, node.id))
             if not view and not any(value is t for t in tensors):
                 size += value.numel() * value.element_size()
-        node.stats.flops = op_flops(func, args, kwargs, out)
+        node.stats.flops, missing = op_cost(func, args, kwargs, out)
         node.stats.activation_bytes = size
+        if missing:
+            self._uncounted(node, missing)

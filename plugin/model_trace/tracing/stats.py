@@ -7,12 +7,14 @@
   sibling modules of one class in one container (``ffn.experts.*``) whose inputs are rows
   picked by an index (``x[idx]``): each member counts in proportion to the rows it got over
   the rows its parent got, so 8 of 256 experts per token count 8 experts. Everything else
-  counts fully. For an op node, the parameters it reads (at their first read in the trace).
+  counts fully. Experts stored as one stacked parameter count by the share of their slices
+  the tokens used (``stacked``). For an op node, the parameters it reads (at their first
+  read in the trace).
 - ``flops`` and ``activation_bytes``: per op (see ``flops``; bytes of new tensors, views
   excluded), summed into every enclosing module call.
 
 ``graph.meta["totals"]`` holds the root's figures, and ``graph.meta["experts"]`` each routed
-group's load: how many tokens each member got.
+group's load (how many tokens each member got), stacked experts' too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from model_trace.graph import Graph, ModuleCall, Stats
 from model_trace.tracing.op_table import gathers_rows
 from model_trace.tracing.source import SourceIndex
+from model_trace.tracing.stacked import StackedUse, expert_load, stacked_uses
 
 
 def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
@@ -173,6 +176,8 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                       if isinstance(m, torch.nn.Module)}.values())
     counts = _subtree_parameters(roots)
     groups = routed_groups(graph)
+    uses = stacked_uses(graph)
+    unused = _unused_stacked(graph, call_modules, uses)
     weight: dict[str, float] = {}
     for group in groups.values():
         for member, rows in zip(group["members"], group["rows"], strict=True):
@@ -188,7 +193,8 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
         if not call.called:
             activated[call.id] = (float(total), float(total_scales))
             continue
-        act, act_scales = float(own), float(own_scales)
+        act, act_scales = float(own) - (unused.get(call.path, 0.0) if first else 0.0), \
+            float(own_scales)
         for child_id in call.children:
             if child_id in activated:
                 share = weight.get(child_id, 1.0)
@@ -206,6 +212,34 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                                                if c in graph.modules)
     _roll_up(graph, modules)
     _describe_totals(graph, groups, activated, counts, roots)
+    if uses:
+        graph.meta["experts"] = dict(sorted({**graph.meta.get("experts", {}),
+                                             **expert_load(graph, uses)}.items(),
+                                            key=lambda kv: _natural_key(kv[0])))
+
+
+def _unused_stacked(graph: Graph, call_modules: dict[str, Any],
+                    uses: dict[str, StackedUse]) -> dict[str, float]:
+    """Parameters of stacked experts no token went through, by the path of the module
+    holding them; the op that first read each parameter is corrected likewise."""
+    objects = {call.path: call_modules.get(call.id) for call in graph.modules.values()
+               if call.kind == "module" and call.call_index == 0}
+    numel: dict[str, int] = {}
+    unused: dict[str, float] = {}
+    for name, use in uses.items():
+        owner = objects.get(use.owner)
+        if not isinstance(owner, torch.nn.Module):
+            continue
+        param = dict(owner.named_parameters(recurse=False)).get(name.rpartition(".")[2])
+        if param is None:
+            continue
+        numel[name] = param.numel()
+        unused[use.owner] = unused.get(use.owner, 0.0) + param.numel() * (1 - use.share)
+    for node in graph.nodes.values():
+        for name in node.params:
+            if name in numel and node.stats.activated_params >= numel[name]:
+                node.stats.activated_params -= round(numel.pop(name) * (1 - uses[name].share))
+    return unused
 
 
 def _roll_up(graph: Graph, modules: list[ModuleCall]) -> None:

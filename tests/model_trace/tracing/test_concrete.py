@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from model_trace.errors import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing import trace
+from model_trace.tracing.assumptions import assumption_messages
 from model_trace.tracing.builder import REF_ATTRIBUTE
 
 ROUTING = [1, 4, 6, 2]  # experts of groups 0 and 1: within the tiny gate's limit of 2
@@ -63,9 +66,12 @@ def test_a_meta_trace_equals_a_real_run_routed_the_same_way(build_tiny, tiny_tok
     finally:
         for handle in handles:
             handle.remove()
-    meta = trace(build_tiny("meta"), tiny_tokens.to("meta"), routing=ROUTING, fold=False)
+    meta = trace(build_tiny("meta"), tiny_tokens, routing=ROUTING, fold=False)
 
     assert real.meta["device"] == "cpu" and meta.meta["device"] == "meta"
+    # the real run stays real: forcing the routing moves nothing to the meta device
+    assert {t.device for t in real.tensors.values()} == {"cpu"}
+    assert meta.meta["assumptions"] == real.meta["assumptions"] == []  # nothing guessed
     assert _without_devices(meta) == _without_devices(real)  # nodes, edges, shapes, stats
 
     # every shape in the graph is the real tensor's: at each module's output ...
@@ -93,7 +99,10 @@ def test_routing_decides_the_rows_each_expert_runs_on(build_tiny, tiny_tokens) -
     assert called == {f"layers.{layer}.ffn.experts.{i}": [16, 128] for layer in (1, 2)
                       for i in ROUTING}  # every one of the 2 x 8 tokens
     assert sum(1 for m in experts if not m.called) == 2 * (16 - len(ROUTING))
-    assert graph.meta["routing"]["assumed_zero"] == {}  # nothing had to be guessed
+    # the token ids had no values: taken as zeros, a note on the input (no branch read them)
+    (tokens,) = graph.meta["assumptions"]
+    assert (tokens["kind"], tokens["op"], tokens["warning"]) == ("input", "tokens", False)
+    assert [n.assumed for n in graph.nodes.values() if n.assumed] == ["input"]
 
 
 class Branchy(torch.nn.Module):
@@ -124,5 +133,114 @@ def test_integer_results_are_concrete_and_floats_stay_on_meta() -> None:
     assert outputs["output[2]"].device == "meta"  # the factory made no real memory
     assert outputs["output[3]"].device == "cpu"  # .to(meta) of integers stays concrete
     assert outputs["output[4]"].device == "cpu"  # ones_like of indices: computed, not guessed
-    assert graph.meta["routing"] == {"policy": "first", "decisions": 1,
-                                     "assumed_zero": {"gt": 1}}  # then .all() of zeros
+    assert graph.meta["routing"] == {"policy": "first", "decisions": 1}
+    # x > 0 of meta floats: assumed zeros, marked, but no warning (no branch read them)
+    (assumed,) = graph.meta["assumptions"]
+    assert (assumed["kind"], assumed["op"], assumed["warning"]) == ("zeros", "gt", False)
+    assert assumed["code"] == "positive = (x > 0).all()  # booleans made from float values: unknowable"
+    (gt,) = (n for n in graph.nodes.values() if n.assumed)
+    assert (gt.name, gt.assumed) == ("gt", "zeros")
+
+
+def test_integer_ops_without_a_cpu_kernel_for_their_dtype_run_widened() -> None:
+    """transformers sorts tokens by expert with histc on int32 when its hidden states are
+    not on the CPU; the CPU kernels lack that (and topk on bool, floor division on uint16)."""
+
+    seen: dict[str, Any] = {}  # what the model's own code got
+
+    def grouped(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        seen["histc"] = torch.histc(experts.int(), bins=4, min=0, max=3)
+        seen["topk"] = (experts == 2).topk(2, dim=0)
+        seen["floordiv"] = experts.to(torch.uint16) // 2
+        return x * 2
+
+    experts = torch.tensor([0, 2, 2, 3, 1, 2])
+    missing = (lambda: torch.histc(experts.int(), bins=4), lambda: (experts == 2).topk(2),
+               lambda: experts.to(torch.uint16) // 2)
+    for run_on_cpu in missing:  # the premise: the CPU kernels lack these dtypes
+        with pytest.raises((RuntimeError, NotImplementedError), match="not .*for|not support"):
+            run_on_cpu()
+    graph = trace(grouped, torch.empty(6, 8, device="meta"), experts)
+    assert seen["histc"].tolist() == [1, 1, 3, 1] and seen["histc"].dtype == torch.int32
+    assert seen["topk"].values.tolist() == [True, True]
+    assert seen["topk"].values.dtype == torch.bool and seen["topk"].indices.dtype == torch.int64
+    assert seen["floordiv"].tolist() == [0, 1, 1, 1, 0, 1]
+    assert seen["floordiv"].dtype == torch.uint16
+    assert graph.meta["assumptions"] == []  # computed, not assumed
+
+
+def test_an_op_with_no_kernel_at_all_is_assumed_and_marked() -> None:
+    library = torch.library.Library("model_trace_nokernel", "DEF")
+    library.define("bucket(Tensor x) -> Tensor")
+    library.impl("bucket", lambda x: torch.empty_like(x), "Meta")  # no CPU kernel
+    op = torch.ops.model_trace_nokernel.bucket
+
+    def bucketed(x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x + 1, op(ids)
+
+    graph = trace(bucketed, torch.empty(3, device="meta"), torch.tensor([4, 5, 6]))
+    (assumed,) = graph.meta["assumptions"]
+    assert (assumed["kind"], assumed["op"], assumed["warning"]) == ("kernel", "bucket", False)
+    (node,) = (n for n in graph.nodes.values() if n.name == "bucket")
+    assert node.assumed == "kernel" and graph.tensors[node.outputs[0]].device == "cpu"
+
+
+def test_floats_known_without_data_give_exact_integers() -> None:
+    """JetMoE counts tokens per expert from a one-hot made of float zeros and concrete
+    indices: those floats have values even on the meta device."""
+
+    def expert_sizes(x: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        gates = torch.zeros(x.shape[0], 4, dtype=x.dtype, device=x.device)
+        gates = gates.scatter(1, experts, 1)
+        sizes = gates.long().sum(0).tolist()  # [tokens of expert 0, 1, 2, 3]
+        return x.repeat(2, 1).split(sizes)
+
+    experts = torch.tensor([[0, 2], [2, 3], [1, 2]])
+    graph = trace(expert_sizes, torch.empty(3, 8, device="meta"), experts)
+    outputs = [graph.tensors[n.inputs[0]].shape for n in graph.nodes.values()
+               if n.kind == "output"]
+    assert outputs == [[1, 8], [1, 8], [3, 8], [1, 8]]
+    assert graph.meta["assumptions"] == []
+
+
+class Gated(torch.nn.Module):
+    """A branch on meta floats: which way it goes is unknowable."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if (h > 0).any():
+            return torch.relu(h)
+        return h * 2
+
+
+def test_a_branch_on_assumed_values_is_a_warning_at_its_line() -> None:
+    graph = trace(Gated(), torch.empty(4, device="meta"))
+    zeros, branch = graph.meta["assumptions"]
+    assert (zeros["kind"], zeros["op"], zeros["warning"]) == ("zeros", "gt", False)
+    assert (branch["kind"], branch["op"], branch["warning"]) == ("branch", "__bool__", True)
+    assert branch["code"] == "if (h > 0).any():"
+    assert branch["origin"].startswith("zeros at 'gt' (") and branch["line"] == zeros["line"]
+    marks = {n.name: n.assumed for n in graph.nodes.values() if n.assumed}
+    assert marks == {"gt": "zeros", "any": "branch"}  # the value read is marked too
+    (message,) = assumption_messages(graph)
+    assert "op '__bool__'" in message and "`if (h > 0).any():`" in message
+    assert "the branch it took may not be the model's" in message
+
+
+def test_a_failure_after_assumed_values_says_how_to_give_real_ones() -> None:
+    class CountsImageTokens(torch.nn.Module):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            images = int((ids == 7).sum())
+            if images != 4:
+                raise ValueError(f"tokens: {images}, features: 4")
+            return ids
+
+    with pytest.raises(TraceError) as failure:
+        trace(CountsImageTokens(), torch.empty(1, 8, dtype=torch.int64, device="meta"))
+    message = str(failure.value)
+    assert "tokens: 0, features: 4" in message
+    assert "assumed values it did not have (input at 'ids'" in message
+    assert "as CPU tensors rather than on the meta device" in message
+    assert "an `inputs:` factory" in message
+    ids = torch.full((1, 8), 7)
+    ids[0, 4:] = 1
+    assert trace(CountsImageTokens(), ids).meta["assumptions"] == []  # real ids: fine

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from model_trace.graph import Graph
 from model_trace.tracing import register_flop_formula, trace
 
 
@@ -58,9 +59,51 @@ def test_a_registered_formula_counts_an_op_torch_has_none_for() -> None:
         return op(a, b)
 
     a, b = torch.empty(6, device="meta"), torch.empty(4, device="meta")
-    assert trace(outer, a, b).meta["totals"]["flops"] == 0
+    before = trace(outer, a, b)  # no formula: no FLOPs, and said so on the node and in meta
+    assert before.meta["totals"]["flops"] == 0
+    assert before.meta["flops_without_formula"] == {"model_trace_test::scaled_outer": 1}
+    (node,) = (n for n in before.nodes.values() if n.kind == "op")
+    assert node.uncounted_flops == ["model_trace_test::scaled_outer"]
     register_flop_formula("model_trace_test::scaled_outer",
                           lambda a, b, *_, **__: 2 * a.shape[0] * b.shape[0])
     graph = trace(outer, a, b)
     (node,) = (n for n in graph.nodes.values() if n.kind == "op")
     assert node.name == "scaled_outer" and node.stats.flops == 2 * 6 * 4
+    assert node.uncounted_flops == [] and graph.meta["flops_without_formula"] == {}
+
+
+def _op_flops(graph: Graph) -> dict[str, int]:
+    return {node.name: node.stats.flops for node in graph.nodes.values() if node.kind == "op"}
+
+
+def test_grouped_and_batched_products_count_2_m_n_k() -> None:
+    """Stacked experts multiply through grouped_mm (rows split by offsets, one weight slice
+    per group), bmm, baddbmm or einsum: each counts 2 flops per multiply-add."""
+    rows, k, n, groups = 12, 16, 8, 3
+    x = torch.empty(rows, k, dtype=torch.bfloat16, device="meta")
+    weights = torch.empty(groups, k, n, dtype=torch.bfloat16, device="meta")
+    offsets = torch.tensor([4, 4, 12], dtype=torch.int32)  # 4, 0 and 8 rows
+    for grouped in (torch.nn.functional.grouped_mm, torch._grouped_mm):
+        graph = trace(lambda a, b, o, f=grouped: f(a, b, offs=o), x, weights, offsets)
+        assert _op_flops(graph) == {"_grouped_mm": 2 * rows * k * n}
+    a, b = torch.empty(4, 8, 16, device="meta"), torch.empty(4, 16, 5, device="meta")
+    c = torch.empty(4, 8, 5, device="meta")
+    graph = trace(lambda a, b, c: (torch.bmm(a, b), torch.baddbmm(c, a, b),
+                                   torch.einsum("bij,bjk->bik", a, b)), a, b, c)
+    assert _op_flops(graph) == dict.fromkeys(("bmm", "baddbmm", "einsum"), 2 * 4 * 8 * 16 * 5)
+    assert graph.meta["flops_without_formula"] == {}
+
+
+def test_ops_the_table_does_not_know_are_looked_up_and_never_a_silent_zero() -> None:
+    """cov is not in the op table: its matrix product is found inside it; cdist computes
+    floats with a kernel torch has no formula for: listed, not counted as a silent 0;
+    vecdot is elementwise products and a sum: 0 by convention, nothing to list."""
+    x = torch.randn(5, 7)
+    with FlopCounterMode(display=False) as counter:
+        torch.cov(x)
+    graph = trace(lambda a: (torch.cov(a), torch.cdist(a, a), torch.linalg.vecdot(a, a)), x)
+    flops = {n.name: (n.stats.flops, n.uncounted_flops) for n in graph.nodes.values()
+             if n.kind == "op"}
+    assert flops == {"cov": (counter.get_total_flops(), []),
+                     "cdist": (0, ["aten::_cdist_forward"]), "vecdot": (0, [])}
+    assert graph.meta["flops_without_formula"] == {"aten::_cdist_forward": 1}

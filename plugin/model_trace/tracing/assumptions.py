@@ -1,0 +1,103 @@
+"""Values a trace had to assume, and where.
+
+On the meta device floats have no values, so some values a model computes are not known:
+an integer result of meta floats (``(h > 0).any()``), the outputs of an op with no CPU kernel
+for its dtypes, token ids given as a shape. The trace takes them as zeros and goes on, and
+says so: each assumption is marked on its node (``Node.assumed``) and listed in
+``graph.meta["assumptions"]`` with the op, the module and the model's source line. Values
+computed from assumed ones stay assumed, so a Python branch that reads one (``if``,
+``.item()``, ``.tolist()``) is listed too: the figure shows the path that branch took.
+
+Two kinds are warnings (``is_warning``), because there the assumed values changed what the
+trace drew: ``branch`` (Python read them: ``if``, ``.item()``, ``.tolist()``) and ``rows``
+(an assumed mask picked the rows of a meta tensor, so its shape). The others are notes: an assumed
+value that only meets meta floats cannot change a shape (a meta kernel reads no values), and
+token ids given as a shape are what a fence asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from model_trace.graph import Graph, SourceLocation
+
+ASSUMED: dict[str, str] = {
+    "input": "integer input given on the meta device, so without values: taken as zeros",
+    "zeros": "integer result of meta floats, which have no values: taken as zeros",
+    "kernel": "no CPU kernel for these integer dtypes, even widened: outputs taken as zeros",
+    "branch": "Python read a value computed from assumed values here: the branch it took "
+              "may not be the model's",
+    "rows": "rows picked by an assumed mask: the shape may not be the model's",
+}
+"""What each kind of assumption means, as the reader is told."""
+
+VALUE_READS = frozenset({"__bool__", "item", "tolist", "__int__", "__index__", "__float__",
+                         "is_nonzero", "equal", "numpy", "__array__", "__format__"})
+"""Queries that hand a tensor's values to Python (and so to its branches)."""
+
+
+WARNING_KINDS = frozenset({"branch", "rows"})
+
+
+@dataclass(slots=True)
+class Assumption:
+    """Assumptions of one kind at one op and source line (a layer repeated 61 times: one
+    entry, ``count`` 61). ``origin``, for a branch or rows, names where the values it used
+    were assumed (``zeros at 'gt' (modeling_phimoe.py:362)``)."""
+
+    kind: str
+    op: str
+    module: str
+    source: SourceLocation | None
+    origin: str = ""
+    count: int = 1
+
+    def label(self) -> str:
+        """``zeros at 'gt' (modeling_phimoe.py:362)``: what and where, in one phrase."""
+        where = f" ({self.source.file}:{self.source.line})" if self.source else ""
+        return f"{self.kind} at '{self.op}'{where}"
+
+    def describe(self) -> dict[str, Any]:
+        """Plain JSON, for ``graph.meta["assumptions"]``."""
+        source = self.source
+        return {"kind": self.kind, "op": self.op, "module": self.module, "count": self.count,
+                "file": source.file if source else None, "line": source.line if source else None,
+                "code": source.code if source else None, "detail": ASSUMED[self.kind],
+                "origin": self.origin, "warning": self.kind in WARNING_KINDS}
+
+
+class AssumptionLog:
+    """The assumptions of one trace, in the order they were first made."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Any, ...], Assumption] = {}
+
+    def add(self, kind: str, op: str, module: str, source: SourceLocation | None,
+            origin: str = "") -> Assumption:
+        key = (kind, op, source.file if source else None, source.line if source else None)
+        found = self.entries.get(key)
+        if found is None:
+            found = self.entries[key] = Assumption(kind, op, module, source, origin)
+        else:
+            found.count += 1
+        return found
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [entry.describe() for entry in self.entries.values()]
+
+
+def assumption_messages(graph: Graph) -> list[str]:
+    """One line per warning-level assumption of a traced graph: what was assumed, the op, the
+    module and the model's source line."""
+    lines = []
+    for entry in graph.meta.get("assumptions", []):
+        if not entry["warning"]:
+            continue
+        where = f" at {entry['file']}:{entry['line']} `{entry['code']}`" if entry["file"] else ""
+        times = f" ({entry['count']} times)" if entry["count"] > 1 else ""
+        origin = f" (values assumed: {entry['origin']})" if entry["origin"] else ""
+        lines.append(f"assumed values at op '{entry['op']}' in module "
+                     f"'{entry['module'] or '<root>'}'{where}{times}: {entry['detail']}"
+                     f"{origin}")
+    return lines

@@ -1,0 +1,130 @@
+"""Experts stored as one stacked parameter: which slices each op used, and for how many rows.
+
+transformers 5 keeps the experts of a mixture-of-experts layer in 3-D parameters
+(``gate_up_proj[E, 2I, D]``, ``down_proj[E, D, I]``) and runs them in one of three ways:
+
+- a loop over the experts that got tokens, ``F.linear(x[token_idx], w[e])``: a slice taken
+  by a scalar index, whose rows are those of the op that uses it;
+- ``w[expert_ids]`` (a slice per token and expert, then ``bmm``): the rows of slice ``e`` are
+  how often ``e`` appears in the concrete index;
+- ``grouped_mm(x, w, offs=offsets)``: rows sorted by expert, ``offsets`` their concrete
+  cumulative counts.
+
+A parameter of three or more dimensions counts as stacked along its first one, and so does a
+view of any parameter with three or more (``w.view(E, I, D)``, DBRX). The tracker follows
+views of stacked parameters and of scalar-index slices, and writes a ``Selection`` on the node
+that used the slices; the statistics turn them into activated parameters and expert load. An
+op that uses a stacked parameter whole (every expert for every row) writes a ``whole``
+selection: then every slice counts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from model_trace.graph import Node, Selection, Tensor
+from model_trace.tracing.op_info import OpInfo
+
+STACKED_MIN_DIM = 3
+"""Fewest dimensions of a parameter (or a view of one) held as a stack of slices."""
+
+
+class SliceTracker:
+    """Follows stacked parameters through views and selections during one trace."""
+
+    def __init__(self) -> None:
+        self.tracked: dict[str, tuple[str, int]] = {}  # tensor id -> (param, slices)
+        self.pending: dict[str, tuple[str, int, int]] = {}  # slice taken -> (param, slices, i)
+
+    def observe(self, info: OpInfo, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any],
+                reads: list[tuple[str, torch.Tensor, str | None]],
+                tensors: dict[str, Tensor]) -> None:
+        """Record what ``node`` did with stacked parameters. ``reads`` are the parameters it
+        read directly (name, tensor, tensor id if drawn as a node): those of three or more
+        dimensions, and for a view any; ``tensors`` the trace's tensors by id."""
+        for name, value, tensor_id in reads:
+            if tensor_id is not None and value.dim() >= STACKED_MIN_DIM:
+                self.tracked[tensor_id] = (name, value.shape[0])
+        if info.view:
+            self._follow_view(node, reads, tensors)
+            return
+        stacked = [(name, value.shape[0]) for name, value, _ in reads
+                   if value.dim() >= STACKED_MIN_DIM]
+        stacked += [self.tracked[t] for t in node.inputs if t in self.tracked]
+        pending = [self.pending[t] for t in node.inputs if t in self.pending]
+        if not stacked and not pending:
+            return
+        for param, slices, index in pending:
+            rows = _rows_of_other_input(node, tensors, set(self.pending))
+            node.selections.append(Selection(param, slices, [index], [rows]))
+        if not stacked:
+            return
+        param, slices = stacked[0]
+        if info.role == "gather":
+            self._select(node, info, args, param, slices)
+        elif info.role == "grouped":
+            offsets = kwargs.get("offs", args[2] if len(args) > 2 else None)
+            if isinstance(offsets, torch.Tensor) and not offsets.is_meta:
+                counts = torch.diff(offsets.to(torch.int64), prepend=offsets.new_zeros(1))
+                node.selections.append(_from_counts(param, slices, counts))
+            else:
+                node.selections.append(Selection(param, slices, [], [], whole=True))
+        else:
+            node.selections.extend(Selection(p, n, [], [], whole=True) for p, n in stacked)
+
+    def _follow_view(self, node: Node, reads: list[tuple[str, torch.Tensor, str | None]],
+                     tensors: dict[str, Tensor]) -> None:
+        """A view of a slice is that slice; a view of a parameter (or of a stacked one) with
+        three or more dimensions is stacked along its first."""
+        pending = next((self.pending[t] for t in node.inputs if t in self.pending), None)
+        source = next((self.tracked[t][0] for t in node.inputs if t in self.tracked), None)
+        if source is None and reads:
+            source = reads[0][0]
+        for output in node.outputs:
+            if pending is not None:
+                self.pending[output] = pending
+            elif source is not None and len(tensors[output].shape) >= STACKED_MIN_DIM:
+                self.tracked[output] = (source, tensors[output].shape[0])
+
+    def _select(self, node: Node, info: OpInfo, args: tuple[Any, ...], param: str,
+                slices: int) -> None:
+        """``w[i]``, ``w[ids]``, ``index_select(w, 0, ids)``: which slices, for how many rows."""
+        if info.name == "index_select":
+            if len(args) < 3 or args[1] != 0:
+                return
+            index = args[2]
+        else:
+            index = args[1] if len(args) > 1 else None
+            if isinstance(index, tuple):
+                index = index[0] if index else None
+        if (isinstance(index, torch.Tensor) and not index.is_meta
+                and not index.dtype.is_floating_point and index.dtype != torch.bool):
+            if index.dim() == 0:
+                index = int(index)
+            else:
+                node.selections.append(_from_counts(
+                    param, slices, torch.bincount(index.flatten().to(torch.int64) % slices,
+                                                  minlength=slices)))
+                return
+        if isinstance(index, int) and not isinstance(index, bool):
+            for output in node.outputs:
+                self.pending[output] = (param, slices, index % slices)
+            return
+        node.selections.append(Selection(param, slices, [], [], whole=True))
+
+
+def _from_counts(param: str, slices: int, counts: torch.Tensor) -> Selection:
+    indices = [i for i, count in enumerate(counts.tolist()) if count]
+    return Selection(param, slices, indices, [int(counts[i]) for i in indices])
+
+
+def _rows_of_other_input(node: Node, tensors: dict[str, Tensor], slices: set[str]) -> int:
+    """Rows of the first input that is not a slice (``x`` of ``F.linear(x, w[e])``)."""
+    for tensor_id in node.inputs:
+        if tensor_id not in slices:
+            shape = tensors[tensor_id].shape
+            return math.prod(shape[:-1]) if shape else 1
+    return 1
