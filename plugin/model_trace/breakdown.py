@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from model_trace.caveats import trace_caveats
 from model_trace.graph import Graph, ModuleCall, Stats
 from model_trace.render_svg import format_count
 
@@ -90,4 +91,6 @@ def _totals(graph: Graph) -> str:
     note = (f" (the module rows include the {scales:,} float32 fp8 block scales, "
             f"{activated_scales:,} of them activated; the totals leave them out)"
             if scales else "")
-    return f'<p class="model-trace-totals">Totals: {", ".join(lines)}{note}.</p>\n'
+    caveats = "".join(f'<p class="model-trace-caveat">{html.escape(c)}</p>\n'
+                      for c in trace_caveats(graph))
+    return f'<p class="model-trace-totals">Totals: {", ".join(lines)}{note}.</p>\n{caveats}'

@@ -50,6 +50,8 @@ class FenceOutput:
 
     html: str
     exports: dict[str, bytes] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """Lines a build logs as warnings each time it shows the figure (assumed values)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,8 @@ class DiskStore:
     def write(self, key: str, output: FenceOutput, about: dict[str, Any]) -> None:
         entry = {"schema": SCHEMA, "key": key, "about": about, "html": output.html,
                  "exports": {fmt: base64.b64encode(data).decode("ascii")
-                             for fmt, data in output.exports.items()}}
+                             for fmt, data in output.exports.items()},
+                 "warnings": list(output.warnings)}
         write_atomic(self.directory / f"{key}.json", json.dumps(entry).encode("utf-8"))
 
     def finish_build(self, used: dict[str, dict[str, Any]], prune: bool) -> None:
@@ -238,7 +241,10 @@ def _entry_output(entry: Any, key: str) -> FenceOutput | None:
             exports[fmt] = base64.b64decode(data, validate=True)
         except binascii.Error:
             return None
-    return FenceOutput(html=entry["html"], exports=exports)
+    warnings = entry.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return None
+    return FenceOutput(html=entry["html"], exports=exports, warnings=tuple(warnings))
 
 
 class TraceCache:

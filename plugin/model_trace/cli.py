@@ -34,6 +34,8 @@ def _render(args: argparse.Namespace) -> None:
     exports = ("svg",) if fmt == "png" else () if fmt == "html" else (fmt,)
     spec = spec.with_defaults(depth=defaults.depth, routing=defaults.routing, export=exports)
     output = run_fence(spec, args.theme)
+    for message in output.warnings:
+        print(f"warning: {message}", file=sys.stderr)
     if fmt == "html":
         figure = output.html.replace(PREFIX_PLACEHOLDER, PREFIX)
         out.write_text(standalone_page(figure, spec.caption or spec.model), encoding="utf-8")
@@ -70,16 +72,20 @@ def _summary_command(args: argparse.Namespace) -> None:
 
 def _trace_model(args: argparse.Namespace) -> Graph:
     """The model the command line names, traced as a fence with the same fields would be."""
+    from model_trace.caveats import assumption_messages
     from model_trace.pipeline import trace_spec
 
     spec = _spec_from_options(args)
     try:
-        return trace_spec(spec)
+        graph = trace_spec(spec)
     except ModelTraceError:
         raise
     except Exception as error:  # the model's own code failed while being built
         raise ModelLoadError(f"building '{spec.model}' failed: "
                              f"{type(error).__name__}: {error}") from error
+    for message in assumption_messages(graph):
+        print(f"warning: {message}", file=sys.stderr)
+    return graph
 
 
 def _spec_from_options(args: argparse.Namespace) -> FenceSpec:

@@ -89,6 +89,8 @@ class FenceState:
     """The file name (without suffix) of a figure's export files, from its id prefix."""
     fences: list[tuple[int, str]] = field(default_factory=list)
     problems: list[FenceProblem] = field(default_factory=list)
+    warnings: list[FenceProblem] = field(default_factory=list)
+    """Figures drawn from traces that assumed values (``assume: warn``): logged as warnings."""
     files: dict[str, bytes] = field(default_factory=dict)
     rendered: int = 0
     reported: bool = False
@@ -104,6 +106,7 @@ class FenceState:
         self.export_base = export_base
         self.fences = []
         self.problems = []
+        self.warnings = []
         self.files = {}
         self.rendered = 0
         self.reported = False
@@ -174,6 +177,7 @@ class _FenceCollector(Preprocessor):
     def run(self, lines: list[str]) -> list[str]:
         _follow_site_context(self.md, self.state)
         self.state.problems = []
+        self.state.warnings = []
         self.state.reported = False
         self.state.fences = find_fences(lines)
         self.state.prefetch({self.state.page: self.state.fences})
@@ -229,6 +233,8 @@ class _DocumentEnd(Postprocessor):
                 write_atomic(self.state.page_folder / name, data)
             if self.state.rendered:
                 write_assets(self.state.site_dir)
+        for warning in self.state.warnings:
+            log.warning(f"model-trace: {warning}")
         problems = self.state.problems
         for problem in problems:
             (log.error if self.on_error == "fail" else log.warning)(f"model-trace: {problem}")
@@ -259,6 +265,7 @@ def format_fence(
     except Exception as error:  # a model's own bug must not take the whole build down
         return _problem(state, line, f"{type(error).__name__}: {error}")
     state.files.update(rendered.files)
+    state.warnings.extend(FenceProblem(state.page, line, w) for w in rendered.warnings)
     return rendered.html
 
 

@@ -19,7 +19,8 @@ import torch
 
 from model_trace.breakdown import breakdown_table
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
-from model_trace.errors import ModelTraceError, SpecError
+from model_trace.caveats import assumption_messages
+from model_trace.errors import ModelTraceError, SpecError, TraceError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
 from model_trace.layout import expanded_modules, layout
@@ -31,7 +32,7 @@ from model_trace.tracing import trace
 
 TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
 """Fence fields passed to ``tracing.trace`` by the same name."""
-OWN_VIEW_FIELDS = ("focus", "summary", "export")
+OWN_VIEW_FIELDS = ("focus", "summary", "export", "assume")
 """View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
 
@@ -109,11 +110,25 @@ def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
         if not spec.caption:
             context = " › ".join(graph.meta["focus"]["context"])
             spec = dataclasses.replace(spec, caption=f"{spec.focus} ({context})")
+    warnings = assumption_warnings(graph, spec.assume or "warn")
     view = view_options(spec, theme)
     html = render_figure(graph, view, PREFIX_PLACEHOLDER)
     if spec.summary:
         html += breakdown_table(graph, spec.summary)
-    return FenceOutput(html=html, exports=export_files(graph, spec))
+    return FenceOutput(html=html, exports=export_files(graph, spec), warnings=warnings)
+
+
+def assumption_warnings(graph: Graph, assume: str) -> tuple[str, ...]:
+    """The lines to warn about for a graph whose trace assumed values that may change it
+    (``assume: warn``); none with ``allow``; with ``error``, a ``TraceError`` naming them."""
+    messages = assumption_messages(graph)
+    if not messages or assume == "allow":
+        return ()
+    if assume == "error":
+        raise TraceError("the trace assumed values that may change the figure (`assume: "
+                         f"error`): {'; '.join(messages)}; give real values (integer inputs "
+                         "as CPU tensors, from an `inputs:` factory) or set `assume: warn`")
+    return tuple(messages)
 
 
 def export_files(graph: Graph, spec: FenceSpec) -> dict[str, bytes]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from model_trace.caveats import node_caveats
 from model_trace.graph import Graph
 from model_trace.layout import GROUP_TITLE, Box, Layout, Route, view_tree
 from model_trace.view_tree import ViewTree
@@ -35,6 +36,8 @@ MODULE_FILLS = ("#f6f8fa", "#eef2f7")
 CHUNK_FILL = "#fbfbfc"
 TEXT_FILL = "#1f2328"
 MODULE_STROKE = "#9aa3ad"
+CAVEAT_STROKE = "#e5484d"
+"""Outline of a node whose values were assumed or whose FLOPs lack a formula."""
 NODE_STROKE = "#6e7781"
 EDGE_STROKE = "#7a7f87"
 EDGE_TEXT_FILL = "#57606a"
@@ -64,6 +67,8 @@ class _DrawnBox:
     fill: str
     radius: int
     expanded: bool
+    caveat: bool = False
+    """Values assumed, or FLOPs without a formula, here: drawn with a dashed red outline."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ def render_svg(graph: Graph | ViewTree, placed: Layout, prefix: str = "mt") -> s
         nodes=nodes,
         routes=routes,
         colors={"text": TEXT_FILL, "module_stroke": MODULE_STROKE, "node_stroke": NODE_STROKE,
+                "caveat_stroke": CAVEAT_STROKE,
                 "edge": EDGE_STROKE, "edge_text": EDGE_TEXT_FILL},
     )
 
@@ -159,6 +165,7 @@ def _node_box(tree: ViewTree, box: Box) -> _DrawnBox:
         lines.append(f"FLOPs {format_count(node.stats.flops)}")
     if node.source is not None:
         lines.append(f"{node.source.file}:{node.source.line}\n{node.source.code}")
+    lines += node_caveats(node)
     tooltip = "\n".join(lines)
     return _DrawnBox(
         id=box.id,
@@ -176,6 +183,7 @@ def _node_box(tree: ViewTree, box: Box) -> _DrawnBox:
         fill=CATEGORY_FILLS.get(node.category, CATEGORY_FILLS["other"]),
         radius=14 if node.kind in ("input", "output") else 4,
         expanded=False,
+        caveat=bool(node.assumed or node.uncounted_flops),
     )
 
 

@@ -43,6 +43,7 @@ class Settings:
     depth: int = 1
     routing: str = "balanced"
     export: tuple[str, ...] = ()
+    assume: str = "warn"
     theme: str = "auto"
     allowed_roots: tuple[str, ...] | None = DEFAULT_ALLOWED_ROOTS
     """Library packages a fence may build ``nn.Module`` classes from; None allows any code
@@ -75,6 +76,8 @@ class RenderedFence:
 
     html: str
     files: dict[str, bytes]
+    warnings: tuple[str, ...] = ()
+    """Assumed values that may change the figure (``assume: warn``), one line each."""
 
 
 class TraceSession:
@@ -129,6 +132,7 @@ class TraceSession:
             spec = dataclasses.replace(spec, config=spec.config or zoo.default_config,
                                        inputs=spec.inputs or zoo.default_inputs)
         return spec.with_defaults(depth=self.settings.depth, routing=self.settings.routing,
+                                  assume=self.settings.assume,
                                   export=self.settings.export)
 
     def submit(self, spec: FenceSpec, origin: str) -> Future[FenceOutput]:
@@ -183,7 +187,7 @@ class TraceSession:
         output = self.submit(spec, origin).result()
         files = {f"{export_base}.{fmt}": data for fmt, data in output.exports.items()}
         figure = output.html.replace(PREFIX_PLACEHOLDER, prefix)
-        return RenderedFence(figure + _export_links(files), files)
+        return RenderedFence(figure + _export_links(files), files, output.warnings)
 
     def key(self, spec: FenceSpec) -> str:
         if self._toolchain is None:

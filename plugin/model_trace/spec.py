@@ -32,6 +32,8 @@ ROUTING_POLICIES = ("balanced", "random", "first")
 OVERLAYS = ("none", "params", "flops", "memory", "time")
 """What the viewer colours module boxes by."""
 EXPORT_FORMATS = ("png", "svg", "json")
+ASSUME_MODES = ("error", "warn", "allow")
+"""What a build does when a trace had to assume values that change the figure."""
 """Files a fence can offer for download next to its page."""
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "bool")
 """Input dtypes a fence may name."""
@@ -240,6 +242,12 @@ FIELDS: dict[str, FieldRule] = {
         (list, str), "Files written next to the page, with download links under the graph.",
         "[png, svg, json]", default="plugin option `export` ([])", choices=EXPORT_FORMATS,
         max_length=len(EXPORT_FORMATS), torchvista="export_format"),
+    "assume": FieldRule(
+        (str,), "What to do when the trace had to assume values that may change the figure "
+        "(a branch on a value of meta floats): `error` fails the fence, `warn` logs a warning "
+        "naming the op and the model's line (`mkdocs build --strict` fails on it), `allow` "
+        "only marks it in the figure.", "error", default="plugin option `assume` (warn)",
+        choices=ASSUME_MODES),
     "caption": FieldRule((str,), "Caption shown under the graph.", "One MoE block",
                          default='""', max_length=500),
 }
@@ -272,17 +280,19 @@ class FenceSpec:
     height: int | None = None
     summary: int = 0
     export: tuple[str, ...] | None = None
+    assume: str | None = None
     caption: str = ""
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def with_defaults(self, *, depth: int, routing: str | list[int],
-                      export: tuple[str, ...]) -> FenceSpec:
+                      export: tuple[str, ...], assume: str = "warn") -> FenceSpec:
         """This spec with the plugin's defaults filled in where the fence left them out."""
         return dataclasses.replace(
             self,
             depth=self.depth if self.depth is not None else depth,
             routing=self.routing if self.routing is not None else routing,
             export=self.export if self.export is not None else export,
+            assume=self.assume if self.assume is not None else assume,
         )
 
     def identity(self) -> dict[str, Any]:

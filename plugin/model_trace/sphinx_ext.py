@@ -13,7 +13,7 @@ through ``html_static_path``. Configuration values are the plugin's options with
 ``model_trace_`` prefix: ``model_trace_allowed_roots``, ``model_trace_own_roots``,
 ``model_trace_depth``,
 ``model_trace_routing``, ``model_trace_timeout``, ``model_trace_jobs``,
-``model_trace_on_error``, ``model_trace_export``, ``model_trace_theme``,
+``model_trace_on_error``, ``model_trace_assume``, ``model_trace_export``, ``model_trace_theme``,
 ``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache).
 """
 
@@ -64,6 +64,7 @@ _CONFIG: dict[str, Any] = {
     "timeout": 300,
     "jobs": os.cpu_count() or 1,
     "on_error": "fail",
+    "assume": "warn",
     "export": [],
     "theme": "auto",
     "cache_dir": ".cache/plugin/model-trace",
@@ -100,6 +101,8 @@ class ModelTraceDirective(SphinxDirective):
         except ModelTraceError as error:
             return self._problem(page, self._error_line(spec, error), str(error))
         self._write_exports(rendered.files)
+        for warning in rendered.warnings:
+            logger.warning("model-trace: %s", warning, location=(self.env.docname, line))
         return [nodes.raw("", rendered.html, format="html")]
 
     def _spec(self) -> FenceSpec:
@@ -151,6 +154,7 @@ def _start(app: Sphinx) -> None:
     settings = Settings(
         depth=config.model_trace_depth,
         routing=config.model_trace_routing,
+        assume=config.model_trace_assume,
         export=tuple(config.model_trace_export),
         theme=config.model_trace_theme,
         allowed_roots=tuple(config.model_trace_allowed_roots),

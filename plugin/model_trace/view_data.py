@@ -30,6 +30,7 @@ from model_trace.graph import (
     ModuleCall,
     Node,
     Repeat,
+    Selection,
     SourceLocation,
     SourceSpan,
     Stats,
@@ -122,12 +123,23 @@ def _stats_columns(stats: list[Stats]) -> dict[str, list[int]]:
 
 
 def _extra(item: Any, known: frozenset[str]) -> dict[str, Any]:
-    """Fields this encoder does not know yet, as plain JSON (empty for today's graph.py)."""
-    names = [f.name for f in dataclasses.fields(item) if f.name not in known]
-    return {name: _plain(getattr(item, name)) for name in names}
+    """Fields this encoder does not know yet, as plain JSON, where they differ from their
+    default (the decoder restores defaults)."""
+    extra = {}
+    for spec in dataclasses.fields(item):
+        if spec.name in known:
+            continue
+        value = getattr(item, spec.name)
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING \
+            else spec.default
+        if value != default:
+            extra[spec.name] = _plain(value)
+    return extra
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
@@ -286,7 +298,7 @@ def decode_graph(data: dict[str, Any]) -> Graph:
             source=SourceLocation(strings[source[0]], source[1], strings[source[2]])
             if source else None,
             stats=_decode_stats(nodes["stats"], i),
-            **nodes["extra"].get(str(i), {}),
+            **_node_extra(nodes["extra"].get(str(i), {})),
         )
     tensors = {
         tensor_id: Tensor(
@@ -305,6 +317,12 @@ def decode_graph(data: dict[str, Any]) -> Graph:
     return Graph(root=module_ids[data["root"]], modules=modules, nodes=graph_nodes,
                  tensors=tensors, edges=edges, meta=data["meta"],
                  schema_version=data["schema_version"])
+
+
+def _node_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    if "selections" in extra:
+        return {**extra, "selections": [Selection(**s) for s in extra["selections"]]}
+    return extra
 
 
 def _decode_ids(ids: str | list[str], count: int) -> list[str]:

@@ -107,9 +107,12 @@ def test_summary_prints_the_per_module_table(capsys) -> None:
 
 def test_summary_depth_limits_the_rows(capsys) -> None:
     assert main(["summary", *TINY, "--depth", "1"]) == 0
-    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line
-            and not line.startswith(("total:", "folded:"))]
+    out = capsys.readouterr().out
+    rows = [line.split()[0] for line in out.splitlines()[2:] if line
+            and not line.startswith(("total:", "folded:", "note:"))]
     assert rows == ["Transformer", "embed", "0", "1", "norm", "head"]
+    # the zoo's token ids are given as a shape: the table says what they were taken as
+    assert "note: Integer inputs given on the meta device (tokens) were taken as zeros." in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -311,6 +311,22 @@
     return { path: S[mods.path[ref]], cls: S[mods.cls[ref]], extra: S[mods.extra_repr[ref]],
              source: mods.source[ref], repeat: mods.repeat[String(ref)] };
   };
+  // What the tracer assumed at a node, or could not count (Node.assumed, uncounted_flops),
+  // in the words of graph.meta.assumptions.
+  ViewModel.prototype.caveats = function (ref) {
+    var extra = ref >= this.M && ref < this.M + this.N
+      ? this.data.nodes.extra[String(ref - this.M)] : null, lines = [];
+    if (!extra) return lines;
+    if (extra.assumed) {
+      var entry = (this.data.meta.assumptions || []).filter(function (a) {
+        return a.kind === extra.assumed; })[0];
+      lines.push("assumed (" + extra.assumed + ")" + (entry ? ": " + entry.detail : ""));
+    }
+    if (extra.uncounted_flops) {
+      lines.push("FLOPs not counted (no formula): " + extra.uncounted_flops.join(", "));
+    }
+    return lines;
+  };
   ViewModel.prototype.nodeInfo = function (ref) {
     var nodes = this.data.nodes, j = ref - this.M;
     return { name: this.S[nodes.name[j]], kind: this.kind[ref], category: this.category[ref],
@@ -830,6 +846,7 @@
       var nodeFill = nodeHeat || FALLBACK.categories[cat] || FALLBACK.categories.other;
       var io = kind === "input" || kind === "output";
       out.push('<g class="mt-node mt-cat-' + esc(cat) + " mt-kind-" + esc(kind) +
+               (model.caveats(ref).length ? " mt-caveat" : "") +
                decor.classes(ref) + '" data-id="' + esc(model.ids[ref]) +
                '" tabindex="0" role="button" aria-label="' + esc(label(ref)) + '">' +
                (titles ? "<title>" + esc(decor.title(ref)) + "</title>" : "") +
@@ -1284,7 +1301,7 @@
     if (params) lines.push("params " + short(params));
     if (flops) lines.push("FLOPs " + short(flops));
     if (bytes) lines.push("memory " + short(bytes) + "B");
-    return lines;
+    return lines.concat(model.caveats(ref));
   };
 
   Viewer.prototype.hover = function (event) {

@@ -10,7 +10,7 @@ from mkdocs.config.base import ValidationError
 
 from model_trace.errors import SpecError
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
-from model_trace.spec import EXPORT_FORMATS, check_field
+from model_trace.spec import ASSUME_MODES, EXPORT_FORMATS, check_field
 
 THEMES = ("auto", "light", "dark")
 
@@ -63,3 +63,7 @@ class ModelTraceConfig(base.Config):
     ``export``."""
     theme = c.Choice(THEMES, default="auto")
     """The figures' colours: ``auto`` follows the page (Material's palette toggle included)."""
+    assume = c.Choice(ASSUME_MODES, default="warn")
+    """When a trace had to assume values that may change a figure (a branch on a value of
+    meta floats): ``error`` fails the fence, ``warn`` logs a warning naming the page, the op
+    and the model's line, ``allow`` only marks it in the figure; a fence's ``assume`` wins."""

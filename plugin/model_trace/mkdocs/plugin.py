@@ -95,6 +95,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         return Settings(
             depth=self.config.depth,
             routing=self.config.routing,
+            assume=self.config.assume,
             export=tuple(self.config.export),
             theme=self.config.theme,
             allowed_roots=tuple(self.config.allowed_roots),
@@ -131,6 +132,9 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
         report = log.error if self.config.on_error == "fail" else log.warning
         for problem in self.state.problems:
             report(f"model-trace: {problem}")
+        for warning in self.state.warnings:  # mkdocs build --strict fails on these
+            log.warning(f"model-trace: {warning}")
+        self.state.warnings = []
         self._failed += len(self.state.problems)
         self.state.problems = []
         return html

@@ -20,17 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model_trace.graph import Graph, SourceLocation
-
-ASSUMED: dict[str, str] = {
-    "input": "integer input given on the meta device, so without values: taken as zeros",
-    "zeros": "integer result of meta floats, which have no values: taken as zeros",
-    "kernel": "no CPU kernel for these integer dtypes, even widened: outputs taken as zeros",
-    "branch": "Python read a value computed from assumed values here: the branch it took "
-              "may not be the model's",
-    "rows": "rows picked by an assumed mask: the shape may not be the model's",
-}
-"""What each kind of assumption means, as the reader is told."""
+from model_trace.caveats import ASSUMED
+from model_trace.graph import SourceLocation
 
 VALUE_READS = frozenset({"__bool__", "item", "tolist", "__int__", "__index__", "__float__",
                          "is_nonzero", "equal", "numpy", "__array__", "__format__"})
@@ -85,19 +76,3 @@ class AssumptionLog:
 
     def describe(self) -> list[dict[str, Any]]:
         return [entry.describe() for entry in self.entries.values()]
-
-
-def assumption_messages(graph: Graph) -> list[str]:
-    """One line per warning-level assumption of a traced graph: what was assumed, the op, the
-    module and the model's source line."""
-    lines = []
-    for entry in graph.meta.get("assumptions", []):
-        if not entry["warning"]:
-            continue
-        where = f" at {entry['file']}:{entry['line']} `{entry['code']}`" if entry["file"] else ""
-        times = f" ({entry['count']} times)" if entry["count"] > 1 else ""
-        origin = f" (values assumed: {entry['origin']})" if entry["origin"] else ""
-        lines.append(f"assumed values at op '{entry['op']}' in module "
-                     f"'{entry['module'] or '<root>'}'{where}{times}: {entry['detail']}"
-                     f"{origin}")
-    return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_trace.caveats import trace_caveats
 from model_trace.graph import Graph, ModuleCall
 
 
@@ -44,6 +45,7 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
             f"{format_count(totals.get('activated_params', 0))} activated per token, "
             f"{format_count(totals.get('flops', 0))} FLOPs, "
             f"{format_count(totals.get('activation_bytes', 0))} activation bytes")
+    out += [f"note: {caveat}" for caveat in trace_caveats(graph)]
     folded = graph.meta.get("folded")
     if folded:
         before, after = folded["before"], folded["after"]

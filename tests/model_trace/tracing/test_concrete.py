@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from model_trace.caveats import assumption_messages
 from model_trace.errors import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing import trace
-from model_trace.tracing.assumptions import assumption_messages
 from model_trace.tracing.builder import REF_ATTRIBUTE
 
 ROUTING = [1, 4, 6, 2]  # experts of groups 0 and 1: within the tiny gate's limit of 2
@@ -137,7 +137,7 @@ def test_integer_results_are_concrete_and_floats_stay_on_meta() -> None:
     # x > 0 of meta floats: assumed zeros, marked, but no warning (no branch read them)
     (assumed,) = graph.meta["assumptions"]
     assert (assumed["kind"], assumed["op"], assumed["warning"]) == ("zeros", "gt", False)
-    assert assumed["code"] == "positive = (x > 0).all()  # booleans made from float values: unknowable"
+    assert assumed["code"].startswith("positive = (x > 0).all()")
     (gt,) = (n for n in graph.nodes.values() if n.assumed)
     assert (gt.name, gt.assumed) == ("gt", "zeros")
 
@@ -158,7 +158,7 @@ def test_integer_ops_without_a_cpu_kernel_for_their_dtype_run_widened() -> None:
     missing = (lambda: torch.histc(experts.int(), bins=4), lambda: (experts == 2).topk(2),
                lambda: experts.to(torch.uint16) // 2)
     for run_on_cpu in missing:  # the premise: the CPU kernels lack these dtypes
-        with pytest.raises((RuntimeError, NotImplementedError), match="not .*for|not support"):
+        with pytest.raises((RuntimeError, NotImplementedError), match=r"not .*for|not support"):
             run_on_cpu()
     graph = trace(grouped, torch.empty(6, 8, device="meta"), experts)
     assert seen["histc"].tolist() == [1, 1, 3, 1] and seen["histc"].dtype == torch.int32

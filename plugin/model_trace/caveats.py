@@ -1,0 +1,71 @@
+"""What a reader of a traced figure must know about its facts, as text: values the trace
+assumed (``Node.assumed``, ``graph.meta["assumptions"]``) and ops whose FLOPs have no formula
+(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``). The tracer writes these
+facts into the Graph; the build log, the summary tables and the figure's tooltips say them
+in these words. No torch here: rendering a saved graph does not need it.
+"""
+
+from __future__ import annotations
+
+from model_trace.graph import Graph, Node
+
+ASSUMED: dict[str, str] = {
+    "input": "integer input given on the meta device, so without values: taken as zeros",
+    "zeros": "integer result of meta floats, which have no values: taken as zeros",
+    "kernel": "no CPU kernel for these integer dtypes, even widened: outputs taken as zeros",
+    "branch": "Python read a value computed from assumed values here: the branch it took "
+              "may not be the model's",
+    "rows": "rows picked by an assumed mask: the shape may not be the model's",
+}
+"""What each kind of assumption means, as the reader is told."""
+
+
+def assumption_messages(graph: Graph) -> list[str]:
+    """One line per warning-level assumption of a traced graph: what was assumed, the op, the
+    module and the model's source line."""
+    lines = []
+    for entry in graph.meta.get("assumptions", []):
+        if not entry["warning"]:
+            continue
+        where = f" at {entry['file']}:{entry['line']} `{entry['code']}`" if entry["file"] else ""
+        times = f" ({entry['count']} times)" if entry["count"] > 1 else ""
+        origin = f" (values assumed: {entry['origin']})" if entry["origin"] else ""
+        lines.append(f"assumed values at op '{entry['op']}' in module "
+                     f"'{entry['module'] or '<root>'}'{where}{times}: {entry['detail']}"
+                     f"{origin}")
+    return lines
+
+
+def trace_caveats(graph: Graph) -> list[str]:
+    """What a reader of the figure's figures must know, one sentence each: FLOPs that leave
+    out ops without a formula, inputs taken as zeros, and other values the trace assumed."""
+    caveats = []
+    uncounted = graph.meta.get("flops_without_formula", {})
+    if uncounted:
+        ops = ", ".join(f"{name} ×{count}" for name, count in uncounted.items())
+        caveats.append(f"FLOPs are a lower bound: ops without a FLOP formula are not counted "
+                       f"({ops}).")
+    entries = graph.meta.get("assumptions", [])
+    inputs = [e["op"] for e in entries if e["kind"] == "input"]
+    if inputs:
+        caveats.append(f"Integer inputs given on the meta device ({', '.join(inputs)}) were "
+                       "taken as zeros.")
+    others = [e for e in entries if e["kind"] != "input"]
+    if others:
+        warned = sum(1 for e in others if e["warning"])
+        made = ", ".join(
+            f"{e['kind']} at '{e['op']}'" + (f" ({e['file']}:{e['line']})" if e["file"] else "")
+            + (f" ×{e['count']}" if e["count"] > 1 else "") for e in others)
+        which = f", {warned} of which may change the figure" if warned else ""
+        caveats.append(f"Values assumed on the meta device{which}: {made}.")
+    return caveats
+
+
+def node_caveats(node: Node) -> list[str]:
+    """Lines for a node's tooltip: what was assumed there, which ops have no FLOP formula."""
+    lines = []
+    if node.assumed:
+        lines.append(f"assumed ({node.assumed}): {ASSUMED[node.assumed]}")
+    if node.uncounted_flops:
+        lines.append("FLOPs not counted (no formula): " + ", ".join(node.uncounted_flops))
+    return lines
