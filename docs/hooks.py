@@ -89,7 +89,7 @@ def torchvista_table() -> str:
     return "\n".join(rows)
 
 
-GRAPH_STRUCTURES = ("Graph", "ModuleCall", "Node", "Tensor", "Edge", "Stats", "Repeat",
+GRAPH_STRUCTURES = ("Graph", "ModuleCall", "Node", "Tensor", "Edge", "Stats", "Selection", "Repeat",
                     "Measured", "SourceLocation", "SourceSpan")
 """The Graph's dataclasses in the order the schema page explains them."""
 _JSON_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",

@@ -406,13 +406,14 @@ class Recorder(TorchFunctionMode):
 
     def _follow_assumed(self, info: OpInfo, node: Node, origin: str) -> None:
         """The node read assumed values (first assumed at ``origin``): values computed from
-        them are assumed too; rows of a meta tensor picked by an assumed mask have an assumed
-        shape (integer indices decide only which rows, and
-        a meta tensor's rows have no values)."""
+        them are assumed too; rows of a meta tensor gathered by an assumed mask have an
+        assumed shape (integer indices decide only which rows, a meta tensor's rows have no
+        values, and a write through a mask keeps its target's shape)."""
         assumed = self._assumed_tensors
         tensors = self.builder.tensors
-        if info.indexing and any(tensors[t].dtype == "bool" for t in node.inputs if t in assumed
-                                 ) and any(tensors[t].device == "meta" for t in node.outputs):
+        if info.role == "gather" and any(tensors[t].dtype == "bool" for t in node.inputs
+                                         if t in assumed) and any(
+                tensors[t].device == "meta" for t in node.outputs):
             node.assumed = "rows"  # a mask's count of True values decides the shape
             self.assumptions.add("rows", info.name, self.builder.modules[node.parent].path,
                                  node.source, origin)
