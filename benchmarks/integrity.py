@@ -24,31 +24,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "model_trace"))
 from figure_models import FIGURE_MODELS
 
+from model_trace.engine import DrawOptions, draw
 from model_trace.graph import Graph
 from model_trace.integrity import Report, check_figure
-from model_trace.layout import layout
-from model_trace.render_svg import render_svg
-from model_trace.view_data import decode_graph
-from model_trace.view_tree import ViewTree, expanded_groups
+from model_trace.view_data import decode_graph, encode_view
+from model_trace.view_tree import ViewTree
 
 
 def figure_svgs(graph: Graph) -> list[tuple[int, str, ViewTree]]:
-    """The figure's SVG at every depth from 0 until opening one more level changes nothing."""
+    """The figure's SVG (as a page ships it) at every depth from 0 to the deepest."""
     tree = ViewTree.from_graph(graph, show_constants=True)
-    out = []
-    depth = 0
-    while True:
-        opened = expanded_groups(tree, depth)
-        out.append((depth, render_svg(tree, layout(tree, opened), "bench"), tree))
-        if opened == expanded_groups(tree, depth + 1):
-            return out
-        depth += 1
+    data = encode_view(tree)
+    return [(depth, draw(data, DrawOptions(depth=depth)).svg, tree)
+            for depth in range(tree.deepest_level() + 1)]
 
 
 def check(svg: str, graph: Graph, tree: ViewTree) -> Report:
-    parents = {item_id: item.parent for item_id, item in tree.items.items()}
-    idle = [item_id for item_id, item in tree.items.items() if item.category == "idle"]
-    return check_figure(svg, graph, parents, idle)
+    idle = [item_id for item_id, item in tree.items.items() if item.kind == "idle"]
+    return check_figure(svg, graph, tree.parents(), idle)
 
 
 def site_figures(site: Path) -> list[tuple[str, str, Graph, bool]]:

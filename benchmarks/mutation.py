@@ -77,9 +77,9 @@ TARGETS: dict[str, Target] = {
     "view_tree": Target("view_tree.py", ("tests/model_trace/test_view_tree*.py",
                                          "tests/model_trace/test_layout.py",
                                          "tests/model_trace/test_render.py")),
-    "layout": Target("layout.py", ("tests/model_trace/test_layout.py",
+    "naming": Target("naming.py", ("tests/model_trace/test_view_tree*.py",
                                    "tests/model_trace/test_render.py")),
-    "render_svg": Target("render_svg.py", ("tests/model_trace/test_render.py",)),
+    "integrity": Target("integrity.py", ("tests/model_trace/test_integrity.py",)),
     "view_data": Target("view_data.py", ("tests/model_trace/test_render.py",)),
 }
 

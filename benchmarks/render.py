@@ -1,14 +1,16 @@
-"""Time build-time layout and rendering, and size what a page ships.
+"""Time build-time layout and drawing, size what a page ships, and compare layout engines.
 
     python benchmarks/render.py                 # every case below
     python benchmarks/render.py --skip-671b     # without tracing the 671B model (about 15 s)
     python benchmarks/render.py --repeat 5
+    python benchmarks/render.py --dagre dagre.min.js   # also time dagre on the same groups
 
 (from the repository root, with the project installed or PYTHONPATH=plugin:.)
 
 For each graph and opening depth it prints the best of ``--repeat`` runs of: building the view
-tree, laying out every open group with graphviz-pure, drawing the static SVG, and encoding the
-view data, with the view data's size raw and gzipped. Then the site-wide viewer assets, raw
+tree and its view data (Python), and laying out and drawing the figure with the JavaScript
+engine in V8 (``engine.draw``, as a build does; the V8 context is made once, before timing),
+with the SVG's size and the view data's size raw and gzipped. Then the site-wide assets, raw
 and gzipped. Graphs:
 
 - ``deepseek-v3 671B``: the fence ``model: deepseek-v3``, ``config: 671B`` traced as the
@@ -20,9 +22,10 @@ and gzipped. Graphs:
 - ``synthetic Nk``: a generated nested graph of about N thousand ops (blocks of attention- and
   MLP-like modules), for sizes no real model here reaches.
 
-Then graphviz-pure on single random groups (``random_group``: a chain plus 30% long edges) of
-20 to 300 boxes, with splines and with ``splines=line; nslimit=1`` (what ``layout`` uses above
-``BIG_GROUP`` boxes); ``benchmarks/browser.py`` times dagre on the same groups.
+Then the engine's layered layout on single random groups (``random_group``: a chain plus 30%
+long edges, far more tangled than a real model's) of 20 to 300 boxes, in V8: time and edge
+crossings; with ``--dagre``, dagre (the layout library the viewer used before, given as a
+path to its ``dagre.min.js``) on the same groups in the same V8, for the design page's choice.
 """
 
 from __future__ import annotations
@@ -32,34 +35,27 @@ import gzip
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from model_trace import layout as layout_module
 from model_trace import trace
-from model_trace import view_tree as view_tree_module
+from model_trace.engine import DrawOptions, draw, evaluate
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
-from model_trace.layout import layout
 from model_trace.pipeline import trace_spec
-from model_trace.render_html import view_json
-from model_trace.render_svg import render_svg
+from model_trace.render_html import FigureData
 from model_trace.spec import parse_spec
-from model_trace.view_data import encode_view
-from model_trace.view_tree import ViewTree, expanded_groups
+from model_trace.viewer_files import asset_bytes, asset_names
 
 
 @dataclass
 class Timing:
-    tree_s: float
-    layout_s: float
-    svg_s: float
     data_s: float
+    draw_s: float
     boxes: int
     svg_bytes: int
     data_bytes: int
@@ -67,24 +63,19 @@ class Timing:
 
     @property
     def total_s(self) -> float:
-        return self.tree_s + self.layout_s + self.svg_s + self.data_s
+        return self.data_s + self.draw_s
 
 
 def measure(graph: Graph, depth: int | None) -> Timing:
-    """One build of a figure: view tree, layout, SVG, view data (``depth`` None: all open)."""
+    """One build of a figure: view tree and view data, then layout and SVG in V8
+    (``depth`` None: all open)."""
     start = time.perf_counter()
-    tree = ViewTree.from_graph(graph)
-    opened = expanded_groups(tree, 10_000 if depth is None else depth)
-    tree_done = time.perf_counter()
-    placed = layout(tree, opened)
-    layout_done = time.perf_counter()
-    svg = render_svg(tree, placed, "bench")
-    svg_done = time.perf_counter()
-    data = view_json(encode_view(tree, placed))
+    figure = FigureData.of(graph)
     data_done = time.perf_counter()
-    return Timing(tree_done - start, layout_done - tree_done, svg_done - layout_done,
-                  data_done - svg_done, len(placed.boxes), len(svg), len(data),
-                  len(gzip.compress(data.encode())))
+    drawing = draw(figure.json, DrawOptions(depth=-1 if depth is None else depth))
+    draw_done = time.perf_counter()
+    return Timing(data_done - start, draw_done - data_done, drawing.svg.count("data-id="),
+                  len(drawing.svg), len(figure.json), len(gzip.compress(figure.json.encode())))
 
 
 def best_of(repeat: int, graph: Graph, depth: int | None) -> Timing:
@@ -180,7 +171,7 @@ def synthetic(ops: int) -> Graph:
 
 
 GROUP_SIZES = (20, 50, 100, 160, 300)
-"""Boxes in the single groups that compare dot's settings here and dagre in the browser."""
+"""Boxes in the single groups the engine and dagre lay out side by side."""
 _OP_NAMES = ("linear", "add", "rms_norm", "matmul", "silu", "softmax", "view")
 
 
@@ -205,44 +196,75 @@ def random_group(boxes: int, seed: int = 0) -> Graph:
     return Graph(root=root, modules=b.modules, nodes=b.nodes, tensors=b.tensors, edges=b.edges)
 
 
-@contextmanager
-def one_group(splines: bool) -> Iterator[None]:
-    """Layout as it is, except: no chunks, and every group routed with splines or straight."""
-    saved = view_tree_module.CHUNK_LIMIT, layout_module.BIG_GROUP
-    view_tree_module.CHUNK_LIMIT = 10**9
-    layout_module.BIG_GROUP = 10**9 if splines else 0
-    try:
-        yield
-    finally:
-        view_tree_module.CHUNK_LIMIT, layout_module.BIG_GROUP = saved
+COMPARE = """
+globalThis.__compare = function (data, useDagre) {
+  var MT = modelTrace, model = new MT.ViewModel(JSON.parse(data));
+  var state = MT.initialState(model, {depth: 0});
+  var start = Date.now(), placed = new MT.Layout(model).run(state), ours = Date.now() - start;
+  var result = {ours_ms: ours, ours_crossings: crossings(placed.routes)};
+  if (useDagre && globalThis.dagre) {
+    var g = new dagre.graphlib.Graph();
+    g.setGraph({rankdir: "TB", nodesep: 14, ranksep: 20});
+    g.setDefaultEdgeLabel(function () { return {}; });
+    placed.boxes.forEach(function (b, ref) {
+      if (ref !== model.root) g.setNode(String(ref), {width: b.w, height: b.h});
+    });
+    var flows = model.flows;
+    for (var f = 0; f < flows.length; f += 3) {
+      var label = model.keyLabel[flows[f + 2]];
+      g.setEdge(String(flows[f]), String(flows[f + 1]),
+                {width: MT.textWidth(label, 10, false) + 4, height: 14, labelpos: "c"});
+    }
+    start = Date.now();
+    dagre.layout(g);
+    result.dagre_ms = Date.now() - start;
+    result.dagre_crossings = crossings(g.edges().map(function (e) {
+      return {pts: g.edge(e).points.map(function (p) { return [p.x, p.y]; })};
+    }));
+  }
+  return result;
+};
+// Pairs of routes whose polylines cross (segments between their points).
+function crossings(routes) {
+  var segs = [];
+  routes.forEach(function (r, i) {
+    for (var k = 1; k < r.pts.length; k++) segs.push([i, r.pts[k - 1], r.pts[k]]);
+  });
+  var count = 0, seen = {};
+  for (var a = 0; a < segs.length; a++) for (var b = a + 1; b < segs.length; b++) {
+    var s = segs[a], t = segs[b];
+    if (s[0] === t[0] || seen[s[0] + "," + t[0]]) continue;
+    if (cross(s[1], s[2], t[1], t[2])) { seen[s[0] + "," + t[0]] = 1; count++; }
+  }
+  return count;
+}
+function cross(p, q, r, s) {
+  function side(a, b, c) { return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]); }
+  var d1 = side(r, s, p), d2 = side(r, s, q), d3 = side(p, q, r), d4 = side(p, q, s);
+  return ((d1 > 0 && d2 < 0) || (d1 < 0 && d2 > 0)) && ((d3 > 0 && d4 < 0) || (d3 < 0 && d4 > 0));
+}
+"""
 
 
-def time_dot_groups(repeat: int) -> list[tuple[int, float, float]]:
-    """(boxes, seconds with splines, seconds with ``splines=line; nslimit=1``) per group size;
-    graphviz-pure's own run, the way ``layout`` calls it."""
+def compare_engines(dagre: str | None) -> list[dict[str, Any]]:
+    """The engine's layout and (with a path) dagre's on each random group, in one V8."""
+    if dagre:
+        evaluate("eval", "var structuredClone = function (v) { return JSON.parse("
+                 "JSON.stringify(v)); };\n" + Path(dagre).read_text(encoding="utf-8") + "\n1")
+    evaluate("eval", COMPARE + "\n1")
     rows = []
     for boxes in GROUP_SIZES:
-        times = []
-        for splines in (True, False):
-            with one_group(splines):
-                tree = ViewTree.from_graph(random_group(boxes))
-                runs = []
-                for _ in range(repeat if boxes < 300 or not splines else 1):
-                    start = time.perf_counter()
-                    layout(tree, {tree.root})
-                    runs.append(time.perf_counter() - start)
-                times.append(min(runs))
-        rows.append((boxes, times[0], times[1]))
+        data = FigureData.of(random_group(boxes)).json
+        evaluate("__compare", data, bool(dagre))  # warm up the JIT
+        runs = [evaluate("__compare", data, bool(dagre)) for _ in range(3)]
+        best = {key: min(r[key] for r in runs) for key in runs[0]}
+        rows.append({"boxes": boxes, **best})
     return rows
 
 
 def asset_sizes() -> list[tuple[str, int, int]]:
-    assets = resources.files("model_trace") / "assets"
-    rows = []
-    for name in ("viewer.js", "viewer.css", "vendor/dagre.min.js"):
-        content = assets.joinpath(*name.split("/")).read_bytes()
-        rows.append((name, len(content), len(gzip.compress(content, 9))))
-    return rows
+    return [(name, len(content), len(gzip.compress(content, 9)))
+            for name, content in ((n, asset_bytes(n)) for n in asset_names())]
 
 
 def main() -> None:
@@ -251,6 +273,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-671b", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--dagre", help="path to dagre.min.js, to time dagre on the same groups")
     args = parser.parse_args()
     cases: list[tuple[str, Callable[[], Graph], list[int | None]]] = []
     if not args.skip_671b:
@@ -266,8 +289,9 @@ def main() -> None:
         ("synthetic 2k", lambda: synthetic(2_000), [1, None]),
         ("synthetic 10k", lambda: synthetic(10_000), [1, None]),
     ]
-    header = (f"{'graph':<18} {'depth':>5} {'nodes':>6} {'boxes':>6} {'tree':>7} {'layout':>7} "
-              f"{'svg':>7} {'data':>7} {'total':>7} {'svg KB':>7} {'data KB':>8} {'gz KB':>6}")
+    draw(FigureData.of(encoder(1)).json, DrawOptions(depth=1))  # the V8 context, once
+    header = (f"{'graph':<18} {'depth':>5} {'nodes':>6} {'boxes':>6} {'data':>7} {'draw':>7} "
+              f"{'total':>7} {'svg KB':>7} {'data KB':>8} {'gz KB':>6}")
     print(header)
     results = []
     for name, make, depths in cases:
@@ -275,18 +299,20 @@ def main() -> None:
         for depth in depths:
             t = best_of(args.repeat, graph, depth)
             label = "all" if depth is None else str(depth)
-            print(f"{name:<18} {label:>5} {len(graph.nodes):>6} {t.boxes:>6} {t.tree_s:>6.3f}s "
-                  f"{t.layout_s:>6.3f}s {t.svg_s:>6.3f}s {t.data_s:>6.3f}s {t.total_s:>6.3f}s "
-                  f"{t.svg_bytes / 1024:>7.1f} {t.data_bytes / 1024:>8.1f} "
-                  f"{t.data_gzip / 1024:>6.1f}")
+            print(f"{name:<18} {label:>5} {len(graph.nodes):>6} {t.boxes:>6} {t.data_s:>6.3f}s "
+                  f"{t.draw_s:>6.3f}s {t.total_s:>6.3f}s {t.svg_bytes / 1024:>7.1f} "
+                  f"{t.data_bytes / 1024:>8.1f} {t.data_gzip / 1024:>6.1f}")
             results.append({"graph": name, "depth": label, "nodes": len(graph.nodes),
                             **{k: getattr(t, k) for k in t.__dataclass_fields__}})
-    print("\ndot (graphviz-pure) on one random group: splines vs splines=line; nslimit=1")
-    dot_rows = time_dot_groups(args.repeat)
-    for boxes, curved, straight in dot_rows:
-        print(f"  {boxes:>4} boxes  splines {curved * 1000:8.1f} ms   "
-              f"line {straight * 1000:7.1f} ms")
-    print("\nsite-wide assets (shipped once per site; dagre is loaded on first use)")
+    print("\none random group laid out in V8 (best of 3): time and crossing routes")
+    engine_rows = compare_engines(args.dagre)
+    for row in engine_rows:
+        line = (f"  {row['boxes']:>4} boxes  engine {row['ours_ms']:6.0f} ms, "
+                f"{row['ours_crossings']:4d} crossings")
+        if "dagre_ms" in row:
+            line += f"   dagre {row['dagre_ms']:6.0f} ms, {row['dagre_crossings']:4d} crossings"
+        print(line)
+    print("\nsite-wide assets (shipped once per site)")
     total = 0
     for name, raw, packed in asset_sizes():
         total += packed
@@ -294,7 +320,7 @@ def main() -> None:
     print(f"  {'total':<22} {'':>10}  gzip {total / 1024:6.1f} KB")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"figures": results, "dot_groups": dot_rows, "assets": asset_sizes()},
+            json.dump({"figures": results, "groups": engine_rows, "assets": asset_sizes()},
                       out, indent=1)
 
 

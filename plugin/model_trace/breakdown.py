@@ -13,7 +13,7 @@ from typing import Any
 
 from model_trace.caveats import trace_caveats
 from model_trace.graph import Graph, ModuleCall, Stats
-from model_trace.render_svg import format_count
+from model_trace.naming import format_count
 
 COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
            "FLOPs per member")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import html
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,17 +157,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def standalone_page(figure: str, title: str) -> str:
-    """A complete HTML page around one figure, with the viewer's scripts and styles inlined
-    (libraries under ``assets/vendor`` first), so the file works on its own."""
-    assets = resources.files("model_trace") / "assets"
-    vendor = assets / "vendor"
-    files = sorted((e for e in vendor.iterdir() if e.is_file()), key=lambda e: e.name) if (
-        vendor.is_dir()) else []
-    files += sorted((e for e in assets.iterdir() if e.is_file()), key=lambda e: e.name)
-    styles = "\n".join(f"<style>\n{e.read_text(encoding='utf-8')}\n</style>"
-                       for e in files if e.name.endswith(".css"))
-    scripts = "\n".join(f"<script>\n{_script_safe(e.read_text(encoding='utf-8'))}\n</script>"
-                        for e in files if e.name.endswith(".js"))
+    """A complete HTML page around one figure, with the viewer's script and style inlined, so
+    the file works on its own."""
+    from model_trace.viewer_files import asset_bytes, asset_names
+
+    files = [(name, asset_bytes(name)) for name in asset_names()]
+    styles = "\n".join(f"<style>\n{content.decode('utf-8')}\n</style>"
+                       for name, content in files if name.endswith(".css"))
+    scripts = "\n".join(f"<script>\n{_script_safe(content.decode('utf-8'))}\n</script>"
+                        for name, content in files if name.endswith(".js"))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(title)}</title>\n{styles}\n</head>\n<body>\n{figure}\n"
             f"{scripts}\n</body>\n</html>\n")

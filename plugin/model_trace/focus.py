@@ -35,12 +35,16 @@ def focus_graph(graph: Graph, path: str) -> Graph:
         nodes[node_id] = node
         root.children.insert(0 if kind == "input" else len(root.children), node_id)
 
+    from_outside: dict[str, list[str]] = {}
+    for edge in graph.edges:  # a consumer fed by a shared copy inside needs no stub
+        if edge.src not in nodes and edge.dst in nodes:
+            from_outside.setdefault(edge.tensor, []).append(edge.dst)
     for tensor_id in sorted(kept_tensors, key=_natural):
         tensor = graph.tensors.get(tensor_id)
         if tensor is None:
             continue
         producer = tensor.producer
-        consumers = [n for n in nodes.values() if tensor_id in n.inputs]
+        consumers = [nodes[c] for c in dict.fromkeys(from_outside.get(tensor_id, []))]
         if producer is not None and producer not in nodes and consumers:
             node_id = f"focus-in-{tensor_id}"
             add_node(node_id, "input", f"from {_place(graph, producer)}")
@@ -53,6 +57,10 @@ def focus_graph(graph: Graph, path: str) -> Graph:
             add_node(node_id, "output", "output")
             nodes[node_id].inputs.append(tensor_id)
             edges.append(Edge(src=producer, dst=node_id, tensor=tensor_id))
+    made_inside = {t: n.id for n in reversed(list(nodes.values())) for t in n.outputs}
+    for tensor_id, tensor in list(tensors.items()):  # made outside, handed in as a shared copy
+        if tensor.producer is not None and tensor.producer not in nodes:
+            tensors[tensor_id] = dataclasses.replace(tensor, producer=made_inside.get(tensor_id))
     ancestors = [graph.modules[a] for a in reversed(graph.ancestors(target.id))]
     meta = {key: value for key, value in graph.meta.items() if key != "totals"}  # the model's
     meta["focus"] = {"path": path, "context": [m.cls for m in ancestors] + [target.cls]}

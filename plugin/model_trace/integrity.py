@@ -10,10 +10,12 @@ checker) can follow a tensor from its producer, across box borders, to each cons
 
 - ``missing``: a visible consumer (an op, or a closed box holding the consumer) with no
   chain of drawn edges from the visible producer of one of its inputs (an op, or the closed
-  box holding it), counted once per (producer, consumer) pair;
+  box holding it), counted once per (producer, consumer) pair; a chain passes ports, the
+  boxes of calls that ran nothing and returned their input (dropout in eval mode), and the
+  members of an unfolded repeat (``<id>~<k>``: the layers the representative stands for);
 - ``dead_ends``: an edge that ends on an open box itself, or on a port that no edge leaves;
 - ``unconnected``: a visible op or closed box that ran and has no edge at all (boxes of
-  modules that never ran are exempt inside their ``not called`` group);
+  modules that ran nothing are exempt unless an op outside reads their weights);
 - ``detached``: an edge whose first or last point is more than ``SLACK`` px away from the
   border of the box (or the port) it names, as after a stale layout.
 
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from model_trace.graph import Graph
+from model_trace.view_tree import modules_that_ran
 
 SVG = "{http://www.w3.org/2000/svg}"
 SLACK = 1.5
@@ -131,12 +134,18 @@ def check_figure(svg: str, graph: Graph, parents: dict[str, str | None],
     for edge in drawing.edges:
         following.setdefault(edge.src, []).append(edge.dst)
         touched.update((_owner(edge.src), _owner(edge.dst)))
+    ran = modules_that_ran(graph)
+    passing = {m.id for m in graph.modules.values()
+               if m.id not in ran and set(m.inputs) & set(m.outputs)}
+    weighed = _weights_read_from_outside(graph)
     _check_ends(drawing, following, report)
-    _check_chains(drawing, graph, parents, following, report)
+    _check_chains(drawing, graph, parents, following, passing, report)
     for item in drawing.items.values():
         if item.open or item.id in touched or item.id in idle_groups:
             continue
-        if _inside(item.id, idle_groups, parents) or _never_called(graph, item.id):
+        if _inside(item.id, idle_groups, parents):
+            continue
+        if item.id in graph.modules and item.id not in ran and item.id not in weighed:
             continue
         report.unconnected.append(item.id)
     return report
@@ -156,9 +165,23 @@ def _inside(item_id: str, groups: set[str], parents: dict[str, str | None]) -> b
     return False
 
 
-def _never_called(graph: Graph, item_id: str) -> bool:
-    module = graph.modules.get(item_id)
-    return module is not None and not module.called
+def _weights_read_from_outside(graph: Graph) -> set[str]:
+    """Modules whose parameters an op outside them reads (a figure must link them)."""
+    by_path = {}
+    for module in graph.modules.values():
+        by_path.setdefault(module.path, module.id)
+    found = set()
+    for node in graph.nodes.values():
+        for param in node.params:
+            owner = by_path.get(param.rpartition(".")[0])
+            parent: str | None = node.parent
+            inside = False
+            while parent is not None:
+                inside = inside or parent == owner
+                parent = graph.modules[parent].parent
+            if owner is not None and not inside:
+                found.add(owner)
+    return found
 
 
 def _check_ends(drawing: Drawing, following: dict[str, list[str]], report: Report) -> None:
@@ -178,10 +201,12 @@ def _on_border(point: tuple[float, float], box: DrawnItem, end: str) -> bool:
     x, y = point
     left, right = box.x - SLACK, box.x + box.width + SLACK
     top, bottom = box.y - SLACK, box.y + box.height + SLACK
-    if ":in:" in end:  # a port of an open box: on its top border
-        return left <= x <= right and abs(y - box.y) <= SLACK
-    if ":out:" in end:
-        return left <= x <= right and abs(y - box.y - box.height) <= SLACK
+    if ":in:" in end:  # a port of an open box: on its top (left to right: left) border
+        return (left <= x <= right and abs(y - box.y) <= SLACK) or (
+            top <= y <= bottom and abs(x - box.x) <= SLACK)
+    if ":out:" in end:  # on its bottom (right) border
+        return (left <= x <= right and abs(y - box.y - box.height) <= SLACK) or (
+            top <= y <= bottom and abs(x - box.x - box.width) <= SLACK)
     inside = left <= x <= right and top <= y <= bottom
     deep = (box.x + SLACK < x < box.x + box.width - SLACK
             and box.y + SLACK < y < box.y + box.height - SLACK)
@@ -205,7 +230,7 @@ def _visible(item_id: str, drawing: Drawing, parents: dict[str, str | None]) -> 
 
 
 def _check_chains(drawing: Drawing, graph: Graph, parents: dict[str, str | None],
-                  following: dict[str, list[str]], report: Report) -> None:
+                  following: dict[str, list[str]], passing: set[str], report: Report) -> None:
     pairs: dict[tuple[str, str], None] = {}
     for edge in graph.edges:
         if edge.src not in parents or edge.dst not in parents:
@@ -216,13 +241,14 @@ def _check_chains(drawing: Drawing, graph: Graph, parents: dict[str, str | None]
     reach: dict[str, set[str]] = {}
     for src, dst in pairs:
         if src not in reach:
-            reach[src] = _reachable(src, following)
+            reach[src] = _reachable(src, following, passing)
         if dst not in reach[src]:
             report.missing.append(f"{src}->{dst}")
 
 
-def _reachable(start: str, following: dict[str, list[str]]) -> set[str]:
-    """Items reached from ``start`` by one edge, or by a chain that passes only ports."""
+def _reachable(start: str, following: dict[str, list[str]], passing: set[str]) -> set[str]:
+    """Items reached from ``start`` by one edge, or by a chain that passes only ports and
+    pass-through boxes."""
     found: set[str] = set()
     seen = {start}
     stack = [start]
@@ -231,8 +257,8 @@ def _reachable(start: str, following: dict[str, list[str]]) -> set[str]:
             if nxt in seen:
                 continue
             seen.add(nxt)
-            if ":" in nxt:
+            if ":" in nxt or nxt in passing or "~" in nxt:
                 stack.append(nxt)
-            else:
+            if ":" not in nxt:
                 found.add(nxt)
     return found

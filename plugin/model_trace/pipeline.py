@@ -23,10 +23,8 @@ from model_trace.caveats import assumption_messages
 from model_trace.errors import ModelTraceError, SpecError, TraceError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
-from model_trace.layout import expanded_modules, layout
 from model_trace.loader import ImportPolicy, build_inputs, build_model
-from model_trace.render_html import ViewOptions, render_figure
-from model_trace.render_svg import render_svg
+from model_trace.render_html import FigureData, ViewOptions, export_svg, render_figure
 from model_trace.spec import FIELDS, FenceSpec
 from model_trace.tracing import trace
 
@@ -112,10 +110,11 @@ def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
             spec = dataclasses.replace(spec, caption=f"{spec.focus} ({context})")
     warnings = assumption_warnings(graph, spec.assume or "warn")
     view = view_options(spec, theme)
-    html = render_figure(graph, view, PREFIX_PLACEHOLDER)
+    figure = FigureData.of(graph, show_constants=view.show_constants)
+    html = render_figure(figure, view, PREFIX_PLACEHOLDER)
     if spec.summary:
         html += breakdown_table(graph, spec.summary)
-    return FenceOutput(html=html, exports=export_files(graph, spec), warnings=warnings)
+    return FenceOutput(html=html, exports=export_files(figure, spec, view), warnings=warnings)
 
 
 def assumption_warnings(graph: Graph, assume: str) -> tuple[str, ...]:
@@ -131,24 +130,20 @@ def assumption_warnings(graph: Graph, assume: str) -> tuple[str, ...]:
     return tuple(messages)
 
 
-def export_files(graph: Graph, spec: FenceSpec) -> dict[str, bytes]:
-    """The bytes of each export format the spec asks for."""
+def export_files(figure: FigureData, spec: FenceSpec, view: ViewOptions) -> dict[str, bytes]:
+    """The bytes of each export format the spec asks for: the graph JSON, and the figure's
+    first view (depth, focus, overlay with its legend, direction, constants) as SVG or PNG."""
     exports: dict[str, bytes] = {}
     formats = set(spec.export or ())
     if "json" in formats:
-        exports["json"] = graph.to_json(indent=1).encode("utf-8")
+        exports["json"] = figure.tree.graph.to_json(indent=1).encode("utf-8")
     if formats & {"svg", "png"}:
-        svg = static_svg(graph, spec.depth or 0)
+        svg = export_svg(figure, view)
         if "svg" in formats:
             exports["svg"] = svg.encode("utf-8")
         if "png" in formats:
             exports["png"] = svg_to_png(svg)
     return exports
-
-
-def static_svg(graph: Graph, depth: int, prefix: str = "model-trace") -> str:
-    """A standalone SVG of the graph opened ``depth`` levels deep."""
-    return render_svg(graph, layout(graph, expanded_modules(graph, depth)), prefix)
 
 
 def svg_to_png(svg: str, scale: float = 1.0) -> bytes:

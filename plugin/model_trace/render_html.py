@@ -1,5 +1,10 @@
-"""The figure that replaces a fence in a page: the static SVG first paint plus the view data the
-browser viewer hydrates it with (see ``view_data``; never the raw Graph JSON)."""
+"""The figure that replaces a fence in a page, and the SVG files it exports.
+
+A figure is the first view as an SVG (drawn at build time by the viewer's own engine, see
+``engine``) plus the view data the browser viewer hydrates it with (``view_data``; never the
+raw Graph JSON). An export is the same engine's drawing of the same state as a file of its
+own: the fence's depth, overlay (with its legend), direction and constants, in plain colours.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,14 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from model_trace.engine import DrawOptions, draw
 from model_trace.graph import Graph
-from model_trace.layout import layout
-from model_trace.render_svg import render_svg
 from model_trace.view_data import encode_view
-from model_trace.view_tree import ViewTree, expanded_groups
+from model_trace.view_tree import ViewTree
 
 OVERLAYS = ("none", "params", "flops", "memory", "time")
 THEMES = ("auto", "light", "dark")
+DIRECTIONS = ("TB", "LR")
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("model_trace", "templates"),
@@ -35,7 +40,8 @@ class ViewOptions:
     caption: str = ""
     """Text under the graph."""
     height: int | None = None
-    """Height of the viewer in pixels (None: the stylesheet's, 640)."""
+    """The most the viewer's frame grows to, in pixels (None: the stylesheet's, 640); a
+    shorter graph gets a shorter frame."""
     overlay: str = "none"
     """What boxes are coloured by at load: none, params, flops, memory or time."""
     theme: str = "auto"
@@ -45,24 +51,50 @@ class ViewOptions:
     """Draw constant and parameter nodes (when the tracer records them)."""
     downloads: bool = True
     """Offer SVG, PNG and JSON downloads of the current view in the viewer's toolbar."""
+    direction: str = "TB"
+    """TB: data flows top to bottom; LR: left to right (for slides and wide models)."""
 
     def __post_init__(self) -> None:
         if self.overlay not in OVERLAYS:
             raise ValueError(f"overlay {self.overlay!r} is not one of {', '.join(OVERLAYS)}")
         if self.theme not in THEMES:
             raise ValueError(f"theme {self.theme!r} is not one of {', '.join(THEMES)}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction {self.direction!r} is not one of "
+                             f"{', '.join(DIRECTIONS)}")
+
+    def draw_options(self, prefix: str, *, standalone: bool = False) -> DrawOptions:
+        """What the engine draws for this view: its depth, overlay and direction."""
+        return DrawOptions(depth=self.depth, overlay=self.overlay, direction=self.direction,
+                           prefix=prefix, standalone=standalone,
+                           theme="dark" if self.theme == "dark" else "light")
 
 
-def render_figure(graph: Graph, view: ViewOptions, prefix: str) -> str:
+@dataclass(frozen=True)
+class FigureData:
+    """A graph's view tree and its view data as JSON, made once for a figure and its files."""
+
+    tree: ViewTree
+    json: str
+
+    @classmethod
+    def of(cls, graph: Graph, *, show_constants: bool = True) -> FigureData:
+        tree = ViewTree.from_graph(graph, show_constants=show_constants)
+        return cls(tree, view_json(encode_view(tree)))
+
+
+def render_figure(graph: Graph | FigureData, view: ViewOptions, prefix: str) -> str:
     """HTML for one graph; ``prefix`` keeps its ids apart from other graphs on the page."""
-    tree = ViewTree.from_graph(graph, show_constants=view.show_constants)
-    placed = layout(tree, expanded_groups(tree, view.depth))
+    figure = graph if isinstance(graph, FigureData) else FigureData.of(
+        graph, show_constants=view.show_constants)
+    drawing = draw(figure.json, view.draw_options(prefix))
     return _ENVIRONMENT.get_template("figure.html.j2").render(
-        prefix=prefix,
-        svg=render_svg(tree, placed, prefix),
-        view=view,
-        data=view_json(encode_view(tree, placed)),
-    )
+        prefix=prefix, svg=drawing.svg, view=view, data=figure.json)
+
+
+def export_svg(figure: FigureData, view: ViewOptions, prefix: str = "model-trace") -> str:
+    """The figure's first view as a standalone SVG file."""
+    return draw(figure.json, view.draw_options(prefix, standalone=True)).svg
 
 
 def view_json(data: dict[str, Any]) -> str:

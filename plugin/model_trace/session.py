@@ -45,6 +45,8 @@ class Settings:
     export: tuple[str, ...] = ()
     assume: str = "warn"
     theme: str = "auto"
+    height: int | None = None
+    """The most a figure's frame grows to (px) when its fence gives no ``height``."""
     allowed_roots: tuple[str, ...] | None = DEFAULT_ALLOWED_ROOTS
     """Library packages a fence may build ``nn.Module`` classes from; None allows any code
     (the CLI, where the user runs the spec)."""
@@ -133,7 +135,7 @@ class TraceSession:
                                        inputs=spec.inputs or zoo.default_inputs)
         return spec.with_defaults(depth=self.settings.depth, routing=self.settings.routing,
                                   assume=self.settings.assume,
-                                  export=self.settings.export)
+                                  export=self.settings.export, height=self.settings.height)
 
     def submit(self, spec: FenceSpec, origin: str) -> Future[FenceOutput]:
         """Start (or find) the trace of a prepared spec; ``origin`` ("page.md:12") is for logs."""

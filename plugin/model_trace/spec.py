@@ -31,6 +31,8 @@ ROUTING_POLICIES = ("balanced", "random", "first")
 (also ``random:SEED``, or a list of expert indices); the tracer's ``ROUTING_NAMES``."""
 OVERLAYS = ("none", "params", "flops", "memory", "time")
 """What the viewer colours module boxes by."""
+DIRECTIONS = ("TB", "LR")
+"""Which way a figure's data flows."""
 EXPORT_FORMATS = ("png", "svg", "json")
 ASSUME_MODES = ("error", "warn", "allow")
 """What a build does when a trace had to assume values that change the figure."""
@@ -226,14 +228,20 @@ FIELDS: dict[str, FieldRule] = {
         (int,), "Which rank of the `world_size`-way split to trace.", "0", default="0",
         minimum=0, maximum=4095, stage="trace"),
     "show_constants": FieldRule(
-        (bool,), "Draw constant inputs (tensors made inside the forward, non-gradient "
-        "values).", "false", default="true", torchvista="show_non_gradient_nodes"),
+        (bool,), "Draw constants, buffers and parameters the tracer records as nodes (values "
+        "no gradient flows through, like BatchNorm's running statistics).", "false",
+        default="true", torchvista="show_non_gradient_nodes"),
     "overlay": FieldRule(
         (str,), "What module boxes are coloured by.", "flops", default="none",
         choices=OVERLAYS),
     "height": FieldRule(
-        (int,), "Height of the viewer in pixels.", "600", default="the viewer's own",
-        minimum=100, maximum=10_000, torchvista="height"),
+        (int,), "The most the viewer's frame grows to, in pixels; a shorter graph gets a "
+        "shorter frame.", "600", default="plugin option `height` (640)", minimum=100,
+        maximum=10_000, torchvista="height"),
+    "direction": FieldRule(
+        (str,), "Which way data flows: `TB` top to bottom, `LR` left to right (slides, wide "
+        "models); the viewer's toolbar switches it too.", "LR", default="TB",
+        choices=DIRECTIONS),
     "summary": FieldRule(
         (int,), "Under the graph, a table of parameters, activated parameters and FLOPs per "
         "module, this many levels deep (0: no table).", "2", default="0", minimum=0,
@@ -278,6 +286,7 @@ class FenceSpec:
     show_constants: bool = True
     overlay: str = "none"
     height: int | None = None
+    direction: str = "TB"
     summary: int = 0
     export: tuple[str, ...] | None = None
     assume: str | None = None
@@ -285,7 +294,8 @@ class FenceSpec:
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def with_defaults(self, *, depth: int, routing: str | list[int],
-                      export: tuple[str, ...], assume: str = "warn") -> FenceSpec:
+                      export: tuple[str, ...], assume: str = "warn",
+                      height: int | None = None) -> FenceSpec:
         """This spec with the plugin's defaults filled in where the fence left them out."""
         return dataclasses.replace(
             self,
@@ -293,6 +303,7 @@ class FenceSpec:
             routing=self.routing if self.routing is not None else routing,
             export=self.export if self.export is not None else export,
             assume=self.assume if self.assume is not None else assume,
+            height=self.height if self.height is not None else height,
         )
 
     def identity(self) -> dict[str, Any]:

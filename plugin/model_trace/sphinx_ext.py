@@ -24,7 +24,6 @@ import os
 import posixpath
 import weakref
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +40,7 @@ from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
 from model_trace.session import Settings, TraceSession
 from model_trace.spec import FIELDS, FenceSpec, read_mapping, read_yaml, spec_from_mapping
+from model_trace.viewer_files import asset_bytes, asset_names
 
 logger = logging.getLogger(__name__)
 
@@ -168,16 +168,19 @@ def _start(app: Sphinx) -> None:
     session = TraceSession(settings)
     session.start_build()
     _BUILDS[app.env] = _Build(session, app.builder)
-    assets = resources.files("model_trace") / "assets"
-    config.html_static_path.append(str(assets))
-    for entry in sorted(assets.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".js"):
-            app.add_js_file(entry.name)
-        elif entry.name.endswith(".css"):
-            app.add_css_file(entry.name)
+    for name in asset_names():
+        if name.endswith(".js"):
+            app.add_js_file(name)
+        else:
+            app.add_css_file(name)
 
 
 def _finish(app: Sphinx, exception: Exception | None) -> None:
+    if exception is None and getattr(app.builder, "format", "") == "html":
+        static = Path(app.outdir) / "_static"
+        static.mkdir(parents=True, exist_ok=True)
+        for name in asset_names():
+            (static / name).write_bytes(asset_bytes(name))
     build = _BUILDS.pop(app.env, None)
     if build is not None:
         # Sphinx re-reads only changed documents: only a build that read them all knows every

@@ -10,10 +10,11 @@ after gzip and cheap to read in JavaScript:
   ids that follow the tracer's ``m0, m1, ...`` pattern are stored as just the prefix;
 - ``shapes``: every distinct tensor shape once; ``tensors.shape`` indexes it;
 - ``edges``: a flat ``[src node, dst node, tensor, ...]`` list;
-- ``view``: what is not in the Graph: the synthetic groups (chunks of very large groups,
-  ``[parent, label, children, id, category]``, parents before children), whether constants are
-  hidden, the groups open in the first view, and their build-time layouts (``seeds``), which
-  the viewer keeps until the reader changes what is expanded.
+- ``view``: what the figure draws (``view_tree``): its items (modules, chunks, idle groups,
+  folded members, shown nodes) in pre-order with their ids, kinds, labels, parents, children,
+  categories and levels; each item's tooltip and panel text and overlay figures, written by
+  ``details``; the flow between them (``[src, dst, key, ...]``) and what each key is (its
+  id for port names, its label on an edge, its tooltip).
 
 Fields a later ``graph.py`` adds to modules or nodes that this encoder does not know are kept
 in ``extra`` as plain JSON, so the round trip stays exact.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from model_trace.details import OVERLAYS, item_text, overlay_text, overlay_value, tensor_text
 from model_trace.graph import (
     Edge,
     Graph,
@@ -36,11 +38,10 @@ from model_trace.graph import (
     Stats,
     Tensor,
 )
-from model_trace.layout import LAYOUT_CONSTANTS, Layout
 from model_trace.view_tree import ViewTree
 
 FORMAT = "model-trace-view"
-VERSION = 1
+VERSION = 2
 STAT_FIELDS = tuple(f.name for f in dataclasses.fields(Stats))
 _KNOWN_MODULE = frozenset({"id", "path", "cls", "parent", "children", "call_index", "extra_repr",
                            "source", "stats", "repeat"})
@@ -67,8 +68,8 @@ class _Strings:
         return list(self.index)
 
 
-def encode_view(tree: ViewTree, placed: Layout | None = None) -> dict[str, Any]:
-    """The view data of ``tree`` (and of ``placed``, the build-time layout, if given)."""
+def encode_view(tree: ViewTree) -> dict[str, Any]:
+    """The view data of ``tree``."""
     graph = tree.graph
     strings = _Strings()
     module_index = {m: i for i, m in enumerate(graph.modules)}
@@ -80,7 +81,6 @@ def encode_view(tree: ViewTree, placed: Layout | None = None) -> dict[str, Any]:
         "schema_version": graph.schema_version,
         "root": module_index[graph.root],
         "meta": graph.meta,
-        "layout": LAYOUT_CONSTANTS,
         "stat_fields": list(STAT_FIELDS),
         "modules": _encode_modules(graph, strings, module_index, node_index),
         "nodes": _encode_nodes(graph, strings, module_index, tensor_index),
@@ -88,19 +88,9 @@ def encode_view(tree: ViewTree, placed: Layout | None = None) -> dict[str, Any]:
     data["tensors"], data["shapes"] = _encode_tensors(graph, strings, node_index)
     data["edges"] = [value for edge in graph.edges for value in
                      (node_index[edge.src], node_index[edge.dst], tensor_index[edge.tensor])]
-    data["view"] = _encode_view_part(tree, placed, strings, module_index, node_index)
+    data["view"] = _encode_view_part(tree, strings)
     data["strings"] = strings.table()
     return data
-
-
-def item_ref(tree: ViewTree, item_id: str, module_index: dict[str, int],
-             node_index: dict[str, int], chunk_index: dict[str, int]) -> int:
-    """One integer per view item: modules first, then nodes, then chunks."""
-    if item_id in module_index:
-        return module_index[item_id]
-    if item_id in node_index:
-        return len(module_index) + node_index[item_id]
-    return len(module_index) + len(node_index) + chunk_index[item_id]
 
 
 def _ids(ids: list[str], prefix: str) -> str | list[str]:
@@ -206,37 +196,76 @@ def _encode_tensors(graph: Graph, strings: _Strings,
     return columns, [list(shape) for shape in shapes]
 
 
-def _encode_view_part(tree: ViewTree, placed: Layout | None, strings: _Strings,
-                      module_index: dict[str, int], node_index: dict[str, int]) -> dict[str, Any]:
-    chunk_ids = [item.id for item in tree.items.values() if item.kind == "chunk"]
-    chunk_index = {c: i for i, c in enumerate(chunk_ids)}
+def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
+    ids = list(tree.items)
+    index = {item_id: i for i, item_id in enumerate(ids)}
+    items = list(tree.items.values())
+    texts, caveats = [], []
+    for index_of_item, item in enumerate(items):
+        text = item_text(tree, item.id)
+        row = [strings.add(text.heading), strings.add(text.code)]
+        row += [strings.add(part) for pair in text.rows for part in pair]
+        texts.append(row)
+        if text.caveat:
+            caveats.append(index_of_item)
+    values = {name: [overlay_value(tree, item.id, name) for item in items] for name in OVERLAYS}
+    keys: dict[str, int] = {}
+    flows: list[int] = []
+    for flow in tree.flows:
+        flows += [index[flow.src], index[flow.dst], keys.setdefault(flow.key, len(keys))]
+    key_columns: dict[str, list[int]] = {"id": [], "label": [], "tip": [], "param": []}
+    for key in keys:
+        name, label, tip = _key_text(tree, key)
+        key_columns["id"].append(strings.add(name))
+        key_columns["label"].append(strings.add(label))
+        key_columns["tip"].append(strings.add(tip))
+        key_columns["param"].append(int(key.startswith("param:")))
+    return {
+        "root": index[tree.root],
+        "title": strings.add(f"Computation graph of {tree.graph.modules[tree.root].cls}"),
+        "show_constants": tree.show_constants,
+        "items": {
+            "id": [strings.add(i) for i in ids],
+            "kind": [strings.add(item.kind) for item in items],
+            "label": [strings.add(item.label) for item in items],
+            "category": [strings.add(item.category) for item in items],
+            "path": [strings.add(_path(tree, item.id)) for item in items],
+            "parent": [index[item.parent] if item.parent is not None else -1 for item in items],
+            "children": [[index[c] for c in item.children] for item in items],
+            "level": [item.level for item in items],
+            "text": texts,
+            "caveat": caveats,
+            "overlay": {name: [_short_float(v) for v in column]
+                        for name, column in values.items()},
+            "overlay_text": {name: [strings.add(overlay_text(v, name)) for v in column]
+                             for name, column in values.items()},
+        },
+        "members": {str(index[rep]): [index[m] for m in members]
+                    for rep, members in tree.members.items()},
+        "flows": flows,
+        "keys": key_columns,
+    }
 
-    def ref(item_id: str) -> int:
-        return item_ref(tree, item_id, module_index, node_index, chunk_index)
 
-    chunks = [
-        [ref(tree.items[c].parent), strings.add(tree.items[c].label),  # type: ignore[arg-type]
-         [ref(child) for child in tree.items[c].children], strings.add(c),
-         strings.add(tree.items[c].category)]
-        for c in chunk_ids
-    ]
-    view: dict[str, Any] = {"chunks": chunks, "show_constants": tree.show_constants,
-                            "open": [], "seeds": []}
-    if placed is None:
-        return view
-    for group_id, group in placed.groups.items():
-        children = tree.items[group_id].children
-        position = {child: i for i, child in enumerate(children)}
-        centers = [v for child in children for v in group.centers[child]]
-        routes = []
-        for src, dst, points, label_at in group.routes:
-            route = [position[src], position[dst], len(points)]
-            route += [v for point in points for v in point]
-            route += list(label_at) if label_at else []
-            routes.append(route)
-        view["seeds"].append([ref(group_id), group.width, group.height, centers, routes])
-    view["open"] = [ref(g) for g in placed.groups]
-    return view
+def _path(tree: ViewTree, item_id: str) -> str:
+    module = tree.graph.modules.get(item_id)
+    return module.path if module is not None else ""
+
+
+def _key_text(tree: ViewTree, key: str) -> tuple[str, str, str]:
+    """A flow key's id (in port names), its label on an edge and its tooltip."""
+    if key.startswith("param:"):
+        name = key.removeprefix("param:")
+        return name, name.rpartition(".")[2], f"parameter {name}"
+    tensor = tree.graph.tensors[key]
+    return key, tensor.shape_label, tensor_text(tensor)
+
+
+def _short_float(value: float) -> float | int:
+    """Four significant digits: enough for a colour, and short in JSON."""
+    if float(value).is_integer():
+        return int(value)
+    return float(f"{value:.4g}")
 
 
 def decode_graph(data: dict[str, Any]) -> Graph:

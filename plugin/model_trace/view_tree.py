@@ -1,22 +1,25 @@
-"""The tree a reader expands and collapses: module calls, chunks of very large modules, leaf ops.
+"""The tree a reader expands and collapses, and the data flow drawn between its leaves.
 
-It is built once from a (folded) ``Graph`` and shared by the build-time layout, the static SVG
-and the compact view data the browser viewer reads, so every stage agrees on what a box is:
+Built once from a (folded) ``Graph``, it is everything about a figure that is structure and
+text, not geometry; the JavaScript engine (``assets/viewer/*.js``) lays it out and draws it, at
+build time and in the browser:
 
-- every ``ModuleCall`` is a group; a folded repeat (``ModuleCall.repeat``) is one group drawn
-  as ``name: Class ×N``;
-- submodules the forward never called (``ModuleCall.called`` false: experts that got no
-  tokens) are gathered into one synthetic group per module, ``<module id>/idle``, drawn
-  closed at the end as ``not called: 184 Expert``;
-- a module with more than ``CHUNK_LIMIT`` direct children gets its children split, in call
-  order, into chunks of ``CHUNK_SIZE`` (synthetic groups with ids ``<module id>/<k>``), so no
-  layout run ever sees more than a few hundred boxes (256 routed experts plus their routing ops
-  become a column of parts, each expandable on its own);
-- every ``Node`` is a leaf, except constants and parameters when they are hidden.
+- every ``ModuleCall`` is a group labelled by ``naming.module_label``; a folded repeat is one
+  group (``layers.3–60: Block ×58``) whose other members are ``member`` items, drawn after it
+  only when a reader unfolds it;
+- submodules that ran nothing are greyed: one called without running an op that returned
+  its input (``Dropout`` in eval mode) stays where it was called, the tensor drawn through
+  it; two or more others (never called, like experts that got no tokens) are gathered into
+  one closed group at the end of their module, ``not called: 184 Expert``;
+- a module with more than ``CHUNK_LIMIT`` direct children gets them split, in call order,
+  into chunks of ``CHUNK_SIZE``, so no layout sees more than a few hundred boxes; chunks are
+  not a level of their own;
+- every ``Node`` is a leaf, except constants, buffers and parameters when they are hidden.
 
-Edges are lifted to the lowest common group of their two ends: inside that group they connect
-the two children that contain the ends. These *links* depend only on the tree, not on what is
-expanded, so they are computed once.
+The *flow* is the graph's edges between shown leaves, plus two kinds the graph only implies:
+an op that reads the weight of a module it is not inside (``wkv_b`` in MLA's absorbed path)
+is linked from that module's box, and a ``shared`` source (the per-layer copy of a mask or a
+rotary table) is linked from the op that made the tensor.
 """
 
 from __future__ import annotations
@@ -26,28 +29,24 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from model_trace.graph import Graph, Stats
+from model_trace.naming import display_class, module_label, relative_name
 
 CHUNK_LIMIT = 160
 """A group with more direct children than this is split into chunks."""
 CHUNK_SIZE = 64
 """Children per chunk (the last chunk takes the remainder)."""
 
-ItemKind = Literal["module", "chunk", "op", "input", "output", "constant", "parameter"]
-HIDDEN_UNLESS_ASKED: frozenset[str] = frozenset({"constant", "parameter"})
-
-
-@dataclass
-class Link:
-    """Data flow between two children of one group, with every tensor that flows along it."""
-
-    src: str
-    dst: str
-    tensors: list[str] = field(default_factory=list)
+ItemKind = Literal["module", "chunk", "idle", "member", "op", "input", "output", "constant",
+                   "parameter", "buffer", "shared"]
+GROUP_KINDS: frozenset[str] = frozenset({"module", "chunk", "idle"})
+HIDDEN_UNLESS_ASKED: frozenset[str] = frozenset({"constant", "parameter", "buffer"})
+"""Node kinds a fence's ``show_constants: false`` leaves out: values made outside the
+forward that no gradient flows through."""
 
 
 @dataclass
 class ViewItem:
-    """One box of the view: a group (module or chunk) or a leaf (op, input, output...)."""
+    """One box of the view: a group (module, chunk, idle group) or a leaf."""
 
     id: str
     kind: ItemKind
@@ -55,35 +54,52 @@ class ViewItem:
     parent: str | None
     children: list[str] = field(default_factory=list)
     category: str = "module"
+    """An op's colour group; ``idle`` for a module that ran nothing, ``module`` or ``chunk``
+    for the other groups, ``member`` for a folded member."""
+    level: int = 0
+    """Module levels below the root: the depth at which a fence's ``depth:`` opens it."""
 
     @property
     def is_group(self) -> bool:
-        """Modules and chunks are boxes that open; everything else is a leaf."""
-        return self.kind in ("module", "chunk")
+        """Modules, chunks and idle groups are boxes that open; everything else is a leaf."""
+        return self.kind in GROUP_KINDS
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Data drawn from one leaf (or module box) to another: a tensor, or a module's weight."""
+
+    src: str
+    dst: str
+    key: str
+    """The tensor id, or ``param:<qualified name>`` for a weight read from outside."""
 
 
 @dataclass
 class ViewTree:
-    """Items by id (parents before children), the root's id and the links of every group."""
+    """Items by id (parents before children), the root, the folded members and the flow."""
 
     graph: Graph
     root: str
     items: dict[str, ViewItem]
-    links: dict[str, list[Link]]
+    members: dict[str, list[str]]
+    """The member items of each folded repeat, in order (the representative not included)."""
+    flows: list[Flow]
     show_constants: bool = False
 
     @classmethod
     def from_graph(cls, graph: Graph, *, show_constants: bool = False) -> ViewTree:
-        """The tree of ``graph``: idle submodules gathered, large groups chunked, links lifted.
+        """The tree of ``graph``: idle submodules gathered, large groups chunked, flow found.
 
-        Constant and parameter nodes are left out unless ``show_constants``.
+        Constant, buffer and parameter nodes are left out unless ``show_constants``.
         """
         items: dict[str, ViewItem] = {}
+        ran = modules_that_ran(graph)
+        through = passed_through(graph, ran)
         for module in graph.walk_modules():
             items[module.id] = ViewItem(
-                id=module.id, kind="module", label=module_label(graph, module.id),
-                parent=module.parent,
-            )
+                id=module.id, kind="module", label=module_label(graph, module),
+                parent=module.parent, category="module" if module.id in ran else "idle")
             for child in module.children:
                 if child in graph.modules:
                     items[module.id].children.append(child)
@@ -95,127 +111,109 @@ class ViewTree:
                 items[child] = ViewItem(id=child, kind=node.kind, label=node.name,
                                         parent=module.id, category=node.category)
         for module in graph.walk_modules():
-            _gather_idle(items, graph, module.id)
-        tree = cls(graph=graph, root=graph.root, items={}, links={},
-                   show_constants=show_constants)
-        tree.items = _with_chunks(items, graph.root)
-        tree.links = _lift_edges(tree)
+            _gather_idle(items, graph, module.id, ran | set(through))
+        ordered = _with_chunks(items, graph.root)
+        _set_levels(ordered, graph.root)
+        members = _members(graph, ordered)
+        tree = cls(graph=graph, root=graph.root, items=ordered, members=members,
+                   flows=[], show_constants=show_constants)
+        tree.flows = _through(_flows(tree), through, list(ordered))
         return tree
 
     def groups(self) -> Iterator[ViewItem]:
         """Every item that can be opened, parents first."""
         return (item for item in self.items.values() if item.is_group)
 
-    def depth_of(self, item_id: str) -> int:
-        """Levels below the root, chunks included: layout runs one dot process per level."""
-        depth, parent = 0, self.items[item_id].parent
-        while parent is not None:
-            depth, parent = depth + 1, self.items[parent].parent
-        return depth
-
-    def ancestors(self, item_id: str) -> list[str]:
-        """Group ids from the item's parent up to the root."""
-        chain: list[str] = []
-        parent = self.items[item_id].parent
-        while parent is not None:
-            chain.append(parent)
-            parent = self.items[parent].parent
-        return chain
+    def parents(self) -> dict[str, str | None]:
+        """Every item's enclosing item (what the integrity checker walks)."""
+        return {item_id: item.parent for item_id, item in self.items.items()}
 
     def stats(self, item_id: str) -> Stats:
-        """Cost of an item: its own stats for ops and modules, the sum of its parts for chunks."""
+        """Cost of an item: its own stats for ops and modules, the sum of its parts for
+        chunks and idle groups, a folded member's own figures for a member."""
+        item = self.items[item_id]
+        if item.kind == "member":
+            owner, index = item_id.split("~")
+            repeat = self.graph.modules[owner].repeat
+            assert repeat is not None
+            return repeat.member_stats[int(index)]
         if item_id in self.graph.modules:
             return self.graph.modules[item_id].stats
         if item_id in self.graph.nodes:
             return self.graph.nodes[item_id].stats
         total = Stats()
-        for child in self.items[item_id].children:
+        for child in item.children:
             total.add(self.stats(child))
         return total
 
-
-def module_label(graph: Graph, module_id: str) -> str:
-    """``name: Class`` (the root: ``Class``), with ``×N`` for a folded repeat.
-
-    The name is the path below the enclosing box's (``layers.0`` under the model, since a
-    ModuleList is never called; ``experts.17`` under an MoE), and a repeat of numbered
-    siblings names its whole run: ``layers.3–60: Block ×58``. viewer.js labels the same way.
-    """
-    module = graph.modules[module_id]
-    if not module.path:
-        return module.cls
-    parent = graph.modules.get(module.parent) if module.parent is not None else None
-    parent_path = parent.path if parent is not None else ""
-    name = relative_name(module.path, parent_path)
-    if module.repeat is None:
-        return f"{name}: {module.cls}"
-    members = [relative_name(m, parent_path) for m in module.repeat.members]
-    return f"{numbered_run(members) or name}: {module.cls} ×{module.repeat.count}"
+    def deepest_level(self) -> int:
+        """The depth at which every group with children is open."""
+        return max((item.level + 1 for item in self.groups()
+                    if item.children and item.category != "idle"), default=0)
 
 
-def relative_name(path: str, parent_path: str) -> str:
-    """``path`` below ``parent_path``, or its last part if it does not lie below it."""
-    if not parent_path:
-        return path
-    if path.startswith(parent_path + "."):
-        return path[len(parent_path) + 1:]
-    return path.rsplit(".", 1)[-1]
+def modules_that_ran(graph: Graph) -> set[str]:
+    """Module calls that ran at least one op, directly or in a submodule."""
+    ran: set[str] = set()
+    for node in graph.nodes.values():
+        parent: str | None = node.parent
+        while parent is not None and parent not in ran:
+            ran.add(parent)
+            parent = graph.modules[parent].parent
+    return ran
 
 
-def numbered_run(names: list[str]) -> str | None:
-    """``layers.3–60`` for ``layers.3`` ... ``layers.60`` in order, else None."""
-    prefix, _, first = names[0].rpartition(".")
-    if not (first.isascii() and first.isdigit()):
-        return None
-    start = int(first)
-    for offset, name in enumerate(names):
-        if name != (f"{prefix}." if prefix else "") + str(start + offset):
-            return None
-    return f"{names[0]}\u2013{start + len(names) - 1}" if len(names) > 1 else None
+def passed_through(graph: Graph, ran: set[str]) -> dict[str, list[str]]:
+    """Calls that ran no op and returned (some of) their inputs: the tensors they pass on."""
+    found: dict[str, list[str]] = {}
+    for module in graph.walk_modules():
+        if module.called and module.id not in ran and module.parent is not None:
+            same = [t for t in module.outputs if t in module.inputs]
+            if same:
+                found[module.id] = same
+    return found
 
 
-def expanded_groups(tree: ViewTree, depth: int) -> set[str]:
-    """Groups open in the first view: the root and every group less than ``depth`` below it.
-
-    Chunks do not count as a level: opening a module opens its chunks too, so ``depth: 2``
-    shows the same modules whether or not their parent had to be split. The group of
-    never-called submodules stays closed: only a reader opens it.
-    """
-    opened: set[str] = set()
-    stack = [(tree.root, 0)]
-    while stack:
-        item_id, level = stack.pop()
-        item = tree.items[item_id]
-        if not item.is_group or level > depth or item.category == "idle":
-            continue
-        opened.add(item_id)
-        for child in item.children:  # into a chunk: the same level; out of one: the next
-            stack.append((child, level if _is_part(tree.items[child]) else level + 1))
-    return opened
-
-
-def _is_part(item: ViewItem) -> bool:
-    """A chunk of a large module: not a level of its own (the idle group is one)."""
-    return item.kind == "chunk" and item.category != "idle"
+def _through(flows: list[Flow], through: dict[str, list[str]], order: list[str]) -> list[Flow]:
+    """Flows of a tensor a pass-through call handed on, drawn through that call's box: the
+    producer into it, and out of it to every consumer called after it."""
+    position = {item_id: i for i, item_id in enumerate(order)}
+    for module_id in sorted(through, key=position.__getitem__):
+        at = position[module_id]
+        rewritten: list[Flow] = []
+        into: set[tuple[str, str]] = set()
+        for flow in flows:
+            if (flow.key in through[module_id] and position[flow.src] < at < position[flow.dst]):
+                if (flow.src, flow.key) not in into:
+                    into.add((flow.src, flow.key))
+                    rewritten.append(Flow(flow.src, module_id, flow.key))
+                rewritten.append(Flow(module_id, flow.dst, flow.key))
+            else:
+                rewritten.append(flow)
+        flows = rewritten
+    return flows
 
 
-def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str) -> None:
-    """Move the never-called submodules of a module into one closed group at its end."""
+def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str,
+                 drawn_in_place: set[str]) -> None:
+    """Move the submodules of a module that ran nothing (and pass nothing on) into one
+    closed group at its end."""
     group = items[module_id]
-    idle = [c for c in group.children
-            if c in graph.modules and not getattr(graph.modules[c], "called", True)]
+    idle = [c for c in group.children if c in graph.modules and c not in drawn_in_place]
     if len(idle) < 2:
         return
     classes: dict[str, int] = {}
     for child in idle:
-        classes[graph.modules[child].cls] = classes.get(graph.modules[child].cls, 0) + 1
+        name = display_class(graph, graph.modules[child])
+        classes[name] = classes.get(name, 0) + 1
         items[child].parent = f"{module_id}/idle"
     words = ", ".join(f"{n} {name}" for name, n in sorted(classes.items(), key=lambda kv: -kv[1]))
+    reason = "not called" if not any(graph.modules[c].called for c in idle) else "idle"
     items[f"{module_id}/idle"] = ViewItem(
-        id=f"{module_id}/idle", kind="chunk", label=f"not called: {words}", parent=module_id,
-        children=idle, category="idle",
-    )
-    group.children = [c for c in group.children if c not in set(idle)] + [f"{module_id}/idle"]
+        id=f"{module_id}/idle", kind="idle", label=f"{reason}: {words}", parent=module_id,
+        children=idle, category="idle")
+    idle_set = set(idle)
+    group.children = [c for c in group.children if c not in idle_set] + [f"{module_id}/idle"]
 
 
 def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
@@ -225,7 +223,7 @@ def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
     while stack:
         item = items[stack.pop()]
         ordered[item.id] = item
-        if len(item.children) > CHUNK_LIMIT and item.category != "idle":
+        if len(item.children) > CHUNK_LIMIT and item.kind == "module":
             for chunk in _chunk(item, items):
                 items[chunk.id] = chunk
         stack.extend(reversed(item.children))
@@ -233,10 +231,10 @@ def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
 
 
 def _chunk(group: ViewItem, items: dict[str, ViewItem]) -> list[ViewItem]:
-    """Split ``group.children`` into chunk items (recursively, if there are still too many)."""
+    """Split ``group.children`` into chunk items (bigger chunks if there are still too many)."""
     members = group.children
     size = CHUNK_SIZE
-    while -(-len(members) // size) > CHUNK_LIMIT:  # too many chunks: make them bigger
+    while -(-len(members) // size) > CHUNK_LIMIT:
         size *= CHUNK_SIZE
     chunks: list[ViewItem] = []
     total = -(-len(members) // size)
@@ -244,8 +242,7 @@ def _chunk(group: ViewItem, items: dict[str, ViewItem]) -> list[ViewItem]:
         part = members[index * size : (index + 1) * size]
         chunk = ViewItem(
             id=f"{group.id}/{index}", kind="chunk", label=_chunk_label(index, total, part, items),
-            parent=group.id, children=list(part), category="chunk",
-        )
+            parent=group.id, children=list(part), category="chunk")
         for member in part:
             items[member].parent = chunk.id
         chunks.append(chunk)
@@ -260,7 +257,7 @@ def _chunk_label(index: int, total: int, part: list[str], items: dict[str, ViewI
     for member in part:
         item = items[member]
         if item.kind == "module":
-            name = item.label.split(": ", 1)[-1].split(" ×", 1)[0]
+            name = item.label.split(": ", 1)[-1].split(" \u00d7", 1)[0]
             counts[name] = counts.get(name, 0) + 1
         else:
             ops += 1
@@ -270,30 +267,64 @@ def _chunk_label(index: int, total: int, part: list[str], items: dict[str, ViewI
     return f"part {index + 1}/{total}: " + ", ".join(words[:3])
 
 
-def _lift_edges(tree: ViewTree) -> dict[str, list[Link]]:
-    """The links of every group, in the order of the graph's edges (deterministic)."""
-    depth: dict[str, int] = {}
-    for item in tree.items.values():  # pre-order: parents first
-        depth[item.id] = 0 if item.parent is None else depth[item.parent] + 1
-    by_pair: dict[tuple[str, str], Link] = {}
-    links: dict[str, list[Link]] = {}
-    for edge in tree.graph.edges:
-        if edge.src not in tree.items or edge.dst not in tree.items:
-            continue  # an end is hidden (a constant, unless shown)
-        src, dst = edge.src, edge.dst
-        while depth[src] > depth[dst]:
-            src = tree.items[src].parent  # type: ignore[assignment]
-        while depth[dst] > depth[src]:
-            dst = tree.items[dst].parent  # type: ignore[assignment]
-        while tree.items[src].parent != tree.items[dst].parent:
-            src = tree.items[src].parent  # type: ignore[assignment]
-            dst = tree.items[dst].parent  # type: ignore[assignment]
-        if src == dst:
-            continue  # both ends inside the same child
-        link = by_pair.get((src, dst))
-        if link is None:
-            link = by_pair[(src, dst)] = Link(src, dst)
-            links.setdefault(tree.items[src].parent, []).append(link)  # type: ignore[arg-type]
-        if edge.tensor not in link.tensors:
-            link.tensors.append(edge.tensor)
-    return links
+def _set_levels(items: dict[str, ViewItem], root: str) -> None:
+    """Module levels: a chunk (a part of one module) is its module's level, what it holds one
+    below; an idle group is a level of its own."""
+    for item in items.values():  # pre-order: parents first
+        if item.id == root or item.parent is None:
+            continue
+        item.level = items[item.parent].level + (0 if item.kind == "chunk" else 1)
+
+
+def _members(graph: Graph, items: dict[str, ViewItem]) -> dict[str, list[str]]:
+    """A ``member`` item for every folded member after the representative."""
+    members: dict[str, list[str]] = {}
+    for module in graph.walk_modules():
+        if module.repeat is None or len(module.repeat.members) < 2:
+            continue
+        parent = graph.modules[module.parent] if module.parent is not None else None
+        parent_path = parent.path if parent is not None else ""
+        rep = items[module.id]
+        ids = []
+        for index, path in enumerate(module.repeat.members[1:], start=1):
+            member_id = f"{module.id}~{index}"
+            items[member_id] = ViewItem(
+                id=member_id, kind="member",
+                label=f"{relative_name(path, parent_path)}: {display_class(graph, module)}",
+                parent=rep.parent, category="member", level=rep.level)
+            ids.append(member_id)
+        members[module.id] = ids
+    return members
+
+
+def _flows(tree: ViewTree) -> list[Flow]:
+    """The graph's edges between shown items, weights read from outside their module, and
+    the producer of each shared source; in the graph's order (deterministic)."""
+    graph, items = tree.graph, tree.items
+    flows = [Flow(e.src, e.dst, e.tensor) for e in graph.edges
+             if e.src in items and e.dst in items]
+    by_path = {}
+    for module in graph.walk_modules():
+        by_path.setdefault(module.path, module.id)
+    seen: set[tuple[str, str]] = set()
+    for node in graph.nodes.values():
+        if node.id not in items:
+            continue
+        enclosing = set(_module_chain(graph, node.parent))
+        for param in node.params:
+            owner = by_path.get(param.rpartition(".")[0])
+            if owner is None or owner in enclosing or (owner, node.id) in seen:
+                continue
+            seen.add((owner, node.id))
+            flows.append(Flow(owner, node.id, f"param:{param}"))
+        if node.kind == "shared" and node.outputs:
+            producer = graph.tensors[node.outputs[0]].producer
+            if producer is not None and producer in items and producer != node.id:
+                flows.append(Flow(producer, node.id, node.outputs[0]))
+    return flows
+
+
+def _module_chain(graph: Graph, module_id: str | None) -> Iterator[str]:
+    while module_id is not None:
+        yield module_id
+        module_id = graph.modules[module_id].parent

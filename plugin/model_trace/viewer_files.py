@@ -1,44 +1,56 @@
-"""The viewer's files (script, stylesheet, vendored libraries) as a site ships them.
+"""The viewer's files as a site ships them: ``viewer.css`` and ``viewer.js``.
 
-Every front end that writes a site puts them under ``ASSET_DIR``: the MkDocs plugin as
-generated files, the Markdown extension straight into Zensical's output folder.
+The viewer's source is split by role in ``assets/viewer/`` (text widths, state, layout,
+render, panels, interaction: classic scripts, since a site opened from ``file://`` cannot
+load ES modules); a site ships them as one ``viewer.js``, concatenated in name order, so a
+page makes one request. The build-time engine (``engine``) loads the first four alone.
+
+Every front end that writes a site puts the files under ``ASSET_DIR``: the MkDocs plugin as
+generated files, the Markdown extension straight into Zensical's output folder, the Sphinx
+extension into ``_static``, ``model-trace render`` inline in its page.
 """
 
 from __future__ import annotations
 
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from model_trace.cache import write_atomic
 
 ASSET_DIR = "assets/model-trace"
 """Where the viewer's files go, relative to the site's root."""
+VIEWER_STYLE = "viewer.css"
+VIEWER_SCRIPT = "viewer.js"
+
+
+def _assets() -> Traversable:
+    return resources.files("model_trace") / "assets"
+
+
+def viewer_modules() -> list[tuple[str, str]]:
+    """(file name, source) of each module of the viewer, in load order."""
+    folder = _assets() / "viewer"
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".js")),
+                     key=lambda e: e.name)
+    return [(e.name, e.read_text(encoding="utf-8")) for e in entries]
 
 
 def asset_names() -> list[str]:
-    """The viewer's files, relative to the package's ``assets`` folder; scripts load in name
-    order. Files in subfolders (``vendor/``) are shipped but not linked: the viewer loads them
-    itself when it needs them."""
-    package = resources.files("model_trace") / "assets"
-    names: list[str] = []
-    folders = [(package, "")]
-    while folders:
-        folder, prefix = folders.pop()
-        for entry in folder.iterdir():
-            if entry.is_file():
-                names.append(prefix + entry.name)
-            elif entry.is_dir() and not entry.name.startswith(("_", ".")):
-                folders.append((entry, f"{prefix}{entry.name}/"))
-    return sorted(names)
+    """The files a site ships and every page links, stylesheet first."""
+    return [VIEWER_STYLE, VIEWER_SCRIPT]
 
 
 def linked_names() -> list[str]:
-    """The files a page links: the top-level scripts and stylesheets."""
-    return [name for name in asset_names() if "/" not in name and name.endswith((".js", ".css"))]
+    """The files a page links (all of them)."""
+    return asset_names()
 
 
 def asset_bytes(name: str) -> bytes:
-    return (resources.files("model_trace") / "assets").joinpath(*name.split("/")).read_bytes()
+    if name == VIEWER_SCRIPT:
+        return "".join(f"/* --- {module} --- */\n{source}"
+                       for module, source in viewer_modules()).encode("utf-8")
+    return (_assets() / name).read_bytes()
 
 
 def write_assets(site_dir: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from model_trace.cli import main
 from model_trace.graph import Graph
+from model_trace.viewer_files import viewer_modules
 
 SPEC = """\
 model: torch.nn:Linear
@@ -35,8 +36,8 @@ def test_html_is_standalone_with_assets_inlined(spec_file: Path, tmp_path: Path)
     assert '<figure class="model-trace" id="model-trace-1"' in page
     assert ">(3, 4)</text>" in page
     assert "<script src=" not in page and "<link " not in page  # nothing to fetch
-    viewer = (Path(__file__).parents[2] / "plugin/model_trace/assets/viewer.js").read_text()
-    assert viewer.strip().splitlines()[0] in page
+    for name, source in viewer_modules():
+        assert f"/* --- {name} --- */" in page and source.strip().splitlines()[0] in page
     assert page.index("<style>") < page.index("<figure") < page.rindex("<script>")
 
 

@@ -15,8 +15,11 @@ import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
+from model_trace.engine import DrawOptions, draw
 from model_trace.graph import Graph, ModuleCall
+from model_trace.integrity import check_figure
 from model_trace.view_data import decode_graph
+from model_trace.view_tree import ViewTree
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,6 +32,8 @@ class Figure:
     caption: str
     graph: Graph
     html: str
+    data: str
+    """The view data the figure carries (JSON)."""
 
     def ops(self) -> Counter[str]:
         return Counter(n.name for n in self.graph.nodes.values() if n.kind == "op")
@@ -60,7 +65,7 @@ def _figures(site: Path, page: str) -> list[Figure]:
                          part, re.S)
         caption = re.search(r"<figcaption[^>]*>(.*?)</figcaption>", part, re.S)
         figures.append(Figure(re.sub(r"<[^>]+>", "", caption.group(1)) if caption else "",
-                              decode_graph(json.loads(data.group(1))), part))
+                              decode_graph(json.loads(data.group(1))), part, data.group(1)))
     return figures
 
 
@@ -79,6 +84,33 @@ def test_every_page_builds_with_its_figures_and_no_error_box(site: Path) -> None
         assert len(ids) == len(set(ids)), page
         drawn += html.count('<figure class="model-trace"')
     assert drawn >= 20
+
+
+def _all_figures(site: Path) -> list[tuple[str, Figure]]:
+    pages = sorted(p.parent.relative_to(site).as_posix() for p in site.rglob("index.html")
+                   if p.parent.name != "search")
+    return [(page, figure) for page in pages
+            if '<figure class="model-trace"' in (site / page / "index.html").read_text(
+                encoding="utf-8")
+            for figure in _figures(site, page)]
+
+
+def test_every_figure_draws_every_tensor_end_to_end_at_every_depth(site: Path) -> None:
+    """The integrity checker on each figure as the page ships it, and on the same figure
+    opened at every depth: no missing edge, dead end, floating box or detached end."""
+    figures = _all_figures(site)
+    assert len(figures) >= 20
+    for page, figure in figures:
+        data = json.loads(figure.data)
+        tree = ViewTree.from_graph(figure.graph, show_constants=data["view"]["show_constants"])
+        idle = [i for i, item in tree.items.items() if item.kind == "idle"]
+        shipped = re.search(r"<svg.*?</svg>", figure.html, re.S).group(0)
+        report = check_figure(shipped, figure.graph, tree.parents(), idle)
+        assert report.total == 0, f"{page} {figure.caption!r}: {report}"
+        for depth in range(tree.deepest_level() + 1):
+            svg = draw(figure.data, DrawOptions(depth=depth)).svg
+            report = check_figure(svg, figure.graph, tree.parents(), idle)
+            assert report.total == 0, f"{page} {figure.caption!r} depth {depth}: {report}"
 
 
 def test_the_whole_model_folds_its_61_blocks_and_256_experts(site: Path) -> None:

@@ -1,8 +1,8 @@
-"""Static SVG, PNG through cairosvg, the figure HTML and its compact view data."""
+"""The SVG the engine draws at build time, the figure HTML around it, the view data it carries,
+and the files a fence exports."""
 
 from __future__ import annotations
 
-import gzip
 import html.parser
 import json
 import os
@@ -20,15 +20,19 @@ from hypothesis import strategies as st
 from torch import nn
 
 from model_trace import trace
+from model_trace.details import item_text
+from model_trace.engine import DrawOptions, draw
 from model_trace.graph import Graph
-from model_trace.layout import edge_label, layout
-from model_trace.render_html import ViewOptions, render_figure, view_json
-from model_trace.render_svg import CATEGORY_FILLS, format_count, render_svg
+from model_trace.naming import format_count
+from model_trace.pipeline import export_files, view_options
+from model_trace.render_html import FigureData, ViewOptions, render_figure, view_json
+from model_trace.spec import parse_spec
 from model_trace.view_data import decode_graph, encode_view
-from model_trace.view_tree import ViewTree, expanded_groups
+from model_trace.view_tree import ViewTree
 
 SVG = "{http://www.w3.org/2000/svg}"
 NASTY = "<script>alert(\"x\")</script>&'"
+HEX = re.compile(r"^#[0-9a-f]{6}$")
 
 
 def tagged(x: torch.Tensor, tag: str) -> torch.Tensor:
@@ -53,52 +57,54 @@ def encoder() -> Graph:
                  torch.randn(2, 8, 32))
 
 
-def _svg(graph: Graph, depth: int) -> tuple[str, ViewTree]:
-    tree = ViewTree.from_graph(graph)
-    return render_svg(tree, layout(tree, expanded_groups(tree, depth)), "t"), tree
+def _svg(graph: Graph, depth: int, **options: object) -> tuple[str, ViewTree]:
+    figure = FigureData.of(graph)
+    return draw(figure.json, DrawOptions(depth=depth, prefix="t", **options)).svg, figure.tree
+
+
+def _items(root: ET.Element) -> dict[str, ET.Element]:
+    return {g.get("data-id"): g for g in root.iter(f"{SVG}g") if g.get("data-id")}
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
-def test_svg_is_well_formed_with_every_label_shape_and_title(encoder: Graph, depth: int) -> None:
+def test_svg_has_every_label_shape_and_tooltip(encoder: Graph, depth: int) -> None:
     text, tree = _svg(encoder, depth)
     root = ET.fromstring(text)
-    items = {g.get("data-id"): g for g in root.iter(f"{SVG}g") if g.get("data-id")}
-    placed = layout(tree, expanded_groups(tree, depth))
-    assert set(items) == set(placed.boxes)
+    items = _items(root)
+    assert tree.root in items
     for item_id, g in items.items():
         assert g.find(f"{SVG}text").text == tree.items[item_id].label
-        assert g.find(f"{SVG}title").text  # a tooltip / accessible name for every box
-    edges = [g for g in root.iter(f"{SVG}g") if g.get("class") == "mt-edge"]
-    assert len(edges) == len(placed.routes)
-    for edge, route in zip(edges, placed.routes, strict=True):
-        assert edge.find(f"{SVG}text").text == edge_label(tree, route.tensors)
-        assert "float32" in edge.find(f"{SVG}title").text
+        assert g.get("aria-label") == tree.items[item_id].label  # what it says, it is called
+        assert g.find(f"{SVG}title").text == item_text(tree, item_id).tooltip()
+    edges = [g for g in root.iter(f"{SVG}g") if "mt-edge" in g.get("class", "")]
+    assert len(edges) >= depth  # depth 0: the root's children may share no edge
+    shapes = {t.text for t in root.iter(f"{SVG}text") if t.get("class") == "mt-shape"}
+    for edge in edges:
+        title = edge.find(f"{SVG}title")
+        assert title is None or "float32" in title.text or \
+            title.text.startswith("parameter ")  # a weight read from outside its module
+    if depth:
+        assert "(2, 8, 32)" in shapes
 
 
-def test_fully_open_svg_has_every_node_label_and_every_edge_shape(encoder: Graph) -> None:
-    text, tree = _svg(encoder, 100)
+def test_fully_open_svg_shows_every_op_and_every_tensor(encoder: Graph) -> None:
+    text, tree = _svg(encoder, -1)
     root = ET.fromstring(text)
-    drawn = {g.get("data-id"): g for g in root.iter(f"{SVG}g") if g.get("data-id")}
+    items = _items(root)
     shown = [node for node in encoder.nodes.values() if node.id in tree.items]
-    assert shown and all(drawn[node.id].find(f"{SVG}text").text == node.name for node in shown)
-    titles = {(g.get("data-src"), g.get("data-dst")): g.find(f"{SVG}title").text.split("\n")
-              for g in root.iter(f"{SVG}g") if g.get("class") == "mt-edge"}
-    carriers: dict[str, list[tuple[str, str]]] = {}
-    for links in tree.links.values():
-        for link in links:
-            for tensor in link.tensors:
-                carriers.setdefault(tensor, []).append((link.src, link.dst))
+    assert shown and all(items[node.id].find(f"{SVG}text").text == node.name for node in shown)
+    titles = "\n".join(g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")
+                       if "mt-edge" in g.get("class", "") and g.find(f"{SVG}title") is not None)
     for edge in encoder.edges:
         tensor = encoder.tensors[edge.tensor]
-        wanted = f"{tensor.shape_label} {tensor.dtype}"
-        assert any(wanted in titles[pair] for pair in carriers[edge.tensor]), edge
+        assert f"{tensor.shape_label} {tensor.dtype}" in titles, edge
 
 
 def test_static_tooltips_give_shapes_dtypes_params_and_flops(encoder: Graph) -> None:
     """With no script the <title> is the hover text: it must carry what the viewer's does."""
-    root = ET.fromstring(_svg(encoder, 100)[0])
-    titles = {g.get("data-id"): g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")
-              if g.get("data-id")}
+    text, _ = _svg(encoder, -1)
+    titles = {g.get("data-id"): g.find(f"{SVG}title").text for g in _items(ET.fromstring(text))
+              .values()}
     for node in encoder.nodes.values():
         if node.id not in titles:
             continue  # a hidden constant
@@ -107,25 +113,30 @@ def test_static_tooltips_give_shapes_dtypes_params_and_flops(encoder: Graph) -> 
         for tensor_id in node.outputs:
             tensor = encoder.tensors[tensor_id]
             assert f"{tensor.shape_label} {tensor.dtype}" in title
-        assert ("\nFLOPs " in title) == bool(node.stats.flops)
-        assert ("\nparams " in title) == bool(node.stats.params)
-    for module in encoder.modules.values():
-        assert f"\nparams {format_count(module.stats.params)}" in titles[module.id]
-    assert any("\nparams " in titles[n] and "\nFLOPs " in titles[n] for n in encoder.nodes)
+        assert ("\nFLOPs: " in title) == bool(node.stats.flops)
+        assert ("\nparams: " in title) == bool(node.stats.params)
+    params = encoder.modules[encoder.root].stats.params
+    assert f"params: {format_count(params)}" in titles[encoder.root]
+    assert format_count(params) == "17.1K"  # naming's one number style
 
 
-def test_op_nodes_are_coloured_by_their_kind(encoder: Graph) -> None:
-    root = ET.fromstring(_svg(encoder, 100)[0])
+def test_op_nodes_are_coloured_by_their_kind_in_plain_colours(encoder: Graph) -> None:
+    text, _ = _svg(encoder, -1)
+    root = ET.fromstring(text)
     fills = set()
     for g in root.iter(f"{SVG}g"):
         if "mt-node" not in (g.get("class") or "").split():
             continue
         node = encoder.nodes[g.get("data-id")]
         assert f"mt-cat-{node.category}" in g.get("class").split()
-        fill = g.find(f"{SVG}rect").get("fill")
-        assert fill == CATEGORY_FILLS.get(node.category, CATEGORY_FILLS["other"])
-        fills.add(fill)
+        fills.add(g.find(f"{SVG}rect").get("fill"))
     assert len(fills) >= 4  # linear, norm, activation, elementwise at least
+    for element in root.iter():
+        for name in ("fill", "stroke"):
+            value = element.get(name)
+            if value is not None and value != "none" and not value.startswith("url("):
+                assert HEX.match(value), (element.tag, name, value)
+    assert "var(" not in text and "color(" not in text
 
 
 def test_svg_is_deterministic(encoder: Graph) -> None:
@@ -135,6 +146,7 @@ def test_svg_is_deterministic(encoder: Graph) -> None:
 RENDER_FROM_JSON = """
 import sys
 from model_trace.graph import Graph
+from model_trace.naming import format_count
 from model_trace.render_html import ViewOptions, render_figure
 graph = Graph.from_json(sys.stdin.read())
 sys.stdout.write(render_figure(graph, ViewOptions(depth=2), "fig"))
@@ -152,15 +164,8 @@ def test_figure_is_the_same_in_every_process(encoder: Graph) -> None:
     assert figures[0] == figures[1] and 'class="mt-node' in figures[0]
 
 
-def test_svg_keeps_presentation_attributes_for_cairosvg(encoder: Graph) -> None:
-    root = ET.fromstring(_svg(encoder, 1)[0])
-    for rect in root.iter(f"{SVG}rect"):
-        assert rect.get("fill", "").startswith("#") and rect.get("stroke", "").startswith("#")
-    assert "var(" not in _svg(encoder, 1)[0]
-
-
 def test_cairosvg_png_has_the_svg_size(encoder: Graph) -> None:
-    text, _ = _svg(encoder, 1)
+    text, _ = _svg(encoder, 1, standalone=True)
     root = ET.fromstring(text)
     png = cairosvg.svg2png(bytestring=text.encode(), scale=2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -170,25 +175,8 @@ def test_cairosvg_png_has_the_svg_size(encoder: Graph) -> None:
 
 
 def test_view_data_round_trips_the_graph_exactly(encoder: Graph) -> None:
-    tree = ViewTree.from_graph(encoder)
-    data = json.loads(json.dumps(encode_view(tree, layout(tree, expanded_groups(tree, 1)))))
+    data = json.loads(json.dumps(encode_view(ViewTree.from_graph(encoder))))
     assert decode_graph(data).to_json() == encoder.to_json()
-
-
-def test_view_data_is_smaller_than_the_graph_json_for_a_deep_model() -> None:
-    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
-    graph = trace(nn.TransformerEncoder(layer, num_layers=12, enable_nested_tensor=False),
-                  torch.randn(2, 8, 32), **_unfolded())
-    tree = ViewTree.from_graph(graph)
-    data = json.dumps(encode_view(tree, layout(tree, expanded_groups(tree, 1))),
-                      separators=(",", ":"))
-    assert len(gzip.compress(data.encode())) < 0.8 * len(gzip.compress(graph.to_json().encode()))
-
-
-def _unfolded() -> dict[str, bool]:
-    import inspect
-
-    return {"fold": False} if "fold" in inspect.signature(trace).parameters else {}
 
 
 class _Collector(html.parser.HTMLParser):
@@ -211,9 +199,8 @@ def test_names_and_arguments_are_escaped_in_svg_html_and_json() -> None:
     parser.feed(figure)
     assert parser.tags.count("script") == 0  # nothing injected (the data is a template)
     assert f"blocks.{NASTY}: Linear" in parser.texts  # parsed back as text, not as markup
-    assert any(f"= {NASTY!r}" in text for text in parser.texts)  # the op argument's tooltip
-    data_text = re.search(r'<template class="mt-data">(.*?)</template>',
-                          figure, re.S).group(1)
+    assert any(f"arg1: {NASTY!r}" in text for text in parser.texts)  # the op's tooltip
+    data_text = re.search(r'<template class="mt-data">(.*?)</template>', figure, re.S).group(1)
     assert "<" not in data_text and ">" not in data_text and "&" not in data_text
     data = json.loads(data_text)
     assert f"blocks.{NASTY}" in data["strings"] and repr(NASTY) in data["strings"]
@@ -221,16 +208,17 @@ def test_names_and_arguments_are_escaped_in_svg_html_and_json() -> None:
     svg = re.search(r"<svg.*</svg>", figure, re.S).group(0)
     labels = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")]
     assert f"blocks.{NASTY}: Linear" in labels
-    titles = [t.text for t in ET.fromstring(svg).iter(f"{SVG}title")]
-    assert any(f"= {NASTY!r}" in title for title in titles)
 
 
 def test_figure_embeds_view_data_not_the_graph_json(encoder: Graph) -> None:
     figure = render_figure(encoder, ViewOptions(depth=1, overlay="flops", theme="dark",
-                                                height=500, caption="A & B"), "fig")
+                                                height=500, caption="A & B",
+                                                direction="LR"), "fig")
     assert '"schema_version"' in figure and '"modules":[{' not in figure
     assert 'data-overlay="flops"' in figure and 'data-theme="dark"' in figure
+    assert 'data-direction="LR"' in figure
     assert "--mt-height: 500px" in figure and "<figcaption>A &amp; B</figcaption>" in figure
+    assert 'class="mt-module mt-heat' in figure or "mt-heat" in figure  # the overlay is drawn
 
 
 def test_view_options_reject_unknown_values() -> None:
@@ -238,6 +226,8 @@ def test_view_options_reject_unknown_values() -> None:
         ViewOptions(overlay="colour")
     with pytest.raises(ValueError, match="theme"):
         ViewOptions(theme="sepia")
+    with pytest.raises(ValueError, match="direction"):
+        ViewOptions(direction="RL")
 
 
 _JSON_TEXT = st.text(alphabet=st.sampled_from("ab<>&'\"/\\\u2028\u2029 \n</script>"), max_size=20)
@@ -272,7 +262,47 @@ class _Stack(nn.Module):
 
 def test_boxes_are_named_by_their_path_below_the_enclosing_box() -> None:
     svg, _ = _svg(trace(_Stack(), torch.randn(2, 4)), depth=2)
-    labels = {t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
+    labels = {t.text for t in ET.fromstring(svg).iter(f"{SVG}text")}
     assert "layers.0\u20132: Sequential \u00d73" in labels  # a numbered run names its range
     assert "experts.a: Linear \u00d72" in labels  # not numbered: named by its first member
     assert "0: Linear" in labels  # inside a layer, the path below it
+
+
+# -- exports: what a fence's `export:` writes follows the fence like the page does
+
+class _WithConstant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * self.scale
+
+
+def _exports(graph: Graph, fence: str) -> str:
+    spec = parse_spec("model: x:y\nexport: svg\n" + fence).with_defaults(
+        depth=1, routing="balanced", export=())
+    view = view_options(spec)
+    figure = FigureData.of(graph, show_constants=view.show_constants)
+    return export_files(figure, spec, view)["svg"].decode("utf-8")
+
+
+def test_exports_honour_depth_overlay_direction_constants_and_legend() -> None:
+    graph = trace(_WithConstant(), torch.randn(2, 4))
+    plain = _exports(graph, "")
+    assert ET.fromstring(plain).find(f"{SVG}rect").get("fill") == "#ffffff"  # a background
+    assert _exports(graph, "depth: 0") != plain
+    flops = _exports(graph, "overlay: flops")
+    assert "mt-heat" in flops and ">FLOPs</text>" in flops and "(log scale)" in flops
+    assert "mt-heat" not in plain and "(log scale)" not in plain
+    shown = {g.get("data-id") for g in ET.fromstring(plain).iter(f"{SVG}g")}
+    hidden = {g.get("data-id") for g in ET.fromstring(_exports(graph, "show_constants: false"))
+              .iter(f"{SVG}g")}
+    assert hidden < shown
+    assert any(graph.nodes[i].kind in ("buffer", "constant") for i in shown - hidden
+               if i in graph.nodes)
+    wide = ET.fromstring(_exports(graph, "direction: LR"))
+    tall = ET.fromstring(plain)
+    assert float(wide.get("width")) / float(wide.get("height")) > \
+        float(tall.get("width")) / float(tall.get("height"))

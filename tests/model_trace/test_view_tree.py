@@ -1,20 +1,17 @@
-"""The view tree on its own: hidden constants, depths, chunking at its limit, what a depth
-opens with and without chunks, labels of chunks and idle groups, and lifted links."""
+"""The view tree on its own: hidden constants, levels, chunking at its limit, what a depth
+opens with and without chunks (drawn by the engine), labels of chunks and idle groups, the
+flow between leaves, and the links the engine draws between boxes."""
 
 from __future__ import annotations
 
 import pytest
 
+from model_trace.engine import DrawOptions, place
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Repeat, Stats, Tensor
-from model_trace.view_tree import (
-    CHUNK_LIMIT,
-    CHUNK_SIZE,
-    ViewTree,
-    expanded_groups,
-    module_label,
-    numbered_run,
-    relative_name,
-)
+from model_trace.naming import module_label, numbered_run, relative_name
+from model_trace.render_html import view_json
+from model_trace.view_data import encode_view
+from model_trace.view_tree import CHUNK_LIMIT, CHUNK_SIZE, ViewTree
 
 
 class GraphMaker:
@@ -64,27 +61,31 @@ def test_constants_and_parameters_are_shown_only_when_asked() -> None:
     op = maker.node("m0", "add", reads=(constant, parameter))
     hidden = ViewTree.from_graph(maker.graph)
     assert hidden.items["m0"].children == [op] and constant not in hidden.items
-    assert hidden.links == {}  # an edge from a hidden node is not drawn
+    assert hidden.flows == []  # an edge from a hidden node is not drawn
     shown = ViewTree.from_graph(maker.graph, show_constants=True)
     assert shown.items["m0"].children == [constant, parameter, op]
     assert shown.items[constant].kind == "constant"
-    assert [(link.src, link.dst) for link in shown.links["m0"]] == [(constant, op),
-                                                                     (parameter, op)]
+    assert [(flow.src, flow.dst) for flow in shown.flows] == [(constant, op), (parameter, op)]
 
 
-def test_depth_counts_every_level_below_the_root_chunks_included() -> None:
+def test_levels_count_modules_below_the_root_not_chunks() -> None:
     tree = ViewTree.from_graph(_modules_under_root(3))
-    assert tree.depth_of("m0") == 0
-    assert tree.depth_of("m1") == 1 and tree.depth_of("m2") == 2
-    assert tree.depth_of("n0") == 3
-    assert tree.ancestors("n0") == ["m2", "m1", "m0"]
+    assert [tree.items[i].level for i in ("m0", "m1", "m2", "n0")] == [0, 1, 2, 3]
+    parents = tree.parents()
+    assert [parents["n0"], parents["m2"], parents["m1"]] == ["m2", "m1", "m0"]
     chunked = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT + 1))
-    assert chunked.depth_of("m1") == 2  # root, chunk, module
-    assert chunked.ancestors("m1") == ["m0/0", "m0"]
+    assert chunked.items["m0/0"].level == 0 and chunked.items["m1"].level == 1
+    assert chunked.parents()["m1"] == "m0/0" and chunked.parents()["m0/0"] == "m0"
+
+
+def _opened(tree: ViewTree, depth: int) -> set[str]:
+    """The boxes the engine draws open at ``depth``."""
+    placed = place(view_json(encode_view(tree)), DrawOptions(depth=depth))
+    return {i for i, box in placed["boxes"].items() if box["open"]}
 
 
 def _opened_modules(tree: ViewTree, depth: int) -> set[str]:
-    return {i for i in expanded_groups(tree, depth) if tree.items[i].kind == "module"}
+    return {i for i in _opened(tree, depth) if tree.items[i].kind == "module"}
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2, 3])
@@ -99,7 +100,7 @@ def test_a_depth_opens_the_same_module_levels_whether_or_not_a_parent_is_chunked
         assert _opened_modules(tree, depth) == expected, (count, depth)
     chunked = ViewTree.from_graph(_modules_under_root(CHUNK_LIMIT + 10))
     chunks = set(chunked.items["m0"].children)
-    assert chunks <= expanded_groups(chunked, 0)  # an open module's chunks are open
+    assert chunks <= _opened(chunked, 0)  # an open module's chunks are open
 
 
 # -- chunks --------------------------------------------------------------------------------
@@ -124,7 +125,9 @@ def test_too_many_chunks_make_bigger_chunks_split_again() -> None:
     assert all(len(item.children) <= CHUNK_LIMIT for item in tree.groups())
     leaves = [i for i in tree.items if tree.items[i].kind == "module" and i != "m0"]
     assert leaves == [f"m{i + 1}" for i in range(count)]  # every expert, in call order
-    assert {tree.depth_of(m) for m in leaves} == {3}  # root, chunk, chunk of a chunk
+    parents = tree.parents()
+    assert {parents[parents[m]] for m in leaves} <= set(chunks)  # chunks of a chunk
+    assert {tree.items[m].level for m in leaves} == {1}
     assert _opened_modules(tree, 0) == {"m0"}
 
 
@@ -182,10 +185,11 @@ def test_idle_submodules_are_gathered_most_common_class_first() -> None:
     tree = ViewTree.from_graph(maker.graph)
     group = tree.items["m0/idle"]
     assert group.label == "not called: 3 Expert, 2 Norm"
-    assert group.children == idle and group.category == "idle"
+    assert group.children == idle and group.category == "idle" and group.kind == "idle"
     assert tree.items["m0"].children == ["n0", "m0/idle"]
     assert all(tree.items[m].parent == "m0/idle" for m in idle)
-    assert "m0/idle" not in expanded_groups(tree, 5)
+    assert "m0/idle" not in _opened(tree, 5)
+    assert "m0/idle" in _opened(tree, -1)  # only "everything" opens it
 
 
 def test_two_idle_submodules_are_gathered_and_many_are_not_chunked() -> None:
@@ -204,10 +208,16 @@ def test_one_idle_submodule_stays_where_it_is() -> None:
     maker.node("m0")
     tree = ViewTree.from_graph(maker.graph)
     assert tree.items["m0"].children == [lone, "n0"] and "m0/idle" not in tree.items
+    assert tree.items[lone].category == "idle"  # greyed where it is
 
 
 # -- links ---------------------------------------------------------------------------------
-def test_links_join_edges_between_the_same_children_in_edge_order() -> None:
+def _links(tree: ViewTree, depth: int) -> list[tuple[str, str, list[str]]]:
+    placed = place(view_json(encode_view(tree)), DrawOptions(depth=depth))
+    return [(r["src"], r["dst"], r["keys"]) for r in placed["routes"]]
+
+
+def test_links_join_flows_between_the_same_closed_boxes_in_flow_order() -> None:
     maker = GraphMaker()
     a, b = maker.module("m0", "a", "A"), maker.module("m0", "b", "B")
     first, second = maker.node(a), maker.node(a)
@@ -216,22 +226,23 @@ def test_links_join_edges_between_the_same_children_in_edge_order() -> None:
     maker.node(b, reads=(first,))  # the same tensor again: listed once
     later = maker.node("m0", reads=(first,))
     tree = ViewTree.from_graph(maker.graph)
-    links = tree.links["m0"]
-    assert [(link.src, link.dst) for link in links] == [(a, b), (a, later)]
-    assert links[0].tensors == ["t0", "t1"]
-    assert links[1].tensors == ["t0"]
-    assert a not in tree.links  # the edge inside a: none (first and second are not linked)
+    assert [(f.src, f.dst, f.key) for f in tree.flows] == [
+        (first, "n2", "t0"), (second, "n3", "t1"), (first, "n4", "t0"), (first, later, "t0")]
+    assert _links(tree, 0) == [(a, b, ["t0", "t1"]), (a, later, ["t0"])]
+    # a open: t0 leaves it through one port, to b and to the op after it
+    opened = {(s, d) for s, d, _ in _links(tree, 1)}
+    assert {(first, f"{a}:out:t0"), (f"{a}:out:t0", later)} <= opened
 
 
-def test_an_edge_inside_one_child_is_that_childs_link_only() -> None:
+def test_a_flow_inside_one_child_is_drawn_only_when_it_is_open() -> None:
     maker = GraphMaker()
     a = maker.module("m0", "a", "A")
     inner = maker.module(a, "a.inner", "Inner")
     start = maker.node(inner)
     maker.node(a, reads=(start,))
     tree = ViewTree.from_graph(maker.graph)
-    assert "m0" not in tree.links
-    assert [(link.src, link.dst) for link in tree.links[a]] == [(inner, "n1")]
+    assert _links(tree, 0) == []
+    assert _links(tree, 1) == [(inner, "n1", ["t0"])]
 
 
 # -- labels --------------------------------------------------------------------------------
@@ -242,9 +253,9 @@ def test_module_labels_name_the_path_below_the_parent_and_the_repeat() -> None:
     graph.modules[layers[0]].repeat = Repeat(
         count=3, members=["layers.0", "layers.1", "layers.2"], member_stats=[Stats()] * 3)
     ffn = maker.module(layers[0], "layers.0.ffn", "MLP")
-    assert module_label(graph, "m0") == "Net"
-    assert module_label(graph, layers[0]) == "layers.0\u20132: Block \u00d73"
-    assert module_label(graph, ffn) == "ffn: MLP"
+    assert module_label(graph, graph.modules["m0"]) == "Net"
+    assert module_label(graph, graph.modules[layers[0]]) == "layers.0\u20132: Block \u00d73"
+    assert module_label(graph, graph.modules[ffn]) == "ffn: MLP"
 
 
 @pytest.mark.parametrize(("names", "expected"), [

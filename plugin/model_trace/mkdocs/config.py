@@ -61,6 +61,9 @@ class ModelTraceConfig(base.Config):
     export = c.ListOfItems(c.Choice(EXPORT_FORMATS), default=[])
     """Export files (png, svg, json) written next to the page for fences that give no
     ``export``."""
+    height = c.Optional(c.Type(int))
+    """The most a figure's frame grows to, in pixels, when a fence gives no ``height``
+    (default: the stylesheet's 640)."""
     theme = c.Choice(THEMES, default="auto")
     """The figures' colours: ``auto`` follows the page (Material's palette toggle included)."""
     assume = c.Choice(ASSUME_MODES, default="warn")

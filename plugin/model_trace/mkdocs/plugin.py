@@ -94,6 +94,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
                 sys.path.insert(0, path)
         return Settings(
             depth=self.config.depth,
+            height=self.config.height,
             routing=self.config.routing,
             assume=self.config.assume,
             export=tuple(self.config.export),

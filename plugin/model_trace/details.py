@@ -1,0 +1,145 @@
+"""What a reader reads about each item of a figure: the lines of its tooltip and side panel,
+and the figures its overlays colour it by, written once here with ``naming``'s number style
+and shipped to the viewer as text.
+
+The time overlay estimates a call's time on one H100 SXM (dense bf16 tensor cores and HBM3
+bandwidth) as the longer of its FLOPs at peak and its activation bytes at peak bandwidth,
+unless the trace measured it (``ModuleCall.measured``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_trace.caveats import node_caveats
+from model_trace.graph import ModuleCall, Node, Stats, Tensor
+from model_trace.naming import format_bytes, format_count, format_seconds
+from model_trace.view_tree import ViewTree
+
+PEAK_FLOPS = 989e12
+"""FLOP/s of one H100 SXM, dense bf16 (the roofline of the time overlay)."""
+PEAK_BYTES = 3.35e12
+"""Bytes/s of its HBM3."""
+OVERLAYS = ("params", "flops", "memory", "time")
+"""The figures a figure can colour its boxes by (besides "none", the op kinds)."""
+
+
+@dataclass(frozen=True)
+class ItemText:
+    """The tooltip and panel of one item: a heading and ``(name, value)`` rows."""
+
+    heading: str
+    rows: list[tuple[str, str]]
+    code: str = ""
+    """The source line of an op, shown as code in the panel."""
+    caveat: bool = False
+    """Values were assumed here, or FLOPs have no formula: the node gets a red dashed outline
+    and its rows say which (``caveats.node_caveats``)."""
+
+    def tooltip(self) -> str:
+        """The lines a static SVG's ``<title>`` and the viewer's tooltip show."""
+        lines = [self.heading, *(f"{name}: {value}" for name, value in self.rows)]
+        if self.code:
+            lines.append(self.code)
+        return "\n".join(lines)
+
+
+def tensor_text(tensor: Tensor) -> str:
+    """``(2, 8, 32) float32``: a tensor as tooltips and the panel list it."""
+    return f"{tensor.shape_label} {tensor.dtype}"
+
+
+def item_text(tree: ViewTree, item_id: str) -> ItemText:
+    """The heading and rows of any item of ``tree``."""
+    item = tree.items[item_id]
+    if item.kind == "module":
+        return _module_text(tree, tree.graph.modules[item_id])
+    if item.kind == "member":
+        owner, index = item_id.split("~")
+        module = tree.graph.modules[owner]
+        assert module.repeat is not None
+        rows = [("member", f"{int(index) + 1} of {module.repeat.count}, drawn as "
+                           f"{module.path or module.cls} (its internals are the same)")]
+        return ItemText(f"{module.repeat.members[int(index)]}: {module.cls}",
+                        rows + _stat_rows(tree.stats(item_id)))
+    if item.kind in ("chunk", "idle"):
+        return ItemText(item.label, _stat_rows(tree.stats(item_id)))
+    return _node_text(tree, tree.graph.nodes[item_id])
+
+
+def _module_text(tree: ViewTree, module: ModuleCall) -> ItemText:
+    rows: list[tuple[str, str]] = []
+    if module.repeat is not None:
+        note = f"; {module.repeat.note}" if module.repeat.note else ""
+        rows.append(("repeat", f"\u00d7{module.repeat.count}{note}; figures below are of "
+                               "one member"))
+    if not module.called:
+        rows.append(("not called", "the forward never called it"))
+    elif tree.items[module.id].category == "idle":
+        rows.append(("no ops", "called, but ran no op (e.g. dropout in eval mode)"))
+    if module.extra_repr:
+        rows.append(("config", module.extra_repr))
+    rows += _stat_rows(module.stats)
+    if module.measured is not None:
+        rows.append(("measured", f"{format_seconds(module.measured.wall_time_s)}, peak "
+                                 f"{format_bytes(module.measured.peak_memory_bytes)}"))
+    if module.source is not None:
+        rows.append(("source", f"{module.source.file}:{module.source.start}"
+                               f"\u2013{module.source.end}"))
+    return ItemText(f"{module.path or '(model)'}: {module.cls}", rows)
+
+
+def _node_text(tree: ViewTree, node: Node) -> ItemText:
+    tensors = tree.graph.tensors
+    rows: list[tuple[str, str]] = []
+    for name, ids in (("in", node.inputs), ("out", node.outputs)):
+        if ids:
+            rows.append((name, ", ".join(tensor_text(tensors[t]) for t in ids if t in tensors)))
+    rows += list(node.args.items())
+    if node.params:
+        rows.append(("reads", ", ".join(node.params)))
+    rows += _stat_rows(node.stats)
+    code = ""
+    if node.source is not None:
+        rows.append(("source", f"{node.source.file}:{node.source.line}"))
+        code = node.source.code
+    caveats = node_caveats(node)
+    rows += [("caveat", line) for line in caveats]
+    return ItemText(f"{node.name}  [{node.category}]", rows, code, caveat=bool(caveats))
+
+
+def _stat_rows(stats: Stats) -> list[tuple[str, str]]:
+    rows = []
+    if stats.params:
+        rows.append(("params", format_count(stats.params)))
+        if stats.activated_params != stats.params:
+            rows.append(("activated", format_count(stats.activated_params)))
+    if stats.flops:
+        rows.append(("FLOPs", format_count(stats.flops)))
+    if stats.activation_bytes:
+        rows.append(("memory", format_bytes(stats.activation_bytes)))
+    return rows
+
+
+def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
+    """The figure an overlay colours an item by: params, FLOPs, activation bytes, seconds."""
+    stats = tree.stats(item_id)
+    if overlay == "params":
+        return stats.params
+    if overlay == "flops":
+        return stats.flops
+    if overlay == "memory":
+        return stats.activation_bytes
+    module = tree.graph.modules.get(item_id)
+    if module is not None and module.measured is not None:
+        return module.measured.wall_time_s
+    return max(stats.flops / PEAK_FLOPS, stats.activation_bytes / PEAK_BYTES)
+
+
+def overlay_text(value: float, overlay: str) -> str:
+    """An overlay figure as the legend and tooltips write it."""
+    if overlay == "memory":
+        return format_bytes(value)
+    if overlay == "time":
+        return format_seconds(value)
+    return format_count(value)
