@@ -9,8 +9,8 @@ build time and in the browser:
   only when a reader unfolds it;
 - submodules that ran nothing are greyed: one called without running an op that returned
   its input (``Dropout`` in eval mode) stays where it was called, the tensor drawn through
-  it; two or more others (never called, like experts that got no tokens) are gathered into
-  one closed group at the end of their module, ``not called: 184 Expert``;
+  it; two or more that were never called (experts that got no tokens) are gathered into one
+  closed group at the end of their module, ``not called: 184 Expert``;
 - a module with more than ``CHUNK_LIMIT`` direct children gets them split, in call order,
   into chunks of ``CHUNK_SIZE``, so no layout sees more than a few hundred boxes; chunks are
   not a level of their own;
@@ -111,7 +111,7 @@ class ViewTree:
                 items[child] = ViewItem(id=child, kind=node.kind, label=node.name,
                                         parent=module.id, category=node.category)
         for module in graph.walk_modules():
-            _gather_idle(items, graph, module.id, ran | set(through))
+            _gather_idle(items, graph, module.id)
         ordered = _with_chunks(items, graph.root)
         _set_levels(ordered, graph.root)
         members = _members(graph, ordered)
@@ -194,12 +194,11 @@ def _through(flows: list[Flow], through: dict[str, list[str]], order: list[str])
     return flows
 
 
-def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str,
-                 drawn_in_place: set[str]) -> None:
-    """Move the submodules of a module that ran nothing (and pass nothing on) into one
-    closed group at its end."""
+def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str) -> None:
+    """Move the submodules of a module that were never called into one closed group at its
+    end."""
     group = items[module_id]
-    idle = [c for c in group.children if c in graph.modules and c not in drawn_in_place]
+    idle = [c for c in group.children if c in graph.modules and not graph.modules[c].called]
     if len(idle) < 2:
         return
     classes: dict[str, int] = {}
@@ -208,9 +207,8 @@ def _gather_idle(items: dict[str, ViewItem], graph: Graph, module_id: str,
         classes[name] = classes.get(name, 0) + 1
         items[child].parent = f"{module_id}/idle"
     words = ", ".join(f"{n} {name}" for name, n in sorted(classes.items(), key=lambda kv: -kv[1]))
-    reason = "not called" if not any(graph.modules[c].called for c in idle) else "idle"
     items[f"{module_id}/idle"] = ViewItem(
-        id=f"{module_id}/idle", kind="idle", label=f"{reason}: {words}", parent=module_id,
+        id=f"{module_id}/idle", kind="idle", label=f"not called: {words}", parent=module_id,
         children=idle, category="idle")
     idle_set = set(idle)
     group.children = [c for c in group.children if c not in idle_set] + [f"{module_id}/idle"]
@@ -223,7 +221,7 @@ def _with_chunks(items: dict[str, ViewItem], root: str) -> dict[str, ViewItem]:
     while stack:
         item = items[stack.pop()]
         ordered[item.id] = item
-        if len(item.children) > CHUNK_LIMIT and item.kind == "module":
+        if len(item.children) > CHUNK_LIMIT and item.kind in ("module", "chunk"):
             for chunk in _chunk(item, items):
                 items[chunk.id] = chunk
         stack.extend(reversed(item.children))
