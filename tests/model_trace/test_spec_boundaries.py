@@ -186,7 +186,7 @@ OTHER_VALUES = {
     "inputs": "[[1, 2]]", "depth": "3", "focus": "x.y", "routing": "first", "fold": "false",
     "trace_depth": "2", "aten": "true", "world_size": "4", "rank": "1",
     "show_constants": "false", "overlay": "flops", "height": "300", "summary": "2",
-    "export": "[svg]", "caption": "c", "direction": "LR",
+    "export": "[svg]", "caption": "c", "direction": "LR", "assume": "error",
 }
 """For each field, a value other than its default."""
 
