@@ -76,6 +76,14 @@ def _grouped_mm_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, out_val: torch.
     return 2 * out_val.numel() * a.shape[-1]
 
 
+def _triangular_solve_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, **__: Any) -> int:
+    """Solving A X = B with A (n, n) triangular: per column of B, n(n-1)/2 multiply-adds and
+    n divisions, n^2 FLOPs (batch dimensions multiply)."""
+    n = a.shape[-1]
+    return n * n * math.prod(b.shape[:-2]) * b.shape[-1]
+
+
+register_flop_formula("aten::linalg_solve_triangular", _triangular_solve_flops)
 register_flop_formula("aten::_scaled_dot_product_flash_attention_for_cpu",
                       _cpu_flash_attention_flops)
 register_flop_formula("aten::_grouped_mm", _grouped_mm_flops)

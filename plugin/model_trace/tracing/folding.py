@@ -114,6 +114,9 @@ class _Folder:
         self.runs = 0
         self.loops = 0
         self.experts = graph.meta.get("experts", {})
+        # every item, dropped members included: a tensor made inside a dropped member is
+        # resolved after ``keep_reachable`` has pruned the graph's own dicts
+        self.all_nodes, self.all_modules = graph.nodes, graph.modules
         self._kids: dict[str, dict[str, int]] = {}
         self._kid_lists: dict[str, list[str]] = {}
         self._module_tags: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -259,14 +262,14 @@ class _Folder:
 
     # -- which item stands for a dropped one -------------------------------------------
     def parent_of(self, item: str) -> str | None:
-        node = self.graph.nodes.get(item)
-        return node.parent if node is not None else self.graph.modules[item].parent
+        node = self.all_nodes.get(item)
+        return node.parent if node is not None else self.all_modules[item].parent
 
     def kids(self, module_id: str) -> list[str]:
         found = self._kid_lists.get(module_id)
         if found is None:
             found = self._kid_lists[module_id] = [
-                c for c in self.graph.modules[module_id].children if self.included(c)]
+                c for c in self.all_modules[module_id].children if self.included(c)]
             self._kids[module_id] = {c: i for i, c in enumerate(found)}
         return found
 
@@ -307,8 +310,8 @@ class _Folder:
         if producer is not None:
             standing = self.resolve(producer)
             if standing != producer:
-                outputs = self.graph.nodes[producer].outputs
-                theirs = self.graph.nodes[standing].outputs
+                outputs = self.all_nodes[producer].outputs
+                theirs = self.all_nodes[standing].outputs
                 index = outputs.index(tensor_id) if tensor_id in outputs else -1
                 if 0 <= index < len(theirs):
                     result = theirs[index]

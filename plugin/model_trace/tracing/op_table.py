@@ -109,7 +109,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("elementwise", "zeros_like", role="like", made="args"),
     _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
                     "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
-                    "cummax cummin"),
+                    "cummax cummin linalg_vector_norm vector_norm"),
     _rows("reduce", "max min topk argmax", role="routing"),
     _rows("index", "getitem gather index_select", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),

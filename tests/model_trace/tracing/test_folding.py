@@ -84,3 +84,61 @@ def test_find_runs_prefers_the_longest_cover() -> None:
     assert find_runs([1, 1, 1, 2, 3, 2, 3, 4]) == [(0, 1, 3), (3, 2, 2)]
     assert find_runs([5, 6, 5, 6, 5, 6]) == [(0, 2, 3)]
     assert find_runs([1, 2, 3]) == []
+
+
+class _Scorer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * 2
+
+
+class _Block(torch.nn.Module):
+    """Returns scores made inside a submodule, which the next, different layer takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scorer, self.out = _Scorer(), torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.out(x), self.scorer(x)
+
+
+class _Last(torch.nn.Module):
+    def __init__(self, reads_scores: bool) -> None:
+        super().__init__()
+        self.lin, self.reads_scores = torch.nn.Linear(8, 8), reads_scores
+
+    def forward(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) + scores if self.reads_scores else self.lin(x)
+
+
+class _ScoresAcross(torch.nn.Module):
+    def __init__(self, reads_scores: bool) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(_Block() for _ in range(3))
+        self.last = _Last(reads_scores)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = x
+        for block in self.blocks:
+            x, scores = block(x)
+        return self.last(x, scores)
+
+
+def test_a_tensor_made_inside_a_folded_member_and_passed_on_stands_for_the_first() -> None:
+    """GLM's sparse attention hands a layer the indexer scores of the layer before: with the
+    three layers before folded into one, the scores are the representative's (whether or not
+    an op of the next layer reads them)."""
+    for reads_scores in (True, False):
+        with torch.device("meta"):
+            model, x = _ScoresAcross(reads_scores), torch.empty(2, 8)
+        graph = trace(model, x)
+        (blocks,) = (c for c in graph.modules.values() if c.repeat is not None)
+        assert blocks.repeat.count == 3
+        last = next(c for c in graph.modules.values() if c.path == "last")
+        scores = graph.tensors[last.inputs[1]]
+        producer = graph.nodes[scores.producer]  # type: ignore[index]
+        assert (producer.name, graph.modules[producer.parent].path) == ("mul", "blocks.0.scorer")
