@@ -18,6 +18,37 @@ from model_trace.graph import Graph
 
 SiteBuilder = Callable[..., Path]
 
+SLOW_MARKERS = ("slow", "browser")
+"""Tests that run only with ``--slow`` (or when ``-m`` selects them): the whole docs site, the
+browser, the 671B model, Triton's interpreter, the Hugging Face cross-checks."""
+SLOW_FILES = {
+    "test_kernels_triton.py": "Triton's interpreter runs the FP8 kernels on the CPU",
+    "test_deepseek_v3_hf.py": "cross-checks against Hugging Face's DeepSeek-V3",
+    "test_docs_site.py": "builds the whole docs site",
+}
+"""Test files that are slow as a whole (marked here, so their owners' files stay as they are)."""
+SLOW_FIXTURES = {"traced_671b": "traces the 671B model"}
+SLOW_TESTS = {"test_triton_kernels_in_interpreter": "runs test_kernels_triton.py under "
+              "Triton's interpreter"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the slow tests (marked slow or browser); CI runs them")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if (item.path.name in SLOW_FILES or getattr(item, "originalname", "") in SLOW_TESTS
+                or SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--slow") or "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(skip)
+
 TINY_MODELS = '''\
 """Models for tests; building one appends a line to BUILD_LOG, so tests can count traces."""
 import os

@@ -131,29 +131,44 @@ def _key_value(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"the value of {text!r}: {error}") from error
 
 
+DESCRIPTION = ("model-trace draws the computation graph of a PyTorch model, traced on the meta "
+               "device: render a fence spec to a file, write a model's graph as JSON, or print "
+               "its per-module summary")
+
+
+def plain(text: str) -> str:
+    """Help text in the command line's one style: plain text (no Markdown backticks), starting
+    in lower case, without a final period."""
+    text = text.replace("`", "").strip().removesuffix(".")
+    first_word = text.split(" ", 1)[0]
+    return text if first_word[1:] != first_word[1:].lower() else text[:1].lower() + text[1:]
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """The options that say what to trace: the trace fields of a fence."""
     parser.add_argument("model", metavar="MODEL",
                         help="a zoo model (deepseek-v3) or an import path package.module:factory")
-    parser.add_argument("--config", help=FIELDS["config"].description)
+    parser.add_argument("--config", help=plain(FIELDS["config"].description))
     parser.add_argument("--set", type=_key_value, action="append", default=[],
                         metavar="KEY=VALUE",
                         help="a field of the zoo config (e.g. n_layers=4), or for an import "
                         "path a keyword argument of the factory; repeatable, YAML values")
     parser.add_argument("--arg", type=_key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help=FIELDS["args"].description + " Repeatable.")
-    parser.add_argument("--inputs", metavar="YAML", help=FIELDS["inputs"].description
-                        + " Written as in a fence: '[[8, 64]]', '{tokens: [1, 128]}'.")
-    parser.add_argument("--routing", metavar="POLICY", help=FIELDS["routing"].description)
+                        metavar="KEY=VALUE",
+                        help=plain(FIELDS["args"].description) + "; repeatable")
+    parser.add_argument("--inputs", metavar="YAML", help=plain(FIELDS["inputs"].description)
+                        + "; written as in a fence: '[[8, 64]]', '{tokens: [1, 128]}'")
+    parser.add_argument("--routing", metavar="POLICY",
+                        help=plain(FIELDS["routing"].description))
     parser.add_argument("--no-fold", action="store_true",
                         help="keep every repeated layer instead of folding runs into one")
     parser.add_argument("--trace-depth", type=int, default=0, metavar="N",
-                        help=FIELDS["trace_depth"].description)
-    parser.add_argument("--aten", action="store_true", help=FIELDS["aten"].description)
+                        help=plain(FIELDS["trace_depth"].description))
+    parser.add_argument("--aten", action="store_true", help=plain(FIELDS["aten"].description))
     parser.add_argument("--world-size", type=int, default=1, metavar="N",
-                        help=FIELDS["world_size"].description)
+                        help=plain(FIELDS["world_size"].description))
     parser.add_argument("--rank", type=int, default=0, metavar="R",
-                        help=FIELDS["rank"].description)
+                        help=plain(FIELDS["rank"].description))
 
 
 def standalone_page(figure: str, title: str) -> str:
@@ -167,6 +182,7 @@ def standalone_page(figure: str, title: str) -> str:
     scripts = "\n".join(f"<script>\n{_script_safe(content.decode('utf-8'))}\n</script>"
                         for name, content in files if name.endswith(".js"))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="color-scheme" content="light dark">\n'
             f"<title>{html.escape(title)}</title>\n{styles}\n</head>\n<body>\n{figure}\n"
             f"{scripts}\n</body>\n</html>\n")
 
@@ -177,7 +193,7 @@ def _script_safe(code: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="model-trace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="model-trace", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser(
         "render", help="trace a fence spec and write html (standalone), svg, png or json")

@@ -17,8 +17,10 @@ build traces each model once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
+import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -170,12 +172,14 @@ def find_fences(lines: list[str]) -> list[tuple[int, str]]:
 class _FenceCollector(Preprocessor):
     """Notes where each fence starts (before SuperFences replaces it) and submits them all."""
 
-    def __init__(self, md: Markdown, state: FenceState) -> None:
+    def __init__(self, md: Markdown, state: FenceState, paths: list[str] | None = None) -> None:
         super().__init__(md)
         self.state = state
+        self.paths = paths or []
 
     def run(self, lines: list[str]) -> list[str]:
-        _follow_site_context(self.md, self.state)
+        root = _follow_site_context(self.md, self.state)
+        put_on_sys_path(self.paths, root or Path.cwd())
         self.state.problems = []
         self.state.warnings = []
         self.state.reported = False
@@ -191,10 +195,20 @@ def export_namer(stem: str) -> Callable[[str], str]:
     return lambda prefix: prefix if stem == "index" else f"{stem}-{prefix}"
 
 
-def _follow_site_context(md: Markdown, state: FenceState) -> None:
+def put_on_sys_path(folders: list[str], root: Path) -> None:
+    """Put ``folders`` (relative to ``root``) at the front of ``sys.path``, where not there
+    yet: trace workers start with the build's ``sys.path``."""
+    for folder in reversed(folders):
+        path = str((root / folder).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def _follow_site_context(md: Markdown, state: FenceState) -> Path | None:
     """Name the page a site generator is rendering, and where its output goes, where the
     generator says so: Zensical registers a preprocessor holding the page (``.page.path``,
-    ``.page.url``) and the site's configuration (``root_dir``, ``site_dir``)."""
+    ``.page.url``) and the site's configuration (``root_dir``, ``site_dir``). Returns the
+    site's root folder, if known."""
     for processor in md.preprocessors:
         page = getattr(processor, "page", None)
         path, url = getattr(page, "path", None), getattr(page, "url", None)
@@ -209,7 +223,9 @@ def _follow_site_context(md: Markdown, state: FenceState) -> None:
             stem = file_name.rpartition(".")[0] or file_name
             state.start_page(path, export_namer(stem))
             state.site_dir, state.page_folder = site_dir, site_dir / folder
-        return
+        root = config.get("root_dir") if isinstance(config, dict) else None
+        return Path(root) if isinstance(root, str) and root else None
+    return None
 
 
 class _DocumentEnd(Postprocessor):
@@ -298,7 +314,7 @@ def _attach_state(md: Markdown) -> FenceState:
     with _ATTACH_LOCK:
         state = getattr(md, "model_trace_state", None)
         if state is None:
-            extension = ModelTraceExtension(register_fence=False)
+            extension = ModelTraceExtension(register_fence=False, paths=[])
             extension.extendMarkdown(md)
             state = extension.state
             state.lines_known = False
@@ -318,9 +334,10 @@ class ModelTraceExtension(Extension):
     a ``FenceState`` on the Markdown instance as ``md.model_trace_state``. Its options (also
     given by name, as ``extension_configs`` or a site generator's ``markdown_extensions``
     entry): ``on_error`` (``fail``, ``warn``, ``record``), ``allowed_roots``, ``own_roots``,
-    ``cache_dir``. Fences trace in this process; every instance with the same options shares
-    one session, and so one in-memory cache. Pass ``state=FenceState(TraceSession(Settings(
-    ...)))`` for worker processes or anything else ``Settings`` holds.
+    ``cache_dir``, ``paths``. Fences trace in this process; every instance with the same
+    options shares one session, and so one in-memory cache. Pass
+    ``state=FenceState(TraceSession(Settings(...)))`` for worker processes or anything else
+    ``Settings`` holds.
     """
 
     def __init__(self, state: FenceState | None = None, register_fence: bool = True,
@@ -333,6 +350,8 @@ class ModelTraceExtension(Extension):
                               "classes a fence may build"],
             "own_roots": [[], "the site's own packages: any class or function in them"],
             "cache_dir": ["", "a folder for traced figures between runs ('' for none)"],
+            "paths": [["."], "folders put at the front of sys.path, so a site's own models "
+                      "import: relative to the site's root (Zensical's) or the working folder"],
         }
         super().__init__(**kwargs)
         on_error = self.getConfig("on_error")
@@ -348,10 +367,12 @@ class ModelTraceExtension(Extension):
                 cache_dir=Path(cache_dir) if cache_dir else None, isolate=False)))
         self.state = state
         self.register_fence = register_fence
+        self.paths: list[str] = list(self.getConfig("paths"))
 
     def extendMarkdown(self, md: Markdown) -> None:
         md.model_trace_state = self.state  # type: ignore[attr-defined]
-        md.preprocessors.register(_FenceCollector(md, self.state), "model_trace_lines", 40)
+        md.preprocessors.register(_FenceCollector(md, self.state, self.paths),
+                                  "model_trace_lines", 40)
         md.postprocessors.register(_DocumentEnd(md, self.state, self.on_error),
                                    "model_trace_problems", 0)
         md.registerExtension(self)
@@ -381,14 +402,16 @@ def _add_to_superfences(md: Markdown) -> None:
     loaded = [e for e in md.registeredExtensions if isinstance(e, SuperFencesCodeExtension)]
     if loaded:
         entry = superfences_entry()
-        loaded[-1].extend_super_fences(
-            FENCE_NAME,
+        extend = loaded[-1].extend_super_fences
+        callbacks: list[Callable[..., Any]] = [
             lambda src="", language="", options=None, md=None, **kwargs: entry["format"](
                 src, language, FENCE_NAME, options or {}, md, **kwargs
             ),
             lambda language, inputs, options, attrs, md: True,
-            lambda md: None,
-        )
+        ]
+        if "reset" in inspect.signature(extend).parameters:  # pymdown-extensions 11 and later
+            callbacks.append(lambda md: None)
+        extend(FENCE_NAME, *callbacks)
     else:
         SuperFencesCodeExtension(custom_fences=[superfences_entry()]).extendMarkdown(md)
 

@@ -160,3 +160,22 @@ def test_command_line_in_a_subprocess(tmp_path: Path) -> None:
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr.startswith("model-trace: error: unknown DeepSeek-V3 config")
     assert "Traceback" not in failed.stderr
+
+
+def test_help_is_plain_text_in_one_style() -> None:
+    import argparse
+
+    from model_trace.cli import build_parser
+
+    parser = build_parser()
+    assert "`" not in parser.description and not parser.description.startswith("`")
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = [a.help for a in commands._choices_actions]
+    for sub in commands.choices.values():
+        helps += [a.help for a in sub._actions if a.help and a.help != argparse.SUPPRESS]
+    for text in helps:
+        if text.startswith("show this help"):
+            continue
+        assert "`" not in text and not text.endswith("."), text
+        first = text.split(" ", 1)[0]
+        assert text[0].islower() or first[1:] != first[1:].lower(), text

@@ -67,6 +67,7 @@ def test_totals_leave_out_fp8_block_scales() -> None:
     assert f"{totals['block_scale_params']:,} float32 fp8 block scales" in table
 
 
+@pytest.mark.slow
 def test_published_671b_totals_come_out_of_the_trace() -> None:
     """DeepSeek-V3's published counts: 671,026,419,200 parameters, 37.55B activated."""
     (output,) = run_fences([_prepared("model: deepseek-v3\nconfig: 671B\nsummary: 1")])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +31,7 @@ from model_trace.markdown_ext import (
     ModelTraceExtension,
     export_namer,
     find_fences,
+    put_on_sys_path,
     superfences_entry,
 )
 from model_trace.mkdocs.config import ModelTraceConfig
@@ -77,7 +77,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             fences.append(superfences_entry())
         config.markdown_extensions.append(
             ModelTraceExtension(state=self.state, register_fence=False,  # type: ignore[arg-type]
-                                on_error="record")
+                                on_error="record", paths=[])
         )
         for name in linked_names():
             target = config.extra_javascript if name.endswith(".js") else config.extra_css
@@ -88,10 +88,7 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
 
     def _settings(self, config: MkDocsConfig) -> Settings:
         root = Path(config.config_file_path or ".").resolve().parent
-        for folder in reversed(self.config.paths):
-            path = str((root / folder).resolve())
-            if path not in sys.path:
-                sys.path.insert(0, path)
+        put_on_sys_path(self.config.paths, root)
         return Settings(
             depth=self.config.depth,
             height=self.config.height,
