@@ -25,6 +25,7 @@ SLOW_FILES = {
     "test_kernels_triton.py": "Triton's interpreter runs the FP8 kernels on the CPU",
     "test_deepseek_v3_hf.py": "cross-checks against Hugging Face's DeepSeek-V3",
     "test_docs_site.py": "builds the whole docs site",
+    "test_deepseek_v3_forward.py": "runs DeepSeek-V3's forward for real on the CPU",
 }
 """Test files that are slow as a whole (marked here, so their owners' files stay as they are)."""
 SLOW_FIXTURES = {"traced_671b": "traces the 671B model"}

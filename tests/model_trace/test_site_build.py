@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,17 @@ def test_search_indexes_the_caption_not_the_drawing(build_site, theme: str) -> N
     assert "A linear layer" in text
     assert "(3, 8)" not in text and "Computation graph" not in text
     assert ">(3, 8)</text>" in (site / "index.html").read_text(encoding="utf-8")  # still drawn
+
+
+def test_a_model_package_next_to_mkdocs_yml_imports_without_pythonpath(
+        build_site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the plugin adds to it; undone after
+    package = tmp_path / "local_models_for_paths"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from torch import nn\n\n\ndef build(width: int = 4) -> nn.Module:\n"
+        "    return nn.Sequential(nn.Linear(width, width), nn.Tanh())\n", encoding="utf-8")
+    page = ("```model-trace\nmodel: local_models_for_paths:build\ninputs: [[2, 4]]\n```\n")
+    site = build_site({"index.md": page}, plugin={"own_roots": ["local_models_for_paths"]})
+    assert ">tanh</text>" in (site / "index.html").read_text(encoding="utf-8")
+    assert str(tmp_path.resolve()) in sys.path
