@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -311,3 +313,21 @@ def test_a_model_package_next_to_mkdocs_yml_imports_without_pythonpath(
     site = build_site({"index.md": page}, plugin={"own_roots": ["local_models_for_paths"]})
     assert ">tanh</text>" in (site / "index.html").read_text(encoding="utf-8")
     assert str(tmp_path.resolve()) in sys.path
+
+
+def test_the_mkdocs_script_builds_without_path(tmp_path: Path) -> None:
+    """``venv/bin/mkdocs build`` from a shell where the environment is not activated: nothing
+    is looked up on PATH (the workers are this interpreter, the layout runs in-process)."""
+    script = Path(sys.executable).with_name("mkdocs")
+    if not script.is_file():
+        pytest.skip(f"no mkdocs script next to {sys.executable}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/index.md").write_text(LINEAR_FENCE, encoding="utf-8")
+    (tmp_path / "mkdocs.yml").write_text("site_name: no path\nplugins:\n  - model-trace\n")
+    env = {key: value for key, value in os.environ.items() if key != "PATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "plugin"),
+                                         os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run([str(script), "build", "--strict"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '<figure class="model-trace"' in (tmp_path / "site/index.html").read_text()
