@@ -40,6 +40,7 @@ from model_trace.tracing.known_values import (
     attach,
     compute_known,
     forget,
+    known,
 )
 from model_trace.tracing.meta_cache import MetaResults, is_float
 from model_trace.tracing.op_info import OpInfo
@@ -173,9 +174,8 @@ class ConcreteValues:
             return probe
         return call(func, args, on_cpu)
 
-    @staticmethod
-    def _stay_on_meta(name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      call: Call) -> Any:
+    def _stay_on_meta(self, name: str, func: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any], call: Call) -> Any:
         tensor = args[0]
         if name != "to":
             return tensor
@@ -185,7 +185,16 @@ class ConcreteValues:
                 dtype = value
             elif isinstance(value, torch.Tensor):
                 dtype = value.dtype
-        return call(func, (tensor,), {"dtype": dtype}) if dtype is not None else tensor
+        if dtype is None:
+            return tensor
+        result = call(func, (tensor,), {"dtype": dtype})
+        values = known(tensor) if self.knowing and tensor.is_meta else None
+        if values is None:
+            return result
+        if is_float(result):  # the known values travel with the cast
+            attach(result, values.to(dtype))
+            return result
+        return values.to(dtype)  # integers of known floats: concrete (a mask's .to(bool))
 
     # -- rule 2 -------------------------------------------------------------------------
     @staticmethod

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -190,7 +191,20 @@ class _Folder:
         line) from 3 on."""
         start, period, count = run
         has_module = any(i in self.graph.modules for i in items[start:start + period])
+        if has_module and not self.chained_if_shared(items[start:start + period * count]):
+            return False
         return has_module or count >= MIN_OP_RUN
+
+    def chained_if_shared(self, members: list[str]) -> bool:
+        """Calls of one and the same module fold only as a chain, each fed by the one before
+        (a shared layer applied N times); side by side (Llama 4's ``qk_norm`` of the queries,
+        then of the keys) they are two uses, not repeats."""
+        calls = [self.graph.modules[i] for i in members if i in self.graph.modules]
+        paths = [c.path for c in calls]
+        if len(set(paths)) == len(paths):
+            return True
+        return all(set(after.inputs) & set(before.outputs)
+                   for before, after in itertools.pairwise(calls))
 
     def fold_run(self, call: ModuleCall, items: list[str], sequence: list[int], start: int,
                  period: int, count: int) -> str:

@@ -114,7 +114,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("index", "getitem gather index_select", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
     _rows("index", "nonzero masked_select unique unique_consecutive bucketize searchsorted "
-                   "one_hot argwhere nonzero_static"),
+                   "one_hot argwhere nonzero_static unsafe_index"),
     _rows("shape", "view reshape flatten unflatten transpose permute expand split chunk "
                    "squeeze unsqueeze t", role="view"),
     _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
