@@ -62,7 +62,8 @@ def _model(model_class: str, config_class: str, **numbers: Any
     return build
 
 
-def _pixels(size: int = 224) -> dict[str, Any]:
+def pixels(size: int = 224) -> dict[str, Any]:
+    """A (1, 3, size, size) image on the meta device, as ``pixel_values``."""
     return {"pixel_values": torch.empty(1, 3, size, size, device="meta")}
 
 
@@ -211,11 +212,11 @@ ARCHITECTURES: dict[str, Published] = {p.name: p for p in (
               _model("BertModel", "BertConfig")),
     # -- vision -------------------------------------------------------------------------------
     Published("ViT-B/16 (transformers)", "vision", "google/vit-base-patch16-224", "86M",
-              _model("ViTModel", "ViTConfig"), _pixels),
+              _model("ViTModel", "ViTConfig"), pixels),
     Published("CLIP ViT-L/14 vision", "vision", "openai/clip-vit-large-patch14", "304M",
               _model("CLIPVisionModel", "CLIPVisionConfig", hidden_size=1024,
                      intermediate_size=4096, num_hidden_layers=24,
-                     num_attention_heads=16, patch_size=14, image_size=224), _pixels),
+                     num_attention_heads=16, patch_size=14, image_size=224), pixels),
     # -- state space ----------------------------------------------------------------------
     Published("Mamba 130M", "state space", "state-spaces/mamba-130m-hf", "130M",
               _causal_lm("MambaConfig", vocab_size=50280, hidden_size=768,
