@@ -1,6 +1,7 @@
 """What a reader of a traced figure must know about its facts, as text: values the trace
 assumed (``Node.assumed``, ``graph.meta["assumptions"]``) and ops whose FLOPs have no formula
-(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``). The tracer writes these
+(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``), and where measured times
+come from (``graph.meta["execution"]``). The tracer writes these
 facts into the Graph; the build log, the summary tables and the figure's tooltips say them
 in these words. No torch here: rendering a saved graph does not need it.
 """
@@ -8,6 +9,7 @@ in these words. No torch here: rendering a saved graph does not need it.
 from __future__ import annotations
 
 from model_trace.graph import Graph, Node
+from model_trace.naming import format_seconds
 
 ASSUMED: dict[str, str] = {
     "input": "integer input given on the meta device, so without values: taken as zeros",
@@ -69,3 +71,15 @@ def node_caveats(node: Node) -> list[str]:
     if node.uncounted_flops:
         lines.append("FLOPs not counted (no formula): " + ", ".join(node.uncounted_flops))
     return lines
+
+
+def execution_caption(graph: Graph, weights: str) -> str:
+    """What a figure with measured times says about the run (``execute``): the machine, its
+    threads, torch's version, the weights (``random``: seeded, else the model's own)."""
+    run = graph.meta["execution"]
+    weights = "seeded random weights" if weights == "random" else "the model's weights"
+    return (f"Measured: one run on the {run['device']} after a warm-up, {run['machine']}, "
+            f"{run['threads']} threads, torch {run['torch']}, {weights}; "
+            f"{format_seconds(run['total_s'])} in all ({run['measured_calls']} of "
+            f"{run['called_modules']} module calls and {run['measured_ops']} of {run['ops']} "
+            "ops timed).")

@@ -149,6 +149,9 @@ class Node:
     uncounted_flops: list[str] = field(default_factory=list)
     """Ops that computed floats here without a FLOP formula (``aten::foo``): ``stats.flops``
     leaves them out, so it is a lower bound. Empty when every op was counted."""
+    measured: Measured | None = None
+    """Wall time of the op in a real run (``trace(..., execute=...)``); its memory is the
+    bytes of the tensors it returned that were not its arguments."""
     assumed: str = ""
     """Set when values here were assumed, not computed (``tracing.assumptions``): ``zeros``
     (an integer result of meta floats), ``kernel`` (no CPU kernel for its dtypes), ``input``
@@ -368,5 +371,6 @@ def _node_from_dict(data: dict[str, Any]) -> Node:
             "stats": Stats(**data["stats"]),
             "source": SourceLocation(**source) if source else None,
             "selections": [Selection(**s) for s in data.get("selections", [])],
+            "measured": Measured(**data["measured"]) if data.get("measured") else None,
         }
     )

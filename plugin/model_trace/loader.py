@@ -79,6 +79,9 @@ class ZooModel:
     default_inputs: dict[str, Any]
     input_dtypes: dict[str, str] = field(default_factory=dict)
     """dtype of a named input whose fence gives a shape only (token ids are int64)."""
+    init_weights: Callable[[Any, torch.nn.Module, int], None] | None = None
+    """(package module, model on the CPU, seed): fill the model with seeded random weights,
+    for data views and ``execute`` with ``weights: random``."""
 
 
 def _build_deepseek_v3(package: Any, spec: FenceSpec) -> torch.nn.Module:
@@ -142,15 +145,26 @@ ZOO: dict[str, ZooModel] = {
         default_config="671B",
         default_inputs={"tokens": [1, 128]},
         input_dtypes={"tokens": "int64"},
+        init_weights=lambda package, model, seed: package.init_weights(model, seed=seed),
     ),
 }
 
 
+FACTORY_FIELDS = ("inputs", "tokenizer", "dataset")
+"""Fields that name a function the build calls (any code, so only from the site's own roots)."""
+
+
+def _factory_paths(spec: FenceSpec) -> list[tuple[str, str]]:
+    """(field, import path) of each function the spec names besides its model."""
+    return [(name, value) for name in FACTORY_FIELDS
+            if isinstance(value := getattr(spec, name, None), str)]
+
+
 def imported_modules(spec: FenceSpec) -> list[str]:
-    """The modules a spec makes the build import: its model's and its inputs' (if a path)."""
+    """The modules a spec makes the build import: its model's and those of the functions it
+    names (inputs, tokenizer, dataset)."""
     modules = [ZOO[spec.model].package if spec.model in ZOO else spec.model.partition(":")[0]]
-    if isinstance(spec.inputs, str):
-        modules.append(spec.inputs.partition(":")[0])
+    modules += [path.partition(":")[0] for _, path in _factory_paths(spec)]
     return modules
 
 
@@ -171,8 +185,8 @@ def check_allowed(spec: FenceSpec, policy: ImportPolicy | None) -> None:
                             f"'model_zoo' to {policy.option('allowed_roots')}", field="model")
     else:
         check_path(spec.model, "model", policy)
-    if isinstance(spec.inputs, str):
-        check_path(spec.inputs, "inputs", policy)
+    for name, path in _factory_paths(spec):
+        check_path(path, name, policy)
 
 
 def check_path(path: str, field_name: str, policy: ImportPolicy) -> tuple[str, bool]:
@@ -194,8 +208,9 @@ def check_path(path: str, field_name: str, policy: ImportPolicy) -> tuple[str, b
     root, own = found
     if own:
         return found
-    if field_name == "inputs":
-        raise SpecError(f"'{brief(path)}' is in the library root '{root}'; an inputs function "
+    if field_name in FACTORY_FIELDS:
+        raise SpecError(f"'{brief(path)}' is in the library root '{root}'; an {field_name} "
+                        "function "
                         "may be any code, so it must be in one of the site's own packages: "
                         f"list yours in {policy.option('own_roots')}", field=field_name)
     private = next((p for p in parts if p.startswith("_")), None)
@@ -322,8 +337,9 @@ def _check_callable_kind(obj: Any, path: str, field_name: str, policy: ImportPol
             return
         raise SpecError(f"'{path}' is a {type(obj).__name__}, not a class or a function",
                         field=field_name)
-    if field_name == "inputs":
-        raise SpecError(f"'{path}' is defined in the library root '{root}'; an inputs function "
+    if field_name in FACTORY_FIELDS:
+        raise SpecError(f"'{path}' is defined in the library root '{root}'; an {field_name} "
+                        "function "
                         f"must be in one of the site's own packages "
                         f"({policy.option('own_roots')})", field=field_name)
     if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and not (

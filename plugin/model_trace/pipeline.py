@@ -19,7 +19,8 @@ import torch
 
 from model_trace.breakdown import breakdown_table
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
-from model_trace.caveats import assumption_messages
+from model_trace.caveats import assumption_messages, execution_caption
+from model_trace.dataviews import CAPTURE_VIEWS
 from model_trace.errors import ModelTraceError, SpecError, TraceError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
@@ -30,7 +31,8 @@ from model_trace.tracing import trace
 
 TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
 """Fence fields passed to ``tracing.trace`` by the same name."""
-OWN_VIEW_FIELDS = ("focus", "summary", "export", "assume")
+OWN_VIEW_FIELDS = ("focus", "summary", "export", "assume", "view", "layers", "heads",
+                   "projection")
 """View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
 
@@ -39,6 +41,14 @@ def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
     rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1); ``policy``
     is what a docs site allows the spec to import and call (None: anything)."""
     with _process_group(spec.world_size, spec.rank):
+        if spec.execute is not None:
+            from model_trace.dataviews.runnable import real_inputs, real_model
+
+            model = real_model(spec, policy, f"`execute: {spec.execute}`")
+            args, kwargs = real_inputs(spec, policy)
+            with torch.no_grad():
+                return trace(model, *args, **kwargs, execute=spec.execute,
+                             **trace_options(spec))
         model = build_model(spec, policy=policy)
         args, kwargs = build_inputs(spec, policy=policy)
         with torch.no_grad():
@@ -91,6 +101,10 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
     that graph (they must share ``trace_identity``); a problem with one spec's view is
     returned in its place."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
+    if specs[0].view in CAPTURE_VIEWS:
+        from model_trace.dataviews.run import run_data_views
+
+        return run_data_views(specs, policy)
     graph = trace_spec(specs[0], policy=policy)
     outputs: list[FenceOutput | ModelTraceError] = []
     for spec in specs:
@@ -103,6 +117,13 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
 
 def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     """One fence's figure (and table, and export files) from its traced graph."""
+    if spec.view == "experts":
+        from model_trace.dataviews.run import draw_experts_view
+
+        return draw_experts_view(graph, spec)
+    if "execution" in graph.meta:
+        spec = dataclasses.replace(spec, caption=" ".join(
+            filter(None, (spec.caption, execution_caption(graph, spec.weights)))))
     if spec.focus:
         graph = focus_graph(graph, spec.focus)
         if not spec.caption:

@@ -25,6 +25,7 @@ from model_trace.cache import (
     TraceCache,
     cache_key,
 )
+from model_trace.dataviews import check_view_fields
 from model_trace.loader import (
     DEFAULT_ALLOWED_ROOTS,
     ZOO,
@@ -129,6 +130,7 @@ class TraceSession:
     def prepare(self, spec: FenceSpec) -> FenceSpec:
         """The spec with the defaults filled in; ``SpecError`` if it may not be imported."""
         check_allowed(spec, self.settings.policy)
+        check_view_fields(spec)
         zoo = ZOO.get(spec.model)
         if zoo is not None:  # so that `config: 671B` and no config share a trace
             spec = dataclasses.replace(spec, config=spec.config or zoo.default_config,

@@ -37,6 +37,17 @@ EXPORT_FORMATS = ("png", "svg", "json")
 ASSUME_MODES = ("error", "warn", "allow")
 """What a build does when a trace had to assume values that change the figure."""
 """Files a fence can offer for download next to its page."""
+VIEWS = ("graph", "attention", "embeddings", "experts")
+"""What a fence draws: the computation graph, or one of the data views (``dataviews``)."""
+WEIGHTS = ("model", "random")
+"""Where a data view's weights come from: what the model's factory loads, or seeded random."""
+POOLINGS = ("mean", "first", "last")
+"""How an embeddings view turns a text's hidden states into one vector."""
+PROJECTIONS = ("pca", "tsne", "umap")
+"""How an embeddings view projects vectors to 2-D (t-SNE and UMAP need optional packages)."""
+EXECUTE_DEVICES = ("cpu",)
+"""Where ``execute`` runs a model for real to measure it."""
+MAX_TOKEN_ID = 2**31 - 1
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "bool")
 """Input dtypes a fence may name."""
 
@@ -171,6 +182,33 @@ def _check_overrides(value: dict[Any, Any]) -> str | None:
     return _check_names(value, "overrides") or _plain_data_problem(value)
 
 
+def _check_index_list(items: list[Any]) -> str | None:
+    value = items
+    if not items or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 4096
+                            for i in items):
+        return f"{brief(repr(value), 60)} is not a list of indices from 0 (e.g. [0, 3])"
+    if len(set(items)) != len(items):
+        return f"{brief(repr(value), 60)} names an index twice"
+    return None
+
+
+def _check_tokens(value: list[Any]) -> str | None:
+    if not value or not all(isinstance(i, int) and not isinstance(i, bool)
+                            and 0 <= i <= MAX_TOKEN_ID for i in value):
+        return f"{brief(repr(value), 60)} is not a list of token ids (integers from 0)"
+    return None
+
+
+def _check_texts(value: Any) -> str | None:
+    groups = value.values() if isinstance(value, dict) else [value]
+    for texts in groups:
+        if not isinstance(texts, list) or not texts or not all(
+                isinstance(t, str) and t.strip() for t in texts):
+            return ("write a list of texts, or a mapping of group names to lists of texts "
+                    "(e.g. {animals: [A cat sleeps., ...], food: [...]})")
+    return None
+
+
 FIELDS: dict[str, FieldRule] = {
     "model": FieldRule(
         (str,), "A zoo name (`deepseek-v3`), or an import path `package.module:Class` to an "
@@ -258,6 +296,58 @@ FIELDS: dict[str, FieldRule] = {
         choices=ASSUME_MODES),
     "caption": FieldRule((str,), "Caption shown under the graph.", "One MoE block",
                          default='""', max_length=500),
+    "view": FieldRule(
+        (str,), "What the fence draws: the computation `graph`, or a data view: `attention` "
+        "maps of a text, `embeddings` of many texts projected to 2-D, `experts` (tokens per "
+        "expert of a mixture of experts).", "attention", default="graph", choices=VIEWS),
+    "text": FieldRule(
+        (str,), "The text an attention view runs the model on, split by `tokenizer`.",
+        "The cat sat on the mat.", default="none", max_length=2_000, stage="trace"),
+    "tokens": FieldRule(
+        (list,), "Token ids an attention view runs the model on (instead of `text`).",
+        "[1, 17, 42, 9]", default="none", max_length=512, check=_check_tokens,
+        stage="trace"),
+    "tokenizer": FieldRule(
+        (str,), "An import path to a function (in one of the site's own packages) returning "
+        "the model's tokenizer: a `tokenizers.Tokenizer` or a transformers tokenizer.",
+        "model_zoo.minilm:load_tokenizer", default="none", max_length=300,
+        check=_check_import_path, stage="trace"),
+    "weights": FieldRule(
+        (str,), "Where a data view's or `execute`'s weights come from: `model`, what the "
+        "model's class or factory loads; `random`, seeded random weights (seed 0), labelled "
+        "as such under the figure.", "random", default="model", choices=WEIGHTS,
+        stage="trace"),
+    "layers": FieldRule(
+        (list,), "Which attention layers to draw (counted from 0 in the order the "
+        "forward runs them).", "[0, 5]", default="all", max_length=64,
+        check=_check_index_list),
+    "heads": FieldRule(
+        (list,), "Which attention heads to draw; a single layer and head is drawn large.",
+        "[3]", default="all", max_length=256, check=_check_index_list),
+    "texts": FieldRule(
+        (list, dict), "The texts of an embeddings view: a list, or a mapping of group names "
+        "(the colours of the plot) to lists.", "{animals: [A cat sleeps.], food: [Fresh "
+        "bread.]}", default="none", max_length=1_000, check=_check_texts, stage="trace"),
+    "dataset": FieldRule(
+        (str,), "An import path to a function (in one of the site's own packages) returning "
+        "the texts of an embeddings view, as `texts` takes them.", "my_docs.data:sentences",
+        default="none", max_length=300, check=_check_import_path, stage="trace"),
+    "layer": FieldRule(
+        (int,), "Which hidden state an embeddings view projects: 0 the embeddings, N the "
+        "output of the Nth block.", "3", default="the last block", minimum=0, maximum=4096,
+        stage="trace"),
+    "pooling": FieldRule(
+        (str,), "How an embeddings view makes one vector of a text's tokens.", "first",
+        default="mean", choices=POOLINGS, stage="trace"),
+    "projection": FieldRule(
+        (str,), "How an embeddings view projects to 2-D: `pca`, or `tsne` (scikit-learn) and "
+        "`umap` (umap-learn) when installed; seeded, so every build draws the same plot.",
+        "tsne", default="pca", choices=PROJECTIONS),
+    "execute": FieldRule(
+        (str,), "Also run the model for real on this device, with `weights`, and measure time "
+        "and memory per module and op (the `time` overlay, the summary table); the caption "
+        "names the machine and torch's version. Only for models small enough to run.", "cpu",
+        default="none", choices=EXECUTE_DEVICES, stage="trace"),
 }
 
 
@@ -291,6 +381,19 @@ class FenceSpec:
     export: tuple[str, ...] | None = None
     assume: str | None = None
     caption: str = ""
+    view: str = "graph"
+    text: str | None = None
+    tokens: tuple[int, ...] | None = None
+    tokenizer: str | None = None
+    weights: str = "model"
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+    texts: list[str] | dict[str, list[str]] | None = None
+    dataset: str | None = None
+    layer: int | None = None
+    pooling: str = "mean"
+    projection: str = "pca"
+    execute: str | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def with_defaults(self, *, depth: int, routing: str | list[int],
@@ -507,6 +610,9 @@ def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None)
     if "export" in values:
         export = values["export"]
         values["export"] = (export,) if isinstance(export, str) else tuple(export)
+    for name in ("tokens", "layers", "heads"):
+        if name in values:
+            values[name] = tuple(values[name])
     return FenceSpec(**values, lines=lines)
 
 

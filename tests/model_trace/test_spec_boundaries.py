@@ -187,6 +187,9 @@ OTHER_VALUES = {
     "trace_depth": "2", "aten": "true", "world_size": "4", "rank": "1",
     "show_constants": "false", "overlay": "flops", "height": "300", "summary": "2",
     "export": "[svg]", "caption": "c", "direction": "LR", "assume": "error",
+    "view": "experts", "text": "a b", "tokens": "[1, 2]", "tokenizer": "x:tok",
+    "weights": "random", "layers": "[1]", "heads": "[2]", "texts": "[a, b]", "dataset": "x:data",
+    "layer": "2", "pooling": "first", "projection": "tsne", "execute": "cpu",
 }
 """For each field, a value other than its default."""
 

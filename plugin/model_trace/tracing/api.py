@@ -14,7 +14,7 @@ from model_trace.graph import Graph
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.execution import attach_measurements, measure
 from model_trace.tracing.folding import collector_paused, fold_repeats
-from model_trace.tracing.options import ParameterDrawing, TraceOptions
+from model_trace.tracing.options import OpObserver, ParameterDrawing, TraceOptions
 from model_trace.tracing.recorder import Recorder
 from model_trace.tracing.route_rule import ForcedRouting
 from model_trace.tracing.routing import RoutingPolicy, routing_policy
@@ -34,6 +34,7 @@ def trace(
     aten: bool = False,
     execute: str | None = None,
     parameters: ParameterDrawing = "attach",
+    observe: OpObserver | None = None,
     **kwargs: Any,
 ) -> Graph:
     """Run ``model(*args, **kwargs)`` once and return the recorded ``Graph``.
@@ -48,7 +49,7 @@ def trace(
     """
     options = TraceOptions(routing=routing, force_routing=force_routing, fold=fold,
                            trace_depth=trace_depth, module_depth=module_depth, aten=aten,
-                           execute=execute, parameters=parameters)
+                           execute=execute, parameters=parameters, observe=observe)
     return trace_with_options(model, args, kwargs, options)
 
 

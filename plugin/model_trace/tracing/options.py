@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from model_trace.tracing.routing import RoutingPolicy
 
 ParameterDrawing = Literal["attach", "nodes"]
+OpObserver = Callable[[str, tuple[Any, ...], dict[str, Any], Any, str], None]
+"""Called after each recorded op with its name, arguments, result and the path of the module
+that ran it (what data views capture: attention weights from softmax ops)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class TraceOptions:
     - ``shared_min_uses``: a tensor passed into at least this many chained calls of one
       class (rotary tables, masks given to every layer) is drawn once per use.
     - ``no_grad``: run the forward without autograd (the default: a forward pass is drawn).
+    - ``observe``: an ``OpObserver`` shown every recorded op and its real result (for data
+      views; not part of the graph).
     """
 
     routing: str | Sequence[int] | RoutingPolicy | None = None
@@ -47,6 +52,7 @@ class TraceOptions:
     parameters: ParameterDrawing = "attach"
     shared_min_uses: int = 3
     no_grad: bool = True
+    observe: OpObserver | None = None
 
     def __post_init__(self) -> None:
         if self.trace_depth < 0:

@@ -75,6 +75,7 @@ class Recorder(TorchFunctionMode):
         self._runner = OpRunner(values, self._infos, self._aten, cache_results=options.no_grad)
         self._current_op: str | None = None
         self._failed_at: tuple[str, str, SourceLocation | None] | None = None
+        self._observe = options.observe
 
     # -- the recording, as the caller sees it -------------------------------------------
     @contextlib.contextmanager
@@ -283,6 +284,8 @@ class Recorder(TorchFunctionMode):
             node = self._record_opaque(info, args, tensors, result)
         else:
             node = self._record(info, args, kwargs, tensors, result, sys._getframe(1))
+        if self._observe is not None and node is not None:
+            self._observe(info.name, args, kwargs, result, self.builder.modules[node.parent].path)
         values = self.values
         if values is not None and values.assumed:
             self._assumed(values.assumed, info.name, node, sys._getframe(1))

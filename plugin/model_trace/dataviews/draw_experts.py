@@ -1,0 +1,106 @@
+"""The experts view: a layers × experts heat map of tokens per expert, the imbalance figures
+over the whole model, and one bar per layer (its max/mean).
+
+Without scripts each layer's row says its figures in a ``<title>``; the page's script reads
+out the expert under the pointer and, on a click, opens that expert in the graph figure of
+the same page.
+"""
+
+from __future__ import annotations
+
+from model_trace.dataviews.experts import ExpertLoad, Imbalance
+from model_trace.dataviews.svg import (
+    MUTED,
+    TEXT,
+    Drawn,
+    esc,
+    heat_paths,
+    legend_bar,
+    level,
+    num,
+    svg_document,
+    text_width,
+)
+
+MARGIN = 8.0
+MAP_W = 560.0
+MAP_H = 360.0
+BAR_W = 90.0
+
+def layer_name(container: str) -> str:
+    """``layers.3.ffn.experts`` -> ``layers.3``: the row label."""
+    parts = container.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i].isdigit():
+            return ".".join(parts[:i + 1])
+    return container
+
+def figures(imbalance: Imbalance) -> str:
+    return (f"max/mean {imbalance.max_over_mean:.2f} · experts without a token "
+            f"{imbalance.idle_share:.1%} · Gini {imbalance.gini:.3f}")
+
+def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
+    """The figure of ``load``."""
+    layers, experts = len(load.counts), max(len(row) for row in load.counts)
+    cw = max(1.5, min(14.0, MAP_W / experts))
+    rh = max(3.0, min(16.0, MAP_H / layers))
+    names = [layer_name(c) for c in load.containers]
+    label_w = max(text_width(n, 10) for n in names) + 6
+    x0, y0 = MARGIN + label_w, MARGIN + 40
+    top = max((c for row in load.counts for c in row), default=0)
+    overall = load.overall
+    heading = (f"Tokens per expert, {layers} layers × {experts} {load.cls} (routing: "
+               f"{load.routing})")
+    parts = [f'<text class="mt-dv-heading" x="{num(MARGIN)}" y="{num(MARGIN + 12)}" '
+             f'font-size="13" font-weight="bold" fill="{TEXT}">{esc(heading)}</text>',
+             f'<text x="{num(MARGIN)}" y="{num(MARGIN + 28)}" font-size="11" fill="{TEXT}">'
+             f'{esc(figures(overall))}</text>']
+    every = 1 if rh >= 9 else max(1, round(10 / rh))
+    rows = []
+    for r, (name, row) in enumerate(zip(names, load.counts, strict=True)):
+        y = y0 + r * rh
+        imbalance = Imbalance.of(row)
+        busiest = max(range(len(row)), key=row.__getitem__)
+        title = (f"{name}: {sum(row)} token choices, busiest expert {busiest} "
+                 f"({row[busiest]}), {figures(imbalance)}")
+        label = (f'<text x="{num(x0 - 4)}" y="{num(y + rh / 2 + 3.5)}" font-size="10" '
+                 f'text-anchor="end" fill="{MUTED}">{esc(name)}</text>'
+                 if r % every == 0 else "")
+        rows.append(f'<g class="mt-layer" data-layer="{r}"><title>{esc(title)}</title>{label}'
+                    f'{heat_paths([[level(c, top) for c in row]], x0, y, cw, rh)}</g>')
+    parts.append("".join(rows))
+    map_w, map_h = experts * cw, layers * rh
+    parts.append(f'<rect class="mt-hit" x="{num(x0)}" y="{num(y0)}" width="{num(map_w)}" '
+                 f'height="{num(map_h)}" fill="#ffffff" fill-opacity="0" stroke="{MUTED}" '
+                 'stroke-width="0.5"/>')
+    parts.append(_bars(load, x0 + map_w + 12, y0, rh))
+    parts.append(f'<text x="{num(x0)}" y="{num(y0 + map_h + 14)}" font-size="10" '
+                 f'fill="{MUTED}">expert 0</text><text x="{num(x0 + map_w)}" '
+                 f'y="{num(y0 + map_h + 14)}" font-size="10" fill="{MUTED}" text-anchor="end">'
+                 f'expert {experts - 1}</text>')
+    parts.append(legend_bar(x0, y0 + map_h + 36, min(map_w, 200.0), "0",
+                            f"{top} tokens", "tokens routed to the expert"))
+    width = max(x0 + map_w + 12 + BAR_W + 40, text_width(heading, 13, True) + MARGIN,
+                text_width(figures(overall), 11) + MARGIN) + MARGIN
+    height = y0 + map_h + 60 + MARGIN
+    svg = svg_document("".join(parts), width, height,
+                       f"Tokens per expert ({load.routing} routing)", prefix, "experts")
+    data = {"containers": load.containers, "counts": load.counts,
+            "grid": [num(x0), num(y0), num(cw), num(rh)]}
+    caption = (f"Tokens each routed expert got, {layers} layers × {experts} experts, routing: "
+               f"{load.routing}; {figures(overall)}. White: no token. The bars: each layer's "
+               "max/mean.")
+    return Drawn("experts", svg, data, caption)
+
+def _bars(load: ExpertLoad, x: float, y0: float, rh: float) -> str:
+    ratios = [Imbalance.of(row).max_over_mean for row in load.counts]
+    high = max(ratios) or 1.0
+    out = [f'<text x="{num(x)}" y="{num(y0 - 4)}" font-size="10" fill="{MUTED}">max/mean</text>']
+    for r, ratio in enumerate(ratios):
+        y = y0 + r * rh
+        out.append(f'<rect class="mt-bar" data-layer="{r}" x="{num(x)}" y="{num(y + rh * 0.15)}" '
+                   f'width="{num(BAR_W * ratio / high)}" height="{num(rh * 0.7)}" '
+                   f'fill="#6baed6"><title>{ratio:.2f}</title></rect>')
+    out.append(f'<text x="{num(x + BAR_W + 4)}" y="{num(y0 + 8)}" font-size="10" '
+               f'fill="{MUTED}">{high:.2f}</text>')
+    return f'<g class="mt-bars">{"".join(out)}</g>'
