@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import sys
 from pathlib import Path
@@ -10,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, brief, readable
 from model_trace.session import Settings
-from model_trace.spec import FIELDS, FenceSpec, parse_spec, read_yaml, spec_from_mapping
+from model_trace.spec import (
+    EXECUTE_DEVICES,
+    FIELDS,
+    FenceSpec,
+    parse_spec,
+    read_yaml,
+    spec_from_mapping,
+)
 
 if TYPE_CHECKING:
     from model_trace.graph import Graph
@@ -21,9 +29,13 @@ PREFIX = "model-trace-1"
 
 def _render(args: argparse.Namespace) -> None:
     from model_trace.cache import PREFIX_PLACEHOLDER
+    from model_trace.dataviews import check_view_fields
     from model_trace.pipeline import run_fence, svg_to_png
 
     spec = parse_spec(Path(args.spec).read_text(encoding="utf-8"))
+    if args.execute is not None:
+        spec = dataclasses.replace(spec, execute=args.execute)
+    check_view_fields(spec)
     out = Path(args.output)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
@@ -200,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("spec", help="a YAML file with the same fields as a model-trace fence")
     render.add_argument("-o", "--output", required=True, help="output file: .html .svg .png .json")
     render.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
+    render.add_argument("--execute", choices=EXECUTE_DEVICES, default=None, metavar="DEVICE",
+                        help=FIELDS["execute"].description + " (the fence's `execute`)")
     render.add_argument("--theme", choices=("auto", "light", "dark"), default="auto",
                         help="the figure's colours (html)")
     render.set_defaults(run=_render)

@@ -50,7 +50,9 @@ def asset_bytes(name: str) -> bytes:
     if name == VIEWER_SCRIPT:
         return "".join(f"/* --- {module} --- */\n{source}"
                        for module, source in viewer_modules()).encode("utf-8")
-    return (_assets() / name).read_bytes()
+    styles = sorted((e for e in (_assets() / "viewer").iterdir() if e.name.endswith(".css")),
+                    key=lambda e: e.name)  # the data views' rules, after the viewer's
+    return (_assets() / name).read_bytes() + b"".join(e.read_bytes() for e in styles)
 
 
 def write_assets(site_dir: Path) -> None:

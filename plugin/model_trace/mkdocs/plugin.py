@@ -41,7 +41,7 @@ from model_trace.viewer_files import ASSET_DIR, asset_bytes, asset_names, linked
 log = logging.getLogger("mkdocs.plugins.model_trace")
 
 SUPERFENCES = "pymdownx.superfences"
-_FIGURE = re.compile(r'<figure class="model-trace".*?</figure>', re.S)
+_FIGURE = re.compile(r'<figure class="model-trace(?:-view)?".*?</figure>', re.S)
 _CAPTION = re.compile(r"<figcaption>(.*?)</figcaption>", re.S)
 
 
