@@ -302,7 +302,7 @@ FIELDS: dict[str, FieldRule] = {
         "expert of a mixture of experts).", "attention", default="graph", choices=VIEWS),
     "text": FieldRule(
         (str,), "The text an attention view runs the model on, split by `tokenizer`.",
-        "The cat sat on the mat.", default="none", max_length=2_000, stage="trace"),
+        "The cat sat on the mat.", default="none", stage="trace"),
     "tokens": FieldRule(
         (list,), "Token ids an attention view runs the model on (instead of `text`).",
         "[1, 17, 42, 9]", default="none", max_length=512, check=_check_tokens,

@@ -104,19 +104,32 @@
              tokens: data.counts[layer][expert] };
   }
   // The graph figure on the page that draws this expert: its item of that path, else the
-  // deepest item whose path leads to it (a folded run, the layer).
+  // deepest item whose path leads to it. A layer folded into a run (`layers.3–60: Block ×58`)
+  // is drawn by the run's first member: its expert of the same number stands for it.
+  function candidates(viewer, path) {
+    var out = [path], model = viewer.model;
+    model.members.forEach(function (_members, rep) {
+      var first = model.path[rep], cut = first.lastIndexOf(".") + 1;
+      if (!cut || path.slice(0, cut) !== first.slice(0, cut)) return;
+      var rest = path.slice(cut), dot = rest.indexOf(".");
+      if (/^\d+$/.test(dot < 0 ? rest : rest.slice(0, dot))) out.push(first + (dot < 0 ? "" : rest.slice(dot)));
+    });
+    return out;
+  }
   function openInGraph(path) {
     var api = window.modelTraceViewer;
     if (!api) return false;
     var best = null;
     api.viewers().forEach(function (viewer) {
-      var paths = viewer.model.path;
-      for (var ref = 0; ref < paths.length; ref++) {
-        var p = paths[ref];
-        if (p && (p === path || path.indexOf(p + ".") === 0) && (!best || p.length > best.length)) {
-          best = { viewer: viewer, ref: ref, length: p.length };
+      candidates(viewer, path).forEach(function (wanted) {
+        var paths = viewer.model.path;
+        for (var ref = 0; ref < paths.length; ref++) {
+          var p = paths[ref];
+          if (p && (p === wanted || wanted.indexOf(p + ".") === 0) && (!best || p.length > best.length)) {
+            best = { viewer: viewer, ref: ref, length: p.length };
+          }
         }
-      }
+      });
     });
     if (!best) return false;
     best.viewer.figure.scrollIntoView({ block: "center" });
