@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", required=True, help="output file: .html .svg .png .json")
     render.add_argument("--scale", type=float, default=1.0, help="PNG scale factor")
     render.add_argument("--execute", choices=EXECUTE_DEVICES, default=None, metavar="DEVICE",
-                        help=FIELDS["execute"].description + " (the fence's `execute`)")
+                        help=plain(FIELDS["execute"].description) + " (a fence's execute)")
     render.add_argument("--theme", choices=("auto", "light", "dark"), default="auto",
                         help="the figure's colours (html)")
     render.set_defaults(run=_render)
