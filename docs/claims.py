@@ -413,6 +413,8 @@ CLAIMS: dict[str, Claim] = {
     "random_max_tokens": C("11", lambda f: str(max(f.expert_tokens("random")))),
     "random_min_tokens": C("1", lambda f: str(min(n for n in f.expert_tokens("random") if n))),
     "random_idle_experts": C("4", lambda f: str(f.expert_tokens("random").count(0))),
+    "expert_mflop_per_token": C("88.1", lambda f: fixed(
+        3 * 2 * f.args().dim * f.args().moe_inter_dim / 1e6, 1)),
     "first_tokens_per_expert": C("128", lambda f: str(max(f.expert_tokens("first")))),
     "first_idle_experts": C("248", lambda f: str(f.expert_tokens("first").count(0))),
     # cited: DeepSeek's report, papers and repository
