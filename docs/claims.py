@@ -62,6 +62,7 @@ FENCES = {
     "balanced": "model: deepseek-v3\noverrides: {n_layers: 4}\nrouting: balanced",
     "random": "model: deepseek-v3\noverrides: {n_layers: 4}\nrouting: random",
     "first": "model: deepseek-v3\noverrides: {n_layers: 4}\nrouting: first",
+    "fp8": "model: deepseek-v3\noverrides: {n_layers: 4}\nargs: {gemm_impl: fp8}",
 }
 """The traces claims read, as fence bodies: the same traces the pages' figures draw."""
 
@@ -248,6 +249,21 @@ def _checkpoint_elements(f: Facts) -> int:
     return counts["total"] + counts["fp8_scales"]
 
 
+def _totals(f: Facts) -> dict[str, int]:
+    return f.trace("671B").meta["totals"]
+
+
+def _moe_bytes(f: Facts, trace: str, figure: str) -> str:
+    value = getattr(f.module(trace, "layers.3.ffn").stats, figure)
+    return size(value) if value else "none"
+
+
+def _cache_bytes(f: Facts) -> int:
+    """The absorbed KV caches of all blocks as the reference allocates them, in bf16."""
+    a = f.args()
+    return a.n_layers * a.max_batch_size * a.max_seq_len * _kv_absorbed(f) * 2
+
+
 def _total_flops(f: Facts) -> int:
     return f.trace("671B").meta["totals"]["flops"]
 
@@ -399,6 +415,20 @@ CLAIMS: dict[str, Claim] = {
     "flops_per_token_g": C("73.6", lambda f: fixed(_total_flops(f) / 128 / 1e9, 1)),
     "head_gflop": C("1.85", lambda f: f"{f.module('671B', 'head').stats.flops / 1e9:.2f}"),
     "attention_score_mflop_per_token": C("35.7", _scores_mflop_per_token),
+    # memory: weights read, activations and workspace written (Stats)
+    "moe_weights_read": C("11.3 GB", lambda f: _moe_bytes(f, "671B", "weight_bytes")),
+    "moe_weights_read_fp8": C("11.3 GB", lambda f: _moe_bytes(f, "fp8", "weight_bytes")),
+    "moe_activations_bf16": C("83.8 MB", lambda f: _moe_bytes(f, "671B", "activation_bytes")),
+    "moe_activations_fp8": C("103 MB", lambda f: _moe_bytes(f, "fp8", "activation_bytes")),
+    "moe_workspace_bf16": C("22.6 GB", lambda f: _moe_bytes(f, "671B", "workspace_bytes")),
+    "moe_workspace_fp8": C("none", lambda f: _moe_bytes(f, "fp8", "workspace_bytes")),
+    "model_weights_read": C("673 GB", lambda f: size(_totals(f)["weight_bytes"])),
+    "model_activations": C("10.9 GB", lambda f: size(_totals(f)["activation_bytes"])),
+    "model_workspace": C("1.35 TB", lambda f: size(_totals(f)["workspace_bytes"])),
+    "model_cache_bytes": C("9.21 GB", lambda f: size(_cache_bytes(f))),
+    "dequant_share": C("98.5%", lambda f: percent(
+        (_totals(f)["workspace_bytes"] - _cache_bytes(f))
+        / (_totals(f)["workspace_bytes"] + _totals(f)["activation_bytes"]))),
     # tensor parallelism (rank 0 of 16)
     "tp16_vocab_slice": C("8,080", lambda f: count(
         f.module("tp16", "embed").stats.params // f.args().dim)),

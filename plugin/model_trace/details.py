@@ -116,13 +116,17 @@ def _stat_rows(stats: Stats) -> list[tuple[str, str]]:
             rows.append(("activated", format_count(stats.activated_params)))
     if stats.flops:
         rows.append(("FLOPs", format_count(stats.flops)))
-    if stats.activation_bytes:
-        rows.append(("memory", format_bytes(stats.activation_bytes)))
+    for label, value in (("weights read", stats.weight_bytes),
+                         ("activations", stats.activation_bytes),
+                         ("workspace", stats.workspace_bytes)):
+        if value:
+            rows.append((label, format_bytes(value)))
     return rows
 
 
 def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
-    """The figure an overlay colours an item by: params, FLOPs, activation bytes, seconds."""
+    """The figure an overlay colours an item by: params, FLOPs, activation bytes, seconds (the
+    slower of computing its FLOPs and moving the bytes it reads and writes)."""
     stats = tree.stats(item_id)
     if overlay == "params":
         return stats.params
@@ -133,7 +137,8 @@ def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
     module = tree.graph.modules.get(item_id)
     if module is not None and module.measured is not None:
         return module.measured.wall_time_s
-    return max(stats.flops / PEAK_FLOPS, stats.activation_bytes / PEAK_BYTES)
+    moved = stats.read_bytes + stats.activation_bytes + stats.workspace_bytes
+    return max(stats.flops / PEAK_FLOPS, moved / PEAK_BYTES)
 
 
 def overlay_text(value: float, overlay: str) -> str:

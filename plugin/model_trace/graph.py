@@ -13,9 +13,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
-"""Schema versions ``Graph.from_dict`` reads; older files lack the fields added since."""
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+"""Schema versions ``Graph.from_dict`` reads; older files lack the fields added since (4: the
+split of ``Stats``' bytes), which take their defaults."""
 
 NodeKind = Literal["op", "input", "output", "constant", "parameter", "buffer", "shared"]
 ModuleKind = Literal["module", "function", "loop"]
@@ -48,7 +49,13 @@ class SourceSpan:
 
 @dataclass(slots=True)
 class Stats:
-    """Cost figures of one op, or of a module summed over everything it called."""
+    """Cost figures of one op, or of a module summed over everything it called.
+
+    Memory comes in four figures: the bytes an op writes are either ``activation_bytes`` (what
+    the computation produces) or ``workspace_bytes`` (copies of weights, such as a dequantised
+    fp8 weight, and the model's own state made during the forward, such as a KV cache); the
+    bytes it reads are ``read_bytes``, of which ``weight_bytes`` are parameters.
+    """
 
     params: int = 0
     """Parameters: of a module call, those of its module and submodules, counted once (at the
@@ -57,19 +64,31 @@ class Stats:
     """Floating-point operations (a multiply-add counts 2), by torch's FLOP formulas;
     elementwise ops count 0."""
     activation_bytes: int = 0
-    """Bytes of the new tensors the ops produced (views excluded)."""
+    """Bytes of the new tensors the ops computed from their inputs (views excluded), neither
+    copies of weights nor the model's own state."""
     activated_params: int = 0
     """Parameters one token goes through: for a mixture of experts only its routed experts'
     share (equal to ``params`` for dense modules)."""
+    workspace_bytes: int = 0
+    """Bytes of the other new tensors: made from weights alone (a dequantised fp8 weight, a
+    cast copy) or kept by the model as its state (a KV cache allocated on the first forward).
+    With ``activation_bytes``, every byte the ops wrote into new tensors."""
+    weight_bytes: int = 0
+    """Bytes of the parameters the ops read, in their stored dtype, at every read."""
+    read_bytes: int = 0
+    """Bytes of every tensor the ops read (parameters included, a tensor written in place
+    not): with the bytes written, the memory traffic a time estimate rests on."""
 
     def add(self, other: Stats) -> None:
-        self.params += other.params
-        self.flops += other.flops
-        self.activation_bytes += other.activation_bytes
-        self.activated_params += other.activated_params
+        for name in STAT_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def copy(self) -> Stats:
-        return Stats(self.params, self.flops, self.activation_bytes, self.activated_params)
+        return Stats(**{name: getattr(self, name) for name in STAT_NAMES})
+
+
+STAT_NAMES = tuple(Stats.__dataclass_fields__)
+"""The fields of ``Stats``, in order."""
 
 
 @dataclass(slots=True)

@@ -186,7 +186,9 @@ def _finish(recorder: Recorder, model: Any, options: TraceOptions,
     if fold or measurements is not None or not recorder.failed:
         add_uncalled_modules(graph, call_modules, root_module, recorder.sources,
                              frozenset(recorder.opaque_paths))
-    assign_statistics(graph, call_modules, root_module)
+    state = frozenset(filter(None, map(recorder.builder.ref, root_module.buffers()))) \
+        if root_module is not None else frozenset()
+    assign_statistics(graph, call_modules, root_module, state)
     draw_shared_per_use(graph, recorder.builder.input_names, options.shared_min_uses)
     if measurements is not None:
         attach_measurements(graph, measurements)

@@ -359,6 +359,14 @@ class Recorder(TorchFunctionMode):
                 outputs_ids.append(tensor_id)
         node.stats.flops = self._runner.flops
         node.stats.activation_bytes = size
+        read = 0
+        for value in () if view else tensors:  # its inputs but those it writes into; a view
+            for written in mutated:               # reads nothing
+                if value is written:
+                    break
+            else:
+                read += value.numel() * value.element_size()
+        node.stats.read_bytes = read
         if self._runner.missing:
             self._uncounted(node, self._runner.missing)
         slices = self._slices
@@ -384,6 +392,7 @@ class Recorder(TorchFunctionMode):
         if self._runner.missing:
             self._uncounted(node, self._runner.missing)
         if not info.view:
+            node.stats.read_bytes += sum(t.numel() * t.element_size() for t in tensors)
             node.stats.activation_bytes += sum(
                 v.numel() * v.element_size() for v in tensors_out(result)
                 if not any(v is t for t in tensors))
@@ -515,5 +524,6 @@ class Recorder(TorchFunctionMode):
                 size += value.numel() * value.element_size()
         node.stats.flops, missing = op_cost(func, args, kwargs, out)
         node.stats.activation_bytes = size
+        node.stats.read_bytes = 0 if view else sum(t.numel() * t.element_size() for t in tensors)
         if missing:
             self._uncounted(node, missing)

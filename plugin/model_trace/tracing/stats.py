@@ -10,8 +10,13 @@
   counts fully. Experts stored as one stacked parameter count by the share of their slices
   the tokens used (``stacked``). For an op node, the parameters it reads (at their first
   read in the trace).
-- ``flops`` and ``activation_bytes``: per op (see ``flops``; bytes of new tensors, views
-  excluded), summed into every enclosing module call.
+- ``flops`` and the bytes: per op, summed into every enclosing module call. The bytes of the
+  new tensors an op writes (views excluded) are ``workspace_bytes`` when the tensors are made
+  from weights alone (``weight_dequant`` of an fp8 weight, a cast, a reshaped weight) or are
+  the model's own state allocated in the forward (a KV cache: a buffer of the model after the
+  forward), and ``activation_bytes`` otherwise, so the two add up to every byte written;
+  ``weight_bytes`` are the parameters the op reads, in their stored dtype, and ``read_bytes``
+  everything it reads.
 
 ``graph.meta["totals"]`` holds the root's figures, and ``graph.meta["experts"]`` each routed
 group's load (how many tokens each member got), stacked experts' too.
@@ -25,7 +30,7 @@ from typing import Any
 
 import torch
 
-from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.graph import STAT_NAMES, Graph, ModuleCall, Node, Stats
 from model_trace.tracing.op_table import gathers_rows
 from model_trace.tracing.source import SourceIndex
 from model_trace.tracing.stacked import StackedUse, expert_load, stacked_uses
@@ -166,9 +171,85 @@ def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def _parameter_bytes(graph: Graph, call_modules: dict[str, Any]) -> dict[str, int]:
+    """Bytes of each parameter of the modules the graph holds, by its qualified name."""
+    sizes: dict[str, int] = {}
+    for call_id, module in call_modules.items():
+        call = graph.modules.get(call_id)
+        if call is None or not isinstance(module, torch.nn.Module):
+            continue
+        prefix = f"{call.path}." if call.path else ""
+        for name, param in module._parameters.items():
+            if param is not None:
+                sizes.setdefault(prefix + name, param.numel() * param.element_size())
+    return sizes
+
+
+def _versions(graph: Graph, latest: frozenset[str]) -> set[str]:
+    """Every version of the given tensors: an in-place write gives a tensor a new id, produced
+    by the writing op, which read the previous version (its input of the same shape and
+    dtype)."""
+    found: set[str] = set()
+    stack = list(latest)
+    while stack:
+        tensor_id = stack.pop()
+        if tensor_id in found or tensor_id not in graph.tensors:
+            continue
+        found.add(tensor_id)
+        tensor = graph.tensors[tensor_id]
+        writer = graph.nodes.get(tensor.producer) if tensor.producer is not None else None
+        if writer is not None:
+            stack.extend(i for i in writer.inputs if graph.tensors[i].shape == tensor.shape
+                         and graph.tensors[i].dtype == tensor.dtype)
+    return found
+
+
+def split_bytes(graph: Graph, call_modules: dict[str, Any], state: frozenset[str]) -> None:
+    """Each op's ``weight_bytes``, and its written bytes moved from ``activation_bytes`` to
+    ``workspace_bytes`` where they are made from weights alone or are the model's ``state``
+    (the ids of its buffers' latest versions after the forward)."""
+    sizes = _parameter_bytes(graph, call_modules)
+    state_versions = _versions(graph, state)
+    drawn_parameters = {t for n in graph.nodes.values() if n.kind == "parameter"
+                        for t in n.outputs}  # trace(..., parameters="nodes")
+    from_weights = set(drawn_parameters)
+    for node in graph.nodes.values():
+        if node.kind != "op":
+            continue
+        drawn = [t for t in node.inputs if t in drawn_parameters]
+        node.stats.weight_bytes = sum(_tensor_bytes(graph, t) for t in drawn) if drawn \
+            else round(sum(_read_share(node, name) * sizes.get(name, 0) for name in node.params))
+        weights_only = bool(node.params or node.inputs) \
+            and all(t in from_weights for t in node.inputs)
+        if weights_only:
+            from_weights.update(node.outputs)
+        if weights_only or any(t in state_versions for t in node.outputs):
+            node.stats.workspace_bytes += node.stats.activation_bytes
+            node.stats.activation_bytes = 0
+
+
+def _read_share(node: Node, name: str) -> float:
+    """The share of a parameter an op read: the slices it selected of stacked experts."""
+    for selection in node.selections:
+        if selection.param == name and not selection.whole:
+            return len(selection.indices) / selection.slices
+    return 1.0
+
+
+_ITEM_SIZES = {"float64": 8, "int64": 8, "complex64": 8, "complex128": 16, "float32": 4,
+               "int32": 4, "bfloat16": 2, "float16": 2, "int16": 2, "bool": 1, "uint8": 1,
+               "int8": 1}
+
+
+def _tensor_bytes(graph: Graph, tensor_id: str) -> int:
+    tensor = graph.tensors[tensor_id]
+    return math.prod(tensor.shape) * _ITEM_SIZES.get(tensor.dtype, 1)
+
+
 def assign_statistics(graph: Graph, call_modules: dict[str, Any],
-                      root: torch.nn.Module | None) -> None:
-    """Fill every node's and module call's ``Stats`` and ``graph.meta["totals"]``."""
+                      root: torch.nn.Module | None, state: frozenset[str] = frozenset()) -> None:
+    """Fill every node's and module call's ``Stats`` and ``graph.meta["totals"]``; ``state``
+    holds the ids of the model's buffers after the forward (see ``split_bytes``)."""
     if root is not None:
         roots = [root]
     else:
@@ -210,6 +291,7 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
         root_call.stats.activated_params = sum(graph.modules[c].stats.activated_params
                                                for c in root_call.children
                                                if c in graph.modules)
+    split_bytes(graph, call_modules, state)
     _roll_up(graph, modules)
     _describe_totals(graph, groups, activated, counts, roots)
     if uses:
@@ -242,19 +324,25 @@ def _unused_stacked(graph: Graph, call_modules: dict[str, Any],
     return unused
 
 
+_SUMMED = tuple(name for name in STAT_NAMES if name not in ("params", "activated_params"))
+"""The figures an op has of its own, summed into the calls that enclose it."""
+
+
 def _roll_up(graph: Graph, modules: list[ModuleCall]) -> None:
-    """Sum node FLOPs and activation bytes into every enclosing call, children first."""
-    flops: dict[str, int] = dict.fromkeys(graph.modules, 0)
-    size: dict[str, int] = dict.fromkeys(graph.modules, 0)
+    """Sum node FLOPs and bytes into every enclosing call, children first."""
+    sums = {call_id: dict.fromkeys(_SUMMED, 0) for call_id in graph.modules}
     for node in graph.nodes.values():
-        flops[node.parent] += node.stats.flops
-        size[node.parent] += node.stats.activation_bytes
+        mine = sums[node.parent]
+        for name in _SUMMED:
+            mine[name] += getattr(node.stats, name)
     for call in reversed(modules):
-        call.stats.flops = flops[call.id]
-        call.stats.activation_bytes = size[call.id]
+        mine = sums[call.id]
+        for name in _SUMMED:
+            setattr(call.stats, name, mine[name])
         if call.parent is not None:
-            flops[call.parent] += flops[call.id]
-            size[call.parent] += size[call.id]
+            theirs = sums[call.parent]
+            for name in _SUMMED:
+                theirs[name] += mine[name]
 
 
 def _describe_totals(graph: Graph, groups: dict[str, dict[str, Any]],
@@ -269,8 +357,7 @@ def _describe_totals(graph: Graph, groups: dict[str, dict[str, Any]],
         "activated_params": root.stats.activated_params,
         "block_scale_params": scales,
         "activated_block_scale_params": activated_scales,
-        "flops": root.stats.flops,
-        "activation_bytes": root.stats.activation_bytes,
+        **{name: getattr(root.stats, name) for name in _SUMMED},
     }
     experts: dict[str, Any] = {}
     for container, group in sorted(groups.items(), key=lambda kv: _natural_key(kv[0])):

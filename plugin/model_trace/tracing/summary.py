@@ -23,7 +23,8 @@ def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
 def summary_table(graph: Graph, max_depth: int | None = None) -> str:
     """One row per module call in walk order, indented by depth: the call's name and class
     (``×N`` when folded), parameters, activated parameters, FLOPs, activation bytes and its
-    input and output shapes; the totals last."""
+    input and output shapes; the totals last, with the bytes of weights read, activations and
+    workspace (see ``Stats``)."""
     headers = ("module", "class", "params", "active", "FLOPs", "act. bytes", "in", "out")
     depths = graph.module_depths()
     rows = [_row(graph, call, depths[call.id]) for call in graph.walk_modules()
@@ -44,7 +45,9 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
             f"total: {format_count(totals.get('params', 0))} parameters, "
             f"{format_count(totals.get('activated_params', 0))} activated per token, "
             f"{format_count(totals.get('flops', 0))} FLOPs, "
-            f"{format_count(totals.get('activation_bytes', 0))} activation bytes")
+            f"{format_count(totals.get('weight_bytes', 0))}B weights read, "
+            f"{format_count(totals.get('activation_bytes', 0))}B activations, "
+            f"{format_count(totals.get('workspace_bytes', 0))}B workspace")
     out += [f"note: {caveat}" for caveat in trace_caveats(graph)]
     folded = graph.meta.get("folded")
     if folded:

@@ -1,0 +1,85 @@
+"""The memory statistics split: weights read, activations and workspace. Activations and
+workspace are the old single figure (bytes of new tensors) divided, and each byte lands where
+its tensor's origin says: copies made from weights and the model's caches are workspace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_trace.graph import Graph
+from model_trace.tracing import stats, trace
+from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, init_weights, load_config
+
+
+def _tiny(device: str = "meta", **options: object) -> Transformer:
+    with torch.device(device):
+        model = Transformer(load_config("tiny", dtype="fp8"),
+                            RuntimeOptions(world_size=1, rank=0, dtype=torch.float32,
+                                           **options))  # type: ignore[arg-type]
+    return init_weights(model) if device != "meta" else model
+
+
+def _trace(model: Transformer, device: str = "meta") -> Graph:
+    tokens = torch.zeros(2, 16, dtype=torch.int64, device=device)
+    return trace(model, tokens, fold=False, force_routing=device != "meta")
+
+
+def _unsplit(monkeypatch: pytest.MonkeyPatch, model: Transformer) -> Graph:
+    """The same trace with every written byte left as an activation: the figure before the
+    split."""
+    with monkeypatch.context() as patched:
+        patched.setattr(stats, "split_bytes", lambda graph, modules, state: None)
+        return _trace(model)
+
+
+@pytest.mark.parametrize("options", [{}, {"gemm_impl": "fp8"}, {"attn_impl": "naive"}])
+def test_activations_and_workspace_sum_to_the_old_total_op_by_op(
+        monkeypatch: pytest.MonkeyPatch, options: dict[str, str]) -> None:
+    old = _unsplit(monkeypatch, _tiny(**options))
+    new = _trace(_tiny(**options))
+    assert new.nodes.keys() == old.nodes.keys()
+    for node_id, node in new.nodes.items():
+        assert node.stats.activation_bytes + node.stats.workspace_bytes == \
+            old.nodes[node_id].stats.activation_bytes, node.name
+    totals, before = new.meta["totals"], old.meta["totals"]
+    assert totals["activation_bytes"] + totals["workspace_bytes"] == before["activation_bytes"]
+    assert before["workspace_bytes"] == 0
+
+
+def test_weight_copies_and_caches_are_workspace_the_rest_activations() -> None:
+    graph = _trace(_tiny())
+    by_op: dict[str, list[tuple[int, int]]] = {}
+    for node in graph.nodes.values():
+        by_op.setdefault(node.name, []).append((node.stats.activation_bytes,
+                                                node.stats.workspace_bytes))
+    assert all(a == 0 and w > 0 for a, w in by_op["weight_dequant"])  # bf16 copies of fp8
+    assert all(a == 0 and w > 0 for a, w in by_op["new_zeros"])  # the KV caches
+    assert all(w == 0 for _, w in by_op["linear"]) and all(a > 0 for a, _ in by_op["linear"])
+    assert all(w == 0 for _, w in by_op["zeros_like"])  # the MoE's output: an activation
+    moe_fp8 = next(m for m in _trace(_tiny(gemm_impl="fp8")).modules.values()
+                   if m.path == "layers.1.ffn")
+    assert moe_fp8.stats.workspace_bytes == 0 and moe_fp8.stats.activation_bytes > 0
+
+
+def test_weights_read_are_the_parameters_in_their_stored_dtype() -> None:
+    """Balanced routing calls every expert, so one forward reads every weight once; an fp8
+    weight costs one byte and its float32 scales four."""
+    model = _tiny()
+    graph = _trace(model)
+    stored = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert graph.meta["totals"]["weight_bytes"] == stored
+    dequant = next(n for n in graph.nodes.values() if n.name == "weight_dequant")
+    weight = model.get_parameter(dequant.params[0])
+    assert weight.dtype == torch.float8_e4m3fn
+    scale_bytes = sum(model.get_parameter(n).numel() * 4 for n in dequant.params[1:])
+    assert dequant.stats.weight_bytes == weight.numel() + scale_bytes
+    assert dequant.stats.read_bytes == dequant.stats.weight_bytes
+
+
+def test_a_real_run_splits_as_the_meta_trace_does() -> None:
+    """Routed the same way, a run with real weights on the CPU gives the same figures."""
+    real = _trace(_tiny("cpu"), "cpu")
+    meta = _trace(_tiny())
+    for name in ("activation_bytes", "workspace_bytes", "weight_bytes", "read_bytes"):
+        assert real.meta["totals"][name] == meta.meta["totals"][name], name
