@@ -748,16 +748,18 @@ def run_module(name: str, target: Target, mutants: list[Mutant], total: int,
 
 
 # -- report --------------------------------------------------------------------------------
+def _summary_line(r: ModuleResult) -> str:
+    sampled = f"{len(r.outcomes)}" + (f"/{r.total_mutants}"
+                                     if r.total_mutants != len(r.outcomes) else "")
+    return (f"{r.target.path:<24} {sampled:>7} {r.count('killed'):>6} "
+            f"{r.count('timeout'):>7} {r.count('survived'):>8} {r.count('uncovered'):>9} "
+            f"{r.equivalent:>6} {r.score:>6.0%} {r.seconds:>6.0f}s")
+
+
 def report(results: list[ModuleResult], seconds: float, goal: float) -> str:
     lines = [f"{'module':<24} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
              f"{'uncovered':>9} {'equiv.':>6} {'score':>6} {'time':>7}"]
-    for r in results:
-        sampled = f"{len(r.outcomes)}" + (f"/{r.total_mutants}"
-                                         if r.total_mutants != len(r.outcomes) else "")
-        lines.append(f"{r.target.path:<24} {sampled:>7} {r.count('killed'):>6} "
-                     f"{r.count('timeout'):>7} {r.count('survived'):>8} "
-                     f"{r.count('uncovered'):>9} {r.equivalent:>6} {r.score:>6.0%} "
-                     f"{r.seconds:>6.0f}s")
+    lines += [_summary_line(r) for r in results]
     scored = sum(len(r.outcomes) - r.equivalent for r in results)
     killed = sum(r.count("killed", "timeout") for r in results)
     lines.append(f"{'all':<24} {sum(len(r.outcomes) for r in results):>7} "
@@ -824,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     assert "model_trace" not in sys.modules, "the parent must not import the package"
     gc.freeze()  # children's collections skip what the parent made
     started = time.monotonic()
-    results = []
+    results: list[ModuleResult] = []
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     try:
         workspaces = [Workspace.create(scratch, i) for i in range(max(1, args.jobs))]
@@ -834,22 +836,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants", flush=True)
             results.append(run_module(name, TARGETS[name], mutants, total, workspaces,
                                       scratch, not args.quiet))
+            if not args.quiet:
+                print(f"  {_summary_line(results[-1])}", flush=True)
+            if args.json:  # after every module: a stopped run keeps what it measured
+                _write_json(args.json, results)
     finally:
         if args.keep:
             print(f"logs kept in {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.monotonic() - started
-    print(report(results, seconds, args.goal))
-    if args.json:
-        args.json.write_text(json.dumps([
-            {"module": r.target.path, "score": r.score, "seconds": r.seconds,
-             "outcomes": [{"line": o.mutant.line, "function": o.mutant.function,
-                           "operator": o.mutant.operator, "change": o.mutant.change,
-                           "status": o.status, "equivalent": o.equivalent,
-                           "tests": o.tests, "seconds": round(o.seconds, 2)}
-                          for o in r.outcomes]} for r in results], indent=1))
+        print(report(results, time.monotonic() - started, args.goal), flush=True)
     return 0
+
+
+def _write_json(path: Path, results: list[ModuleResult]) -> None:
+    path.write_text(json.dumps([
+        {"module": r.target.path, "score": r.score, "seconds": r.seconds,
+         "outcomes": [{"line": o.mutant.line, "function": o.mutant.function,
+                       "operator": o.mutant.operator, "change": o.mutant.change,
+                       "status": o.status, "equivalent": o.equivalent,
+                       "tests": o.tests, "seconds": round(o.seconds, 2)}
+                      for o in r.outcomes]} for r in results], indent=1))
 
 
 if __name__ == "__main__":

@@ -176,3 +176,23 @@ def test_unknown_names_are_refused_with_the_choices(spec: str) -> None:
 def test_a_seed_is_a_number_after_random_only(spec: str) -> None:
     with pytest.raises(ValueError, match=r"random:SEED"):
         routing_policy(spec)
+
+
+def test_balanced_gives_each_allowed_group_an_equal_share_of_a_row() -> None:
+    """k = 4 over 2 allowed groups: 2 experts in each, as a trained gate spreads them."""
+    allowed = _group_mask(32, 4, 4, AWAY_FROM_ROUND_ROBIN)
+    chosen = BalancedRouting().choose(rows=32, choices=16, k=4, allowed=allowed)
+    for row in chosen.tolist():
+        per_group = [sum(1 for e in row if e // 4 == g) for g in range(4)]
+        assert sorted(per_group) == [0, 0, 2, 2], row
+
+
+def test_balanced_with_fewer_allowed_than_k_adds_the_least_loaded_others() -> None:
+    """A gate's top-k takes masked experts when too few are left: all allowed ones first."""
+    allowed = torch.zeros(6, 8, dtype=torch.bool)
+    allowed[:, :2] = True
+    chosen = BalancedRouting().choose(rows=6, choices=8, k=4, allowed=allowed)
+    assert _distinct(chosen)
+    assert all({0, 1} <= set(row) for row in chosen.tolist())
+    others = _loads(chosen, 8)[2:]
+    assert sum(others) == 12 and max(others) - min(others) <= 1
