@@ -1,15 +1,16 @@
 """What a reader of a traced figure must know about its facts, as text: values the trace
 assumed (``Node.assumed``, ``graph.meta["assumptions"]``) and ops whose FLOPs have no formula
-(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``), and where measured times
-come from (``graph.meta["execution"]``). The tracer writes these
-facts into the Graph; the build log, the summary tables and the figure's tooltips say them
-in these words. No torch here: rendering a saved graph does not need it.
+(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``), where measured times come
+from (``graph.meta["execution"]``), and experts the model's code runs for every token although
+its router chooses fewer (``Selection.chosen``, ``graph.meta["dense_experts"]``). The tracer
+writes these facts into the Graph; the build log, the summary tables and the figure's tooltips
+say them in these words. No torch here: rendering a saved graph does not need it.
 """
 
 from __future__ import annotations
 
 from model_trace.graph import Graph, Node
-from model_trace.naming import format_seconds
+from model_trace.naming import format_count, format_seconds
 
 ASSUMED: dict[str, str] = {
     "input": "integer input given on the meta device, so without values: taken as zeros",
@@ -60,7 +61,44 @@ def trace_caveats(graph: Graph) -> list[str]:
             + (f" ×{e['count']}" if e["count"] > 1 else "") for e in others)
         which = f", {warned} of which may change the figure" if warned else ""
         caveats.append(f"Values assumed on the meta device{which}: {made}.")
+    caveats += _dense_experts_caveats(graph)
     return caveats
+
+
+def if_only_chosen_experts_ran(graph: Graph) -> tuple[int, int] | None:
+    """Activated parameters and FLOPs had a model whose code runs its experts densely
+    (``graph.meta["dense_experts"]``) run only those its routers chose, as published active
+    counts assume; None for other models."""
+    dense = graph.meta.get("dense_experts", {})
+    totals = graph.meta.get("totals")
+    if not dense or not totals:
+        return None
+    params, flops = float(totals["activated_params"]), float(totals["flops"])
+    for entry in dense.values():
+        unchosen = 1 - entry["chosen"] / entry["count"]
+        params -= entry["params"] * unchosen
+        flops -= entry["flops"] * unchosen
+    return round(params), round(flops)
+
+
+def _dense_experts_caveats(graph: Graph) -> list[str]:
+    """Experts run densely: why activated parameters and FLOPs count them all, and what
+    they would be had only the chosen experts run."""
+    kinds: dict[tuple[str, int, int], list[str]] = {}
+    for path, entry in graph.meta.get("dense_experts", {}).items():
+        kinds.setdefault((entry["cls"], entry["count"], entry["chosen"]), []).append(path)
+    if not kinds:
+        return []
+    layers = "; ".join(f"{len(paths)} × {cls}, {paths[0]}{', …' if len(paths) > 1 else ''}: "
+                       f"its router chooses {chosen} of {count} per token"
+                       for (cls, count, chosen), paths in kinds.items())
+    chosen_only = if_only_chosen_experts_ran(graph)
+    had = (f" Had only the chosen experts run: {format_count(chosen_only[0])} parameters "
+           f"activated per token, {format_count(chosen_only[1])} FLOPs."
+           if chosen_only else "")
+    return [f"Experts run densely: the model's code runs every token through every expert, "
+            f"weighted by the router's scores ({layers}), so activated parameters and FLOPs "
+            f"count every expert, as the code computes them.{had}"]
 
 
 def node_caveats(node: Node) -> list[str]:
@@ -68,6 +106,11 @@ def node_caveats(node: Node) -> list[str]:
     lines = []
     if node.assumed:
         lines.append(f"assumed ({node.assumed}): {ASSUMED[node.assumed]}")
+    for selection in node.selections:
+        if selection.whole and selection.chosen:
+            lines.append(f"every expert for every row: {selection.param} holds "
+                         f"{selection.slices} experts, the router chose {selection.chosen} "
+                         "per token, and this op ran all of them")
     if node.uncounted_flops:
         lines.append("FLOPs not counted (no formula): " + ", ".join(node.uncounted_flops))
     return lines

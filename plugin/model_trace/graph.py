@@ -107,6 +107,9 @@ class Selection:
     """Rows each of ``indices`` was used for."""
     whole: bool = False
     """True when the op used every slice for every row (no selection at all)."""
+    chosen: int = 0
+    """For a whole use: how many of the slices a router beside them chose per row (the
+    model's code ran the others too, weighted by the router); 0 when no router chose."""
 
 
 @dataclass(slots=True)

@@ -205,3 +205,8 @@ def without_flops(name: str) -> bool:
 def gathers_rows(op_name: str) -> bool:
     """Whether an op picks rows of a tensor by an index (``x[idx]``, ``index_select``)."""
     return _TABLE.get(op_name, _UNKNOWN).role == "gather"
+
+
+def is_view(op_name: str) -> bool:
+    """Whether an op's output is a view of its input (``reshape``, ``squeeze``)."""
+    return _TABLE.get(op_name, _UNKNOWN).role == "view"

@@ -6,15 +6,21 @@ the ``T`` tokens that entered the layer counts ``n_e / T`` of a slice, so 8 of 2
 token count 8 slices. ``T`` is the fewest rows among the calls enclosing the op that used the
 slices (the layer's tokens; an experts module fed one copy of each token per chosen expert
 sees more). A parameter some op used whole (every slice for every row) counts whole.
+
+Some models' code multiplies every expert by every token and weights the ones the router did
+not choose by zero (transformers' Llama 4): the trace counts them all, as the code computes
+them, and ``dense_experts`` says so, with what choosing alone would cost.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from model_trace.graph import Graph, Node
+from model_trace.tracing.op_table import facts_of
 
 
 @dataclass
@@ -96,3 +102,67 @@ def expert_load(graph: Graph, uses: dict[str, StackedUse]) -> dict[str, dict[str
             "stacked": [name.rpartition(".")[2]],
         }
     return load
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """A routing op that chose ``chosen`` of ``choices`` per row, in the module at ``path``."""
+
+    path: str
+    choices: int
+    chosen: int
+
+
+def _choices(graph: Graph) -> list[_Choice]:
+    """Every routing op (``topk``, ``argmax``) that picked fewer indices than it had scores."""
+    found = []
+    for node in graph.nodes.values():
+        if not node.inputs or facts_of(node.name).role != "routing":
+            continue
+        scores = graph.tensors[node.inputs[0]].shape
+        for output in node.outputs:
+            indices = graph.tensors[output]
+            if not scores or not indices.dtype.startswith(("int", "uint")):
+                continue
+            chosen = indices.shape[-1] if len(indices.shape) == len(scores) else 1
+            if chosen < scores[-1]:
+                found.append(_Choice(graph.modules[node.parent].path, scores[-1], chosen))
+    return found
+
+
+def dense_experts(graph: Graph, size_of: Callable[[str], int]) -> dict[str, dict[str, Any]]:
+    """Stacked experts an op used whole although a router beside them chose fewer per token
+    (a routing op in the module that holds the experts' module, over as many scores as there
+    are experts), by the path of the module holding them: class, experts, chosen per token,
+    the stacked parameters' names and size (``size_of`` a parameter's name), and the FLOPs of
+    the ops that used them whole. Each such whole ``Selection`` gets ``chosen`` set."""
+    choices = _choices(graph)
+    if not choices:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for node in graph.nodes.values():
+        for selection in node.selections:
+            if not selection.whole:
+                continue
+            owner = selection.param.rpartition(".")[0]
+            layer = owner.rpartition(".")[0]
+            choice = next((c for c in choices if c.choices == selection.slices
+                           and (not layer or c.path == layer
+                                or c.path.startswith(layer + "."))), None)
+            if choice is None:
+                continue
+            selection.chosen = choice.chosen
+            entry = found.setdefault(owner, {
+                "cls": _class_at(graph, owner), "count": choice.choices,
+                "chosen": choice.chosen, "stacked": [], "params": 0, "flops": 0})
+            entry["flops"] += node.stats.flops
+            name = selection.param.rpartition(".")[2]
+            if name not in entry["stacked"]:
+                entry["stacked"].append(name)
+                entry["params"] += size_of(selection.param)
+    return found
+
+
+def _class_at(graph: Graph, path: str) -> str:
+    return next((call.cls for call in graph.modules.values()
+                 if call.kind == "module" and call.path == path), "")

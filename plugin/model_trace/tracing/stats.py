@@ -19,21 +19,29 @@
   everything it reads.
 
 ``graph.meta["totals"]`` holds the root's figures, and ``graph.meta["experts"]`` each routed
-group's load (how many tokens each member got), stacked experts' too.
+group's load (how many tokens each member got), stacked experts' too;
+``graph.meta["dense_experts"]`` the stacked experts the model's code ran for every token
+although a router chose fewer (``stacked.dense_experts``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from model_trace.graph import STAT_NAMES, Graph, ModuleCall, Node, Stats
-from model_trace.tracing.op_table import gathers_rows
+from model_trace.tracing.op_table import gathers_rows, is_view
 from model_trace.tracing.source import SourceIndex
-from model_trace.tracing.stacked import StackedUse, expert_load, stacked_uses
+from model_trace.tracing.stacked import (
+    StackedUse,
+    dense_experts,
+    expert_load,
+    stacked_uses,
+)
 
 
 def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
@@ -131,14 +139,18 @@ def _rows(graph: Graph, call: ModuleCall) -> int | None:
 
 
 def _gathered(graph: Graph, call: ModuleCall) -> bool:
-    """Whether the call's first input is rows picked by an index tensor (``x[idx]``)."""
-    if not call.inputs:
-        return False
-    producer = graph.tensors[call.inputs[0]].producer
-    node = graph.nodes.get(producer) if producer is not None else None
-    if node is None or not gathers_rows(node.name):
-        return False
-    return node.name != "getitem" or "T" in node.args.get("index", "")
+    """Whether the call's first input is rows picked by an index tensor (``x[idx]``), seen
+    through views of them (``x[None, idx].reshape(-1, d)``, Switch Transformers)."""
+    tensor_id = call.inputs[0] if call.inputs else None
+    while tensor_id is not None:
+        producer = graph.tensors[tensor_id].producer
+        node = graph.nodes.get(producer) if producer is not None else None
+        if node is None:
+            return False
+        if gathers_rows(node.name):
+            return node.name != "getitem" or "T" in node.args.get("index", "")
+        tensor_id = node.inputs[0] if is_view(node.name) and node.inputs else None
+    return False
 
 
 def _natural_key(path: str) -> tuple[Any, ...]:
@@ -294,29 +306,44 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     split_bytes(graph, call_modules, state)
     _roll_up(graph, modules)
     _describe_totals(graph, groups, activated, counts, roots)
+    dense = dense_experts(graph, _parameter_sizes(graph, call_modules))
+    if dense:
+        graph.meta["dense_experts"] = dense
     if uses:
         graph.meta["experts"] = dict(sorted({**graph.meta.get("experts", {}),
                                              **expert_load(graph, uses)}.items(),
                                             key=lambda kv: _natural_key(kv[0])))
 
 
+def _parameter_sizes(graph: Graph, call_modules: dict[str, Any]) -> Callable[[str], int]:
+    """The number of elements of a parameter by its qualified name (0 if no called module
+    holds it)."""
+    objects = {call.path: call_modules.get(call.id) for call in graph.modules.values()
+               if call.kind == "module" and call.call_index == 0}
+
+    def size_of(name: str) -> int:
+        owner, _, own_name = name.rpartition(".")
+        module = objects.get(owner)
+        param = module._parameters.get(own_name) if isinstance(module, torch.nn.Module) \
+            else None
+        return param.numel() if param is not None else 0
+
+    return size_of
+
+
 def _unused_stacked(graph: Graph, call_modules: dict[str, Any],
                     uses: dict[str, StackedUse]) -> dict[str, float]:
     """Parameters of stacked experts no token went through, by the path of the module
     holding them; the op that first read each parameter is corrected likewise."""
-    objects = {call.path: call_modules.get(call.id) for call in graph.modules.values()
-               if call.kind == "module" and call.call_index == 0}
+    size_of = _parameter_sizes(graph, call_modules)
     numel: dict[str, int] = {}
     unused: dict[str, float] = {}
     for name, use in uses.items():
-        owner = objects.get(use.owner)
-        if not isinstance(owner, torch.nn.Module):
+        size = size_of(name)
+        if not size:
             continue
-        param = dict(owner.named_parameters(recurse=False)).get(name.rpartition(".")[2])
-        if param is None:
-            continue
-        numel[name] = param.numel()
-        unused[use.owner] = unused.get(use.owner, 0.0) + param.numel() * (1 - use.share)
+        numel[name] = size
+        unused[use.owner] = unused.get(use.owner, 0.0) + size * (1 - use.share)
     for node in graph.nodes.values():
         for name in node.params:
             if name in numel and node.stats.activated_params >= numel[name]:

@@ -192,3 +192,24 @@ def test_only_float32_scales_of_fp8_weights_are_block_scales(
     totals = trace(model, torch.empty(2, 8, device="meta")).meta["totals"]
     assert totals["params"] == 64 + 4
     assert totals["block_scale_params"] == totals["activated_block_scale_params"] == scales
+
+
+def test_rows_picked_by_index_count_through_views_of_them() -> None:
+    """Switch Transformers feeds each expert ``x[None, idx].reshape(-1, d)``."""
+    def route(self: Experts, x: torch.Tensor) -> torch.Tensor:
+        picked = [x[None, torch.tensor(rows)].reshape(-1, 4) for rows in ([0, 1, 2], [3])]
+        return sum(e(p).sum() for e, p in zip(self.experts, picked, strict=True))
+
+    graph = _traced(2, route)
+    assert graph.meta["experts"]["experts"]["tokens"] == [3, 1]
+    assert _activated(graph) == LINEAR // 2
+
+
+def test_a_view_of_a_slice_is_still_not_routed() -> None:
+    def route(self: Experts, x: torch.Tensor) -> torch.Tensor:
+        return sum(e(x[rows].reshape(-1, 4)).sum()
+                   for e, rows in zip(self.experts, (slice(0, 3), slice(3, 4)), strict=True))
+
+    graph = _traced(2, route)
+    assert "experts" not in graph.meta
+    assert _activated(graph) == 2 * LINEAR

@@ -1,0 +1,89 @@
+"""Experts a model's code runs for every token although its router chooses fewer (Llama 4 in
+transformers: every token through all experts, weighted by the router's scores): the trace
+counts what the code computes, and says so on the summary and on the ops that ran them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model_trace.caveats import if_only_chosen_experts_ran, node_caveats, trace_caveats
+from model_trace.graph import Graph
+from model_trace.tracing import trace
+
+EXPERTS, WIDTH, HIDDEN, TOKENS = 4, 8, 16, 6
+
+
+class DenseMoe(nn.Module):
+    """A router choosing ``chosen`` of ``EXPERTS`` per token over ``choices`` scores, and
+    stacked experts every token goes through, scaled by its scores (0 where not chosen)."""
+
+    def __init__(self, chosen: int = 1, choices: int = EXPERTS) -> None:
+        super().__init__()
+        self.router = nn.Linear(WIDTH, choices, bias=False)
+        self.experts = nn.Module()
+        self.experts.up = nn.Parameter(torch.randn(EXPERTS, WIDTH, HIDDEN))
+        self.experts.down = nn.Parameter(torch.randn(EXPERTS, HIDDEN, WIDTH))
+        self.chosen = chosen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.router(x)
+        top, picked = torch.topk(logits, self.chosen, dim=1)
+        scores = torch.zeros_like(logits).scatter_(1, picked, top.sigmoid())[:, :EXPERTS]
+        routed = x.repeat(EXPERTS, 1) * scores.t().reshape(-1, 1)
+        hidden = torch.bmm(routed.view(EXPERTS, -1, WIDTH), self.experts.up).relu()
+        out = torch.bmm(hidden, self.experts.down)
+        return out.sum(dim=0)
+
+
+def _traced(model: nn.Module) -> Graph:
+    return trace(model, torch.randn(TOKENS, WIDTH), fold=False)
+
+
+def test_experts_run_for_every_token_are_counted_whole_and_said_so() -> None:
+    graph = _traced(DenseMoe(chosen=1))
+    stacked = 2 * EXPERTS * WIDTH * HIDDEN
+    totals = graph.meta["totals"]
+    assert totals["params"] == totals["activated_params"] == WIDTH * EXPERTS + stacked
+    expert_flops = 2 * 2 * EXPERTS * TOKENS * WIDTH * HIDDEN
+    assert graph.meta["dense_experts"] == {"experts": {
+        "cls": "Module", "count": EXPERTS, "chosen": 1, "stacked": ["up", "down"],
+        "params": stacked, "flops": expert_flops}}
+    # 1 of 4 experts per token: a quarter of the stacked parameters and of their FLOPs
+    assert if_only_chosen_experts_ran(graph) == (
+        WIDTH * EXPERTS + stacked // 4, totals["flops"] - expert_flops * 3 // 4)
+    (caveat,) = trace_caveats(graph)
+    assert caveat.startswith("Experts run densely: the model's code runs every token through "
+                             "every expert")
+    assert "1 × Module, experts: its router chooses 1 of 4 per token" in caveat
+    assert f"Had only the chosen experts run: {WIDTH * EXPERTS + stacked // 4} parameters" \
+        in caveat
+    marked = [(node.name, node_caveats(node)) for node in graph.nodes.values()
+              if node_caveats(node)]
+    assert marked == [("bmm", [
+        f"every expert for every row: experts.{name} holds 4 experts, the router chose 1 "
+        "per token, and this op ran all of them"]) for name in ("up", "down")]
+
+
+def test_two_chosen_of_four_leave_half_the_experts() -> None:
+    graph = _traced(DenseMoe(chosen=2))
+    stacked = 2 * EXPERTS * WIDTH * HIDDEN
+    assert graph.meta["dense_experts"]["experts"]["chosen"] == 2
+    assert if_only_chosen_experts_ran(graph)[0] == WIDTH * EXPERTS + stacked // 2
+
+
+def test_a_router_choosing_all_or_over_other_scores_is_no_dense_run() -> None:
+    """Choosing every expert is no choice; scores over another count of choices are no
+    router of these experts; without a router, a stacked parameter used whole is plain."""
+    for model in (DenseMoe(chosen=EXPERTS), DenseMoe(chosen=1, choices=EXPERTS + 1)):
+        graph = _traced(model)
+        assert "dense_experts" not in graph.meta
+        assert not any(node_caveats(n) for n in graph.nodes.values())
+        assert not [c for c in trace_caveats(graph) if "densely" in c]
+        assert if_only_chosen_experts_ran(graph) is None
+
+
+def test_the_caveat_survives_a_saved_graph() -> None:
+    graph = Graph.from_json(_traced(DenseMoe()).to_json())
+    assert [c[:28] for c in trace_caveats(graph)] == ["Experts run densely: the mod"]
+    assert sum(1 for n in graph.nodes.values() if node_caveats(n)) == 2
