@@ -3,7 +3,7 @@ from their configs on whatever device is current (the meta device for a trace: n
 
 Every size below is a number of the checkpoint's ``config.json`` on the Hugging Face Hub (the
 repository named in ``source``); fields a config leaves at transformers' default are not
-repeated. ``params`` is the parameter count the checkpoint's model card or paper publishes, as
+repeated. torchvision's models are its own builders, whose weights ``source`` names. ``params`` is the parameter count the checkpoint's model card or paper publishes, as
 published (rounded), so a wrong number here shows. The docs' model gallery, the tracer's
 coverage tests and ``benchmarks/coverage.py`` build their models from this table.
 """
@@ -33,6 +33,8 @@ class Published:
     """The published parameter count, as published (``46.7B``)."""
     build: Callable[[], torch.nn.Module]
     inputs: Callable[[], dict[str, Any]] = field(default=lambda: {"input_ids": token_ids()})
+    package: str = "transformers"
+    """The package that defines the model (``transformers``, ``diffusers``, ``torchvision``)."""
 
 
 def token_ids(count: int = TOKENS) -> torch.Tensor:
@@ -65,6 +67,20 @@ def _model(model_class: str, config_class: str, **numbers: Any
 def pixels(size: int = 224) -> dict[str, Any]:
     """A (1, 3, size, size) image on the meta device, as ``pixel_values``."""
     return {"pixel_values": torch.empty(1, 3, size, size, device="meta")}
+
+
+def _torchvision(builder: str) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, builder)().eval()
+
+    return build
+
+
+def image(size: int = 224) -> dict[str, Any]:
+    """A (1, 3, size, size) image on the meta device, as torchvision's ``x``."""
+    return {"x": torch.empty(1, 3, size, size, device="meta")}
 
 
 def _whisper_inputs() -> dict[str, Any]:
@@ -217,6 +233,13 @@ ARCHITECTURES: dict[str, Published] = {p.name: p for p in (
               _model("CLIPVisionModel", "CLIPVisionConfig", hidden_size=1024,
                      intermediate_size=4096, num_hidden_layers=24,
                      num_attention_heads=16, patch_size=14, image_size=224), pixels),
+    Published("ResNet-50 (torchvision)", "vision", "torchvision ResNet50_Weights.IMAGENET1K_V2",
+              "25.6M", _torchvision("resnet50"), image, "torchvision"),
+    Published("ViT-B/16 (torchvision)", "vision", "torchvision ViT_B_16_Weights.IMAGENET1K_V1",
+              "86.6M", _torchvision("vit_b_16"), image, "torchvision"),
+    Published("ConvNeXt-Tiny (torchvision)", "vision",
+              "torchvision ConvNeXt_Tiny_Weights.IMAGENET1K_V1", "28.6M",
+              _torchvision("convnext_tiny"), image, "torchvision"),
     # -- state space ----------------------------------------------------------------------
     Published("Mamba 130M", "state space", "state-spaces/mamba-130m-hf", "130M",
               _causal_lm("MambaConfig", vocab_size=50280, hidden_size=768,
@@ -228,7 +251,7 @@ ARCHITECTURES: dict[str, Published] = {p.name: p for p in (
     # -- diffusion ------------------------------------------------------------------------
     Published("Stable Diffusion 1.5 UNet", "diffusion",
               "stable-diffusion-v1-5/stable-diffusion-v1-5 (unet)", "860M",
-              _stable_diffusion_unet, _unet_inputs),
+              _stable_diffusion_unet, _unet_inputs, "diffusers"),
 )}
 """Every architecture, by name."""
 

@@ -110,6 +110,10 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
                     "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
                     "cummax cummin linalg_vector_norm vector_norm"),
+    _rows("reduce", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices "
+                    "max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
+                    "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "
+                    "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d"),
     _rows("reduce", "max min topk argmax", role="routing"),
     _rows("index", "getitem gather index_select", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
@@ -120,7 +124,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
                    "clone copy_ fill_ zero_ pad constant_pad_nd hstack vstack concat "
                    "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split "
-                   "split_copy expand_copy"),
+                   "split_copy expand_copy as_strided_"),
     _rows("shape", "broadcast_to", role="view"),
     _rows("quant", "act_quant weight_dequant weight_quant"),
     _rows("collective", "all_reduce all_gather all_gather_into_tensor reduce_scatter "

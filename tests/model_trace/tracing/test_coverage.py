@@ -1,11 +1,20 @@
 """Any model, at its published full size on the meta device: transformers' mixtures of
 experts (stacked experts, grouped matrix products), dense decoders, encoder-decoders,
-encoders, vision, audio, state-space and hybrid models and a diffusers UNet
-(``model_zoo.published``: configs from the checkpoints' config.json). Llama 3, Mixtral and
-transformers' DeepSeek-V3 are checked against hand formulas, and DeepSeek-V3 against the
-zoo's own implementation. ``benchmarks/coverage.py`` times the same table."""
+encoders, vision, audio, state-space and hybrid models, a diffusers UNet and torchvision's
+ResNet, ViT and ConvNeXt (``model_zoo.published``: configs from the checkpoints'
+config.json). Llama 3, Mixtral, Switch Transformer, Llama 4 and transformers' DeepSeek-V3 are
+checked against hand formulas, DeepSeek-V3 against the zoo's own implementation, torchvision's
+models against the counts torchvision ships. ``benchmarks/coverage.py`` times the same table.
+
+torchvision's wheels need the torch they were built with, which is not the CPU torch of the
+test environment: its rows are marked ``torchvision``, and CI runs them in a virtual
+environment of their own (``.ci/run``). A row whose package does not import is skipped, and
+fails when ``CI`` is set."""
 
 from __future__ import annotations
+
+import importlib
+import os
 
 import pytest
 import torch
@@ -31,11 +40,40 @@ another tensor (members fed different outside tensors). The trace and its totals
 the fold is redesigned by the "fold while tracing" issue."""
 
 
-def _cases() -> list[object]:
-    return [pytest.param(name, marks=pytest.mark.xfail(
-        strict=True, reason="fold moves edges onto a representative that reads another "
-                            "tensor")) if name in FOLD_KEEPS_FOREIGN_EDGES else name
-            for name in ARCHITECTURES]
+def _marks(name: str) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, ARCHITECTURES[name].package)]
+    if name in FOLD_KEEPS_FOREIGN_EDGES:
+        marks.append(pytest.mark.xfail(
+            strict=True, reason="fold moves edges onto a representative that reads another "
+                                "tensor"))
+    return marks
+
+
+def _cases(names: list[str] | None = None) -> list[object]:
+    return [pytest.param(name, marks=_marks(name)) for name in names or ARCHITECTURES]
+
+
+def _require(package: str) -> None:
+    """Skip without ``package``; fail instead when CI is set, so CI cannot pass silently."""
+    try:
+        importlib.import_module(package)
+    except ImportError as error:
+        message = f"{package} does not import ({error})"
+        if package == "torchvision":
+            message += ("; torchvision's wheels need the torch they were built with: .ci/run "
+                        "runs these tests in a virtual environment of their own")
+        if os.environ.get("CI"):
+            pytest.fail(message + " and CI is set", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.mark.parametrize("package", [
+    pytest.param(package, marks=getattr(pytest.mark, package))
+    for package in sorted({a.package for a in ARCHITECTURES.values()})])
+def test_every_package_of_the_matrix_imports(package: str) -> None:
+    """Apart from the rows, which may be expected to fail (a strict xfail passes on any
+    error, a missing package too)."""
+    _require(package)
 
 
 def _published(count: str) -> float:
@@ -44,6 +82,7 @@ def _published(count: str) -> float:
 
 
 def _traced(architecture: Published, fold: bool = True) -> tuple[torch.nn.Module, Graph]:
+    _require(architecture.package)
     with torch.device("meta"):
         model = architecture.build()
     return model, trace(model, fold=fold, **architecture.inputs())
@@ -190,3 +229,21 @@ def test_llama_4_scout_runs_every_expert_and_says_what_choosing_would_cost() -> 
         (17_172_894_720, 1_033_833_021_440)
     (caveat,) = trace_caveats(graph)
     assert "48 × Llama4TextExperts" in caveat and "17.2B parameters activated" in caveat
+
+
+TORCHVISION = [name for name, a in ARCHITECTURES.items() if a.package == "torchvision"]
+
+
+@pytest.mark.parametrize("name", _cases(TORCHVISION))
+def test_torchvision_models_match_the_counts_torchvision_publishes(name: str) -> None:
+    """torchvision's weights carry their parameter count and their GFLOPS for one 224 x 224
+    image, counted as multiply-adds (``_ops``, 3 decimals): the trace counts 2 per
+    multiply-add."""
+    _, graph = _traced(ARCHITECTURES[name])
+    import torchvision
+
+    enum, _, member = ARCHITECTURES[name].source.split()[1].partition(".")
+    published = getattr(getattr(torchvision.models, enum), member).meta
+    totals = graph.meta["totals"]
+    assert totals["params"] == totals["activated_params"] == published["num_params"]
+    assert round(totals["flops"] / 2e9, 3) == published["_ops"]
