@@ -107,3 +107,15 @@ def test_ops_the_table_does_not_know_are_looked_up_and_never_a_silent_zero() -> 
     assert flops == {"cov": (counter.get_total_flops(), []),
                      "cdist": (0, ["aten::_cdist_forward"]), "vecdot": (0, [])}
     assert graph.meta["flops_without_formula"] == {"aten::_cdist_forward": 1}
+
+
+def test_pooling_counts_0_like_the_reductions_it_is() -> None:
+    """Max and average pooling compare or add (torch's counter has no formula for them):
+    0 FLOPs by the op table, nothing listed as uncounted, on meta as on the CPU (where
+    adaptive average pooling reaches ``as_strided_``)."""
+    layers = torch.nn.Sequential(torch.nn.MaxPool2d(3, 2, 1), torch.nn.AvgPool2d(2),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.AdaptiveMaxPool2d(1))
+    for device in ("meta", "cpu"):
+        graph = trace(layers, torch.empty(1, 4, 16, 16, device=device))
+        assert graph.meta["totals"]["flops"] == 0
+        assert graph.meta["flops_without_formula"] == {}
