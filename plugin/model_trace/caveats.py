@@ -41,7 +41,8 @@ def assumption_messages(graph: Graph) -> list[str]:
 
 def trace_caveats(graph: Graph) -> list[str]:
     """What a reader of the figure's figures must know, one sentence each: FLOPs that leave
-    out ops without a formula, inputs taken as zeros, and other values the trace assumed."""
+    out ops without a formula, inputs taken as zeros, other values the trace assumed, and
+    experts run densely."""
     caveats = []
     uncounted = graph.meta.get("flops_without_formula", {})
     if uncounted:
