@@ -3,7 +3,8 @@ from their configs on whatever device is current (the meta device for a trace: n
 
 Every size below is a number of the checkpoint's ``config.json`` on the Hugging Face Hub (the
 repository named in ``source``); fields a config leaves at transformers' default are not
-repeated. torchvision's models are its own builders, whose weights ``source`` names. ``params`` is the parameter count the checkpoint's model card or paper publishes, as
+repeated. torchvision's models are its own builders, whose weights ``source`` names.
+``params`` is the parameter count the checkpoint's model card or paper publishes, as
 published (rounded), so a wrong number here shows. The docs' model gallery, the tracer's
 coverage tests and ``benchmarks/coverage.py`` build their models from this table.
 """
