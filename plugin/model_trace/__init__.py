@@ -14,6 +14,7 @@ from model_trace.errors import ModelLoadError, ModelTraceError, SpecError, Trace
 
 if TYPE_CHECKING:
     from model_trace.graph import Graph
+    from model_trace.notebook import show
     from model_trace.tracing import trace
 
 __all__ = [
@@ -22,11 +23,13 @@ __all__ = [
     "ModelTraceError",
     "SpecError",
     "TraceError",
+    "show",
     "trace",
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"Graph": "model_trace.graph", "trace": "model_trace.tracing"}
+_LAZY = {"Graph": "model_trace.graph", "show": "model_trace.notebook",
+         "trace": "model_trace.tracing"}
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +205,44 @@ def _script_safe(code: str) -> str:
     return code.replace("</script", "<\\/script")
 
 
+def _diff_command(args: argparse.Namespace) -> None:
+    from model_trace.compare import Traced, Variant, diff_graphs, diff_text, draw_compare
+    from model_trace.pipeline import focused, trace_spec
+
+    defaults = Settings()
+    specs = [parse_spec(Path(name).read_text(encoding="utf-8")).with_defaults(
+        depth=defaults.depth, routing=defaults.routing, export=()) for name in args.specs]
+    if len(specs) == 1 and specs[0].compare is None:
+        raise ModelTraceError("give two or more spec files, or one with a `compare:` field")
+    if len(specs) == 1:
+        from model_trace.compare import trace_compare
+
+        traced = trace_compare(specs[0])
+        base = specs[0]
+    else:
+        titles = [Path(name).stem for name in args.specs]
+        traced = Traced([Variant(t, s) for t, s in zip(titles, specs, strict=True)],
+                        [trace_spec(s) for s in specs])
+        base = dataclasses.replace(specs[0], compare=None, caption="")
+    pairs = [focused(g, v.spec) for g, v in zip(traced.graphs, traced.variants, strict=True)]
+    diff = diff_graphs([g for g, _ in pairs], [v.title for v in traced.variants])
+    print(diff_text(diff, limit=args.limit))
+    if args.output:
+        out = Path(args.output)
+        if out.suffix == ".json":
+            out.write_text(json.dumps(diff.to_json(), indent=1, sort_keys=True) + "\n",
+                           encoding="utf-8")
+        elif out.suffix == ".html":
+            from model_trace.cache import PREFIX_PLACEHOLDER
+
+            page = draw_compare(traced, base, args.theme).html.replace(PREFIX_PLACEHOLDER,
+                                                                        PREFIX)
+            out.write_text(standalone_page(page, " vs ".join(diff.titles)), encoding="utf-8")
+        else:
+            raise ModelTraceError(f"cannot write '{out}': the suffix must be .html or .json")
+        print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-trace", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--depth", type=int, default=None, metavar="N",
                          help="show module calls at most N levels below the model (default: all)")
     summary.set_defaults(run=_summary_command)
+    diff = commands.add_parser(
+        "diff", help="trace two or more fence specs (or one with `compare:`) and print what "
+        "differs: totals, ops per kind, and every module or op only in some or changed")
+    diff.add_argument("specs", nargs="+", metavar="SPEC", help="YAML files with the fields of "
+                      "a model-trace fence (focus applies: compare the same part of each)")
+    diff.add_argument("-o", "--output", help="also write the side-by-side figures (.html) or "
+                      "the differences (.json)")
+    diff.add_argument("--limit", type=int, default=200, metavar="N",
+                      help="list at most N differing items (default 200)")
+    diff.add_argument("--theme", choices=("auto", "light", "dark"), default="auto",
+                      help="the figures' colours (html)")
+    diff.set_defaults(run=_diff_command)
     return parser
 
 

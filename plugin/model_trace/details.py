@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model_trace.caveats import node_caveats
-from model_trace.graph import ModuleCall, Node, Stats, Tensor
+from model_trace.dims import shape_text
+from model_trace.graph import Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.naming import format_bytes, format_count, format_seconds
 from model_trace.view_tree import ViewTree
 
@@ -44,13 +45,22 @@ class ItemText:
         return "\n".join(lines)
 
 
-def tensor_text(tensor: Tensor) -> str:
-    """``(2, 8, 32) float32``: a tensor as tooltips and the panel list it."""
-    return f"{tensor.shape_label} {tensor.dtype}"
+def tensor_text(graph: Graph, tensor: Tensor) -> str:
+    """``(2, 8, 32) float32``: a tensor as tooltips and the panel list it (with named
+    dimensions, ``(B, S, d_model) bfloat16 = (1, 128, 7168)``)."""
+    return shape_text(graph, tensor)
 
 
 def item_text(tree: ViewTree, item_id: str) -> ItemText:
-    """The heading and rows of any item of ``tree``."""
+    """The heading and rows of any item of ``tree``, with the rows its mark adds."""
+    text = _item_text(tree, item_id)
+    mark = tree.marks.get(item_id)
+    if mark is None or not mark.rows:
+        return text
+    return ItemText(text.heading, text.rows + mark.rows, text.code, text.caveat)
+
+
+def _item_text(tree: ViewTree, item_id: str) -> ItemText:
     item = tree.items[item_id]
     if item.kind == "module":
         return _module_text(tree, tree.graph.modules[item_id])
@@ -94,7 +104,8 @@ def _node_text(tree: ViewTree, node: Node) -> ItemText:
     rows: list[tuple[str, str]] = []
     for name, ids in (("in", node.inputs), ("out", node.outputs)):
         if ids:
-            rows.append((name, ", ".join(tensor_text(tensors[t]) for t in ids if t in tensors)))
+            rows.append((name, ", ".join(tensor_text(tree.graph, tensors[t]) for t in ids
+                                         if t in tensors)))
     rows += list(node.args.items())
     if node.params:
         rows.append(("reads", ", ".join(node.params)))

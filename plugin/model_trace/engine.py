@@ -20,8 +20,8 @@ from typing import Any
 
 from model_trace.errors import ModelTraceError
 
-ENGINE_SCRIPTS = ("0-metrics.js", "1-state.js", "2-layout.js", "3-render.js")
-"""The viewer's modules that need no page: text widths, state, layout, rendering."""
+ENGINE_SCRIPTS = ("0-metrics.js", "1-state.js", "2-layout.js", "3-marks.js", "3-render.js")
+"""The viewer's modules that need no page: text widths, state, layout, marks, rendering."""
 
 
 @dataclass(frozen=True)

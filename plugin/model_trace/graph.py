@@ -10,7 +10,9 @@ so each later stage can run on a saved file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 SCHEMA_VERSION = 4
@@ -360,6 +362,19 @@ class Graph:
     @classmethod
     def from_json(cls, text: str) -> Graph:
         return cls.from_dict(json.loads(text))
+
+    def _repr_html_(self) -> str:
+        """The interactive figure, when a notebook displays the graph (``notebook``)."""
+        from model_trace.notebook import Figure
+
+        return Figure(self)._repr_html_()
+
+    def save(self, path: str | os.PathLike[str], **options: Any) -> Path:
+        """Write the graph's figure as ``.html``, ``.svg`` or ``.png`` (or the graph as
+        ``.json``); ``options`` are fence view fields (``depth``, ``overlay``, ...)."""
+        from model_trace.notebook import Figure
+
+        return Figure(self, **options).save(path)
 
 
 def _separators(indent: int | None) -> tuple[str, str]:

@@ -20,7 +20,8 @@ checker) can follow a tensor from its producer, across box borders, to each cons
   border of the box (or the port) it names, as after a stale layout.
 
 Only what the graph says is checked: a tensor whose producer or consumer is not drawn (a
-hidden constant) asks for nothing.
+hidden constant) asks for nothing; an op a fence hides (``hide:``) is bridged, so the
+producers of its inputs must reach its consumers.
 """
 
 from __future__ import annotations
@@ -232,10 +233,8 @@ def _visible(item_id: str, drawing: Drawing, parents: dict[str, str | None]) -> 
 def _check_chains(drawing: Drawing, graph: Graph, parents: dict[str, str | None],
                   following: dict[str, list[str]], passing: set[str], report: Report) -> None:
     pairs: dict[tuple[str, str], None] = {}
-    for edge in graph.edges:
-        if edge.src not in parents or edge.dst not in parents:
-            continue  # a hidden end
-        src, dst = _visible(edge.src, drawing, parents), _visible(edge.dst, drawing, parents)
+    for first, last in _flow_pairs(graph, parents):
+        src, dst = _visible(first, drawing, parents), _visible(last, drawing, parents)
         if src is not None and dst is not None and src != dst:
             pairs.setdefault((src, dst))
     reach: dict[str, set[str]] = {}
@@ -244,6 +243,35 @@ def _check_chains(drawing: Drawing, graph: Graph, parents: dict[str, str | None]
             reach[src] = _reachable(src, following, passing)
         if dst not in reach[src]:
             report.missing.append(f"{src}->{dst}")
+
+
+def _flow_pairs(graph: Graph, parents: dict[str, str | None]) -> list[tuple[str, str]]:
+    """(producer, consumer) of each edge between items of the figure, with the nodes it
+    leaves out bridged: an edge into a hidden node continues to that node's consumers
+    (``hide:``); a hidden constant, with no producer of its own, asks for nothing."""
+    into: dict[str, list[str]] = {}
+    for edge in graph.edges:
+        if edge.dst not in parents:
+            into.setdefault(edge.dst, []).append(edge.src)
+
+    def producers(node: str) -> list[str]:
+        found, stack, seen = [], [node], {node}
+        while stack:
+            for src in into.get(stack.pop(), ()):
+                if src in parents:
+                    found.append(src)
+                elif src not in seen:
+                    seen.add(src)
+                    stack.append(src)
+        return found
+
+    pairs = []
+    for edge in graph.edges:
+        if edge.dst not in parents:
+            continue
+        sources = [edge.src] if edge.src in parents else producers(edge.src)
+        pairs += [(src, edge.dst) for src in sources]
+    return pairs
 
 
 def _reachable(start: str, following: dict[str, list[str]], passing: set[str]) -> set[str]:

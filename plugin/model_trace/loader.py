@@ -150,7 +150,7 @@ ZOO: dict[str, ZooModel] = {
 }
 
 
-FACTORY_FIELDS = ("inputs", "tokenizer", "dataset")
+FACTORY_FIELDS = ("inputs", "tokenizer", "dataset", "loss")
 """Fields that name a function the build calls (any code, so only from the site's own roots)."""
 
 
@@ -162,7 +162,7 @@ def _factory_paths(spec: FenceSpec) -> list[tuple[str, str]]:
 
 def imported_modules(spec: FenceSpec) -> list[str]:
     """The modules a spec makes the build import: its model's and those of the functions it
-    names (inputs, tokenizer, dataset)."""
+    names (inputs, tokenizer, dataset, loss)."""
     modules = [ZOO[spec.model].package if spec.model in ZOO else spec.model.partition(":")[0]]
     modules += [path.partition(":")[0] for _, path in _factory_paths(spec)]
     return modules

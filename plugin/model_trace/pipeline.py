@@ -12,34 +12,44 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from model_trace.annotate import Annotations
 from model_trace.breakdown import breakdown_table
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
 from model_trace.caveats import assumption_messages, execution_caption
 from model_trace.dataviews import CAPTURE_VIEWS
+from model_trace.dims import name_dims, scaled_spec, spec_shapes
 from model_trace.errors import ModelTraceError, SpecError, TraceError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
-from model_trace.loader import ImportPolicy, build_inputs, build_model
+from model_trace.loader import ImportPolicy, build_inputs, build_model, resolve
 from model_trace.render_html import FigureData, ViewOptions, export_svg, render_figure
 from model_trace.spec import FIELDS, FenceSpec
 from model_trace.tracing import trace
+from model_trace.view_tree import ViewTree
 
 TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
 """Fence fields passed to ``tracing.trace`` by the same name."""
 OWN_VIEW_FIELDS = ("focus", "summary", "export", "assume", "view", "layers", "heads",
-                   "projection")
+                   "projection", "highlight", "labels", "notes", "hide")
 """View fields this module applies itself; the other view fields go to ``ViewOptions``."""
 
 
 def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
     """Build the spec's model and inputs on the meta device and trace one forward pass (as
-    rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1); ``policy``
+    rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1), or its
+    backward graph (``graph: backward``), with its dimensions named (``dims``); ``policy``
     is what a docs site allows the spec to import and call (None: anything)."""
+    graph = _trace_once(spec, policy)
+    return name_dims(graph, spec.dims, spec_shapes(spec),
+                     lambda scale: _trace_once(scaled_spec(spec, scale), policy))
+
+
+def _trace_once(spec: FenceSpec, policy: ImportPolicy | None) -> Graph:
     with _process_group(spec.world_size, spec.rank):
         if spec.execute is not None:
             from model_trace.dataviews.runnable import real_inputs, real_model
@@ -51,6 +61,11 @@ def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
                              **trace_options(spec))
         model = build_model(spec, policy=policy)
         args, kwargs = build_inputs(spec, policy=policy)
+        if spec.graph == "backward":
+            from model_trace.tracing.backward import trace_backward
+
+            loss = resolve(spec.loss, "loss", policy) if spec.loss else None
+            return trace_backward(model, *args, **kwargs, loss=loss, **trace_options(spec))
         with torch.no_grad():
             return trace(model, *args, **kwargs, **trace_options(spec))
 
@@ -105,14 +120,21 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
         from model_trace.dataviews.run import run_data_views
 
         return run_data_views(specs, policy)
+    if specs[0].compare is not None:  # several traces, drawn side by side
+        from model_trace.compare import draw_compare, trace_compare
+
+        traced = trace_compare(specs[0], policy=policy)
+        return [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
     graph = trace_spec(specs[0], policy=policy)
-    outputs: list[FenceOutput | ModelTraceError] = []
-    for spec in specs:
-        try:
-            outputs.append(draw(graph, spec, theme))
-        except ModelTraceError as error:
-            outputs.append(error)
-    return outputs
+    return [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
+
+
+def _drawn(draw_one: Callable[[], FenceOutput]) -> FenceOutput | ModelTraceError:
+    """A fence's output, or the error of its view (the other fences of a trace still draw)."""
+    try:
+        return draw_one()
+    except ModelTraceError as error:
+        return error
 
 
 def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
@@ -124,18 +146,44 @@ def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     if "execution" in graph.meta:
         spec = dataclasses.replace(spec, caption=" ".join(
             filter(None, (spec.caption, execution_caption(graph, spec.weights)))))
-    if spec.focus:
-        graph = focus_graph(graph, spec.focus)
-        if not spec.caption:
-            context = " › ".join(graph.meta["focus"]["context"])
-            spec = dataclasses.replace(spec, caption=f"{spec.focus} ({context})")
-    warnings = assumption_warnings(graph, spec.assume or "warn")
-    view = view_options(spec, theme)
-    figure = FigureData.of(graph, show_constants=view.show_constants)
+    figure, view, warnings = figure_of(graph, spec, theme)
     html = render_figure(figure, view, PREFIX_PLACEHOLDER)
     if spec.summary:
-        html += breakdown_table(graph, spec.summary)
+        html += breakdown_table(figure.tree.graph, spec.summary)
     return FenceOutput(html=html, exports=export_files(figure, spec, view), warnings=warnings)
+
+
+def focused(graph: Graph, spec: FenceSpec) -> tuple[Graph, FenceSpec]:
+    """The part of ``graph`` a spec draws (``focus``), and the spec with the caption that
+    names the focused module's place when it has none of its own."""
+    if not spec.focus:
+        return graph, spec
+    graph = focus_graph(graph, spec.focus)
+    if not spec.caption:
+        context = " › ".join(graph.meta["focus"]["context"])
+        spec = dataclasses.replace(spec, caption=f"{spec.focus} ({context})")
+    return graph, spec
+
+
+def figure_of(graph: Graph, spec: FenceSpec, theme: str = "auto", *, strict: bool = True,
+              marks: Callable[[ViewTree], None] | None = None,
+              matched: set[tuple[str, str]] | None = None,
+              ) -> tuple[FigureData, ViewOptions, tuple[str, ...]]:
+    """The figure a spec draws of its graph (focused, annotated, then ``marks`` applied),
+    its view options and the warnings about assumed values; ``strict``: an annotation that
+    matches nothing is an error (else ``matched`` collects those that did)."""
+    graph, spec = focused(graph, spec)
+    warnings = assumption_warnings(graph, spec.assume or "warn")
+    view = view_options(spec, theme)
+    annotations = Annotations.of(spec)
+
+    def mark(tree: ViewTree) -> None:
+        annotations.apply(tree, strict=strict, matched=matched)
+        if marks is not None:
+            marks(tree)
+
+    figure = FigureData.of(graph, show_constants=view.show_constants, marks=mark)
+    return figure, view, warnings
 
 
 def assumption_warnings(graph: Graph, assume: str) -> tuple[str, ...]:

@@ -9,11 +9,13 @@ own: the fence's depth, overlay (with its legend), direction and constants, in p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from model_trace.dims import legend_text
 from model_trace.engine import DrawOptions, draw
 from model_trace.graph import Graph
 from model_trace.view_data import encode_view
@@ -78,8 +80,13 @@ class FigureData:
     json: str
 
     @classmethod
-    def of(cls, graph: Graph, *, show_constants: bool = True) -> FigureData:
+    def of(cls, graph: Graph, *, show_constants: bool = True,
+           marks: Callable[[ViewTree], None] | None = None) -> FigureData:
+        """The figure of ``graph``; ``marks`` labels, marks and hides items of its tree
+        before it is encoded (``annotate``, ``compare``)."""
         tree = ViewTree.from_graph(graph, show_constants=show_constants)
+        if marks is not None:
+            marks(tree)
         return cls(tree, view_json(encode_view(tree)))
 
 
@@ -89,7 +96,16 @@ def render_figure(graph: Graph | FigureData, view: ViewOptions, prefix: str) -> 
         graph, show_constants=view.show_constants)
     drawing = draw(figure.json, view.draw_options(prefix))
     return _ENVIRONMENT.get_template("figure.html.j2").render(
-        prefix=prefix, svg=drawing.svg, view=view, data=figure.json)
+        prefix=prefix, svg=drawing.svg, view=view, data=figure.json, notes=note_list(figure),
+        dims=legend_text(figure.tree.graph))
+
+
+def note_list(figure: FigureData) -> list[tuple[int, str, str, str]]:
+    """(number, item id, item label, text) of each note a figure lists under it."""
+    items = figure.tree.items
+    return [(note.number, note.items[0] if note.items else "",
+             items[note.items[0]].label if note.items else "", note.text)
+            for note in figure.tree.notes]
 
 
 def export_svg(figure: FigureData, view: ViewOptions, prefix: str = "model-trace") -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,8 @@ class FieldRule:
     stage: str = "view"
     """"trace": the field changes what is traced (fences that differ only in "view" fields
     share one trace); "view": it changes only how the graph is shown."""
+    integer_keys: bool = False
+    """The field's mapping may have integer keys (``dims: {128: S}``); other keys are names."""
 
 
 def _check_shape(value: Any) -> str | None:
@@ -209,6 +212,148 @@ def _check_texts(value: Any) -> str | None:
     return None
 
 
+MAX_VARIANTS = 6
+"""The most variants a ``compare`` fence draws side by side."""
+GRAPHS = ("forward", "backward")
+"""Which pass a fence draws."""
+COLOURS = {"red": "#cf222e", "orange": "#bc4c00", "yellow": "#9a6700", "green": "#1a7f37",
+           "teal": "#0a7d86", "blue": "#0969da", "purple": "#8250df", "pink": "#bf3989",
+           "grey": "#6e7781"}
+"""Named highlight colours (plain hex: readable on light and dark pages, and in exports)."""
+_HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}")
+_TARGET = re.compile(r"(?:[^/#\s]+/)?[^/#\s]+(?:#[1-9][0-9]{0,5})?")
+_DIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_']{0,23}")
+
+
+def _check_target(target: Any, what: str) -> str | None:
+    """A module path, class, op name or op kind, optionally ``scope/op`` and ``#n``."""
+    if not isinstance(target, str) or not _TARGET.fullmatch(target):
+        return (f"{brief(repr(target), 60)} is not a target; {what} names module paths "
+                "(layers.0.attn), classes (RMSNorm), op names (einsum), op kinds (shape), "
+                "an op inside a module (attn/einsum) and the n-th match (einsum#2)")
+    return None
+
+
+def _check_targets(value: Any) -> str | None:
+    items = [value] if isinstance(value, str) else value
+    if not items:
+        return "is empty; name at least one module path, op name or op kind"
+    return next(filter(None, (_check_target(t, "it") for t in items)), None)
+
+
+def _check_colour(colour: Any) -> str | None:
+    if isinstance(colour, str) and (colour in COLOURS or _HEX_COLOUR.fullmatch(colour)):
+        return None
+    return (f"{brief(repr(colour), 40)} is not a colour; use #rrggbb or one of "
+            f"{', '.join(COLOURS)}{did_you_mean(str(colour), COLOURS)}")
+
+
+def _check_highlight(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return _check_targets(value)
+    if not value:
+        return "is empty; map module paths or op names to colours"
+    for target, colour in value.items():
+        problem = _check_target(target, "it") or _check_colour(colour)
+        if problem:
+            return problem
+    return None
+
+
+def _text_mapping(limit: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not value:
+            return "is empty; map module paths or op names to text"
+        for target, text in value.items():
+            problem = _check_target(target, "it")
+            if problem:
+                return problem
+            if not isinstance(text, str) or not text.strip():
+                return f"the text for {brief(repr(target), 40)} must be a non-empty string"
+            if len(text) > limit:
+                return (f"the text for {brief(repr(target), 40)} has {len(text)} characters; "
+                        f"at most {limit}")
+        return None
+
+    return check
+
+
+def _check_dims(value: Any) -> str | None:
+    if isinstance(value, str):
+        return None if value == "auto" else (
+            f"{brief(repr(value), 40)} is not `auto` or a mapping of sizes to names")
+    if not value:
+        return "is empty; map sizes to names, e.g. {1: B, 128: S}, or write `auto`"
+    for size, name in value.items():
+        number = size if isinstance(size, int) else int(size) if (
+            isinstance(size, str) and size.isdigit()) else None
+        if number is None or isinstance(size, bool) or not 0 < number <= MAX_SIZE:
+            return f"{brief(repr(size), 30)} is not a dimension size (a positive integer)"
+        if not isinstance(name, str) or not _DIM_NAME.fullmatch(name):
+            return (f"{brief(repr(name), 30)} is not a dimension name; use a short name "
+                    "like B, S or d_model")
+    names = [str(n) for n in value.values()]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    return f"the name {twice!r} is given to two sizes" if twice else None
+
+
+def _check_compare(value: Any) -> str | None:
+    """A list of variants (mappings of fence fields), or a mapping of fields (or
+    ``args.X``/``overrides.X``/a bare argument name) to one value per variant."""
+    if isinstance(value, list):
+        count = len(value)
+        for variant in value:
+            if not isinstance(variant, dict):
+                return (f"the variant {brief(repr(variant), 60)} is not a mapping; write each "
+                        "variant as the fields that differ, e.g. {args: {attn_impl: naive}}")
+            for key, item in variant.items():
+                problem = _compare_field_problem(str(key), item)
+                if problem:
+                    return problem
+    elif isinstance(value, dict):
+        if not value:
+            return "is empty"
+        lengths = set()
+        for key, values in value.items():
+            if not isinstance(values, list):
+                return (f"{brief(repr(key), 40)} must map to a list with one value per "
+                        f"variant, e.g. {key}: [a, b]")
+            lengths.add(len(values))
+            if key in FIELDS:
+                problem = next(filter(None, (_compare_field_problem(key, v) for v in values)),
+                               None)
+                if problem:
+                    return problem
+            elif not _compare_name(key):
+                return (f"{brief(repr(key), 40)} is not a fence field, `args.NAME`, "
+                        f"`overrides.NAME` or an argument name{did_you_mean(key, FIELDS)}")
+        if len(lengths) > 1:
+            return "its lists have different lengths; give every list one value per variant"
+        count = lengths.pop()
+    else:  # pragma: no cover - the type check comes first
+        return "must be a list or a mapping"
+    if not 2 <= count <= MAX_VARIANTS:
+        return f"has {count} variant(s); compare 2 to {MAX_VARIANTS}"
+    return None
+
+
+def _compare_name(key: str) -> bool:
+    scope, dot, name = key.partition(".")
+    if dot:
+        return scope in ("args", "overrides") and name.isidentifier()
+    return key.isidentifier()
+
+
+def _compare_field_problem(key: str, value: Any) -> str | None:
+    if key == "compare":
+        return "a variant cannot hold `compare` itself"
+    try:
+        check_field(key, value)
+    except SpecError as error:
+        return f"a variant's {error}"
+    return None
+
+
 FIELDS: dict[str, FieldRule] = {
     "model": FieldRule(
         (str,), "A zoo name (`deepseek-v3`), or an import path `package.module:Class` to an "
@@ -294,6 +439,52 @@ FIELDS: dict[str, FieldRule] = {
         "naming the op and the model's line (`mkdocs build --strict` fails on it), `allow` "
         "only marks it in the figure.", "error", default="plugin option `assume` (warn)",
         choices=ASSUME_MODES),
+    "graph": FieldRule(
+        (str,), "Which pass to draw: `forward`, or `backward`, the autograd graph of a scalar "
+        "loss (the sum of the float outputs, or `loss:`) in the same boxes as the forward, "
+        "each gradient op in the module whose op it differentiates, the tensors it saved "
+        "from the forward as sources, the parameters' gradients as outputs (on the meta "
+        "device too).", "backward", default="forward", choices=GRAPHS, stage="trace"),
+    "loss": FieldRule(
+        (str,), "With `graph: backward`: an import path to a function (in one of the site's "
+        "own packages) that takes the model's output and returns the scalar loss.",
+        "my_site.losses:token_loss", default="the sum of the float outputs", max_length=300,
+        check=_check_import_path, stage="trace"),
+    "dims": FieldRule(
+        (dict, str), "Name dimensions on edges, tooltips and the summary: a mapping of sizes "
+        "to names names every dimension of that size; `auto` traces again with each input "
+        "size scaled and names the dimensions that follow (batch B, sequence S, the model "
+        "width d_model; a product of two as B·S).", "{1: B, 128: S, 7168: d_model}",
+        default="sizes as numbers", check=_check_dims, stage="trace", integer_keys=True),
+    "compare": FieldRule(
+        (list, dict), "Draw variants of this fence side by side, their differences marked "
+        "(modules and ops only in one, shapes, dtypes, arguments and figures that differ; "
+        "matched by module path, op and the line that called it), with a table of the "
+        "differences: a list of mappings, each the fields a variant changes, or a mapping of "
+        "fields to one value per variant. A name that is not a fence field is an `args` "
+        "entry, or for a zoo model a config field (`overrides`).",
+        "{attn_impl: [naive, absorb]}", default="no comparison", max_length=MAX_VARIANTS,
+        check=_check_compare, stage="trace"),
+    "highlight": FieldRule(
+        (list, dict, str), "Outline boxes and ops: module paths, classes, op names or op "
+        "kinds (`attn/einsum#2`: the second einsum inside attn), as a list (orange) or a "
+        "mapping to a colour (`#rrggbb` or " + ", ".join(COLOURS) + "). A mark inside a "
+        "closed box outlines that box, dashed.", "{wkv_b: blue, einsum: orange}",
+        default="none", max_length=200, check=_check_highlight),
+    "labels": FieldRule(
+        (dict,), "Short text shown on a box or op instead of its name (the tooltip keeps the "
+        "name): target → text.", "{wkv_b: expand the latent}", default="none",
+        max_length=200, check=_text_mapping(60)),
+    "notes": FieldRule(
+        (dict,), "Numbered callouts: target → a sentence. The number is drawn on the box (on "
+        "the closed box that holds it), the sentences are listed under the figure in order, "
+        "and clicking one opens the figure there.", "{wkv_b: The latent is expanded here.}",
+        default="none", max_length=50, check=_text_mapping(500)),
+    "hide": FieldRule(
+        (list, str), "Leave modules, classes, ops or op kinds out of the figure (`[dropout, "
+        "shape]`); a tensor that passed through them is drawn straight from its producer to "
+        "its consumers.", "[dropout, shape]", default="none", max_length=200,
+        check=_check_targets),
     "caption": FieldRule((str,), "Caption shown under the graph.", "One MoE block",
                          default='""', max_length=500),
     "view": FieldRule(
@@ -380,6 +571,14 @@ class FenceSpec:
     summary: int = 0
     export: tuple[str, ...] | None = None
     assume: str | None = None
+    graph: str = "forward"
+    loss: str | None = None
+    dims: dict[int, str] | str | None = None
+    compare: list[dict[str, Any]] | dict[str, list[Any]] | None = None
+    highlight: list[str] | dict[str, str] | str | None = None
+    labels: dict[str, str] | None = None
+    notes: dict[str, str] | None = None
+    hide: list[str] | str | None = None
     caption: str = ""
     view: str = "graph"
     text: str | None = None
@@ -470,10 +669,23 @@ def _read(text: str) -> tuple[Any, dict[str, int]]:
         raise _yaml_error(error, text) from error
     finally:
         loader.dispose()
-    problem = _plain_data_problem(data)
+    problem = _fence_data_problem(data)
     if problem:
         raise SpecError(problem)
     return data, lines
+
+
+def _fence_data_problem(data: Any) -> str | None:
+    """``_plain_data_problem`` of a fence: a field that takes integer keys may have them."""
+    if not isinstance(data, dict):
+        return _plain_data_problem(data)
+    for key, item in data.items():
+        rule = FIELDS.get(key) if isinstance(key, str) else None
+        problem = (_plain_data_problem({key: None}) or
+                   _plain_data_problem(item, rule is not None and rule.integer_keys))
+        if problem:
+            return problem
+    return None
 
 
 @dataclass
@@ -491,6 +703,7 @@ def _check_events(text: str) -> dict[str, int]:
     last_line = max(len(text.splitlines()), 1)
     stack: list[_Level] = []
     top_keys: dict[str, int] = {}
+    field_name = ""  # the top-level key whose value is being read
     nodes = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
@@ -510,7 +723,11 @@ def _check_events(text: str) -> dict[str, int]:
             parent = stack[-1] if stack else None
             if parent is not None and parent.mapping:
                 if parent.expect_key:
-                    _note_key(event, parent, line, top_keys if len(stack) == 1 else None)
+                    rule = FIELDS.get(field_name)
+                    _note_key(event, parent, line, top_keys if len(stack) == 1 else None,
+                              integers=len(stack) == 2 and rule is not None and rule.integer_keys)
+                    if len(stack) == 1 and isinstance(event, yaml.ScalarEvent):
+                        field_name = event.value
                 parent.expect_key = not parent.expect_key
             if isinstance(event, yaml.ScalarEvent):
                 _check_scalar(event, line)
@@ -525,12 +742,14 @@ def _check_events(text: str) -> dict[str, int]:
 
 
 def _note_key(event: yaml.Event, mapping: _Level, line: int,
-              top_keys: dict[str, int] | None) -> None:
+              top_keys: dict[str, int] | None, integers: bool = False) -> None:
+    """Record a mapping's key; ``integers``: the field takes integer keys too."""
     if not isinstance(event, yaml.ScalarEvent):
         raise SpecError("a key must be a name, not a list or a mapping", line=line)
     key = event.value
     kind = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) if event.implicit[0] else ""
-    if kind not in ("", "tag:yaml.org,2002:str"):
+    allowed = ("", "tag:yaml.org,2002:str", *(("tag:yaml.org,2002:int",) if integers else ()))
+    if kind not in allowed:
         kind = kind.rpartition(":")[2]
         article = "an" if kind[0] in "aeiou" else "a"
         raise SpecError(f"the key {brief(key, 40)} is read as {article} {kind}; keys in a fence "
@@ -573,15 +792,19 @@ def _yaml_error(error: Exception, text: str) -> SpecError:
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
-def _plain_data_problem(value: Any) -> str | None:
+def _plain_data_problem(value: Any, integer_keys: bool = False) -> str | None:
     """What in ``value`` is not plain data (a date, a set, binary, a mapping with keys that
-    are not strings), or None. Nesting is bounded by ``_check_events``."""
+    are not strings), or None; ``integer_keys``: the outermost mapping may have integer keys
+    (and a fence's top-level mapping passes that on to the fields that take them). Nesting
+    is bounded by ``_check_events``."""
     if isinstance(value, _PLAIN_SCALARS):
         return None
     if isinstance(value, list):
         return next(filter(None, map(_plain_data_problem, value)), None)
     if isinstance(value, dict):
         for key, item in value.items():
+            if integer_keys and isinstance(key, int) and not isinstance(key, bool):
+                continue
             if not isinstance(key, str):
                 return (f"the key {brief(repr(key), 40)} is read as a {_type_name(key)}; keys "
                         "in a fence are strings (quote it)")
@@ -607,12 +830,17 @@ def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None)
         raise SpecError(f"field 'rank' is {values['rank']}, outside a "
                         f"{values.get('world_size', 1)}-way split; give `world_size` too, e.g. "
                         "`world_size: 8`", field="rank", line=lines.get("rank"))
+    if "loss" in values and values.get("graph") != "backward":
+        raise SpecError("field 'loss' is the scalar a backward graph differentiates; add "
+                        "`graph: backward`", field="loss", line=lines.get("loss"))
     if "export" in values:
         export = values["export"]
         values["export"] = (export,) if isinstance(export, str) else tuple(export)
     for name in ("tokens", "layers", "heads"):
         if name in values:
             values[name] = tuple(values[name])
+    if isinstance(values.get("dims"), dict):  # one key type, so cache keys can sort them
+        values["dims"] = {int(size): name for size, name in values["dims"].items()}
     return FenceSpec(**values, lines=lines)
 
 

@@ -14,7 +14,8 @@ after gzip and cheap to read in JavaScript:
   folded members, shown nodes) in pre-order with their ids, kinds, labels, parents, children,
   categories and levels; each item's tooltip and panel text and overlay figures, written by
   ``details``; the flow between them (``[src, dst, key, ...]``) and what each key is (its
-  id for port names, its label on an edge, its tooltip).
+  id for port names, its label on an edge, its tooltip); and, when an author or a
+  comparison marked items, ``marks`` (``[item, colour, note numbers, diff status]``).
 
 Fields a later ``graph.py`` adds to modules or nodes that this encoder does not know are kept
 in ``extra`` as plain JSON, so the round trip stays exact.
@@ -26,6 +27,7 @@ import dataclasses
 from typing import Any
 
 from model_trace.details import OVERLAYS, item_text, overlay_text, overlay_value, tensor_text
+from model_trace.dims import symbolic_shape
 from model_trace.graph import (
     Edge,
     Graph,
@@ -220,7 +222,7 @@ def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
         key_columns["label"].append(strings.add(label))
         key_columns["tip"].append(strings.add(tip))
         key_columns["param"].append(int(key.startswith("param:")))
-    return {
+    part: dict[str, Any] = {
         "root": index[tree.root],
         "title": strings.add(f"Computation graph of {tree.graph.modules[tree.root].cls}"),
         "show_constants": tree.show_constants,
@@ -245,6 +247,10 @@ def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
         "flows": flows,
         "keys": key_columns,
     }
+    if tree.marks:  # [item, outline colour, note numbers, diff status] (annotate, compare)
+        part["marks"] = [[index[item_id], mark.colour, mark.notes, mark.diff]
+                         for item_id, mark in tree.marks.items() if item_id in index]
+    return part
 
 
 def _path(tree: ViewTree, item_id: str) -> str:
@@ -258,7 +264,7 @@ def _key_text(tree: ViewTree, key: str) -> tuple[str, str, str]:
         name = key.removeprefix("param:")
         return name, name.rpartition(".")[2], f"parameter {name}"
     tensor = tree.graph.tensors[key]
-    return key, tensor.shape_label, tensor_text(tensor)
+    return key, symbolic_shape(tree.graph, tensor), tensor_text(tree.graph, tensor)
 
 
 def _short_float(value: float) -> float | int:

@@ -76,6 +76,29 @@ class Flow:
 
 
 @dataclass
+class Mark:
+    """What an author (``highlight``, ``notes``) or a comparison drew on one item."""
+
+    colour: str = ""
+    """An outline colour (``#rrggbb``), or "" for none."""
+    notes: list[int] = field(default_factory=list)
+    """The numbers of the notes that point at the item."""
+    diff: str = ""
+    """In a comparison: "only" (no other variant has it) or "changed" (it differs)."""
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    """Lines its tooltip and panel add (what differs)."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A numbered note listed under a figure, and the items it points at."""
+
+    number: int
+    text: str
+    items: tuple[str, ...]
+
+
+@dataclass
 class ViewTree:
     """Items by id (parents before children), the root, the folded members and the flow."""
 
@@ -86,6 +109,10 @@ class ViewTree:
     """The member items of each folded repeat, in order (the representative not included)."""
     flows: list[Flow]
     show_constants: bool = False
+    marks: dict[str, Mark] = field(default_factory=dict)
+    """Marks by item id (``annotate``, ``compare``)."""
+    notes: list[Note] = field(default_factory=list)
+    """The notes listed under the figure, in order."""
 
     @classmethod
     def from_graph(cls, graph: Graph, *, show_constants: bool = False) -> ViewTree:

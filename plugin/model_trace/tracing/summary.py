@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from model_trace.caveats import trace_caveats
+from model_trace.dims import legend_text, symbolic_shape
 from model_trace.graph import Graph, ModuleCall
 
 
@@ -15,7 +16,8 @@ def format_count(value: float) -> str:
 
 
 def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
-    shapes = [graph.tensors[t].shape_label for t in tensor_ids[:limit] if t in graph.tensors]
+    shapes = [symbolic_shape(graph, graph.tensors[t]) for t in tensor_ids[:limit]
+              if t in graph.tensors]
     more = len(tensor_ids) - limit
     return ", ".join(shapes) + (f" +{more}" if more > 0 else "")
 
@@ -48,6 +50,8 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
             f"{format_count(totals.get('weight_bytes', 0))}B weights read, "
             f"{format_count(totals.get('activation_bytes', 0))}B activations, "
             f"{format_count(totals.get('workspace_bytes', 0))}B workspace")
+    if legend_text(graph):
+        out.append(f"dimensions: {legend_text(graph)}")
     out += [f"note: {caveat}" for caveat in trace_caveats(graph)]
     folded = graph.meta.get("folded")
     if folded:

@@ -37,6 +37,7 @@
     this.children = items.children;
     this.text = items.text;
     this.caveat = new Set(items.caveat);  // values assumed here, or FLOPs without a formula
+    this.marks = MT.readMarks(v);  // highlights, notes, differences (3-marks.js)
     this.overlay = items.overlay;
     this.overlayText = items.overlay_text;
     this.members = new Map();

@@ -13,7 +13,7 @@
   var FONTS = "Helvetica, Arial, sans-serif";
   var CATEGORIES = { linear: "#2f7cf6", matmul: "#7c5ce6", norm: "#22a566", activation: "#f59f00",
                      elementwise: "#8a94a6", reduce: "#e5484d", index: "#d6409f", shape: "#a0a7b4",
-                     quant: "#f76707", collective: "#f03e3e", other: "#9aa3b2" };
+                     quant: "#f76707", collective: "#f03e3e", saved: "#0a7d86", other: "#9aa3b2" };
   function hex(rgb) {
     return "#" + rgb.map(function (v) { return Math.round(v).toString(16).padStart(2, "0"); }).join("");
   }
@@ -199,7 +199,7 @@
              num(b.h) + '" rx="6" fill="' + fill + '" stroke="' + P.moduleStroke + '"' + dash + "/>" +
              (b.open ? label(ref, b.title[0], b.title[1] + 10, "start", text, true, b.w)
                      : label(ref, b.x + b.w / 2, b.y + b.h / 2 + 4, "middle", text, false, b.w - 8)) +
-             "</g>";
+             MT.markSVG(model, placed, ref, b) + "</g>";
     }
     function node(ref, b) {
       var kind = model.kind[ref], cat = model.category[ref], heat = decor.heat.get(ref);
@@ -214,7 +214,8 @@
              num(b.h) + '" rx="' + (io ? 13 : 4) + '" fill="' + fill + '" stroke="' +
              (caveat ? P.caveat + '" stroke-dasharray="3 2" stroke-width="1.5' : P.nodeStroke) +
              '"/>' + label(ref, b.x + b.w / 2, b.y + b.h / 2 + 4, "middle",
-                           heat ? textOn(heat) : P.text, false, b.w - 8) + "</g>";
+                           heat ? textOn(heat) : P.text, false, b.w - 8) +
+             MT.markSVG(model, placed, ref, b) + "</g>";
     }
     function edge(r, i) {
       var rel = decor.related[i] || "", param = r.keys.length && r.keys[0] >= 0 &&

@@ -1,0 +1,374 @@
+"""``graph: backward``: the autograd graph of a scalar loss, drawn in the forward's boxes.
+
+The forward is traced as usual, with autograd on (``TraceOptions.no_grad`` off, unfolded),
+while a small ``TorchFunctionMode`` above the recorder notes, for every op's output, the
+autograd node (``grad_fn``) that will differentiate it and the id the recorder gave the
+tensor; identity ``saved_tensors_hooks`` keep the tensors each node saves as the very objects
+the forward made. Then the loss (the sum of the float outputs, or a ``loss(output)``
+function) is formed outside the recording and its graph walked from ``loss.grad_fn``
+through ``next_functions``, exactly the nodes ``torch.autograd.graph`` has:
+
+- each autograd node becomes an op node (``AddmmBackward0``) in the module call of the
+  forward op whose output it differentiates; a node inside one forward op (the ``TBackward0``
+  of ``F.linear``'s weight) goes where the gradient reaching it comes from;
+- each ``AccumulateGrad`` becomes an output node, ``grad <parameter>``, in the module that
+  owns the parameter;
+- each edge carries a gradient, shaped as the tensor it differentiates
+  (``Node._input_metadata``);
+- each tensor a node saved for the backward is a source node (kind ``constant``, category
+  ``saved``: ``show_constants: false`` hides them) in the module that made it, counted as
+  the memory the backward keeps (its ``activation_bytes``).
+
+FLOPs come from running the backward (on the meta device too) under a dispatch mode that
+charges every ATen op to the autograd node running it (prehooks). The graph is folded like a
+forward one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from model_trace.errors import TraceError
+from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
+from model_trace.tracing.api import trace_with_options
+from model_trace.tracing.builder import REF_ATTRIBUTE
+from model_trace.tracing.flops import op_cost
+from model_trace.tracing.folding import fold_repeats
+from model_trace.tracing.op_table import category_of
+from model_trace.tracing.options import TraceOptions
+from model_trace.tracing.routing import RoutingPolicy
+from model_trace.tracing.structures import named_tensors
+
+Loss = Callable[[Any], torch.Tensor]
+_BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
+
+
+class _GradFns(TorchFunctionMode):
+    """Above the recorder: each op output's ``grad_fn`` (and output number) and recorded id,
+    and the id of every tensor object the forward made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made_by: dict[tuple[int, int], str] = {}  # (id(grad_fn), output_nr) -> tensor id
+        self.objects: dict[int, str] = {}  # id(tensor) -> its latest tensor id
+        self.kept: list[Any] = []  # the objects above, alive so their ids stay unique
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for _, tensor in named_tensors(out, ""):
+            ref = getattr(tensor, REF_ATTRIBUTE, None)
+            if ref is None:
+                continue
+            self.objects[id(tensor)] = ref[1]
+            self.kept.append(tensor)
+            if tensor.grad_fn is not None:
+                self.made_by.setdefault((id(tensor.grad_fn), tensor.output_nr), ref[1])
+                self.kept.append(tensor.grad_fn)
+        return out
+
+
+def trace_backward(
+    model: torch.nn.Module,
+    *args: Any,
+    loss: Loss | None = None,
+    routing: str | Sequence[int] | RoutingPolicy | None = None,
+    fold: bool = True,
+    trace_depth: int = 0,
+    aten: bool = False,
+    **kwargs: Any,
+) -> Graph:
+    """The backward graph of ``loss(model(*args, **kwargs))`` (default: the sum of every
+    float output), in the module calls of the forward (see the module's doc)."""
+    options = TraceOptions(routing=routing, fold=False, trace_depth=trace_depth, aten=aten,
+                           no_grad=False)
+    watcher = _GradFns()
+    captured: list[Any] = []
+
+    def enter(_module: Any, _args: Any) -> None:
+        watcher.__enter__()
+
+    def leave(_module: Any, _args: Any, output: Any) -> None:
+        watcher.__exit__(None, None, None)
+        captured.append(output)
+
+    hooks = [model.register_forward_pre_hook(enter),
+             model.register_forward_hook(leave, always_call=True)]
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
+            forward = trace_with_options(model, args, kwargs, options)
+            scalar = _loss(captured[-1], loss)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    builder = _Builder(forward, model, watcher)
+    builder.walk(scalar)
+    builder.count_flops(scalar)
+    graph = builder.graph()
+    graph.meta = {**{k: v for k, v in forward.meta.items() if k not in ("folded", "totals")},
+                  "graph": "backward",
+                  "loss": getattr(loss, "__qualname__", "loss") if loss else "sum of outputs",
+                  "flops_without_formula": builder.missing,
+                  "forward": {"nodes": len(forward.nodes), "modules": len(forward.modules)}}
+    return fold_repeats(graph) if fold else graph
+
+
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _loss(output: Any, loss: Loss | None) -> torch.Tensor:
+    if loss is not None:
+        value = loss(output)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise TraceError(f"the loss function returned {type(value).__name__} "
+                             f"{getattr(value, 'shape', '')}; it must return a scalar tensor")
+    else:
+        outputs = [t for _, t in named_tensors(output, "output")]
+        if any(t.is_inference() for t in outputs):
+            raise TraceError("the model's forward runs under torch.inference_mode(), which "
+                             "records no autograd graph; draw the backward of a part that "
+                             "does not (a block or a layer of it, as `model:`)")
+        floats = [t for t in outputs if t.dtype.is_floating_point and t.requires_grad]
+        if not floats:
+            raise TraceError("no float output of the model depends on a parameter, so there "
+                             "is no backward graph to draw; give a `loss:` function")
+        value = floats[0].sum()
+        for tensor in floats[1:]:
+            value = value + tensor.sum()
+    if value.grad_fn is None:
+        raise TraceError("the loss does not depend on any parameter (no autograd graph); are "
+                         "the parameters frozen (requires_grad=False)?")
+    return value
+
+
+class _Builder:
+    """Walks the autograd graph of a loss into a ``Graph`` in the forward's module calls."""
+
+    def __init__(self, forward: Graph, model: torch.nn.Module, watcher: _GradFns) -> None:
+        self.forward = forward
+        self.watcher = watcher
+        self.params = {id(p): name for name, p in model.named_parameters()}
+        self.first_call: dict[str, str] = {}
+        for call in forward.walk_modules():
+            self.first_call.setdefault(call.path, call.id)
+        self.modules = {m.id: ModuleCall(m.id, m.path, m.cls, m.parent, [], m.call_index,
+                                         m.extra_repr, m.source, Stats(m.stats.params, 0, 0,
+                                                                       m.stats.activated_params),
+                                         kind=m.kind, called=m.called)
+                        for m in forward.walk_modules()}
+        self.nodes: dict[str, Node] = {}
+        self.tensors: dict[str, Tensor] = {}
+        self.edges: list[Edge] = []
+        self.ids: dict[int, str] = {}  # id(autograd node) -> its node id
+        self.functions: dict[str, Any] = {}  # node id -> its autograd node (kept alive)
+        self.saved: dict[Any, str] = {}  # forward tensor id or id(object) -> saved node id
+        self.placed: set[str] = {forward.root}
+        self.missing: dict[str, int] = {}
+
+    # -- the graph ------------------------------------------------------------------------
+    def walk(self, loss: torch.Tensor) -> None:
+        """Every autograd node from ``loss.grad_fn`` on (breadth first), once each, with the
+        gradients between them."""
+        seed = self._node("input", "loss", "io", self.forward.root)
+        seed_tensor = self._tensor([], loss.dtype, loss.device, seed)
+        order: list[tuple[Any, str, str]] = [(loss.grad_fn, self.forward.root, seed_tensor)]
+        head = 0
+        while head < len(order):
+            fn, near, incoming = order[head]
+            head += 1
+            node_id = self.ids.get(id(fn))
+            new = node_id is None
+            if node_id is None:
+                node_id = self._autograd_node(fn, near)
+            self._link(incoming, node_id)
+            if not new or fn.name().endswith("AccumulateGrad"):
+                continue
+            module = self.nodes[node_id].parent
+            for target, input_nr in fn.next_functions:
+                if target is not None:
+                    shape, dtype = _gradient_into(target, input_nr)
+                    order.append((target, module,
+                                  self._tensor(shape, dtype, loss.device, node_id)))
+
+    def graph(self) -> Graph:
+        """The backward graph: the module calls that hold a node (stats summed), in
+        pre-order, and the nodes, gradients and edges walked."""
+        kept = {m: call for m, call in self.modules.items() if m in self.placed}
+        for call in reversed(list(kept.values())):
+            for child in call.children:
+                part = kept[child].stats if child in kept else self.nodes[child].stats
+                call.stats.flops += part.flops
+                call.stats.activation_bytes += part.activation_bytes
+        return Graph(root=self.forward.root, modules=kept, nodes=self.nodes,
+                     tensors=self.tensors, edges=self.edges)
+
+    def _autograd_node(self, fn: Any, near: str) -> str:
+        """An op node for an autograd node (an output for ``AccumulateGrad``), placed in its
+        forward op's module call, else in ``near`` (where its gradient comes from)."""
+        name = fn.name()
+        if name.endswith("AccumulateGrad"):
+            param = self.params.get(id(fn.variable))
+            owner = self.first_call.get(param.rpartition(".")[0], near) if param else near
+            node_id = self._node("output", f"grad {param or 'input'}", "io", owner)
+        else:
+            forward_node = self._forward_node(fn)
+            module = forward_node.parent if forward_node is not None else near
+            category = (forward_node.category if forward_node is not None else
+                        category_of(_BACKWARD_SUFFIX.sub("", name).lower()))
+            node_id = self._node("op", name, category, module)
+            if forward_node is not None:
+                self.nodes[node_id].source = forward_node.source
+            self._saved_inputs(fn, node_id)
+        self.ids[id(fn)] = node_id
+        self.functions[node_id] = fn
+        return node_id
+
+    def _forward_node(self, fn: Any) -> Node | None:
+        for output in range(max(1, len(fn._input_metadata))):
+            tensor_id = self.watcher.made_by.get((id(fn), output))
+            if tensor_id is not None:
+                producer = self.forward.tensors[tensor_id].producer
+                if producer is not None:
+                    return self.forward.nodes[producer]
+        return None
+
+    def _saved_inputs(self, fn: Any, node_id: str) -> None:
+        """A source node for each tensor ``fn`` saved (once per tensor), linked to it."""
+        for attribute in sorted(a for a in dir(fn) if a.startswith("_saved_")):
+            try:
+                value = getattr(fn, attribute)
+            except RuntimeError:  # freed, or not available on this device
+                continue
+            tensors = [v for v in (value if isinstance(value, tuple | list) else [value])
+                       if isinstance(v, torch.Tensor)]
+            for tensor in tensors:
+                self._link(self._saved_tensor(tensor, attribute.removeprefix("_saved_"),
+                                              node_id), node_id)
+
+    def _saved_tensor(self, tensor: torch.Tensor, role: str, user: str) -> str:
+        forward_id = self.watcher.objects.get(id(tensor))
+        param = self.params.get(id(tensor))
+        key: Any = forward_id or param or id(tensor)
+        source = self.saved.get(key)
+        if source is None:
+            if forward_id is not None:
+                producer = self.forward.tensors[forward_id].producer
+                where = (self.forward.nodes[producer].parent if producer is not None
+                         else self.nodes[user].parent)
+            elif param is not None:
+                where = self.first_call.get(param.rpartition(".")[0], self.nodes[user].parent)
+                role = param.rpartition(".")[2]
+            else:
+                where = self.nodes[user].parent
+            source = self._node("constant", f"saved {role}", "saved", where)
+            self._tensor(list(tensor.shape), tensor.dtype, tensor.device, source)
+            self.nodes[source].stats.activation_bytes = tensor.numel() * tensor.element_size()
+            self.saved[key] = source
+            self.watcher.kept.append(tensor)
+        return self.nodes[source].outputs[0]
+
+    def _node(self, kind: str, name: str, category: str, parent: str) -> str:
+        node_id = f"n{len(self.nodes)}"
+        self.nodes[node_id] = Node(node_id, kind, name, category, parent)  # type: ignore[arg-type]
+        self.modules[parent].children.append(node_id)
+        self._place(parent)
+        return node_id
+
+    def _place(self, module_id: str) -> None:
+        """Put a module call (and its ancestors) in its parent's children, at first use."""
+        while module_id not in self.placed:
+            self.placed.add(module_id)
+            parent = self.modules[module_id].parent
+            assert parent is not None
+            self.modules[parent].children.append(module_id)
+            module_id = parent
+
+    def _tensor(self, shape: list[int], dtype: Any, device: Any, producer: str) -> str:
+        tensor_id = f"t{len(self.tensors)}"
+        self.tensors[tensor_id] = Tensor(tensor_id, list(shape),
+                                         str(dtype).removeprefix("torch."),
+                                         getattr(device, "type", str(device)), producer)
+        self.nodes[producer].outputs.append(tensor_id)
+        node = self.nodes[producer]
+        if node.kind == "op":
+            node.stats.activation_bytes += _bytes(shape, dtype)
+        return tensor_id
+
+    def _link(self, tensor_id: str, consumer: str) -> None:
+        node = self.nodes[consumer]
+        if tensor_id not in node.inputs:
+            node.inputs.append(tensor_id)
+            producer = self.tensors[tensor_id].producer
+            assert producer is not None
+            self.edges.append(Edge(producer, consumer, tensor_id))
+
+    # -- FLOPs --------------------------------------------------------------------------
+    def count_flops(self, loss: torch.Tensor) -> None:
+        """Run the backward, charging each ATen op's FLOPs to the autograd node running it."""
+        counter = _Charges()
+        handles = [fn.register_prehook(counter.starter(node_id))
+                   for node_id, fn in self.functions.items()]
+        try:
+            with counter:
+                loss.backward(inputs=None)
+        except (RuntimeError, NotImplementedError, TypeError) as error:
+            self.missing[f"backward ({type(error).__name__})"] = 1
+        finally:
+            for handle in handles:
+                handle.remove()
+        for node_id, flops in counter.flops.items():
+            self.nodes[node_id].stats.flops = flops
+        for node_id, names in counter.missing.items():
+            self.nodes[node_id].uncounted_flops = sorted(names)
+            for name in names:
+                self.missing[name] = self.missing.get(name, 0) + 1
+
+
+def _gradient_into(target: Any, input_nr: int) -> tuple[list[int], Any]:
+    """The shape and dtype of the gradient an autograd node receives as input ``input_nr``
+    (the output of its forward op it differentiates; a leaf's own for ``AccumulateGrad``)."""
+    if target.name().endswith("AccumulateGrad"):
+        return list(target.variable.shape), target.variable.dtype
+    metadata = target._input_metadata
+    if input_nr < len(metadata):
+        return list(metadata[input_nr].shape), metadata[input_nr].dtype
+    return [], torch.float32
+
+
+def _bytes(shape: list[int], dtype: Any) -> int:
+    size = dtype.itemsize if isinstance(dtype, torch.dtype) else 4
+    return math.prod(shape) * size
+
+
+class _Charges(TorchDispatchMode):
+    """FLOPs (and ops without a formula) of the ATen ops each autograd node runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: str | None = None
+        self.flops: dict[str, int] = {}
+        self.missing: dict[str, set[str]] = {}
+
+    def starter(self, node_id: str) -> Callable[..., None]:
+        def start(*_: Any) -> None:
+            self.current = node_id
+        return start
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.current is not None:
+            flops, missing = op_cost(func, args, kwargs, out)
+            self.flops[self.current] = self.flops.get(self.current, 0) + flops
+            if missing:
+                self.missing.setdefault(self.current, set()).update(missing)
+        return out
