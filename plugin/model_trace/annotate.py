@@ -86,8 +86,6 @@ class Annotations:
                 tree.marks.setdefault(item_id, Mark()).notes.append(number)
             tree.notes.append(Note(number, text, tuple(items)))
         hidden = [item for target in self.hide for item in found("hide", target)]
-        if tree.root in hidden:
-            raise SpecError("hide: the figure's own root cannot be hidden", field="hide")
         if hidden:
             hide_items(tree, hidden)
 

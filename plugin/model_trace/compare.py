@@ -320,7 +320,7 @@ def op_counts(graph: Graph) -> dict[str, int]:
         if node.kind != "op":
             continue
         times = math.prod(graph.modules[m].repeat.count  # type: ignore[union-attr]
-                          for m in [node.parent, *graph.ancestors(node.id)]
+                          for m in graph.ancestors(node.id)
                           if graph.modules[m].repeat is not None)
         for name in ("all", node.category):
             counts[name] = counts.get(name, 0) + times

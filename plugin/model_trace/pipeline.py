@@ -44,8 +44,9 @@ def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
     rank ``spec.rank`` of a ``spec.world_size``-way split when that is above 1), or its
     backward graph (``graph: backward``), with its dimensions named (``dims``); ``policy``
     is what a docs site allows the spec to import and call (None: anything)."""
+    shapes = spec_shapes(spec)  # first: a fence `dims: auto` cannot scale fails at once
     graph = _trace_once(spec, policy)
-    return name_dims(graph, spec.dims, spec_shapes(spec),
+    return name_dims(graph, spec.dims, shapes,
                      lambda scale: _trace_once(scaled_spec(spec, scale), policy))
 
 
@@ -66,6 +67,9 @@ def _trace_once(spec: FenceSpec, policy: ImportPolicy | None) -> Graph:
 
             loss = resolve(spec.loss, "loss", policy) if spec.loss else None
             return trace_backward(model, *args, **kwargs, loss=loss, **trace_options(spec))
+        if spec.loss is not None:
+            raise SpecError("field 'loss' is the scalar a backward graph differentiates; add "
+                            "`graph: backward`", field="loss")
         with torch.no_grad():
             return trace(model, *args, **kwargs, **trace_options(spec))
 

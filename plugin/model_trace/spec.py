@@ -830,9 +830,6 @@ def spec_from_mapping(data: dict[Any, Any], lines: dict[str, int] | None = None)
         raise SpecError(f"field 'rank' is {values['rank']}, outside a "
                         f"{values.get('world_size', 1)}-way split; give `world_size` too, e.g. "
                         "`world_size: 8`", field="rank", line=lines.get("rank"))
-    if "loss" in values and values.get("graph") != "backward":
-        raise SpecError("field 'loss' is the scalar a backward graph differentiates; add "
-                        "`graph: backward`", field="loss", line=lines.get("loss"))
     if "export" in values:
         export = values["export"]
         values["export"] = (export,) if isinstance(export, str) else tuple(export)

@@ -190,6 +190,8 @@ OTHER_VALUES = {
     "view": "experts", "text": "a b", "tokens": "[1, 2]", "tokenizer": "x:tok",
     "weights": "random", "layers": "[1]", "heads": "[2]", "texts": "[a, b]", "dataset": "x:data",
     "layer": "2", "pooling": "first", "projection": "tsne", "execute": "cpu",
+    "graph": "backward", "loss": "c:loss", "dims": "auto", "compare": "{d: [1, 2]}",
+    "highlight": "[x]", "labels": "{x: y}", "notes": "{x: y}", "hide": "[x]",
 }
 """For each field, a value other than its default."""
 

@@ -11,13 +11,15 @@ through ``next_functions``, exactly the nodes ``torch.autograd.graph`` has:
 - each autograd node becomes an op node (``AddmmBackward0``) in the module call of the
   forward op whose output it differentiates; a node inside one forward op (the ``TBackward0``
   of ``F.linear``'s weight) goes where the gradient reaching it comes from;
-- each ``AccumulateGrad`` becomes an output node, ``grad <parameter>``, in the module that
-  owns the parameter;
+- each ``AccumulateGrad`` becomes an output node, ``grad weight``, in the module that owns
+  the parameter (its qualified name in ``Node.params``);
 - each edge carries a gradient, shaped as the tensor it differentiates
   (``Node._input_metadata``);
 - each tensor a node saved for the backward is a source node (kind ``constant``, category
-  ``saved``: ``show_constants: false`` hides them) in the module that made it, counted as
-  the memory the backward keeps (its ``activation_bytes``).
+  ``saved``: ``show_constants: false`` hides them) in the module of the node that reads it,
+  named after the op that made it (``saved relu``), with the memory the backward keeps for
+  it as its ``activation_bytes`` (at its first source: a tensor two modules read is kept
+  once).
 
 FLOPs come from running the backward (on the meta device too) under a dispatch mode that
 charges every ATen op to the autograd node running it (prehooks). The graph is folded like a
@@ -63,7 +65,12 @@ class _GradFns(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        for _, tensor in named_tensors(out, ""):
+        self.note(out)
+        return out
+
+    def note(self, value: Any) -> None:
+        """Note the recorded tensors in ``value`` (an op's outputs, the model's inputs)."""
+        for _, tensor in named_tensors(value, ""):
             ref = getattr(tensor, REF_ATTRIBUTE, None)
             if ref is None:
                 continue
@@ -72,7 +79,6 @@ class _GradFns(TorchFunctionMode):
             if tensor.grad_fn is not None:
                 self.made_by.setdefault((id(tensor.grad_fn), tensor.output_nr), ref[1])
                 self.kept.append(tensor.grad_fn)
-        return out
 
 
 def trace_backward(
@@ -92,23 +98,26 @@ def trace_backward(
     watcher = _GradFns()
     captured: list[Any] = []
 
-    def enter(_module: Any, _args: Any) -> None:
+    def enter(_module: Any, inputs: Any, keywords: Any) -> None:
+        watcher.note((inputs, keywords))
         watcher.__enter__()
 
     def leave(_module: Any, _args: Any, output: Any) -> None:
         watcher.__exit__(None, None, None)
         captured.append(output)
 
-    hooks = [model.register_forward_pre_hook(enter),
+    hooks = [model.register_forward_pre_hook(enter, with_kwargs=True),
              model.register_forward_hook(leave, always_call=True)]
+    saved = _Saved()
     try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_same, _same):
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack,
+                                                                             saved.unpack):
             forward = trace_with_options(model, args, kwargs, options)
             scalar = _loss(captured[-1], loss)
     finally:
         for hook in hooks:
             hook.remove()
-    builder = _Builder(forward, model, watcher)
+    builder = _Builder(forward, model, watcher, saved)
     builder.walk(scalar)
     builder.count_flops(scalar)
     graph = builder.graph()
@@ -120,8 +129,21 @@ def trace_backward(
     return fold_repeats(graph) if fold else graph
 
 
-def _same(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
+class _Saved:
+    """``saved_tensors_hooks`` that keep what autograd saves as the forward's own objects
+    (autograd hands back a new object for a saved output), and note which were unpacked."""
+
+    def __init__(self) -> None:
+        self.tensors: list[torch.Tensor] = []
+        self.unpacked: list[torch.Tensor] = []
+
+    def pack(self, tensor: torch.Tensor) -> int:
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def unpack(self, handle: int) -> torch.Tensor:
+        self.unpacked.append(self.tensors[handle])
+        return self.tensors[handle]
 
 
 def _loss(output: Any, loss: Loss | None) -> torch.Tensor:
@@ -152,9 +174,11 @@ def _loss(output: Any, loss: Loss | None) -> torch.Tensor:
 class _Builder:
     """Walks the autograd graph of a loss into a ``Graph`` in the forward's module calls."""
 
-    def __init__(self, forward: Graph, model: torch.nn.Module, watcher: _GradFns) -> None:
+    def __init__(self, forward: Graph, model: torch.nn.Module, watcher: _GradFns,
+                 saved: _Saved) -> None:
         self.forward = forward
         self.watcher = watcher
+        self.saved_by_autograd = saved
         self.params = {id(p): name for name, p in model.named_parameters()}
         self.first_call: dict[str, str] = {}
         for call in forward.walk_modules():
@@ -169,7 +193,8 @@ class _Builder:
         self.edges: list[Edge] = []
         self.ids: dict[int, str] = {}  # id(autograd node) -> its node id
         self.functions: dict[str, Any] = {}  # node id -> its autograd node (kept alive)
-        self.saved: dict[Any, str] = {}  # forward tensor id or id(object) -> saved node id
+        self.saved: dict[tuple[Any, str], str] = {}  # (tensor, module) -> saved node id
+        self.counted: set[Any] = set()  # tensors whose memory a saved node counts
         self.placed: set[str] = {forward.root}
         self.missing: dict[str, int] = {}
 
@@ -202,6 +227,9 @@ class _Builder:
         """The backward graph: the module calls that hold a node (stats summed), in
         pre-order, and the nodes, gradients and edges walked."""
         kept = {m: call for m, call in self.modules.items() if m in self.placed}
+        for call in kept.values():  # saved tensors first: equal layers list equal children
+            call.children.sort(key=lambda c: c not in self.nodes or
+                               self.nodes[c].kind != "constant")
         for call in reversed(list(kept.values())):
             for child in call.children:
                 part = kept[child].stats if child in kept else self.nodes[child].stats
@@ -217,7 +245,10 @@ class _Builder:
         if name.endswith("AccumulateGrad"):
             param = self.params.get(id(fn.variable))
             owner = self.first_call.get(param.rpartition(".")[0], near) if param else near
-            node_id = self._node("output", f"grad {param or 'input'}", "io", owner)
+            short = param.rpartition(".")[2] if param else "input"
+            node_id = self._node("output", f"grad {short}", "io", owner)
+            if param:  # the box says whose; equal layers keep equal names, and fold
+                self.nodes[node_id].params.append(param)
         else:
             forward_node = self._forward_node(fn)
             module = forward_node.parent if forward_node is not None else near
@@ -242,36 +273,39 @@ class _Builder:
 
     def _saved_inputs(self, fn: Any, node_id: str) -> None:
         """A source node for each tensor ``fn`` saved (once per tensor), linked to it."""
+        hooks = self.saved_by_autograd
         for attribute in sorted(a for a in dir(fn) if a.startswith("_saved_")):
+            hooks.unpacked = []
             try:
-                value = getattr(fn, attribute)
+                getattr(fn, attribute)
             except RuntimeError:  # freed, or not available on this device
                 continue
-            tensors = [v for v in (value if isinstance(value, tuple | list) else [value])
-                       if isinstance(v, torch.Tensor)]
-            for tensor in tensors:
+            for tensor in hooks.unpacked:  # the objects the forward made, not autograd's copies
                 self._link(self._saved_tensor(tensor, attribute.removeprefix("_saved_"),
                                               node_id), node_id)
 
     def _saved_tensor(self, tensor: torch.Tensor, role: str, user: str) -> str:
+        """The source node of a tensor ``user`` saved: one per tensor and module of a user
+        (so a layer holds what its own backward reads, and equal layers fold), its memory
+        counted at its first use only."""
         forward_id = self.watcher.objects.get(id(tensor))
         param = self.params.get(id(tensor))
         key: Any = forward_id or param or id(tensor)
-        source = self.saved.get(key)
+        where = self.nodes[user].parent
+        source = self.saved.get((key, where))
         if source is None:
-            if forward_id is not None:
+            if forward_id is not None:  # named after the op (or input) that made it
                 producer = self.forward.tensors[forward_id].producer
-                where = (self.forward.nodes[producer].parent if producer is not None
-                         else self.nodes[user].parent)
+                role = self.forward.nodes[producer].name if producer is not None else role
             elif param is not None:
-                where = self.first_call.get(param.rpartition(".")[0], self.nodes[user].parent)
                 role = param.rpartition(".")[2]
-            else:
-                where = self.nodes[user].parent
             source = self._node("constant", f"saved {role}", "saved", where)
             self._tensor(list(tensor.shape), tensor.dtype, tensor.device, source)
-            self.nodes[source].stats.activation_bytes = tensor.numel() * tensor.element_size()
-            self.saved[key] = source
+            if key not in self.counted:
+                self.counted.add(key)
+                self.nodes[source].stats.activation_bytes = (tensor.numel()
+                                                             * tensor.element_size())
+            self.saved[(key, where)] = source
             self.watcher.kept.append(tensor)
         return self.nodes[source].outputs[0]
 

@@ -386,6 +386,9 @@ class _Folder:
             if src == dst:
                 continue
             key = (src, dst, self.resolve_tensor(edge.tensor))
+            if dst != edge.dst and key[2] not in self._tensors(graph.nodes[dst].inputs):
+                continue  # fed one dropped iteration (x.unbind() into a loop): the
+                #           representative's own edge from the same producer stands for it
             if key not in seen:
                 seen.add(key)
                 kept.append(Edge(*key))

@@ -1,0 +1,157 @@
+"""``graph: backward``: the autograd graph of a loss, node for node, in the forward's boxes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from model_trace.errors import SpecError, TraceError
+from model_trace.graph import Graph
+from model_trace.tracing.backward import trace_backward
+
+
+class TwoLayers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _autograd_graph(loss: torch.Tensor, names: dict[int, str]) -> tuple[Counter, Counter]:
+    """torch's own graph from ``loss.grad_fn``: node names (a leaf's AccumulateGrad as
+    ``grad <parameter>``) and (from, to) pairs, each counted."""
+    nodes: Counter = Counter()
+    edges: Counter = Counter()
+    seen: set[int] = set()
+    stack: list[Any] = [loss.grad_fn]
+
+    def name(fn: torch.autograd.graph.Node) -> str:
+        if fn.name().endswith("AccumulateGrad"):
+            return f"grad {names[id(fn.variable)]}"
+        return fn.name()
+
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        nodes[name(fn)] += 1
+        for target, _ in fn.next_functions:
+            if target is not None:
+                edges[(name(fn), name(target))] += 1
+                stack.append(target)
+    return nodes, edges
+
+
+def _drawn(graph: Graph) -> tuple[Counter, Counter]:
+    ops = {n.id: (f"grad {n.params[0]}" if n.kind == "output" else n.name)
+           for n in graph.nodes.values() if n.kind in ("op", "output")}
+    nodes = Counter(ops.values())
+    edges = Counter((ops[e.src], ops[e.dst]) for e in graph.edges
+                    if e.src in ops and e.dst in ops)
+    return nodes, edges
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_two_layer_mlp_matches_torch_autograd_graph_node_for_node(device: str) -> None:
+    torch.manual_seed(0)
+    model = TwoLayers().to(device)
+    x = torch.randn(8, 16, device=device)
+    graph = trace_backward(model, x, fold=False)
+    loss = model(x).sum()
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert _drawn(graph) == _autograd_graph(loss, names)
+    assert graph.meta["graph"] == "backward" and graph.meta["loss"] == "sum of outputs"
+
+
+def test_backward_ops_sit_in_the_module_of_the_op_they_differentiate() -> None:
+    graph = trace_backward(TwoLayers(), torch.randn(8, 16), fold=False)
+    path = {n.name + "@" + graph.modules[n.parent].path for n in graph.nodes.values()}
+    assert {"AddmmBackward0@fc1", "AddmmBackward0@fc2", "ReluBackward0@act",
+            "SumBackward0@"} <= path
+    # F.linear's weight transpose is inside the linear op: it goes where its gradient is
+    assert {"TBackward0@fc1", "TBackward0@fc2"} <= path
+    # parameters' gradients are outputs, in the module that owns them
+    outputs = {(n.name, n.params[0], graph.modules[n.parent].path)
+               for n in graph.nodes.values() if n.kind == "output"}
+    assert outputs == {("grad weight", "fc1.weight", "fc1"), ("grad bias", "fc1.bias", "fc1"),
+                       ("grad weight", "fc2.weight", "fc2"), ("grad bias", "fc2.bias", "fc2")}
+    # the seed is the loss, a scalar
+    seed = next(n for n in graph.nodes.values() if n.kind == "input")
+    assert seed.name == "loss" and graph.tensors[seed.outputs[0]].shape == []
+
+
+def test_saved_tensors_are_sources_with_the_memory_they_keep() -> None:
+    graph = trace_backward(TwoLayers(), torch.randn(8, 16), fold=False)
+    saved = {(n.name, graph.modules[n.parent].path): n for n in graph.nodes.values()
+             if n.category == "saved"}
+    assert all(n.kind == "constant" for n in saved.values())
+    # ReLU keeps its output (8 x 32 floats), and fc2 keeps its input: the same tensor, drawn
+    # in each module that reads it, its memory counted once
+    relu, fc2 = saved[("saved relu", "act")], saved[("saved relu", "fc2")]
+    assert graph.tensors[relu.outputs[0]].shape == graph.tensors[fc2.outputs[0]].shape == [8, 32]
+    assert relu.stats.activation_bytes + fc2.stats.activation_bytes == 8 * 32 * 4
+    for node, user in ((relu, "ReluBackward0"), (fc2, "AddmmBackward0")):
+        assert [graph.nodes[e.dst].name for e in graph.edges if e.src == node.id] == [user]
+    # fc1 keeps the model's input for its weight's gradient
+    assert graph.tensors[saved[("saved x", "fc1")].outputs[0]].shape == [8, 16]
+
+
+def test_gradients_carry_the_shapes_they_differentiate_and_flops_are_counted() -> None:
+    graph = trace_backward(TwoLayers(), torch.randn(8, 16), fold=False)
+    into = {graph.nodes[e.dst].params[0]: graph.tensors[e.tensor].shape for e in graph.edges
+            if graph.nodes[e.dst].kind == "output"}
+    assert into["fc1.bias"] == [32] and into["fc2.bias"] == [4]
+    assert into["fc1.weight"] == [32, 16]
+    addmm = [n for n in graph.nodes.values() if n.name == "AddmmBackward0"]
+    by_path = {graph.modules[n.parent].path: n.stats.flops for n in addmm}
+    # fc2: grad of its input (8x4 @ 4x32) and of its weight (32x8 @ 8x4); fc1: weight only
+    assert by_path == {"fc2": 2 * (2 * 8 * 4 * 32), "fc1": 2 * 8 * 32 * 16}
+    assert graph.modules[graph.root].stats.flops >= sum(by_path.values())
+
+
+def test_the_backward_graph_folds_repeated_layers() -> None:
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(4)])
+    graph = trace_backward(model, torch.randn(2, 8))
+    folded = [m for m in graph.modules.values() if m.repeat is not None]
+    assert folded and folded[0].repeat.count >= 3
+
+
+def test_a_loss_function_and_the_errors_of_a_model_without_a_graph() -> None:
+    model = TwoLayers()
+    graph = trace_backward(model, torch.randn(8, 16), loss=lambda y: (y ** 2).mean(),
+                           fold=False)
+    names = {n.name for n in graph.nodes.values()}
+    assert {"MeanBackward0", "PowBackward0"} <= names
+    with pytest.raises(TraceError, match="scalar"):
+        trace_backward(model, torch.randn(8, 16), loss=lambda y: y)
+    frozen = TwoLayers().requires_grad_(False)
+    with pytest.raises(TraceError, match="depends on a parameter"):
+        trace_backward(frozen, torch.randn(8, 16))
+
+
+def test_a_fence_draws_the_backward_graph_and_refuses_a_stray_loss() -> None:
+    from model_trace.pipeline import run_fence, trace_spec
+    from model_trace.spec import parse_spec
+
+    spec = parse_spec("model: torch.nn:TransformerEncoderLayer\n"
+                      "args: {d_model: 32, nhead: 4, dim_feedforward: 64, batch_first: true}\n"
+                      "inputs: [[2, 8, 32]]\ngraph: backward\n").with_defaults(
+        depth=1, routing="balanced", export=())
+    output = run_fence(spec)
+    assert "NativeLayerNormBackward0" in output.html and "linear1.weight" in output.html
+    with pytest.raises(SpecError, match="graph: backward"):
+        trace_spec(parse_spec("model: torch.nn:Linear\nargs: {in_features: 2, "
+                              "out_features: 2}\ninputs: [[1, 2]]\nloss: a.b:c"))
+    zoo = parse_spec("model: deepseek-v3\nconfig: tiny\ngraph: backward\n").with_defaults(
+        depth=1, routing="balanced", export=())
+    with pytest.raises(TraceError, match="inference_mode"):
+        trace_spec(zoo)
