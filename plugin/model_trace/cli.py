@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="show module calls at most N levels below the model (default: all)")
     summary.set_defaults(run=_summary_command)
     diff = commands.add_parser(
-        "diff", help="trace two or more fence specs (or one with `compare:`) and print what "
-        "differs: totals, ops per kind, and every module or op only in some or changed")
+        "diff", help="trace two or more fence specs (or one with a compare field) and print "
+        "what differs: totals, ops per kind, and every module or op only in some or changed")
     diff.add_argument("specs", nargs="+", metavar="SPEC", help="YAML files with the fields of "
                       "a model-trace fence (focus applies: compare the same part of each)")
     diff.add_argument("-o", "--output", help="also write the side-by-side figures (.html) or "

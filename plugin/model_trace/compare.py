@@ -450,8 +450,8 @@ def diff_table(diff: GraphDiff) -> str:
         cells = [_cell(v, values[0], unit, k) for k, v in enumerate(values)]
         row = "<tr>" if len(set(values)) == 1 else '<tr class="mt-differs">'
         rows.append(f"{row}<th>{html.escape(name)}</th>{''.join(cells)}</tr>")
-    return (f'<table class="mt-compare-table"><thead><tr>{head}</tr></thead>\n<tbody>\n'
-            + "\n".join(rows) + "\n</tbody></table>\n")
+    return (f'<div class="mt-compare-table"><table><thead><tr>{head}</tr></thead>\n<tbody>\n'
+            + "\n".join(rows) + "\n</tbody></table></div>\n")
 
 
 def _cell(value: int, first: int, unit: str, index: int) -> str:

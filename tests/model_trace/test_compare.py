@@ -119,7 +119,7 @@ def test_the_fence_draws_each_variant_marked_with_a_table(mla) -> None:
     assert titles == ["attn_impl: naive", "attn_impl: absorb"]
     ids = re.findall(r'<figure class="model-trace" id="([^"]+)"', html)
     assert ids == [f"{PREFIX_PLACEHOLDER}-1", f"{PREFIX_PLACEHOLDER}-2"]
-    assert '<table class="mt-compare-table">' in html and "Two ways to attend" in html
+    assert '<div class="mt-compare-table"><table>' in html and "Two ways to attend" in html
     assert html.count("Used in both.") == 2  # the note is listed under both figures
     # the marks travel in the view data; the static SVG draws them (green: only here)
     assert html.count("#1a7f37") >= 10 and "#bf8700" in html
