@@ -84,7 +84,8 @@ class Annotations:
             items = found("notes", target)
             for item_id in items:
                 tree.marks.setdefault(item_id, Mark()).notes.append(number)
-            tree.notes.append(Note(number, text, tuple(items)))
+            if items:  # (a comparison's variant may not have it)
+                tree.notes.append(Note(number, text, tuple(items)))
         hidden = [item for target in self.hide for item in found("hide", target)]
         if hidden:
             hide_items(tree, hidden)

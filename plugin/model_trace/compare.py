@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from model_trace.annotate import Annotations, find
+from model_trace.annotate import DEFAULT_COLOUR, Annotations, find
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
 from model_trace.dims import symbolic_shape
-from model_trace.errors import ModelTraceError, brief
+from model_trace.errors import ModelTraceError, SpecError, brief
 from model_trace.graph import Graph, Node
 from model_trace.loader import ZOO, ImportPolicy, check_allowed
 from model_trace.matching import Key, module_keys, node_keys
@@ -40,8 +40,10 @@ from model_trace.spec import FIELDS, FenceSpec
 from model_trace.view_tree import Mark, ViewTree
 
 Status = Literal["only", "changed", ""]
-MERGED_FIELDS = ("args", "overrides")
-"""Fields a variant adds to rather than replaces."""
+MERGED_FIELDS = ("args", "overrides", "highlight", "labels", "notes", "hide")
+"""Fields a variant adds to rather than replaces (the fence's marks apply to every variant,
+a variant's own to it alone)."""
+MARK_FIELDS = ("highlight", "labels", "notes", "hide")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Variant:
 
     title: str
     spec: FenceSpec
+    own: tuple[tuple[str, str], ...] = ()
+    """(field, target) of the marks the variant itself asks for (they must match in it)."""
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,11 @@ def variants(spec: FenceSpec) -> list[Variant]:
 
 def _variant(base: FenceSpec, changes: dict[str, Any], title: str) -> Variant:
     values: dict[str, Any] = {}
+    own = Annotations.of(dataclasses.replace(base, **{
+        name: changes.get(name) for name in MARK_FIELDS})).targets()
     for name, value in changes.items():
         if name in MERGED_FIELDS:
-            value = {**getattr(base, name), **value}
+            value = _merged(getattr(base, name), value)
         if name == "export":
             value = (value,) if isinstance(value, str) else tuple(value)
         values[name] = value
@@ -136,7 +142,20 @@ def _variant(base: FenceSpec, changes: dict[str, Any], title: str) -> Variant:
     if zoo is not None:  # the zoo's defaults, as a single fence gets them
         spec = dataclasses.replace(spec, config=spec.config or zoo.default_config,
                                    inputs=spec.inputs or zoo.default_inputs)
-    return Variant(title, spec)
+    return Variant(title, spec, tuple(own))
+
+
+def _merged(base: Any, own: Any) -> Any:
+    """A variant's value of a merged field after the fence's: mappings merged, lists (and a
+    highlight list, orange) joined."""
+    if base is None or base == {}:
+        return own
+    if isinstance(base, dict) or isinstance(own, dict):
+        as_dict = [dict.fromkeys([v] if isinstance(v, str) else v, DEFAULT_COLOUR)
+                   if not isinstance(v, dict) else v for v in (base, own)]
+        return {**as_dict[0], **as_dict[1]}
+    listed = [[v] if isinstance(v, str) else list(v) for v in (base, own)]
+    return listed[0] + [v for v in listed[1] if v not in listed[0]]
 
 
 def _scope(spec: FenceSpec, name: str) -> tuple[str | None, str]:
@@ -355,11 +374,19 @@ def draw_compare(traced: Traced, spec: FenceSpec, theme: str = "auto") -> FenceO
     cells, warnings, figures = [], [], []
     matched: set[tuple[str, str]] = set()
     for k, ((graph, variant_spec), variant) in enumerate(zip(pairs, found, strict=True)):
-        caption = variant_spec.caption if variant_spec.caption != spec.caption else ""
-        shown = dataclasses.replace(variant_spec, caption=caption, focus=None)
+        shown = dataclasses.replace(variant_spec, caption="", focus=None)  # titled above
+        here: set[tuple[str, str]] = set()
         figure, view, warned = figure_of(
             graph, shown, theme, strict=False,
-            marks=lambda tree, k=k: mark_tree(tree, diff, k), matched=matched)
+            marks=lambda tree, k=k: mark_tree(tree, diff, k), matched=here)
+        matched |= here
+        for field_name, target in variant.own:
+            if (field_name, target) not in here:
+                try:
+                    find(figure.tree, target, field_name, strict=True)
+                except SpecError as error:
+                    raise SpecError(f"variant '{variant.title}': {error}",
+                                    field="compare") from error
         figures.append((figure, view))
         warnings += [f"{variant.title}: {w}" for w in warned]
         body = render_figure(figure, view, f"{PREFIX_PLACEHOLDER}-{k + 1}")

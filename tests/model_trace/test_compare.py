@@ -212,3 +212,23 @@ def test_view_tree_marks_are_kept_out_of_figures_without_them() -> None:
     figure = FigureData.of(FIGURE_MODELS["encoder layer"]())
     assert '"marks"' not in figure.json
     assert ViewTree.from_graph(FIGURE_MODELS["encoder layer"]()).marks == {}
+
+
+def test_a_variant_adds_its_own_marks_which_must_match_in_it(mla) -> None:
+    text = ("model: deepseek-v3\nconfig: tiny\nfocus: layers.0.attn\nhighlight: [wkv_b]\n"
+            "notes: {wkv_b: In both.}\ncompare:\n"
+            "  - {args: {attn_impl: naive}, caption: naive,"
+            " notes: {cat#2: 'The key, completed.'}}\n"
+            "  - {args: {attn_impl: absorb}, caption: absorb, highlight: {squeeze: red}}\n")
+    found = variants(_spec(text))
+    assert found[0].spec.notes == {"wkv_b": "In both.", "cat#2": "The key, completed."}
+    assert found[1].spec.highlight == {"wkv_b": "orange", "squeeze": "red"}
+    assert found[0].own == (("notes", "cat#2"),) and found[1].own == (("highlight", "squeeze"),)
+    traced = trace_compare(_spec(text))
+    html = draw_compare(traced, _spec(text)).html
+    naive, absorb = html.split('<div class="mt-compare-cell">')[1:]
+    assert "The key, completed." in naive and "The key, completed." not in absorb
+    assert "In both." in naive and "In both." in absorb
+    wrong = text.replace("cat#2", "cat#3")
+    with pytest.raises(SpecError, match=r"variant 'naive'.*asks for match 3"):
+        draw_compare(traced, _spec(wrong))

@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from model_trace.errors import TraceError
-from model_trace.graph import Edge, Graph, ModuleCall, Node, Stats, Tensor
+from model_trace.graph import STAT_NAMES, Edge, Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.tracing.api import trace_with_options
 from model_trace.tracing.builder import REF_ATTRIBUTE
 from model_trace.tracing.flops import op_cost
@@ -121,7 +121,9 @@ def trace_backward(
     builder.walk(scalar)
     builder.count_flops(scalar)
     graph = builder.graph()
+    root = graph.modules[graph.root].stats
     graph.meta = {**{k: v for k, v in forward.meta.items() if k not in ("folded", "totals")},
+                  "totals": {name: getattr(root, name) for name in STAT_NAMES},
                   "graph": "backward",
                   "loss": getattr(loss, "__qualname__", "loss") if loss else "sum of outputs",
                   "flops_without_formula": builder.missing,
