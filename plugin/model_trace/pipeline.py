@@ -53,11 +53,11 @@ def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
 def _trace_once(spec: FenceSpec, policy: ImportPolicy | None) -> Graph:
     with _process_group(spec.world_size, spec.rank):
         if spec.execute is not None:
-            from model_trace.dataviews.runnable import real_inputs, real_model
+            from model_trace.dataviews.runnable import one_thread, real_inputs, real_model
 
             model = real_model(spec, policy, f"`execute: {spec.execute}`")
             args, kwargs = real_inputs(spec, policy)
-            with torch.no_grad():
+            with torch.no_grad(), one_thread():
                 return trace(model, *args, **kwargs, execute=spec.execute,
                              **trace_options(spec))
         model = build_model(spec, policy=policy)
@@ -123,7 +123,7 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
     if specs[0].view in CAPTURE_VIEWS:
         from model_trace.dataviews.run import run_data_views
 
-        return run_data_views(specs, policy)
+        return run_data_views(specs, policy, theme)
     if specs[0].compare is not None:  # several traces, drawn side by side
         from model_trace.compare import draw_compare, trace_compare
 
@@ -146,7 +146,7 @@ def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     if spec.view == "experts":
         from model_trace.dataviews.run import draw_experts_view
 
-        return draw_experts_view(graph, spec)
+        return draw_experts_view(graph, spec, theme)
     if "execution" in graph.meta:
         spec = dataclasses.replace(spec, caption=" ".join(
             filter(None, (spec.caption, execution_caption(graph, spec.weights)))))

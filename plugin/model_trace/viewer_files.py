@@ -17,6 +17,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from model_trace.cache import write_atomic
+from model_trace.dataviews.palette import stylesheet
 
 ASSET_DIR = "assets/model-trace"
 """Where the viewer's files go, relative to the site's root."""
@@ -52,7 +53,8 @@ def asset_bytes(name: str) -> bytes:
                        for module, source in viewer_modules()).encode("utf-8")
     styles = sorted((e for e in (_assets() / "viewer").iterdir() if e.name.endswith(".css")),
                     key=lambda e: e.name)  # the data views' rules, after the viewer's
-    return (_assets() / name).read_bytes() + b"".join(e.read_bytes() for e in styles)
+    return ((_assets() / name).read_bytes() + b"".join(e.read_bytes() for e in styles)
+            + stylesheet().encode("utf-8"))  # and their colours, from their one table
 
 
 def write_assets(site_dir: Path) -> None:

@@ -4,13 +4,13 @@ dims the other groups when a legend entry is clicked."""
 
 from __future__ import annotations
 
+from model_trace.dataviews.palette import group
 from model_trace.dataviews.projection import Projection
 from model_trace.dataviews.svg import (
-    GROUP_COLOURS,
-    MUTED,
-    TEXT,
     Drawn,
     esc,
+    frame,
+    label,
     num,
     svg_document,
     text_width,
@@ -38,20 +38,19 @@ def draw_embeddings(projection: Projection, texts: list[str], groups: list[str],
     def sy(y: float) -> float:
         return top + RADIUS + (y_high - y) / ((y_high - y_low) or 1) * (PLOT_H - 2 * RADIUS)
 
-    colour = {name: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, name in enumerate(group_names)}
-    parts = [f'<rect x="{num(left)}" y="{num(top)}" width="{num(PLOT_W)}" height="{num(PLOT_H)}" '
-             f'fill="none" stroke="{MUTED}" stroke-width="0.5"/>',
-             f'<text x="{num(left + PLOT_W / 2)}" y="{num(top + PLOT_H + 16)}" font-size="11" '
-             f'text-anchor="middle" fill="{MUTED}">{esc(projection.axes[0])}</text>',
-             f'<text x="{num(MARGIN + 10)}" y="{num(top + PLOT_H / 2)}" font-size="11" '
-             f'text-anchor="middle" fill="{MUTED}" transform="rotate(-90 {num(MARGIN + 10)} '
-             f'{num(top + PLOT_H / 2)})">{esc(projection.axes[1])}</text>']
+    parts = [frame(left, top, PLOT_W, PLOT_H),
+             label(left + PLOT_W / 2, top + PLOT_H + 16, projection.axes[0], 11, muted=True,
+                   anchor="middle"),
+             label(MARGIN + 10, top + PLOT_H / 2, projection.axes[1], 11, muted=True,
+                   anchor="middle", extra=f'transform="rotate(-90 {num(MARGIN + 10)} '
+                   f'{num(top + PLOT_H / 2)})"')]
     dots = []
-    for i, ((x, y), text, group) in enumerate(zip(projection.points, texts, groups, strict=True)):
-        dots.append(f'<circle class="mt-dot" data-i="{i}" data-g="{group_names.index(group)}" '
-                    f'cx="{num(sx(x))}" cy="{num(sy(y))}" r="{num(RADIUS)}" '
-                    f'fill="{colour[group]}" fill-opacity="0.8" stroke="#ffffff" '
-                    f'stroke-width="0.75"><title>{esc(text)} ({esc(group)})</title></circle>')
+    for i, ((x, y), text, name) in enumerate(zip(projection.points, texts, groups, strict=True)):
+        index = group_names.index(name)
+        dots.append(f'<circle {group(index, "mt-dot")} data-i="{i}" data-g="{index}" '
+                    f'cx="{num(sx(x))}" cy="{num(sy(y))}" r="{num(RADIUS)}" fill-opacity="0.8" '
+                    f'stroke="#ffffff" stroke-width="0.75"><title>{esc(text)} ({esc(name)})'
+                    '</title></circle>')
     parts.append(f'<g class="mt-dots">{"".join(dots)}</g>')
     legend_x = left + PLOT_W + 14
     legend = []
@@ -59,10 +58,9 @@ def draw_embeddings(projection: Projection, texts: list[str], groups: list[str],
         y = top + 8 + i * 18
         count = groups.count(name)
         legend.append(f'<g class="mt-group" data-g="{i}" tabindex="0" role="button" '
-                      f'aria-label="{esc(name)}"><circle cx="{num(legend_x + 5)}" '
-                      f'cy="{num(y)}" r="5" fill="{colour[name]}"/><text x="{num(legend_x + 14)}" '
-                      f'y="{num(y + 4)}" font-size="11" fill="{TEXT}">{esc(name)} ({count})'
-                      '</text></g>')
+                      f'aria-label="{esc(name)}"><circle {group(i)} cx="{num(legend_x + 5)}" '
+                      f'cy="{num(y)}" r="5"/>{label(legend_x + 14, y + 4, f"{name} ({count})", 11)}'
+                      '</g>')
     parts.append(f'<g class="mt-groups">{"".join(legend)}</g>')
     legend_w = max(text_width(f"{n} ({groups.count(n)})", 11) for n in group_names) + 24
     width = legend_x + legend_w + MARGIN

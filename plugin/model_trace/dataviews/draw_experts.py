@@ -9,14 +9,14 @@ the same page.
 from __future__ import annotations
 
 from model_trace.dataviews.experts import ExpertLoad, Imbalance
+from model_trace.dataviews.palette import heat, level
 from model_trace.dataviews.svg import (
-    MUTED,
-    TEXT,
     Drawn,
     esc,
+    frame,
     heat_paths,
+    label,
     legend_bar,
-    level,
     num,
     svg_document,
     text_width,
@@ -26,6 +26,9 @@ MARGIN = 8.0
 MAP_W = 560.0
 MAP_H = 360.0
 BAR_W = 90.0
+BAR_LEVEL = 9
+"""The heat level the bars are drawn in: a mid blue, visible on either ground."""
+
 
 def layer_name(container: str) -> str:
     """``layers.3.ffn.experts`` -> ``layers.3``: the row label."""
@@ -35,9 +38,11 @@ def layer_name(container: str) -> str:
             return ".".join(parts[:i + 1])
     return container
 
+
 def figures(imbalance: Imbalance) -> str:
     return (f"max/mean {imbalance.max_over_mean:.2f} · experts without a token "
             f"{imbalance.idle_share:.1%} · Gini {imbalance.gini:.3f}")
+
 
 def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
     """The figure of ``load``."""
@@ -51,10 +56,8 @@ def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
     overall = load.overall
     heading = (f"Tokens per expert, {layers} layers × {experts} {load.cls} (routing: "
                f"{load.routing})")
-    parts = [f'<text class="mt-dv-heading" x="{num(MARGIN)}" y="{num(MARGIN + 12)}" '
-             f'font-size="13" font-weight="bold" fill="{TEXT}">{esc(heading)}</text>',
-             f'<text x="{num(MARGIN)}" y="{num(MARGIN + 28)}" font-size="11" fill="{TEXT}">'
-             f'{esc(figures(overall))}</text>']
+    parts = [label(MARGIN, MARGIN + 12, heading, 13, bold=True, cls="mt-dv-heading"),
+             label(MARGIN, MARGIN + 28, figures(overall), 11)]
     every = 1 if rh >= 9 else max(1, round(10 / rh))
     rows = []
     for r, (name, row) in enumerate(zip(names, load.counts, strict=True)):
@@ -63,21 +66,19 @@ def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
         busiest = max(range(len(row)), key=row.__getitem__)
         title = (f"{name}: {sum(row)} token choices, busiest expert {busiest} "
                  f"({row[busiest]}), {figures(imbalance)}")
-        label = (f'<text x="{num(x0 - 4)}" y="{num(y + rh / 2 + 3.5)}" font-size="10" '
-                 f'text-anchor="end" fill="{MUTED}">{esc(name)}</text>'
-                 if r % every == 0 else "")
-        rows.append(f'<g class="mt-layer" data-layer="{r}"><title>{esc(title)}</title>{label}'
+        row_label = (label(x0 - 4, y + rh / 2 + 3.5, name, muted=True, anchor="end")
+                     if r % every == 0 else "")
+        rows.append(f'<g class="mt-layer" data-layer="{r}"><title>{esc(title)}</title>{row_label}'
                     f'{heat_paths([[level(c, top) for c in row]], x0, y, cw, rh)}</g>')
     parts.append("".join(rows))
     map_w, map_h = experts * cw, layers * rh
+    parts.append(frame(x0, y0, map_w, map_h))
     parts.append(f'<rect class="mt-hit" x="{num(x0)}" y="{num(y0)}" width="{num(map_w)}" '
-                 f'height="{num(map_h)}" fill="#ffffff" fill-opacity="0" stroke="{MUTED}" '
-                 'stroke-width="0.5"/>')
+                 f'height="{num(map_h)}" fill="#ffffff" fill-opacity="0"/>')
     parts.append(_bars(load, x0 + map_w + 12, y0, rh))
-    parts.append(f'<text x="{num(x0)}" y="{num(y0 + map_h + 14)}" font-size="10" '
-                 f'fill="{MUTED}">expert 0</text><text x="{num(x0 + map_w)}" '
-                 f'y="{num(y0 + map_h + 14)}" font-size="10" fill="{MUTED}" text-anchor="end">'
-                 f'expert {experts - 1}</text>')
+    parts.append(label(x0, y0 + map_h + 14, "expert 0", muted=True))
+    parts.append(label(x0 + map_w, y0 + map_h + 14, f"expert {experts - 1}", muted=True,
+                       anchor="end"))
     parts.append(legend_bar(x0, y0 + map_h + 36, min(map_w, 200.0), "0",
                             f"{top} tokens", "tokens routed to the expert"))
     width = max(x0 + map_w + 12 + BAR_W + 40, text_width(heading, 13, True) + MARGIN,
@@ -92,15 +93,15 @@ def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
                "max/mean.")
     return Drawn("experts", svg, data, caption)
 
+
 def _bars(load: ExpertLoad, x: float, y0: float, rh: float) -> str:
     ratios = [Imbalance.of(row).max_over_mean for row in load.counts]
     high = max(ratios) or 1.0
-    out = [f'<text x="{num(x)}" y="{num(y0 - 4)}" font-size="10" fill="{MUTED}">max/mean</text>']
+    out = [label(x, y0 - 4, "max/mean", muted=True)]
     for r, ratio in enumerate(ratios):
         y = y0 + r * rh
-        out.append(f'<rect class="mt-bar" data-layer="{r}" x="{num(x)}" y="{num(y + rh * 0.15)}" '
-                   f'width="{num(BAR_W * ratio / high)}" height="{num(rh * 0.7)}" '
-                   f'fill="#6baed6"><title>{ratio:.2f}</title></rect>')
-    out.append(f'<text x="{num(x + BAR_W + 4)}" y="{num(y0 + 8)}" font-size="10" '
-               f'fill="{MUTED}">{high:.2f}</text>')
+        out.append(f'<rect {heat(BAR_LEVEL, "mt-bar")} data-layer="{r}" x="{num(x)}" '
+                   f'y="{num(y + rh * 0.15)}" width="{num(BAR_W * ratio / high)}" '
+                   f'height="{num(rh * 0.7)}"><title>{ratio:.2f}</title></rect>')
+    out.append(label(x + BAR_W + 4, y0 + 8, f"{high:.2f}", muted=True))
     return f'<g class="mt-bars">{"".join(out)}</g>'

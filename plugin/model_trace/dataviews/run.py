@@ -28,15 +28,20 @@ class Captured:
     note: str
 
 
-def run_data_views(specs: list[FenceSpec], policy: ImportPolicy | None
+def run_data_views(specs: list[FenceSpec], policy: ImportPolicy | None, theme: str = "auto"
                    ) -> list[FenceOutput | ModelTraceError]:
     """Capture ``specs[0]``'s data once and draw every spec from it (they share the fields
-    that decide the capture); a problem with one spec's drawing is returned in its place."""
-    captured = capture(specs[0], policy)
+    that decide the capture); a problem with one spec's drawing is returned in its place.
+    ``theme`` (auto, light, dark) is the plugin's: auto follows the page's scheme."""
+    from model_trace.dataviews.runnable import one_thread
+
+    with one_thread():
+        captured = capture(specs[0], policy)
     outputs: list[FenceOutput | ModelTraceError] = []
     for spec in specs:
         try:
-            outputs.append(output(draw_captured(captured, spec, PREFIX_PLACEHOLDER), spec))
+            outputs.append(output(draw_captured(captured, spec, PREFIX_PLACEHOLDER), spec,
+                                  theme))
         except ModelTraceError as error:
             outputs.append(error)
     return outputs
@@ -115,18 +120,19 @@ def draw_captured(captured: Captured, spec: FenceSpec, prefix: str) -> Drawn:
                            about)
 
 
-def draw_experts_view(graph: Graph, spec: FenceSpec) -> FenceOutput:
+def draw_experts_view(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     """A ``view: experts`` fence from its traced graph."""
     from model_trace.dataviews.draw_experts import draw_experts
     from model_trace.dataviews.experts import ExpertLoad
 
-    return output(draw_experts(ExpertLoad.of(graph), PREFIX_PLACEHOLDER), spec)
+    return output(draw_experts(ExpertLoad.of(graph), PREFIX_PLACEHOLDER), spec, theme)
 
 
-def output(drawn: Drawn, spec: FenceSpec) -> FenceOutput:
+def output(drawn: Drawn, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     """The fence's HTML (its caption, or the view's) and its export files."""
     caption = spec.caption or drawn.caption
-    html = Drawn(drawn.kind, drawn.svg, drawn.data, caption).figure_html(PREFIX_PLACEHOLDER)
+    html = Drawn(drawn.kind, drawn.svg, drawn.data, caption).figure_html(PREFIX_PLACEHOLDER,
+                                                                         theme)
     exports: dict[str, bytes] = {}
     formats = set(spec.export or ())
     if "json" in formats:

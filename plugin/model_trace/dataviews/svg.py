@@ -1,8 +1,9 @@
-"""What every data view's drawing shares: the heat palette, text widths, number text, the
-figure's HTML around the SVG.
+"""What every data view's drawing shares: text and its widths, outlines, heat maps and their
+legend, number text, the figure's HTML around the SVG.
 
-A data view is drawn once, here in Python, as static SVG markup with plain colours (readable
-without scripts, in print, in cairosvg and rsvg-convert); the page's script only adds
+A data view is drawn once, here in Python, as static SVG markup with the light colours as
+attributes (readable without scripts, in print, in cairosvg and rsvg-convert) and classes
+that the site's stylesheet colours in the page's scheme (``palette``); the page's script only adds
 behaviour to the elements it finds (``assets/viewer/6-dataviews.js``). Text widths come from
 the viewer's own font-metrics table (run in the build-time engine), so labels are measured
 as the graph figure measures them.
@@ -17,6 +18,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from model_trace.dataviews.palette import LEVELS, heat
 from model_trace.engine import evaluate
 from model_trace.render_html import script_safe_json
 
@@ -24,52 +26,12 @@ FONTS = "Helvetica, Arial, sans-serif"
 """The graph figure's font stack (``3-render.js``)."""
 TEXT = "#1f2328"
 MUTED = "#57606a"
-HEAT_STOPS = ("#ffffff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5",
-              "#08519c", "#08306b")
-"""A sequential scale from white (0) to dark blue (1): ink only where there is weight."""
-LEVELS = 16
-"""Colours a heat map uses: values are binned, so a map is a few paths, one per colour."""
-GROUP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
-                 "#e377c2", "#7f7f7f", "#bcbd22")
-"""Colours of the groups of a scatter plot, in the order the groups come."""
+"""Text and secondary text on a light ground (the stylesheet's ``--mt-fg``, ``--mt-muted`` on
+a page)."""
 
 _ENVIRONMENT = Environment(loader=PackageLoader("model_trace", "templates"),
                            autoescape=select_autoescape(default=True, default_for_string=True),
                            trim_blocks=True)
-
-
-def _mix(a: str, b: str, t: float) -> str:
-    ca = [int(a[i:i + 2], 16) for i in (1, 3, 5)]
-    cb = [int(b[i:i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
-
-
-def _palette() -> tuple[str, ...]:
-    colours = []
-    for level in range(LEVELS):
-        at = level / (LEVELS - 1) * (len(HEAT_STOPS) - 1)
-        low = min(int(at), len(HEAT_STOPS) - 2)
-        colours.append(_mix(HEAT_STOPS[low], HEAT_STOPS[low + 1], at - low))
-    return tuple(colours)
-
-
-PALETTE = _palette()
-"""The colour of each level, 0 (white) to ``LEVELS - 1``."""
-
-
-def level(value: float, top: float = 1.0) -> int:
-    """The palette level of ``value`` on a scale from 0 to ``top``."""
-    if top <= 0:
-        return 0
-    return max(0, min(LEVELS - 1, round(value / top * (LEVELS - 1))))
-
-
-def text_on(colour: str) -> str:
-    """Black or white text, whichever contrasts more with ``colour``."""
-    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
-    luminance = sum(w * (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
-                    for w, c in zip((0.2126, 0.7152, 0.0722), (r, g, b), strict=True))
-    return "#000000" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "#ffffff"
 
 
 def text_width(text: str, size: float, bold: bool = False) -> float:
@@ -105,15 +67,37 @@ def cells_path(cells: list[tuple[int, int]], x0: float, y0: float, w: float, h: 
     return "".join(parts)
 
 
-def heat_paths(levels: list[list[int]], x0: float, y0: float, w: float, h: float,
-               extra: str = "") -> str:
+def label(x: float, y: float, text: str, size: float = 10, *, muted: bool = False,
+          bold: bool = False, anchor: str = "", cls: str = "", extra: str = "") -> str:
+    """A ``<text>`` of the figure: the ground's text colour (``muted``: the secondary one),
+    ``anchor`` ``middle`` or ``end``, ``cls`` more classes, ``extra`` more attributes."""
+    classes = " ".join(filter(None, (cls, "mt-mu" if muted else "")))
+    attributes = [f'class="{classes}"'] if classes else []
+    attributes += [f'x="{num(x)}"', f'y="{num(y)}"', f'font-size="{num(size)}"']
+    if bold:
+        attributes.append('font-weight="bold"')
+    if anchor:
+        attributes.append(f'text-anchor="{anchor}"')
+    attributes.append(f'fill="{MUTED if muted else TEXT}"')
+    if extra:
+        attributes.append(extra)
+    return f'<text {" ".join(attributes)}>{esc(text)}</text>'
+
+
+def frame(x: float, y: float, width: float, height: float, extra: str = "") -> str:
+    """A thin outline (a map's, a plot's) in the ground's line colour."""
+    return (f'<rect class="mt-frame" x="{num(x)}" y="{num(y)}" width="{num(width)}" '
+            f'height="{num(height)}" fill="none" stroke="{MUTED}" stroke-width="0.5"{extra}/>')
+
+
+def heat_paths(levels: list[list[int]], x0: float, y0: float, w: float, h: float) -> str:
     """A heat map of ``levels[row][column]`` as one path per colour (level 0 left blank)."""
     by_level: dict[int, list[tuple[int, int]]] = {}
     for r, row in enumerate(levels):
         for c, value in enumerate(row):
             if value:
                 by_level.setdefault(value, []).append((r, c))
-    return "".join(f'<path{extra} fill="{PALETTE[lv]}" d="{cells_path(cells, x0, y0, w, h)}"/>'
+    return "".join(f'<path {heat(lv)} d="{cells_path(cells, x0, y0, w, h)}"/>'
                    for lv, cells in sorted(by_level.items()))
 
 
@@ -121,13 +105,11 @@ def legend_bar(x: float, y: float, width: float, low: str, high: str, title: str
     """A colour bar from level 0 to the top one, labelled at both ends."""
     step = width / LEVELS
     rects = "".join(f'<rect x="{num(x + i * step)}" y="{num(y)}" width="{num(step + 0.3)}" '
-                    f'height="8" fill="{c}"/>' for i, c in enumerate(PALETTE))
-    return (f'<g class="mt-legend-bar">{rects}<rect x="{num(x)}" y="{num(y)}" '
-            f'width="{num(width)}" height="8" fill="none" stroke="{MUTED}" stroke-width="0.5"/>'
-            f'<text x="{num(x)}" y="{num(y + 20)}" font-size="10" fill="{MUTED}">{esc(low)}</text>'
-            f'<text x="{num(x + width)}" y="{num(y + 20)}" font-size="10" fill="{MUTED}" '
-            f'text-anchor="end">{esc(high)}</text><text x="{num(x)}" y="{num(y - 4)}" '
-            f'font-size="10" fill="{MUTED}">{esc(title)}</text></g>')
+                    f'height="8" {heat(i)}/>' for i in range(LEVELS))
+    return (f'<g class="mt-legend-bar">{rects}{frame(x, y, width, 8)}'
+            f'{label(x, y + 20, low, muted=True)}'
+            f'{label(x + width, y + 20, high, muted=True, anchor="end")}'
+            f'{label(x, y - 4, title, muted=True)}</g>')
 
 
 def svg_document(body: str, width: float, height: float, title: str, prefix: str,
@@ -150,9 +132,11 @@ class Drawn:
     data: dict[str, Any] = field(default_factory=dict)
     caption: str = ""
 
-    def figure_html(self, prefix: str) -> str:
-        """The figure that replaces the fence: the SVG, its numbers, its caption."""
+    def figure_html(self, prefix: str, theme: str = "auto") -> str:
+        """The figure that replaces the fence: the SVG, its numbers, its caption; ``theme``
+        light or dark fixes its colours, auto follows the page."""
         data = script_safe_json(json.dumps(self.data, separators=(",", ":"),
                                            ensure_ascii=False))
         return _ENVIRONMENT.get_template("dataview.html.j2").render(
-            prefix=prefix, kind=self.kind, svg=self.svg, data=data, caption=self.caption)
+            prefix=prefix, kind=self.kind, svg=self.svg, data=data, caption=self.caption,
+            theme=theme)

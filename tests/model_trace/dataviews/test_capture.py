@@ -130,7 +130,7 @@ def test_embeddings_view_is_byte_identical_across_processes_and_hash_seeds(minil
                                    "HF_HUB_OFFLINE": "1"})
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
-    assert outputs[0].count('class="mt-dot"') == 12  # in the page and in the export
+    assert outputs[0].count('class="mt-dot mt-g') == 12  # in the page and in the export
     assert "animals (3)" in outputs[0] and "A cat sleeps on the sofa." in outputs[0]
 
 

@@ -2,8 +2,9 @@
  *
  * Each figure is drawn at build time in Python (dataviews/draw_*.py) as a static SVG that
  * reads without script; this adds behaviour to the elements it finds, from the numbers the
- * figure carries in its <template class="mt-dv-data"> (weights in thousandths, the palette
- * level of each cell, as Python computed them): a readout under the figure for what the
+ * figure carries in its <template class="mt-dv-data"> (weights in thousandths, the heat
+ * level of each cell, as Python computed them; the class of a level colours it in the page's
+ * scheme, dataviews/palette.py): a readout under the figure for what the
  * pointer is on, a click on a thumbnail to show that map large, on a token to highlight its
  * row and column, on a legend entry to single out a group, on an expert to open it in the
  * graph figure of the same page. No drawing here: only attributes and classes change.
@@ -34,16 +35,24 @@
   // ------------------------------------------------------------------ attention
   function attention(figure, svg, data, say) {
     var n = data.tokens.length, current = 0, focus = -1;
-    var cells = svg.querySelectorAll(".mt-cell");
+    var cells = svg.querySelectorAll(".mt-cell"), values = svg.querySelectorAll(".mt-val");
     function weight(q, k) { return data.maps[current].w[q * n + k] / 1000; }
     function show(index) {
-      var map = data.maps[index], lv = map.lv;
+      var map = data.maps[index], lv = map.lv, texts = map.t ? map.t.split(",") : [];
       current = index;
-      cells.forEach(function (cell) {
+      cells.forEach(function (cell, i) {
         var q = +cell.getAttribute("data-q"), k = +cell.getAttribute("data-k");
-        cell.setAttribute("fill", data.palette[parseInt(lv[q * n + k], 16)]);
+        var level = parseInt(lv[q * n + k], 16), dim = cell.classList.contains("mt-dim");
+        cell.setAttribute("class", "mt-cell mt-h" + level + (dim ? " mt-dim" : ""));
+        cell.setAttribute("fill", data.palette[level]);
         var title = cell.querySelector("title");
         if (title) title.textContent = data.tokens[q] + " → " + data.tokens[k] + ": " + weight(q, k).toFixed(3);
+        var value = values[i];
+        if (value) {
+          value.setAttribute("class", "mt-val mt-v" + level + (dim ? " mt-dim" : ""));
+          value.setAttribute("fill", data.ink[level]);
+          value.textContent = texts[q * n + k];
+        }
       });
       svg.querySelector(".mt-dv-heading").textContent = map.label;
       svg.querySelectorAll(".mt-thumb").forEach(function (thumb) {
@@ -54,9 +63,11 @@
     }
     function highlight(token) {
       focus = focus === token ? -1 : token;
-      cells.forEach(function (cell) {
+      cells.forEach(function (cell, i) {
         var q = +cell.getAttribute("data-q"), k = +cell.getAttribute("data-k");
-        cell.classList.toggle("mt-dim", focus >= 0 && q !== focus && k !== focus);
+        var dim = focus >= 0 && q !== focus && k !== focus;
+        cell.classList.toggle("mt-dim", dim);
+        if (values[i]) values[i].classList.toggle("mt-dim", dim);
       });
       svg.querySelectorAll(".mt-tok").forEach(function (label) {
         label.classList.toggle("mt-hl", +label.getAttribute("data-t") === focus);
