@@ -89,8 +89,8 @@ def draw_experts(load: ExpertLoad, prefix: str) -> Drawn:
     data = {"containers": load.containers, "counts": load.counts,
             "grid": [num(x0), num(y0), num(cw), num(rh)]}
     caption = (f"Tokens each routed expert got, {layers} layers × {experts} experts, routing: "
-               f"{load.routing}; {figures(overall)}. White: no token. The bars: each layer's "
-               "max/mean.")
+               f"{load.routing}; {figures(overall)}. A blank cell: no token. The bars: each "
+               "layer's max/mean.")
     return Drawn("experts", svg, data, caption)
 
 
