@@ -14,33 +14,38 @@ from model_trace.graph import Graph, ModuleCall
 
 _COUNT_UNITS = (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3))
 _BYTE_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3))
+_SECOND_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
 
 
 def format_count(value: float) -> str:
-    """``671026419200`` -> ``671B``, ``1234`` -> ``1.23K``, ``12`` -> ``12``."""
-    for unit, size in _COUNT_UNITS:
-        if abs(value) >= size:
-            return f"{value / size:.3g}{unit}"
-    return f"{value:.3g}" if isinstance(value, float) and not value.is_integer() else \
-        f"{int(value)}"
+    """``671026419200`` -> ``671B``, ``1234`` -> ``1.23K``, ``999500`` -> ``1M``, ``12`` ->
+    ``12``."""
+    return _in_units(value, _COUNT_UNITS, "") or (
+        f"{value:.3g}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}")
 
 
 def format_bytes(value: float) -> str:
     """``1.36e12`` -> ``1.36 TB``, ``512`` -> ``512 B``."""
-    for unit, size in _BYTE_UNITS:
-        if abs(value) >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{int(value)} B"
+    return _in_units(value, _BYTE_UNITS, " ") or f"{int(value)} B"
 
 
 def format_seconds(value: float) -> str:
     """``3.2e-6`` -> ``3.2 µs``, ``0.0151`` -> ``15.1 ms``, ``2.5`` -> ``2.5 s``."""
     if value == 0:
         return "0 s"
-    for unit, size in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(value) >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
+    return _in_units(value, _SECOND_UNITS, " ") or f"{value / 1e-9:.3g} ns"
+
+
+def _in_units(value: float, units: tuple[tuple[str, float], ...], separator: str) -> str | None:
+    """``value`` in the largest of ``units`` (largest first) it reaches once rounded to three
+    significant digits, so that 999,500 reads ``1M`` and not ``1e+03K``; None below them all."""
+    rounded = float(f"{value:.3g}")
+    for unit, size in units:
+        if abs(rounded) >= size:
+            number = rounded / size
+            text = f"{number:.3g}" if abs(number) < 1000 else f"{number:,.0f}"
+            return f"{text}{separator}{unit}"
+    return None
 
 
 def relative_name(path: str, parent_path: str) -> str:

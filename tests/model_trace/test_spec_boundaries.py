@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from model_trace.spec import (
     spec_from_mapping,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 MINIMUMS = {name: rule.minimum for name, rule in FIELDS.items() if rule.minimum is not None}
 MAXIMUMS = {name: rule.maximum for name, rule in FIELDS.items() if rule.maximum is not None}
 
@@ -156,10 +159,13 @@ def test_a_model_is_a_zoo_name_or_an_import_path(model: str, allowed: bool) -> N
     ("model: a:b\n\n\nfocus: [a", 4),
     ("model: a:b\ndepth: @x", 2),
     ("model: a:b\nrouting: random:", 2),
+    ("model: [a", 1),  # a one-line fence: the end of the text is on its only line
 ])
 def test_yaml_errors_name_the_line_they_are_on(text: str, line: int) -> None:
     error = _error(text)
     assert "invalid YAML" in str(error) and error.line == line, str(error)
+    # the parser's problem in one line, without its own position dump
+    assert "\n" not in str(error) and "column" not in str(error), str(error)
 
 
 def test_a_repeated_key_is_reported_at_the_line_whose_value_is_wrong() -> None:
@@ -236,6 +242,7 @@ def test_the_field_table_has_one_row_per_field_with_cells_under_their_headers() 
     assert by_name["`inputs`"][1] == "list or mapping or string"
     assert by_name["`fold`"][1] == "boolean"
     assert "One of `none`, `params`" in by_name["`overlay`"][4]
+    assert "None" not in field_table()
 
 
 def _as_yaml(value: object) -> str:
@@ -263,3 +270,160 @@ def test_the_documented_defaults_are_the_specs_own() -> None:
 def test_the_usual_dtypes_are_spelled_as_torch_spells_them(dtype: str) -> None:
     spec = parse_spec(f"model: a:b\ninputs: {{x: {{shape: [1], dtype: {dtype}}}}}")
     assert spec.inputs == {"x": {"shape": [1], "dtype": dtype}}
+
+
+# -- the limits the design page promises ---------------------------------------------------
+def _promised_limits() -> dict[str, int]:
+    """The numbers of docs/design's "Reading a fence": what a reader is told is refused."""
+    text = " ".join((ROOT / "docs/design/index.md").read_text(encoding="utf-8").split())
+    found = re.search(r"more than (\d+) KiB, nesting deeper than (\d+) levels, more than "
+                      r"([\d,]+) values, .* numbers of more than (\d+) characters", text)
+    assert found, "the design page no longer states the fence's limits"
+    kib, levels, values, digits = (int(g.replace(",", "")) for g in found.groups())
+    return {"bytes": kib * 1024, "levels": levels, "values": values, "digits": digits}
+
+
+def test_a_fence_of_exactly_the_promised_size_is_read_and_one_byte_more_is_not() -> None:
+    size = _promised_limits()["bytes"]
+    head = "model: a:b\n# "
+    assert parse_spec(head + "x" * (size - len(head))).model == "a:b"
+    error = _error(head + "x" * (size - len(head) + 1))
+    assert f"{size + 1:,} bytes" in str(error) and error.line is None
+
+
+def test_nesting_stops_at_the_promised_depth() -> None:
+    levels = _promised_limits()["levels"]
+    # the fence's mapping and args' mapping are two levels; the rest are lists
+    inner = levels - 2
+    deepest = parse_spec("model: a:b\nargs: {a: " + "[" * inner + "]" * inner + "}").args["a"]
+    for _ in range(inner - 1):
+        (deepest,) = deepest
+    assert deepest == []
+    error = _error("model: a:b\nargs: {a: " + "[" * (inner + 1) + "]" * (inner + 1) + "}")
+    assert f"more than {levels} levels deep" in str(error) and error.line == 2
+
+
+def test_a_fence_holds_the_promised_number_of_values_and_not_one_more() -> None:
+    values = _promised_limits()["values"]
+    # the fence, model, a:b, args, its mapping, x and the list: 7 values before the items
+    items = values - 7
+    assert len(parse_spec("model: a:b\nargs: {x: [" + ", ".join(["0"] * items) + "]}")
+               .args["x"]) == items
+    error = _error("model: a:b\nargs: {x: [" + ", ".join(["0"] * (items + 1)) + "]}")
+    assert f"more than {values:,} values" in str(error) and error.line == 2
+
+
+def test_numbers_have_at_most_the_promised_digits() -> None:
+    digits = _promised_limits()["digits"]
+    assert parse_spec(f"model: a:b\nargs: {{a: {'9' * digits}}}").args["a"] == 10**digits - 1
+    error = _error(f"model: a:b\nargs: {{a: {'9' * (digits + 1)}}}")
+    assert f"has {digits + 1} characters" in str(error) and error.line == 2
+
+
+# -- shapes, indices and ids at their edges ------------------------------------------------
+def test_a_shape_has_at_most_as_many_dimensions_as_a_fence_has_levels() -> None:
+    levels = _promised_limits()["levels"]
+    assert len(parse_spec(f"model: a:b\ninputs: [{[1] * levels}]").inputs[0]) == levels
+    error = _error(f"model: a:b\ninputs: [{[1] * (levels + 1)}]")
+    assert f"has {levels + 1} dimensions; at most {levels}" in str(error)
+
+
+def test_a_shape_holds_up_to_2_62_elements_counted_over_every_dimension() -> None:
+    parse_spec(f"model: a:b\ninputs: [[{2**31}, {2**31}]]")  # exactly 2**62
+    for shape in ([2**31, 2**31, 2], [2**40, 2**40], [2**21, 2**21, 2**21]):
+        error = _error(f"model: a:b\ninputs: [{shape}]")
+        assert "more than 2**62 elements" in str(error), shape
+    parse_spec(f"model: a:b\ninputs: [[{2**40}, 1, 1]]")
+
+
+def test_token_ids_run_up_to_the_largest_int32() -> None:
+    largest = 2**31 - 1
+    assert parse_spec(f"model: a:b\ntokens: [0, {largest}]").tokens == (0, largest)
+    for tokens in (f"[{largest + 1}]", "[-1]", "[]", "[true]", "[1.0]"):
+        assert _error(f"model: a:b\ntokens: {tokens}").field == "tokens", tokens
+
+
+def test_expert_indices_run_from_0_below_2_20() -> None:
+    assert parse_spec(f"model: a:b\nrouting: [0, {2**20 - 1}]").routing == [0, 2**20 - 1]
+    error = _error(f"model: a:b\nrouting: [{2**20}]")
+    assert "not a list of expert indices (0 to 2**20)" in str(error)
+
+
+@pytest.mark.parametrize("name", ["layers", "heads"])
+def test_layer_and_head_indices_are_distinct_small_naturals(name: str) -> None:
+    assert getattr(parse_spec(f"model: a:b\n{name}: [0, 4095]"), name) == (0, 4095)
+    for items in ("[4096]", "[0, -1]", "[-1, 0]", "[true]", "['1']", "[]"):
+        error = _error(f"model: a:b\n{name}: {items}")
+        assert "not a list of indices from 0" in str(error), items
+    assert "names an index twice" in str(_error(f"model: a:b\n{name}: [2, 2]"))
+
+
+def test_a_rank_is_allowed_exactly_when_some_split_holds_it() -> None:
+    """The largest rank a fence may give lies in the widest split it may give."""
+    widest = FIELDS["world_size"].maximum
+    assert FIELDS["rank"].maximum == widest - 1
+    assert parse_spec(f"model: a:b\nworld_size: {widest}\nrank: {widest - 1}").rank == widest - 1
+
+
+def test_an_import_path_may_name_an_attribute_of_an_attribute() -> None:
+    assert parse_spec("model: pkg.mod:Outer.build").model == "pkg.mod:Outer.build"
+    assert _error("model: pkg.mod:Outer.9x").field == "model"
+
+
+def test_lengths_are_counted_in_characters_for_text_and_items_for_lists() -> None:
+    assert "has 501 characters; at most 500" in str(_error(f"model: a:b\ncaption: {'x' * 501}"))
+    assert "has 4 items; at most 3" in str(_error("model: a:b\nexport: [png, svg, json, png]"))
+
+
+# -- defaults and the views a fence can name -----------------------------------------------
+@pytest.mark.parametrize("name", sorted(
+    n for n, f in FenceSpec.__dataclass_fields__.items()
+    if n in FIELDS and f.default not in (None, dataclasses.MISSING)))
+def test_a_default_written_out_is_the_same_spec_as_leaving_it_out(name: str) -> None:
+    written = parse_spec(f"model: a:b\n{name}: {FIELDS[name].default}")
+    assert written == parse_spec("model: a:b")
+    assert written.line_of(name) == 2  # lines are kept, but a spec is what it holds
+
+
+def test_specs_are_equal_whatever_lines_their_fields_are_on() -> None:
+    first = parse_spec("model: a:b\ndepth: 2\ncaption: c")
+    second = parse_spec("caption: c\n\n# a comment\ndepth: 2\nmodel: a:b")
+    assert first == second and first.lines != second.lines
+
+
+@pytest.mark.parametrize(("text", "view"), [
+    ("view: graph", "graph"),
+    ("view: experts", "experts"),
+    ("view: attention\ntokens: [1, 17, 42]", "attention"),
+    ("view: attention\ntext: The cat sat.\ntokenizer: pkg.tok:load", "attention"),
+    ("view: embeddings\ntexts: [A cat sleeps., Fresh bread.]\ntokenizer: pkg.tok:load",
+     "embeddings"),
+    ("view: embeddings\ndataset: pkg.data:sentences\ntokenizer: pkg.tok:load\npooling: first\n"
+     "projection: tsne\nlayer: 3", "embeddings"),
+])
+def test_each_view_a_page_can_ask_for_is_read(text: str, view: str) -> None:
+    from model_trace.dataviews import check_view_fields
+
+    spec = parse_spec(f"model: a:b\n{text}")
+    check_view_fields(spec)
+    assert spec.view == view
+
+
+# -- what shares a trace: fences that run the same model on the same data ------------------
+RUN_FIELDS = {"model", "args", "config", "overrides", "inputs", "routing", "fold", "trace_depth",
+              "aten", "world_size", "rank", "text", "tokens", "tokenizer", "weights", "texts",
+              "dataset", "layer", "pooling", "execute", "graph", "loss", "dims", "compare"}
+"""Fields that change what runs: the model, its weights, its inputs (a data view's texts or
+tokens, how they are pooled), how the tracer records it (the backward pass and its loss,
+traces at scaled sizes to name dimensions, variants), or whether it runs for real."""
+SHOW_FIELDS = {"depth", "focus", "show_constants", "overlay", "height", "direction", "summary",
+               "export", "assume", "caption", "view", "layers", "heads", "projection",
+               "highlight", "labels", "notes", "hide"}
+"""Fields that only change how the same run is shown: which boxes open, which layers and heads
+of the captured attention are drawn, how the same vectors are projected, what is marked,
+labelled, annotated or left out."""
+
+
+def test_fences_share_a_trace_exactly_when_they_run_the_same_thing() -> None:
+    assert set(FIELDS) == RUN_FIELDS | SHOW_FIELDS and not RUN_FIELDS & SHOW_FIELDS
+    assert set(parse_spec("model: a:b").trace_identity()) == RUN_FIELDS

@@ -5,14 +5,7 @@ from __future__ import annotations
 from model_trace.caveats import trace_caveats
 from model_trace.dims import legend_text, symbolic_shape
 from model_trace.graph import Graph, ModuleCall
-
-
-def format_count(value: float) -> str:
-    """1234 -> 1.23K, 671e9 -> 671B (T, B, M, K)."""
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{unit}"
-    return f"{value:g}"
+from model_trace.naming import format_count
 
 
 def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
