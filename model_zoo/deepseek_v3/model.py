@@ -57,6 +57,9 @@ class RuntimeOptions:
       activations and calls fp8_gemm.
     - world_size, rank: the tensor-parallel split; by default torch.distributed's when a
       process group is initialised, else 1 and 0.
+    - device: where the weights are made, e.g. "meta" for shapes without memory (each layer
+      makes its own there, far faster than `with torch.device("meta")` around the build,
+      which intercepts every tensor made); None: torch's current default device.
     """
 
     dtype: torch.dtype = torch.bfloat16
@@ -64,6 +67,7 @@ class RuntimeOptions:
     gemm_impl: GemmImpl = "bf16"
     world_size: int = field(default_factory=_process_group_size)
     rank: int = field(default_factory=_process_group_rank)
+    device: torch.device | str | None = None
 
     def __post_init__(self) -> None:
         if self.attn_impl not in get_args(AttnImpl):
@@ -111,6 +115,11 @@ class Linear(nn.Module):
     as `weight.scale`.
     """
 
+    # The reference's defaults, set on an instance only where it differs: the 45,000 Linears
+    # of 671B would spend a fifth of the build in nn.Module.__setattr__ for them.
+    scale_fmt: str | None = None
+    gemm_impl: GemmImpl = "bf16"
+
     def __init__(
         self,
         in_features: int,
@@ -121,22 +130,36 @@ class Linear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.scale_fmt = args.scale_fmt
-        self.gemm_impl = opts.gemm_impl
+        if args.scale_fmt is not None:
+            self.scale_fmt = args.scale_fmt
+        if opts.gemm_impl != "bf16":
+            self.gemm_impl = opts.gemm_impl
         if dtype is None:
             dtype = torch.float8_e4m3fn if args.dtype == "fp8" else opts.dtype
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype))
+        device = opts.device
+        weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
+        scale = None
         if dtype.itemsize == 1:
             scale_shape = (-(-out_features // BLOCK_SIZE), -(-in_features // BLOCK_SIZE))
-            self.scale = nn.Parameter(torch.empty(scale_shape, dtype=torch.float32))
-        else:
-            self.register_parameter("scale", None)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_features, dtype=opts.dtype))
-        else:
-            self.register_parameter("bias", None)
-        self._attach_scale()
+            scale = nn.Parameter(torch.empty(scale_shape, dtype=torch.float32, device=device))
+            weight.scale = scale
+        # register_parameter, not attribute assignment, which looks a value up in all of
+        # nn.Module's tables before registering it
+        self.register_parameter("weight", weight)
+        self.register_parameter("scale", scale)
+        self.register_parameter(
+            "bias",
+            nn.Parameter(torch.empty(out_features, dtype=opts.dtype, device=device))
+            if bias else None,
+        )
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias, self.scale_fmt, self.gemm_impl)
@@ -214,7 +237,7 @@ class ParallelEmbedding(nn.Module):
         self.world_size = opts.world_size
         part = _split(vocab_size, opts.world_size, "vocab_size")
         self.vocab_start, self.vocab_end = opts.rank * part, (opts.rank + 1) * part
-        self.weight = nn.Parameter(torch.empty(part, dim, dtype=opts.dtype))
+        self.weight = nn.Parameter(torch.empty(part, dim, dtype=opts.dtype, device=opts.device))
 
     def forward(self, tokens: Tensor) -> Tensor:
         if self.world_size == 1:
@@ -230,10 +253,16 @@ class ParallelEmbedding(nn.Module):
 class RMSNorm(nn.Module):
     """x / rms(x) * weight over the last dimension: (..., dim) -> (..., dim)."""
 
-    def __init__(self, dim: int, dtype: torch.dtype, eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        dim: int,
+        dtype: torch.dtype,
+        eps: float = 1e-6,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         self.dim, self.eps = dim, eps
-        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype))
+        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, (self.dim,), self.weight, self.eps)
@@ -306,12 +335,12 @@ class MLA(nn.Module):
             self.wq = ColumnParallelLinear(args.dim, args.n_heads * self.qk_head_dim, args, opts)
         else:
             self.wq_a = Linear(args.dim, self.q_lora_rank, args, opts)
-            self.q_norm = RMSNorm(self.q_lora_rank, opts.dtype)
+            self.q_norm = RMSNorm(self.q_lora_rank, opts.dtype, device=opts.device)
             self.wq_b = ColumnParallelLinear(
                 self.q_lora_rank, args.n_heads * self.qk_head_dim, args, opts
             )
         self.wkv_a = Linear(args.dim, self.kv_lora_rank + self.qk_rope_head_dim, args, opts)
-        self.kv_norm = RMSNorm(self.kv_lora_rank, opts.dtype)
+        self.kv_norm = RMSNorm(self.kv_lora_rank, opts.dtype, device=opts.device)
         self.wkv_b = ColumnParallelLinear(
             self.kv_lora_rank, args.n_heads * (self.qk_nope_head_dim + self.v_head_dim), args, opts
         )
@@ -453,9 +482,13 @@ class Gate(nn.Module):
         self.n_groups, self.topk_groups = args.n_expert_groups, args.n_limited_groups
         self.score_func = args.score_func
         self.route_scale = args.route_scale
-        self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim, dtype=opts.dtype))
+        self.weight = nn.Parameter(
+            torch.empty(args.n_routed_experts, args.dim, dtype=opts.dtype, device=opts.device)
+        )
         if args.has_gate_bias:
-            self.bias = nn.Parameter(torch.empty(args.n_routed_experts, dtype=torch.float32))
+            self.bias = nn.Parameter(
+                torch.empty(args.n_routed_experts, dtype=torch.float32, device=opts.device)
+            )
         else:
             self.register_parameter("bias", None)
 
@@ -545,8 +578,8 @@ class Block(nn.Module):
             self.ffn = MLP(args.dim, args.inter_dim, args, opts)
         else:
             self.ffn = MoE(args, opts)
-        self.attn_norm = RMSNorm(args.dim, opts.dtype)
-        self.ffn_norm = RMSNorm(args.dim, opts.dtype)
+        self.attn_norm = RMSNorm(args.dim, opts.dtype, device=opts.device)
+        self.ffn_norm = RMSNorm(args.dim, opts.dtype, device=opts.device)
 
     def forward(self, x: Tensor, start_pos: int, freqs_cis: Tensor, mask: Tensor | None) -> Tensor:
         x = x + self.attn(self.attn_norm(x), start_pos, freqs_cis, mask)
@@ -571,12 +604,12 @@ class MultiTokenPrediction(nn.Module):
         super().__init__()
         self.world_size = opts.world_size
         self.embed = ParallelEmbedding(args.vocab_size, args.dim, opts)
-        self.enorm = RMSNorm(args.dim, opts.dtype)
-        self.hnorm = RMSNorm(args.dim, opts.dtype)
+        self.enorm = RMSNorm(args.dim, opts.dtype, device=opts.device)
+        self.hnorm = RMSNorm(args.dim, opts.dtype, device=opts.device)
         self.eh_proj = Linear(2 * args.dim, args.dim, args, opts, dtype=opts.dtype)
         # "like layers 3-60": a MoE block, whatever n_layers an override leaves
         self.block = Block(max(args.n_layers, args.n_dense_layers), args, opts)
-        self.norm = RMSNorm(args.dim, opts.dtype)
+        self.norm = RMSNorm(args.dim, opts.dtype, device=opts.device)
         self.head = ColumnParallelLinear(args.dim, args.vocab_size, args, opts, dtype=opts.dtype)
 
     def forward(
@@ -645,14 +678,15 @@ class Transformer(nn.Module):
         with _gc_paused():
             self.embed = ParallelEmbedding(args.vocab_size, args.dim, opts)
             self.layers = nn.ModuleList(Block(i, args, opts) for i in range(args.n_layers))
-            self.norm = RMSNorm(args.dim, opts.dtype)
+            self.norm = RMSNorm(args.dim, opts.dtype, device=opts.device)
             self.head = ColumnParallelLinear(
                 args.dim, args.vocab_size, args, opts, dtype=opts.dtype
             )
             self.mtp: MultiTokenPrediction | None = (
                 MultiTokenPrediction(args, opts) if args.mtp else None
             )
-        freqs_cis = precompute_freqs_cis(args).to(torch.get_default_device())
+        device = opts.device if opts.device is not None else torch.get_default_device()
+        freqs_cis = precompute_freqs_cis(args).to(device)
         self.register_buffer("freqs_cis", freqs_cis, persistent=False)
 
     @torch.inference_mode()

@@ -1,6 +1,5 @@
 """Parameter counts of a DeepSeek-V3 model by component, total and activated per token."""
 
-import torch
 from torch import nn
 
 from model_zoo.deepseek_v3.config import ModelArgs
@@ -67,8 +66,7 @@ def parameter_breakdown(model_or_args: Transformer | ModelArgs) -> dict[str, int
     model counts what its rank holds.
     """
     if isinstance(model_or_args, ModelArgs):
-        with torch.device("meta"):
-            model = Transformer(model_or_args, RuntimeOptions(world_size=1, rank=0))
+        model = Transformer(model_or_args, RuntimeOptions(world_size=1, rank=0, device="meta"))
     else:
         model = model_or_args
     counts = dict.fromkeys(COMPONENTS, 0)

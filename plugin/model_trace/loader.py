@@ -73,8 +73,8 @@ class ZooModel:
 
     package: str
     """Exposes ``load_config(name, **overrides)``, ``list_configs()`` and the model class."""
-    build: Callable[[Any, FenceSpec], torch.nn.Module]
-    """(package module, spec with config filled in) -> the model, built on the current device."""
+    build: Callable[[Any, FenceSpec, str], torch.nn.Module]
+    """(package module, spec with config filled in, device) -> the model, built on device."""
     default_config: str
     default_inputs: dict[str, Any]
     input_dtypes: dict[str, str] = field(default_factory=dict)
@@ -84,7 +84,7 @@ class ZooModel:
     for data views and ``execute`` with ``weights: random``."""
 
 
-def _build_deepseek_v3(package: Any, spec: FenceSpec) -> torch.nn.Module:
+def _build_deepseek_v3(package: Any, spec: FenceSpec, device: str) -> torch.nn.Module:
     assert spec.config is not None
     if spec.config not in package.list_configs():
         raise SpecError(f"unknown DeepSeek-V3 config {spec.config!r}"
@@ -98,8 +98,11 @@ def _build_deepseek_v3(package: Any, spec: FenceSpec) -> torch.nn.Module:
                         else "config") from error
     _check_routing_list(spec.routing, model_args.n_routed_experts,
                         model_args.n_activated_experts)
+    if "device" in spec.args:
+        raise SpecError("`args` may not set device: model-trace builds a fence's model on the "
+                        "meta device itself", field="args")
     try:
-        options = package.RuntimeOptions(**spec.args)
+        options = package.RuntimeOptions(**spec.args, device=device)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{brief(str(error), 200)}; `args` holds DeepSeek-V3's runtime "
                         "options (attn_impl, gemm_impl, dtype, world_size, rank)",
@@ -380,8 +383,7 @@ def build_model(spec: FenceSpec, device: str = "meta", *,
         if policy is not None:
             check_allowed(spec, policy)
         package = _import_module(zoo.package, "model")
-        with torch.device(device):
-            model = zoo.build(package, _with_zoo_config(spec, zoo))
+        model = zoo.build(package, _with_zoo_config(spec, zoo), device)
     else:
         if spec.config or spec.overrides:
             name = "config" if spec.config else "overrides"

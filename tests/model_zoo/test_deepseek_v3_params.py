@@ -14,8 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def model_671b() -> Transformer:
-    with torch.device("meta"):
-        return Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0))
+    return Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0, device="meta"))
 
 
 def test_671b_breakdown(model_671b: Transformer) -> None:

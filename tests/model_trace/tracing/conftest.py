@@ -29,8 +29,7 @@ def build_tiny(tiny_args: ModelArgs) -> TinyBuilder:
 
     def build(device: str = "meta", **overrides: object) -> Transformer:
         args = load_config("tiny", **overrides) if overrides else tiny_args
-        with torch.device(device):
-            model = Transformer(args, RuntimeOptions())
+        model = Transformer(args, RuntimeOptions(device=device))
         return model if device == "meta" else init_weights(model, seed=0)
 
     return build
@@ -55,7 +54,6 @@ class Traced:
 def traced_671b() -> Traced:
     """The zoo's 671B DeepSeek-V3 (fp8 weights, absorb attention) traced on the meta device
     over 128 tokens, folded: built once for the whole session (about 12 s, 1 GB)."""
-    with torch.device("meta"):
-        model = Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0))
+    model = Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0, device="meta"))
     graph = trace(model, torch.empty(1, 128, dtype=torch.int64, device="meta"))
     return Traced(graph, sum(p.numel() for p in model.parameters()))
