@@ -1,20 +1,34 @@
-"""Tracing speed: the full-size DeepSeek-V3 on the meta device, and model-trace beside
-torchvista and torchview on the same models.
+"""Tracing speed: the full-size DeepSeek-V3 on the meta device against transformers' own
+DeepSeek-V3 on the same device, its cost per layer, and model-trace beside torchvista and
+torchview on the same models.
 
-    python benchmarks/trace.py                      # both parts
-    python benchmarks/trace.py --part 671b --runs 3
+    python benchmarks/trace.py                      # every part
+    python benchmarks/trace.py --part 671b --runs 5
+    python benchmarks/trace.py --part layers --runs 3 [--no-early-fold]
     python benchmarks/trace.py --part compare --rounds 5
 
-(from the repository root, with the project and the `bench` extra installed:
-`pip install -e ".[bench]"`.)
+(from the repository root, with the project and the `bench` and `test` extras installed:
+`pip install -e ".[bench,test]"`.)
 
 Part 1, `671b`: the zoo's 671B config (61 layers, 256 experts, fp8 weights, absorb
-attention), tokens (1, 128). Every run is a fresh Python process that imports torch, the zoo
-and model-trace, then times building the model on the meta device and tracing it, folding
-included (its last step, timed inside it). Peak RSS is the process's ru_maxrss at the end,
-imports included (what a docs build pays). Target: build + trace + fold <= 10 s and <= 1.5 GB.
+attention), tokens (1, 128). Each run is a fresh Python process that imports torch, the zoo
+and model-trace, then times building the model on the meta device (`RuntimeOptions(device=
+"meta")`) and tracing it, folding included (its last step, timed inside it): what a docs
+build pays for the 671B figure. The reference, in its own fresh process right after each of
+ours (so machine load hits both alike): transformers' `DeepseekV3ForCausalLM` built from
+its config at the same sizes (its parameter count is checked against ours) on the meta
+device, and one forward over the same tokens with no tracer, with the variants that run on
+meta (`experts_implementation="batched_mm"`, a 4-D attention mask). Imports are excluded on
+both sides; that includes `torch._dynamo`, which transformers imports itself and torch's
+meta kernels import on their first use. Peak RSS is the process's ru_maxrss at the end,
+imports included. Targets: median total <= 3 s, peak <= 600 MB, and <= 6 times the
+reference's median.
 
-Part 2, `compare`: each tool traces the same model object, with real weights on the CPU (the
+Part 2, `layers`: the same for 4, 8, 16, 32 and 61 layers (ours only): the trace's cost per
+layer (the growth from 4 layers on) and per expert call; `--no-early-fold` records every call
+and folds afterwards, as model-trace did before early folding.
+
+Part 3, `compare`: each tool traces the same model object, with real weights on the CPU (the
 only way torchvista and torchview can run), into its in-memory graph, with no drawing:
 
 - model-trace: `model_trace.trace(model, *inputs)` (folding included);
@@ -43,8 +57,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-TARGET_SECONDS = 10.0
-TARGET_RSS_MB = 1536.0
+TARGET_SECONDS = 3.0
+TARGET_RSS_MB = 600.0
+TARGET_RATIO = 6.0
+LAYER_COUNTS = (4, 8, 16, 32, 61)
+TOKENS = (1, 128)
 MODELS = ("encoder-12", "linear-relu-200", "deepseek-default-2")
 TOOLS = ("model-trace", "torchvista", "torchview")
 FULL_DEPTH = 100
@@ -53,13 +70,14 @@ included, as model-trace and torchview (``depth=inf``) do; by default it draws t
 built-in modules as leaves."""
 
 
-# -- part 1: the 671B model on the meta device ---------------------------------------------
-def measure_671b() -> dict[str, float]:
-    """Build, trace and fold the 671B model once in this (fresh) process."""
+# -- part 1 and 2: the 671B model on the meta device ---------------------------------------
+def measure_ours(n_layers: int, early_fold: bool) -> dict[str, Any]:
+    """Build, trace and fold the 671B model (cut to ``n_layers``) once in this process."""
     import gc
     import resource
 
     import torch
+    import torch._dynamo  # an import transformers makes itself (see the docstring)
 
     from model_trace.tracing import api, trace
     from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
@@ -70,20 +88,21 @@ def measure_671b() -> dict[str, float]:
     fold_seconds: list[float] = []
     fold_repeats = api.fold_repeats
 
-    def timed_fold(graph: Any) -> Any:
+    def timed_fold(graph: Any, *args: Any) -> Any:
         start = time.perf_counter()
-        folded = fold_repeats(graph)
+        folded = fold_repeats(graph, *args)
         fold_seconds.append(time.perf_counter() - start)
         return folded
 
     api.fold_repeats = timed_fold
+    args = load_config("671B", n_layers=n_layers)
     rss_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gc.collect()
-    start = time.perf_counter()
-    with torch.device("meta"):
-        model = Transformer(load_config("671B"), RuntimeOptions(world_size=1, rank=0))
+    cpu, start = time.process_time(), time.perf_counter()
+    model = Transformer(args, RuntimeOptions(world_size=1, rank=0, device="meta"))
     built = time.perf_counter()
-    graph = trace(model, torch.empty(1, 128, dtype=torch.int64, device="meta"))
+    graph = trace(model, torch.empty(*TOKENS, dtype=torch.int64, device="meta"),
+                  early_fold=early_fold)
     traced = time.perf_counter()
     before = graph.meta["folded"]["before"]
     return {
@@ -91,34 +110,125 @@ def measure_671b() -> dict[str, float]:
         "trace_s": traced - built - fold_seconds[0],
         "fold_s": fold_seconds[0],
         "total_s": traced - start,
+        "cpu_s": time.process_time() - cpu,
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "module_calls": before["modules"],
         "nodes": before["nodes"],
         "folded_modules": len(graph.modules),
         "folded_nodes": len(graph.nodes),
+        "expert_calls": sum(sum(1 for t in group["tokens"] if t)
+                            for group in graph.meta.get("experts", {}).values()),
+        "params": graph.meta["totals"]["params"] - graph.meta["totals"]["block_scale_params"],
     }
 
 
-def report_671b(runs: int) -> bool:
-    results = [_in_fresh_process(["--measure-671b"]) for _ in range(runs)]
-    first = results[0]
-    print(f"DeepSeek-V3 671B on the meta device, tokens (1, 128): {runs} fresh processes")
-    print(f"  recorded {first['module_calls']:,} module calls and {first['nodes']:,} nodes, "
-          f"folded to {first['folded_modules']} and {first['folded_nodes']}")
-    print(f"  {'run':<6}{'build s':>9}{'trace s':>9}{'fold s':>8}{'total s':>9}"
-          f"{'imports MB':>12}{'peak MB':>9}")
-    for index, run in enumerate(results, 1):
-        print(f"  {index:<6}{run['build_s']:>9.2f}{run['trace_s']:>9.2f}{run['fold_s']:>8.2f}"
-              f"{run['total_s']:>9.2f}{run['rss_after_imports_mb']:>12.0f}"
-              f"{run['peak_rss_mb']:>9.0f}")
-    total = statistics.median(r["total_s"] for r in results)
-    peak = max(r["peak_rss_mb"] for r in results)
-    ok = total <= TARGET_SECONDS and peak <= TARGET_RSS_MB
-    print(f"  median total {total:.2f} s, peak {peak:.0f} MB: "
-          f"{'meets' if ok else 'MISSES'} the target (<= {TARGET_SECONDS:.0f} s, "
-          f"<= {TARGET_RSS_MB:.0f} MB)")
+def measure_reference(n_layers: int) -> dict[str, Any]:
+    """Build transformers' DeepSeek-V3 at the zoo's 671B sizes on the meta device and run
+    one forward over the same tokens, with no tracer, once in this process."""
+    import gc
+    import resource
+
+    import torch
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    from model_zoo.deepseek_v3 import load_config
+
+    args = load_config("671B", n_layers=n_layers)
+    config = DeepseekV3Config(
+        vocab_size=args.vocab_size, hidden_size=args.dim, intermediate_size=args.inter_dim,
+        moe_intermediate_size=args.moe_inter_dim, num_hidden_layers=args.n_layers,
+        first_k_dense_replace=args.n_dense_layers, num_attention_heads=args.n_heads,
+        num_key_value_heads=args.n_heads, n_routed_experts=args.n_routed_experts,
+        n_shared_experts=args.n_shared_experts, num_experts_per_tok=args.n_activated_experts,
+        n_group=args.n_expert_groups, topk_group=args.n_limited_groups,
+        q_lora_rank=args.q_lora_rank, kv_lora_rank=args.kv_lora_rank,
+        qk_nope_head_dim=args.qk_nope_head_dim, qk_rope_head_dim=args.qk_rope_head_dim,
+        v_head_dim=args.v_head_dim, num_mtp_layers=0, dtype=torch.bfloat16,
+        experts_implementation="batched_mm", attn_implementation="eager")
+    tokens = torch.zeros(TOKENS, dtype=torch.int64, device="meta")
+    causal = torch.zeros(TOKENS[0], 1, TOKENS[1], TOKENS[1], dtype=torch.bfloat16,
+                         device="meta")  # a 4-D mask: HF builds none on meta
+    rss_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gc.collect()
+    cpu, start = time.process_time(), time.perf_counter()
+    with torch.device("meta"):
+        model = DeepseekV3ForCausalLM(config)
+    built = time.perf_counter()
+    with torch.no_grad():
+        logits = model(input_ids=tokens, attention_mask=causal, use_cache=False).logits
+    done = time.perf_counter()
+    assert logits.shape == (*TOKENS, args.vocab_size)
+    params = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for name, b in model.named_buffers() if name.endswith("correction_bias"))
+    return {
+        "build_s": built - start,
+        "forward_s": done - built,
+        "total_s": done - start,
+        "cpu_s": time.process_time() - cpu,
+        "rss_after_imports_mb": rss_after_imports,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": params,
+    }
+
+
+def report_671b(runs: int, early_fold: bool) -> bool:
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    for _ in range(runs):  # interleaved, so load hits both alike
+        ours.append(_in_fresh_process(["--measure-ours", "61", *_fold_flag(early_fold)]))
+        theirs.append(_in_fresh_process(["--measure-reference", "61"]))
+    first = ours[0]
+    print(f"DeepSeek-V3 671B on the meta device, tokens {TOKENS}: {runs} fresh processes each"
+          f"{'' if early_fold else ', early folding off'}")
+    print(f"  model-trace: {first['params']:,} parameters, {first['module_calls']:,} module "
+          f"calls and {first['nodes']:,} nodes folded to {first['folded_modules']} and "
+          f"{first['folded_nodes']}; transformers: {theirs[0]['params']:,} parameters")
+    print(f"  {'run':<5}{'build s':>9}{'trace s':>9}{'fold s':>8}{'total s':>9}{'CPU s':>8}"
+          f"{'peak MB':>9}  |{'HF build s':>11}{'forward s':>11}{'total s':>9}{'CPU s':>8}"
+          f"{'peak MB':>9}")
+    for index, (run, ref) in enumerate(zip(ours, theirs, strict=True), 1):
+        print(f"  {index:<5}{run['build_s']:>9.2f}{run['trace_s']:>9.2f}{run['fold_s']:>8.2f}"
+              f"{run['total_s']:>9.2f}{run['cpu_s']:>8.2f}{run['peak_rss_mb']:>9.0f}  |"
+              f"{ref['build_s']:>11.2f}{ref['forward_s']:>11.2f}{ref['total_s']:>9.2f}"
+              f"{ref['cpu_s']:>8.2f}{ref['peak_rss_mb']:>9.0f}")
+    total = statistics.median(r["total_s"] for r in ours)
+    reference = statistics.median(r["total_s"] for r in theirs)
+    ratio = total / reference
+    cpu_ratio = statistics.median(r["cpu_s"] for r in ours) / statistics.median(
+        r["cpu_s"] for r in theirs)
+    peak = max(r["peak_rss_mb"] for r in ours)
+    ok = total <= TARGET_SECONDS and peak <= TARGET_RSS_MB and ratio <= TARGET_RATIO
+    print(f"  median total {total:.2f} s ({ratio:.1f}x transformers' {reference:.2f} s; CPU "
+          f"time {cpu_ratio:.1f}x), peak {peak:.0f} MB: {'meets' if ok else 'MISSES'} the "
+          f"target (<= {TARGET_SECONDS:.0f} s, <= {TARGET_RSS_MB:.0f} MB, <= "
+          f"{TARGET_RATIO:.0f}x)")
     return ok
+
+
+def report_layers(runs: int, early_fold: bool) -> None:
+    print(f"\nCost per layer and per expert call, median of {runs} fresh processes"
+          f"{'' if early_fold else ', early folding off'}:")
+    print(f"  {'layers':<8}{'build s':>9}{'trace s':>9}{'nodes':>10}{'expert calls':>14}"
+          f"{'trace s / layer':>17}{'ms / expert call':>18}{'peak MB':>9}")
+    first: tuple[int, float] | None = None
+    for layers in LAYER_COUNTS:
+        results = [_in_fresh_process(["--measure-ours", str(layers), *_fold_flag(early_fold)])
+                   for _ in range(runs)]
+        build = statistics.median(r["build_s"] for r in results)
+        traced = statistics.median(r["trace_s"] + r["fold_s"] for r in results)
+        calls = results[0]["expert_calls"]
+        growth = "" if first is None else f"{(traced - first[1]) / (layers - first[0]):.3f}"
+        first = first or (layers, traced)
+        print(f"  {layers:<8}{build:>9.2f}{traced:>9.2f}{results[0]['nodes']:>10,}"
+              f"{calls:>14,}{growth:>17}{1000 * traced / calls:>18.3f}"
+              f"{max(r['peak_rss_mb'] for r in results):>9.0f}")
+    print("  trace s / layer: the trace's growth per layer from 4 layers on; ms / expert "
+          "call: the whole trace over the expert calls it drew")
+
+
+def _fold_flag(early_fold: bool) -> list[str]:
+    return [] if early_fold else ["--no-early-fold"]
 
 
 # -- part 2: model-trace beside torchvista and torchview ---------------------------------
@@ -242,14 +352,21 @@ def _in_fresh_process(arguments: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "671b", "compare"), default="all")
-    parser.add_argument("--runs", type=int, default=3, help="fresh processes for 671B")
+    parser.add_argument("--part", choices=("all", "671b", "layers", "compare"), default="all")
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per measure")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per tool")
-    parser.add_argument("--measure-671b", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-early-fold", action="store_true",
+                        help="record every call, then fold (model-trace before early folding)")
+    parser.add_argument("--measure-ours", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-reference", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure-case", choices=MODELS, help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.measure_671b:
-        print(json.dumps(measure_671b()))
+    early_fold = not options.no_early_fold
+    if options.measure_ours:
+        print(json.dumps(measure_ours(options.measure_ours, early_fold)))
+        return
+    if options.measure_reference:
+        print(json.dumps(measure_reference(options.measure_reference)))
         return
     if options.measure_case:
         print(json.dumps(measure_case(options.measure_case, options.rounds)))
@@ -262,7 +379,9 @@ def main() -> None:
           f"{platform.python_version()}")
     ok = True
     if options.part in ("all", "671b"):
-        ok = report_671b(options.runs) and ok
+        ok = report_671b(options.runs, early_fold) and ok
+    if options.part in ("all", "layers"):
+        report_layers(options.runs, early_fold)
     if options.part in ("all", "compare"):
         ok = report_compare(options.rounds) and ok
     sys.exit(0 if ok else 1)

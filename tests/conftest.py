@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -173,8 +174,8 @@ def folded_graphs_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
 
     original = folding.fold_repeats
 
-    def checked(graph: Graph) -> Graph:
-        folded = original(graph)
+    def checked(graph: Graph, *args: Any) -> Graph:
+        folded = original(graph, *args)
         assert_sound_folded_graph(folded)
         return folded
 

@@ -315,6 +315,20 @@ class Graph:
             stack.extend(reversed([c for c in module.children if c in self.modules]))
         return ordered
 
+    def walk_modules_children_first(self) -> list[ModuleCall]:
+        """All module calls in post-order: each after its children, earlier calls first."""
+        ordered: list[ModuleCall] = []
+        stack: list[tuple[str, bool]] = [(self.root, False)]
+        while stack:
+            module_id, expanded = stack.pop()
+            module = self.modules[module_id]
+            if expanded:
+                ordered.append(module)
+                continue
+            stack.append((module_id, True))
+            stack.extend((c, False) for c in reversed(module.children) if c in self.modules)
+        return ordered
+
     def module_depths(self) -> dict[str, int]:
         """How many module calls enclose each one (the root: 0), for tables cut at a depth."""
         depths = {self.root: 0}

@@ -13,12 +13,17 @@ from model_trace.errors import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.execution import attach_measurements, measure
-from model_trace.tracing.folding import collector_paused, fold_repeats
+from model_trace.tracing.folding import collector_paused, fold_repeats, surviving_stubs
 from model_trace.tracing.options import OpObserver, ParameterDrawing, TraceOptions
 from model_trace.tracing.recorder import Recorder
+from model_trace.tracing.replay import ReplayedCalls, record_survivors
 from model_trace.tracing.route_rule import ForcedRouting
 from model_trace.tracing.routing import RoutingPolicy, routing_policy
-from model_trace.tracing.sharing import draw_shared_per_use
+from model_trace.tracing.sharing import (
+    draw_shared_per_use,
+    leading_shared_names,
+    plan_shared_uses,
+)
 from model_trace.tracing.stats import add_uncalled_modules, assign_statistics
 from model_trace.tracing.structures import map_structure, named_tensors
 
@@ -29,6 +34,7 @@ def trace(
     routing: str | Sequence[int] | RoutingPolicy | None = None,
     force_routing: bool = False,
     fold: bool = True,
+    early_fold: bool = True,
     trace_depth: int = 0,
     module_depth: int | None = None,
     aten: bool = False,
@@ -48,8 +54,9 @@ def trace(
     with the partial graph attached as ``error.graph``.
     """
     options = TraceOptions(routing=routing, force_routing=force_routing, fold=fold,
-                           trace_depth=trace_depth, module_depth=module_depth, aten=aten,
-                           execute=execute, parameters=parameters, observe=observe)
+                           early_fold=early_fold, trace_depth=trace_depth,
+                           module_depth=module_depth, aten=aten, execute=execute,
+                           parameters=parameters, observe=observe)
     return trace_with_options(model, args, kwargs, options)
 
 
@@ -82,7 +89,8 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
     elif options.force_routing:
         values = ForcedRouting(policy)
     root_name = type(model).__name__ if root_module is not None else _function_name(model)
-    recorder = Recorder(root_module, root_name, options, values)
+    recorder = Recorder(root_module, root_name, options, values,
+                        early_fold=_replays(options, on_meta))
     for name, value in _input_labels(model, args, kwargs):
         for label, tensor in named_tensors(value, name):
             recorder.record_input(label, tensor, assumed=id(tensor) in stand_ins)
@@ -99,6 +107,15 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
                     measurements=measurements)
     recorder.release((args, kwargs, result))
     return graph
+
+
+def _replays(options: TraceOptions, on_meta: bool) -> bool:
+    """Whether repeated calls may be replayed (``replay``): a meta trace that folds, records
+    each module call as one group of torch-level ops, and shows no one the ops it runs."""
+    return (options.fold and options.early_fold and on_meta and not options.aten
+            and options.trace_depth == 0 and options.module_depth is None
+            and options.parameters == "attach" and options.execute is None
+            and options.observe is None)
 
 
 def _on_meta(model: torch.nn.Module | None, args: tuple[Any, ...],
@@ -177,24 +194,46 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
 def _finish(recorder: Recorder, model: Any, options: TraceOptions,
             values: ConcreteValues | ForcedRouting | None, on_meta: bool, fold: bool,
             measurements: Any = None) -> Graph:
-    graph = recorder.builder.graph()
+    builder = recorder.builder
+    graph = builder.graph()
+    replayed = _replayed_calls(recorder, graph, options, fold)
     graph.meta = _meta(graph, model, options, values, on_meta)
     graph.meta["assumptions"] = recorder.assumptions.describe()
     graph.meta["flops_without_formula"] = dict(sorted(recorder.uncounted.items()))
     root_module = model if isinstance(model, torch.nn.Module) else None
-    call_modules = recorder.builder.call_modules
+    call_modules = builder.call_modules
     if fold or measurements is not None or not recorder.failed:
         add_uncalled_modules(graph, call_modules, root_module, recorder.sources,
-                             frozenset(recorder.opaque_paths))
-    state = frozenset(filter(None, map(recorder.builder.ref, root_module.buffers()))) \
+                             frozenset(recorder.opaque_paths), builder.index, replayed)
+    state = frozenset(filter(None, map(builder.ref, builder.index.buffers()))) \
         if root_module is not None else frozenset()
-    assign_statistics(graph, call_modules, root_module, state)
-    draw_shared_per_use(graph, recorder.builder.input_names, options.shared_min_uses)
+    assign_statistics(graph, call_modules, root_module, state, replayed)
+    draw_shared_per_use(graph, builder.input_names, options.shared_min_uses, replayed,
+                        builder.next_node)
     if measurements is not None:
         attach_measurements(graph, measurements)
     if fold:
-        fold_repeats(graph)
+        fold_repeats(graph, replayed)
     return graph
+
+
+def _replayed_calls(recorder: Recorder, graph: Graph, options: TraceOptions, fold: bool
+                    ) -> ReplayedCalls | None:
+    """The replayed calls a fold drops; those it would keep (or all of them, without a fold)
+    are recorded now."""
+    replayer = recorder.replayer
+    if replayer is None or not replayer.stubs:
+        return None
+    if fold:
+        replayed = ReplayedCalls(replayer.stubs)
+        uses = plan_shared_uses(graph, recorder.builder.input_names, options.shared_min_uses,
+                                replayed)
+        kept = surviving_stubs(graph, replayed, leading_shared_names(uses))
+    else:
+        kept = {stub.call for stub in replayer.stubs}
+    if kept:
+        record_survivors(recorder, [s for s in replayer.stubs if s.call in kept])
+    return ReplayedCalls(replayer.stubs) if replayer.stubs else None
 
 
 def _meta(graph: Graph, model: Any, options: TraceOptions,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
+from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.options import ParameterDrawing
 
 REF_ATTRIBUTE = "_model_trace_ref"
@@ -34,17 +35,22 @@ class GraphBuilder:
         self.call_modules: dict[str, Any] = {}  # module object of each ModuleCall
         self.input_names: dict[str, dict[str, str]] = {}  # module call -> tensor id -> name
         self.parameters = parameters
+        # the number in the next id of each kind: ids are never reused, and a replayed call
+        # (``replay``) reserves the numbers its recording would have taken
+        self.next_module = self.next_node = self.next_tensor = 0
+        self.calls_per_path: dict[str, int] = {}
+        self.replayed: dict[str, Any] = {}
+        """Replayed calls by path (``replay``): the submodule calls and parameter reads they
+        stand for (their ``Template``: ``call_counts``, ``read``)."""
         self._token = object()
         self._dtypes: dict[torch.dtype, str] = {}
         self._root_module = root
-        self._paths: dict[int, str] | None = None
+        self._index: ModelIndex | None = None
         self._external_paths: set[str] = set()
-        self._calls_per_path: dict[str, int] = {}
         self._latest_call: dict[str, str] = {}
-        self._param_names: dict[int, str] | None = None
-        self._buffer_names: dict[int, str] = {}
         self._fixed_tensors: dict[int, str] = {}  # parameters/buffers drawn as nodes
-        self._params_read: set[int] = set()
+        self.params_read: set[int] = set()  # parameters some op has read (their first reader
+        # counts them in its stats)
         # parameters the current op read that may be stacked experts (see ``selections``):
         # those of three or more dimensions, and any when the op is a view (``reading_view``)
         self.param_reads: list[tuple[str, torch.Tensor, str | None]] = []
@@ -52,6 +58,13 @@ class GraphBuilder:
         self.root = self.new_module(root_name, "", None, root)
         self.stack: list[str] = [self.root]
         self.stack_objects: list[Any] = [root]
+
+    @property
+    def index(self) -> ModelIndex:
+        """Paths, names and structure keys of the model's modules (one walk, on first use)."""
+        if self._index is None:
+            self._index = ModelIndex(self._root_module)
+        return self._index
 
     def graph(self) -> Graph:
         """The recorded graph (sharing this builder's dicts, until ``release``)."""
@@ -61,10 +74,11 @@ class GraphBuilder:
     # -- module calls -------------------------------------------------------------------
     def new_module(self, cls: str, path: str, parent: str | None, module: Any,
                    kind: str = "module") -> str:
-        module_id = f"m{len(self.modules)}"
-        call_index = self._calls_per_path.get(path, 0) if kind == "module" else 0
+        module_id = f"m{self.next_module}"
+        self.next_module += 1
+        call_index = self.calls_before(path) if kind == "module" else 0
         if kind == "module":
-            self._calls_per_path[path] = call_index + 1
+            self.calls_per_path[path] = call_index + 1
             self._latest_call[path] = module_id
         self.modules[module_id] = ModuleCall(
             id=module_id, path=path, cls=cls, parent=parent, call_index=call_index,
@@ -75,59 +89,52 @@ class GraphBuilder:
             self.modules[parent].children.append(module_id)
         return module_id
 
+    def calls_before(self, path: str) -> int:
+        """How many times the module at ``path`` was called, replayed calls included."""
+        calls = self.calls_per_path.get(path)
+        if calls is None:
+            inside = self.replayed_at(path)
+            calls = inside[1].call_counts.get(inside[0], 0) if inside is not None else 0
+        return calls
+
+    def replayed_at(self, path: str) -> tuple[str, Any] | None:
+        """The path below the replayed call that holds ``path``, and that call's template."""
+        if not self.replayed:
+            return None
+        at = len(path)
+        while True:
+            at = path.rfind(".", 0, at)
+            if at < 0:
+                return None
+            found = self.replayed.get(path[:at])
+            if found is not None:
+                return path[at + 1:], found
+
     def drop_module(self, module_id: str) -> None:
         """Remove an empty call (a torch function traced into that recorded nothing)."""
         call = self.modules.pop(module_id)
         self.modules[call.parent].children.remove(module_id)  # type: ignore[index]
         del self.call_modules[module_id]
 
-    def _index_model(self) -> None:
-        """Paths of modules and names of parameters and buffers, by object id (one walk)."""
-        self._paths, self._param_names = {}, {}
-        if self._root_module is None:
-            return
-        stack: list[tuple[str, torch.nn.Module]] = [("", self._root_module)]
-        while stack:
-            path, module = stack.pop()
-            if id(module) in self._paths:
-                continue
-            self._paths[id(module)] = path
-            prefix = path + "." if path else ""
-            for name, param in module._parameters.items():
-                if param is not None:
-                    self._param_names.setdefault(id(param), prefix + name)
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    self._buffer_names.setdefault(id(buffer), prefix + name)
-            stack.extend((prefix + name, child)
-                         for name, child in reversed(module._modules.items())
-                         if child is not None)
-
     def path_of(self, module: torch.nn.Module) -> str:
         """A module's qualified name in the model; a module outside the root's tree is named
         after its class (``Linear``, ``Linear#2``)."""
-        if self._paths is None:
-            self._index_model()
-        path = self._paths.get(id(module))  # type: ignore[union-attr]
+        index = self.index
+        path = index.path_of(module)
         if path is None:
             path = type(module).__name__
-            index = 1
+            number = 1
             while path in self._external_paths:
-                index += 1
-                path = f"{type(module).__name__}#{index}"
+                number += 1
+                path = f"{type(module).__name__}#{number}"
             self._external_paths.add(path)
-            for name, sub in module.named_modules(remove_duplicate=False):
-                self._paths.setdefault(id(sub), f"{path}.{name}" if name else path)  # type: ignore[union-attr]
+            index.add_module(module, path)
         return path
-
-    def parameter_name(self, value: torch.Tensor) -> str | None:
-        if self._param_names is None:
-            self._index_model()
-        return self._param_names.get(id(value))  # type: ignore[union-attr]
 
     # -- nodes --------------------------------------------------------------------------
     def add_node(self, kind: str, name: str, category: str, parent: str) -> str:
-        node_id = f"n{len(self.nodes)}"
+        node_id = f"n{self.next_node}"
+        self.next_node += 1
         self.nodes[node_id] = Node(node_id, kind, name, category, parent)  # type: ignore[arg-type]
         self.modules[parent].children.append(node_id)
         return node_id
@@ -155,24 +162,22 @@ class GraphBuilder:
     def _unknown_tensor(self, value: torch.Tensor, node: Node) -> str | None:
         """A tensor with no producer: a parameter (listed on the node, or drawn as a node),
         a buffer or a constant (drawn as a source node at its first use)."""
-        name = self.parameter_name(value)
-        if name is not None:
+        # tensors reached through a live module (buffers, cached tensors) are keyed by id;
+        # anything else (a tensor made outside the forward) carries the attribute
+        kind, name = self.index.tensor_name(value, self.stack_objects[-1]) or ("constant",
+                                                                               "constant")
+        if kind == "parameter":
             node.params.append(name)
-            if id(value) not in self._params_read:  # an op's parameters: those it reads first
-                self._params_read.add(id(value))
-                node.stats.params += value.numel()
-                node.stats.activated_params = node.stats.params
+            if id(value) not in self.params_read:  # an op's parameters: those it reads first
+                self.params_read.add(id(value))
+                inside = self.replayed_at(name)
+                if inside is None or inside[0] not in inside[1].read:  # not read by a replay
+                    node.stats.params += value.numel()
+                    node.stats.activated_params = node.stats.params
             if self.parameters != "nodes":
                 if value.dim() >= 3 or self.reading_view:
                     self.param_reads.append((name, value, None))
                 return None
-            kind = "parameter"
-        else:
-            buffer_name = self._buffer_names.get(id(value))
-            # tensors reached through a live module (buffers, cached tensors) are keyed by id;
-            # anything else (a tensor made outside the forward) carries the attribute
-            kind, name = ("buffer", buffer_name) if buffer_name is not None else ("constant",
-                                                                                  "constant")
         owner = name.rpartition(".")[0] if kind != "constant" else None
         parent = self._latest_call.get(owner, self.stack[-1]) if owner is not None \
             else self.stack[-1]
@@ -187,9 +192,13 @@ class GraphBuilder:
         return tensor_id
 
     # -- tensors ------------------------------------------------------------------------
-    def register(self, value: torch.Tensor, producer: str | None) -> str:
-        """A new tensor id for ``value``, produced by node ``producer``."""
-        tensor_id = f"t{len(self.tensors)}"
+    def register(self, value: torch.Tensor, producer: str | None,
+                 tensor_id: str | None = None) -> str:
+        """A new tensor id for ``value`` (or ``tensor_id``, a number reserved before),
+        produced by node ``producer``."""
+        if tensor_id is None:
+            tensor_id = f"t{self.next_tensor}"
+            self.next_tensor += 1
         dtype = self._dtypes.get(value.dtype)
         if dtype is None:
             dtype = self._dtypes[value.dtype] = str(value.dtype).removeprefix("torch.")
@@ -236,4 +245,4 @@ class GraphBuilder:
         """Let go of what was recorded, which the graph owns now."""
         self.modules, self.nodes, self.tensors, self.edges = {}, {}, {}, []
         self.call_modules, self.input_names = {}, {}
-        self._fixed_tensors, self._params_read = {}, set()
+        self._fixed_tensors, self.params_read = {}, set()

@@ -25,9 +25,12 @@ import contextlib
 import gc
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Repeat, Stats
+
+if TYPE_CHECKING:
+    from model_trace.tracing.replay import ReplayedCalls
 
 MAX_PERIOD = 64
 """Longest repeated pattern looked for (items per iteration)."""
@@ -49,11 +52,12 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def fold_repeats(graph: Graph) -> Graph:
-    """Fold ``graph`` in place (see the module docstring) and return it."""
-    before = (len(graph.modules), len(graph.nodes), len(graph.tensors), len(graph.edges))
+def fold_repeats(graph: Graph, replayed: ReplayedCalls | None = None) -> Graph:
+    """Fold ``graph`` in place (see the module docstring) and return it. ``replayed``: the
+    calls early folding replayed (``replay``), all inside runs this fold drops."""
+    before = _recorded_sizes(graph, replayed)
     with collector_paused():
-        _Folder(graph).run()
+        _Folder(graph, replayed).run()
         compact_ids(graph)
     graph.meta["folded"] = {
         "before": dict(zip(("modules", "nodes", "tensors", "edges"), before, strict=True)),
@@ -61,6 +65,67 @@ def fold_repeats(graph: Graph) -> Graph:
                   "tensors": len(graph.tensors), "edges": len(graph.edges)},
     }
     return graph
+
+
+def surviving_stubs(graph: Graph, replayed: ReplayedCalls,
+                    leading: dict[str, list[str]]) -> set[str]:
+    """The replayed calls that ``fold_repeats`` would keep (not inside a run it drops), with
+    the shared source nodes each call will start with (``leading``) taken into account; the
+    graph is not changed."""
+    folder = _Folder(graph, replayed, leading=leading, dry=True)
+    folder.run()
+    kept: set[str] = set()
+    stack = [graph.root]
+    while stack:
+        call = graph.modules[stack.pop()]
+        if call.id in replayed.stubs:
+            kept.add(call.id)
+        stack.extend(c for c in call.children
+                     if c in graph.modules and c not in folder.dropped)
+    return kept
+
+
+def _recorded_sizes(graph: Graph, replayed: ReplayedCalls | None) -> tuple[int, int, int, int]:
+    """Module calls, nodes, tensors and edges of the graph, counting what each replayed call
+    would have recorded (so the figures are those of a trace without early folding)."""
+    sizes = [len(graph.modules), len(graph.nodes), len(graph.tensors), len(graph.edges)]
+    if not replayed:
+        return sizes[0], sizes[1], sizes[2], sizes[3]
+    inside: dict[str, tuple[int, int]] = {}  # template -> (uncalled calls, inner shared nodes)
+
+    def added_later(call_id: str) -> tuple[int, int]:
+        """Uncalled module calls and shared nodes inside a call (below its own children's
+        level for shared nodes), those inside replayed calls included."""
+        found = inside.get(call_id)
+        if found is not None:
+            return found
+        uncalled = shared = 0
+        stack = [(c, False) for c in graph.modules[call_id].children]
+        while stack:
+            item, deeper = stack.pop()
+            module = graph.modules.get(item)
+            if module is None:
+                shared += deeper and graph.nodes[item].kind == "shared"
+                continue
+            if not module.called:
+                uncalled += 1
+            stub = replayed.stubs.get(item)
+            if stub is not None:
+                more = added_later(stub.template.call)
+                uncalled += more[0]
+                shared += more[1]
+            stack.extend((c, True) for c in module.children)
+        inside[call_id] = (uncalled, shared)
+        return uncalled, shared
+
+    for stub in replayed.stubs.values():
+        template = stub.template
+        uncalled, shared = added_later(template.call)
+        sizes[0] += template.module_count + uncalled
+        sizes[1] += template.node_count + shared
+        sizes[2] += template.tensor_count - stub.escaped
+        sizes[3] += stub.hidden_edges
+    return sizes[0], sizes[1], sizes[2], sizes[3]
 
 
 def find_runs(sequence: list[int], max_period: int = MAX_PERIOD) -> list[tuple[int, int, int]]:
@@ -99,18 +164,32 @@ def find_runs(sequence: list[int], max_period: int = MAX_PERIOD) -> list[tuple[i
     return runs
 
 
+Item = str | tuple[str, str, Any]
+"""A module call or node id, or ("v", stub, item): ``item`` of the template's recording as it
+stands inside the replayed call ``stub``."""
+
+
 class _Folder:
     """One folding pass. Dropped members are not deleted while folding: their (already
     folded) structure tells, lazily and only for the edges that need it, which item of the
-    representative stands for one of their items."""
+    representative stands for one of their items. ``dry``: find the runs only (``dropped``),
+    without changing the graph; ``leading`` then names the shared source nodes each call
+    will start with."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, replayed: ReplayedCalls | None = None,
+                 leading: dict[str, list[str]] | None = None, dry: bool = False) -> None:
         self.graph = graph
+        self.replayed = replayed
+        self.stubs = replayed.stubs if replayed is not None else {}
+        self.leading = leading or {}
+        self.dry = dry
+        self.dropped: set[str] = set()
         self.signatures: dict[tuple[Any, ...], int] = {}
         self.signature: dict[str, int] = {}
+        self.inner: dict[str, list[int]] = {}  # a call's folded children, shared nodes left out
         self.tag: dict[str, tuple[int, int]] = {}  # member item -> (run, member index)
         self.counterpart: dict[str, str] = {}  # dropped member item -> representative's item
-        self.alias: dict[str, str] = {}
+        self.alias: dict[Item, Item] = {}
         self.tensor_alias: dict[str, str] = {}
         self.runs = 0
         self.loops = 0
@@ -135,22 +214,37 @@ class _Folder:
 
     # -- the pass ----------------------------------------------------------------------
     def run(self) -> None:
-        for call in reversed(self.graph.walk_modules()):  # children before their parents
-            children = self.fold_children(call)
+        for call in self.graph.walk_modules_children_first():
+            stub = self.stubs.get(call.id)
+            if stub is not None:  # stands for its template's recording
+                children = self.shared_sequence(call) + self.inner[stub.template.call]
+            else:
+                children = self.fold_children(call)
             self.signature[call.id] = self.intern(("m", call.kind, call.cls, call.extra_repr,
                                                    call.called, tuple(children)))
-        self.rewrite()
+        if not self.dry:
+            self.check_stubs_dropped()
+            self.rewrite()
 
     def node_signature(self, node: Node, parent: str) -> int:
         nodes, tensors = self.graph.nodes, self.graph.tensors
         wiring = []
         for tensor_id in node.inputs:
-            producer = tensors[tensor_id].producer
-            wiring.append(producer is not None and nodes[producer].parent == parent)
+            producer = nodes.get(tensors[tensor_id].producer)  # type: ignore[arg-type]
+            wiring.append(producer is not None and producer.parent == parent)
         source = node.source
         return self.intern(("n", node.kind, node.name, source.file if source else None,
                             source.line if source else None, tuple(wiring), len(node.params),
                             len(node.outputs)))
+
+    def shared_sequence(self, call: ModuleCall) -> list[int]:
+        """Signatures of the shared source nodes a call starts with."""
+        if self.dry:
+            return [self.intern(("n", "shared", name, None, None, (), 0, 1))
+                    for name in self.leading.get(call.id, ())]
+        nodes = self.graph.nodes
+        return [self.node_signature(nodes[c], call.id) for c in call.children
+                if c in nodes and nodes[c].kind == "shared"]
 
     # -- folding one call's children ---------------------------------------------------
     def fold_children(self, call: ModuleCall) -> list[int]:
@@ -171,20 +265,47 @@ class _Folder:
                     found = signature[child] = self.node_signature(nodes[child], call.id)
             items.append(child)
             sequence.append(found)
-        if len(items) < 2:
-            return sequence
-        runs = [run for run in find_runs(sequence) if self.worth_folding(items, run)]
+        leading = self.shared_sequence(call) if self.dry else []
+        runs = [run for run in find_runs(sequence) if self.worth_folding(items, run)] \
+            if len(items) > 1 else []
         if not runs:
-            return sequence
+            self.inner[call.id] = self.without_shared(items, sequence)
+            return leading + sequence
         folded: list[str] = []
+        folded_sequence: list[int] = []
         position = 0
         for start, period, count in runs:
             folded.extend(items[position:start])
-            folded.append(self.fold_run(call, items, sequence, start, period, count))
+            folded_sequence.extend(sequence[position:start])
+            if self.dry:
+                self.dropped.update(items[start + period:start + period * count])
+                folded.append(items[start])
+                folded_sequence.append(self.run_signature(items, sequence, start, period,
+                                                          count))
+            else:
+                item = self.fold_run(call, items, sequence, start, period, count)
+                folded.append(item)
+                folded_sequence.append(signature[item])
             position = start + period * count
         folded.extend(items[position:])
-        call.children = folded + [c for c in call.children if not self.included(c)]
-        return [signature[item] for item in folded]
+        folded_sequence.extend(sequence[position:])
+        if not self.dry:
+            call.children = folded + [c for c in call.children if not self.included(c)]
+        self.inner[call.id] = self.without_shared(folded, folded_sequence)
+        return leading + folded_sequence
+
+    def without_shared(self, items: list[str], sequence: list[int]) -> list[int]:
+        nodes = self.graph.nodes
+        return [sig for item, sig in zip(items, sequence, strict=True)
+                if item not in nodes or nodes[item].kind != "shared"]
+
+    def run_signature(self, items: list[str], sequence: list[int], start: int, period: int,
+                      count: int) -> int:
+        """The signature a run folds into: its representative's with the count, or a
+        loop's (the pattern, without the count)."""
+        if period == 1 and items[start] in self.graph.modules:
+            return self.intern(("rep", sequence[start], count))
+        return self.intern(("loop", tuple(sequence[start:start + period])))
 
     def worth_folding(self, items: list[str], run: tuple[int, int, int]) -> bool:
         """Runs of module calls fold from 2 on; runs of bare ops (two calls of one helper
@@ -219,12 +340,12 @@ class _Folder:
         stats = [self.stats_of(member) for member in members]
         labels = [self.label_of(member, call, j) for j, member in enumerate(members)]
         first = members[0]
+        folded_signature = self.run_signature(items, sequence, start, period, count)
         if period == 1 and first[0] in graph.modules:
             representative = graph.modules[first[0]]
             representative.repeat = Repeat(count=count, members=labels, member_stats=stats,
                                            note=self.note(first, count))
-            self.signature[representative.id] = self.intern(
-                ("rep", self.signature[representative.id], count))
+            self.signature[representative.id] = folded_signature
             return representative.id
         self.loops += 1
         loop_id = f"loop{self.loops}"
@@ -243,8 +364,7 @@ class _Folder:
                 graph.modules[item].parent = loop_id
             else:
                 graph.nodes[item].parent = loop_id
-        self.signature[loop_id] = self.intern(("loop",
-                                               tuple(sequence[start:start + period])))
+        self.signature[loop_id] = folded_signature
         return loop_id
 
     def note(self, first: list[str], count: int) -> str:
@@ -274,23 +394,75 @@ class _Folder:
             total.add(module.stats if module is not None else self.graph.nodes[item].stats)
         return total
 
+    def check_stubs_dropped(self) -> None:
+        """Every replayed call must lie inside a dropped member (``surviving_stubs`` had
+        the others recorded): the folded graph must not hold one."""
+        stack = [self.graph.root]
+        while stack:
+            call = self.graph.modules[stack.pop()]
+            if call.id in self.stubs:
+                raise RuntimeError(
+                    f"early folding kept the replayed call '{call.path}' in the folded graph; "
+                    "this is a bug in model-trace: trace with early_fold=False meanwhile")
+            stack.extend(c for c in call.children if c in self.graph.modules)
+
     # -- which item stands for a dropped one -------------------------------------------
-    def parent_of(self, item: str) -> str | None:
+    def canonical(self, item: Item) -> Item:
+        """``item``, or for an id a replayed call reserved, ("v", stub, template's item)."""
+        if isinstance(item, tuple) or item in self.all_nodes or item in self.all_modules:
+            return item
+        located = self.replayed.locate(item) if self.replayed is not None else None
+        if located is None:
+            raise KeyError(item)
+        return ("v", located[0].call, located[1])
+
+    def parent_of(self, item: Item) -> Item | None:
+        if isinstance(item, tuple):
+            stub = self.stubs[item[1]]
+            parent = self.parent_of(self.canonical(item[2]))
+            return stub.call if parent == stub.template.call else ("v", stub.call, parent)
         node = self.all_nodes.get(item)
         return node.parent if node is not None else self.all_modules[item].parent
 
-    def kids(self, module_id: str) -> list[str]:
+    def index_in_parent(self, item: Item, parent: Item) -> int:
+        """Where ``item`` is among its parent's included children."""
+        if isinstance(item, tuple):
+            inner = self.canonical(item[2])
+            index = self.index_in_parent(inner, self.parent_of(inner))  # type: ignore[arg-type]
+            if parent == item[1]:  # a child of the stub itself: after its own shared nodes
+                stub = self.stubs[item[1]]
+                index += self.shared_count(stub.call) - self.shared_count(stub.template.call)
+            return index
+        self.kids(parent)
+        return self._kids[parent][item]  # type: ignore[index]
+
+    def shared_count(self, call_id: str) -> int:
+        nodes = self.all_nodes
+        return sum(1 for c in self.all_modules[call_id].children
+                   if c in nodes and nodes[c].kind == "shared")
+
+    def counterpart_of(self, item: Item) -> Item | None:
+        if isinstance(item, tuple):
+            found = self.counterpart_of(self.canonical(item[2]))
+            return ("v", item[1], found) if found is not None else None
+        return self.counterpart.get(item)
+
+    def kids(self, module_id: Item) -> list[Item]:
+        if isinstance(module_id, tuple):
+            return [("v", module_id[1], k) for k in self.kids(self.canonical(module_id[2]))]
         found = self._kid_lists.get(module_id)
         if found is None:
+            assert module_id not in self.stubs, "a replayed call has no children to descend to"
             found = self._kid_lists[module_id] = [
                 c for c in self.all_modules[module_id].children if self.included(c)]
             self._kids[module_id] = {c: i for i, c in enumerate(found)}
-        return found
+        return found  # type: ignore[return-value]
 
-    def resolve(self, item: str) -> str:
+    def resolve(self, item: Item) -> Item:
         """The surviving item that stands for ``item`` (itself unless it lies in a dropped
         member): the item at the same position in the member's representative."""
         start = item
+        item = self.canonical(item)
         while True:
             found = self.alias.get(item)
             if found is not None:
@@ -298,22 +470,29 @@ class _Folder:
                 break
             path: list[int] = []
             current = item
-            while current not in self.counterpart:
+            target = self.counterpart_of(current)
+            while target is None:
                 parent = self.parent_of(current)
                 if parent is None:
                     break
-                self.kids(parent)
-                path.append(self._kids[parent][current])
+                path.append(self.index_in_parent(current, parent))
                 current = parent
-            else:
-                target = self.counterpart[current]
-                for index in reversed(path):
-                    target = self.kids(target)[index]
-                item = target
-                continue
-            break
+                target = self.counterpart_of(current)
+            if target is None:
+                break
+            for index in reversed(path):
+                target = self.kids(target)[index]
+            item = target
         self.alias[start] = item
         return item
+
+    def outputs_of(self, item: Item) -> list[str]:
+        item = self.canonical(item)
+        if isinstance(item, tuple):
+            stub = self.stubs[item[1]]
+            return [self.replayed.stub_tensor(stub, t)  # type: ignore[union-attr]
+                    for t in self.outputs_of(item[2])]
+        return self.all_nodes[item].outputs
 
     def resolve_tensor(self, tensor_id: str) -> str:
         found = self.tensor_alias.get(tensor_id)
@@ -324,8 +503,8 @@ class _Folder:
         if producer is not None:
             standing = self.resolve(producer)
             if standing != producer:
-                outputs = self.all_nodes[producer].outputs
-                theirs = self.all_nodes[standing].outputs
+                outputs = self.outputs_of(producer)
+                theirs = self.all_nodes[standing].outputs  # type: ignore[index]
                 index = outputs.index(tensor_id) if tensor_id in outputs else -1
                 if 0 <= index < len(theirs):
                     result = theirs[index]
@@ -352,7 +531,10 @@ class _Folder:
         return tags
 
     def tags_of(self, node_id: str) -> tuple[tuple[int, int], ...]:
-        tags = self.module_tags(self.graph.nodes[node_id].parent)
+        node = self.graph.nodes.get(node_id)
+        if node is None:  # an id inside a replayed call: what holds for the call holds here
+            return self.module_tags(self.replayed.stub_of(node_id))  # type: ignore[union-attr]
+        tags = self.module_tags(node.parent)
         own = self.tag.get(node_id)
         return (*tags, own) if own is not None else tags
 
@@ -381,8 +563,8 @@ class _Folder:
                         shared_dropped = True
                 if crossing or shared_dropped:
                     continue
-                src = self.resolve(edge.src) if any(m for _, m in source_tags) else edge.src
-                dst = self.resolve(edge.dst) if any(m for _, m in target_tags) else edge.dst
+                src = self.resolve(edge.src) if any(m for _, m in source_tags) else edge.src  # type: ignore[assignment]
+                dst = self.resolve(edge.dst) if any(m for _, m in target_tags) else edge.dst  # type: ignore[assignment]
             if src == dst:
                 continue
             key = (src, dst, self.resolve_tensor(edge.tensor))

@@ -25,6 +25,10 @@ class TraceOptions:
       otherwise), e.g. to compare a real run with a meta trace.
     - ``fold``: fold repeated structure (runs of identical layers, loop iterations) into one
       representative with a count and exact per-member statistics.
+    - ``early_fold``: with ``fold`` on the meta device, record a module call that repeats one
+      already recorded (an expert, a layer: same class, shapes and routing) once and replay
+      the others (``tracing.replay``); the folded graph is the same, and a 671B trace takes
+      a fraction of the time. Off: every call is recorded, then folded.
     - ``trace_depth``: how many levels into torch's own Python functions to descend
       (``F.multi_head_attention_forward`` is one op at 0; at 1 its inner ops are recorded,
       grouped under the function).
@@ -45,6 +49,7 @@ class TraceOptions:
     routing: str | Sequence[int] | RoutingPolicy | None = None
     force_routing: bool = False
     fold: bool = True
+    early_fold: bool = True
     trace_depth: int = 0
     module_depth: int | None = None
     aten: bool = False

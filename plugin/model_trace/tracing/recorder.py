@@ -32,6 +32,7 @@ from model_trace.tracing.op_info import OpInfo, argument_names, function_body
 from model_trace.tracing.op_runner import AtenRecording, OpRunner
 from model_trace.tracing.op_table import category_of
 from model_trace.tracing.options import TraceOptions
+from model_trace.tracing.replay import Replayer
 from model_trace.tracing.route_rule import ForcedRouting
 from model_trace.tracing.selections import SliceTracker
 from model_trace.tracing.source import SourceIndex
@@ -51,7 +52,8 @@ class Recorder(TorchFunctionMode):
     """Records one forward pass into a ``GraphBuilder`` (``self.builder``)."""
 
     def __init__(self, root: torch.nn.Module | None, root_name: str, options: TraceOptions,
-                 values: ConcreteValues | ForcedRouting | None) -> None:
+                 values: ConcreteValues | ForcedRouting | None, early_fold: bool = False
+                 ) -> None:
         super().__init__()
         self.options = options
         self.values = values  # the op rules: meta (ConcreteValues), forced routing, or None
@@ -76,6 +78,8 @@ class Recorder(TorchFunctionMode):
         self._current_op: str | None = None
         self._failed_at: tuple[str, str, SourceLocation | None] | None = None
         self._observe = options.observe
+        # early folding: repeated calls replayed (a meta trace that folds, see ``replay``)
+        self.replayer = Replayer(self) if early_fold and values is not None else None
 
     # -- the recording, as the caller sees it -------------------------------------------
     @contextlib.contextmanager
@@ -96,6 +100,8 @@ class Recorder(TorchFunctionMode):
         finally:
             pre.remove()
             post.remove()
+            if self.replayer is not None:
+                self.replayer.finish()
 
     def record_input(self, label: str, value: torch.Tensor, assumed: bool = False) -> None:
         """An input node for ``value``, unless it is already known (a parameter passed in);
@@ -130,6 +136,19 @@ class Recorder(TorchFunctionMode):
     def failed(self) -> bool:
         return self._failed_at is not None
 
+    # -- what early folding (``replay``) asks ------------------------------------------
+    def replay_watch(self) -> tuple[int, ...]:
+        """Counts that grow when an op does what a replay could not repeat: an assumption
+        made or followed, a stacked-expert slice followed, known float values carried."""
+        knowing = isinstance(self.values, ConcreteValues) and self.values.knowing
+        return (sum(a.count for a in self.assumptions.entries.values()),
+                len(self._assumed_tensors), len(self._slices.tracked),
+                len(self._slices.pending), int(knowing))
+
+    def is_assumed(self, tensor_id: str) -> bool:
+        """Whether a recorded tensor's values were assumed (``assumptions``)."""
+        return tensor_id in self._assumed_tensors
+
     def release(self, handed_back: Any) -> None:
         """Let go of what was recorded, which the graph owns now, and drop the id attribute
         from the tensors in ``handed_back`` (the caller's inputs and outputs). A lazy import
@@ -156,6 +175,8 @@ class Recorder(TorchFunctionMode):
             self._root_entered = True
             self._describe(builder.root, module)
             self._record_module_inputs(builder.root, module, args)
+            if self.replayer is not None:
+                self.replayer.entered(module)
             return
         path = builder.path_of(module)
         depth = len(builder.stack)
@@ -168,6 +189,8 @@ class Recorder(TorchFunctionMode):
         self._record_module_inputs(module_id, module, args)
         builder.stack.append(module_id)
         builder.stack_objects.append(module)
+        if self.replayer is not None:
+            self.replayer.entered(module)
 
     def _exit_module(self, module: torch.nn.Module, args: tuple[Any, ...],
                      kwargs: dict[str, Any], output: Any = None) -> None:
@@ -195,6 +218,9 @@ class Recorder(TorchFunctionMode):
             call.outputs = builder.refs(tensors_out(output))
         if index == 0:
             return  # the root: it stays on the stack
+        if self.replayer is not None:
+            for ended in objects[index:]:
+                self.replayer.exited(ended)
         del builder.stack[index:]
         del objects[index:]
 
@@ -330,7 +356,8 @@ class Recorder(TorchFunctionMode):
             return None  # a query, or an op that returned its input unchanged
         builder = self.builder
         nodes, parent = builder.nodes, builder.stack[-1]
-        node_id = f"n{len(nodes)}"
+        node_id = f"n{builder.next_node}"
+        builder.next_node += 1
         node = nodes[node_id] = Node(node_id, "op", info.name, info.category, parent,
                                      args=format_args(info.name, args, kwargs),
                                      source=self.sources.call_site(frame,
@@ -349,6 +376,8 @@ class Recorder(TorchFunctionMode):
             if not view:
                 size += value.numel() * value.element_size()
         for value in mutated:
+            if self.replayer is not None:
+                self.replayer.written(builder.ref(value))
             outputs_ids.append(register(value, node_id))
             base = value._base
             if base is not None and builder.ref(base) is not None:

@@ -37,6 +37,28 @@ class RoutingRule:
         self.policy = policy
         self.decisions = 0
         self._groups: tuple[int, int, torch.Tensor] | None = None
+        self._groups_digest: tuple[int, int, bytes] | None = None
+
+    # -- what early folding (``replay``) needs to replay a call's routing ----------------
+    def state(self) -> tuple[Any, Any]:
+        """What decides the next decisions besides their own arguments: the policy's state
+        (None if its answers depend on its history, see ``RoutingPolicy``) and the group
+        choice a group-limited gate's next top-k would keep to."""
+        groups = self._groups
+        if groups is None:
+            return self.policy.replay_state(), None
+        if self._groups_digest is None or self._groups_digest[:2] != groups[:2]:
+            self._groups_digest = (groups[0], groups[1], groups[2].numpy().tobytes())
+        return self.policy.replay_state(), self._groups_digest
+
+    def saved(self) -> tuple[Any, Any]:
+        """The policy's state and the pending group choice, for ``restore``."""
+        return self.policy.replay_state(), self._groups
+
+    def restore(self, saved: tuple[Any, Any]) -> None:
+        self.policy.restore_state(saved[0])
+        self._groups = saved[1]
+        self._groups_digest = None
 
     def describe(self) -> dict[str, Any]:
         """What goes into ``graph.meta["routing"]``."""
@@ -104,8 +126,8 @@ class RoutingRule:
         allowed = self._allowed(rows, choices)
         chosen = self.policy.choose(rows, choices, k, allowed)
         self.decisions += 1
-        if len(shape) == 2 and dim == 1:
-            self._groups = (rows, choices, chosen)
+        if len(shape) == 2 and dim == 1 and allowed is None:  # a choice that kept to groups
+            self._groups = (rows, choices, chosen)  # is no group choice itself
         kept = [size for i, size in enumerate(shape) if i != dim]
         return chosen.reshape(*kept, k).movedim(-1, dim)
 

@@ -52,6 +52,16 @@ class RoutingPolicy:
         """What goes into ``graph.meta["routing"]``."""
         return {"policy": self.name}
 
+    def replay_state(self) -> Any:
+        """A hashable value that, with its arguments, decides every later answer, or None
+        when answers depend on the history of requests (a seeded generator). A trace replays
+        a repeated module call that routes (``replay``) only under a policy with a state,
+        restoring the state the call left; the default is None (never replayed)."""
+        return None
+
+    def restore_state(self, state: Any) -> None:
+        """Go back to a state ``replay_state`` returned."""
+
 
 class BalancedRouting(RoutingPolicy):
     """Least-loaded first, and spread over the allowed groups.
@@ -80,6 +90,9 @@ class BalancedRouting(RoutingPolicy):
                 else self._spread(rows, choices, k, allowed)
             self._answers[key] = answer
         return answer.clone()
+
+    def replay_state(self) -> Any:
+        return ()  # an answer depends on its arguments only
 
     @staticmethod
     def _least_loaded(rows: int, choices: int, k: int) -> torch.Tensor:
@@ -172,6 +185,13 @@ class FixedRouting(RoutingPolicy):
 
     def reset(self) -> None:
         self._previous = None
+
+    def replay_state(self) -> Any:
+        return ("previous", self._previous)  # answers depend on the arguments only; the
+        # previous request only decides whether a list is refused
+
+    def restore_state(self, state: Any) -> None:
+        self._previous = state[1]
 
     def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
                ) -> torch.Tensor:

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model_trace.graph import STAT_NAMES, Graph, ModuleCall, Node, Stats
+from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.op_table import gathers_rows, is_view
 from model_trace.tracing.source import SourceIndex
 from model_trace.tracing.stacked import (
@@ -43,14 +44,21 @@ from model_trace.tracing.stacked import (
     stacked_uses,
 )
 
+if TYPE_CHECKING:
+    from model_trace.tracing.replay import ReplayedCalls
+
 
 def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
                          root: torch.nn.Module | None, sources: SourceIndex | None = None,
-                         drawn_as_ops: frozenset[str] = frozenset()) -> None:
+                         drawn_as_ops: frozenset[str] = frozenset(),
+                         index: ModelIndex | None = None,
+                         replayed: ReplayedCalls | None = None) -> None:
     """Add each submodule the forward never called (an expert without tokens, a layer whose
     weight the parent reads directly) as a ``called=False`` call under its nearest called
     ancestor, so every module of the model is in the graph. Modules ``drawn_as_ops`` (below
-    ``module_depth``) ran inside an op node: they and their submodules are left out."""
+    ``module_depth``) ran inside an op node: they and their submodules are left out, as are
+    the submodules of replayed calls (``replay``: a fold drops them). ``index``: the model's
+    ``ModelIndex``, if there is one already."""
     if root is None:
         return
     sources = sources or SourceIndex()
@@ -65,7 +73,8 @@ def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
             if path in above_called:
                 break
             above_called.add(path)
-    for name, module in root.named_modules():
+    replayed_paths = {stub.path for stub in replayed.stubs.values()} if replayed else set()
+    for name, module in _named_modules(root, index, replayed_paths):
         if name in first_call or name in above_called or name in drawn_as_ops:
             continue
         parent = name.rpartition(".")[0]
@@ -89,6 +98,16 @@ def add_uncalled_modules(graph: Graph, call_modules: dict[str, Any],
         call_modules[module_id] = module
 
 
+def _named_modules(root: torch.nn.Module, index: ModelIndex | None, skipped: set[str]
+                   ) -> Iterator[tuple[str, torch.nn.Module]]:
+    """``root.named_modules()``, from the index when there is one, without the modules
+    below the paths ``skipped``."""
+    if index is not None:
+        return index.named_modules(skipped)
+    return ((n, m) for n, m in root.named_modules()
+            if not any(n.startswith(p + ".") for p in skipped))
+
+
 def _is_block_scale(module: torch.nn.Module, name: str, param: torch.Tensor) -> bool:
     """A float32 ``scale`` next to a float8 weight: fp8 block scales, which published
     parameter counts leave out."""
@@ -98,17 +117,27 @@ def _is_block_scale(module: torch.nn.Module, name: str, param: torch.Tensor) -> 
                for p in module._parameters.values())
 
 
-def _subtree_parameters(roots: list[torch.nn.Module]) -> dict[int, tuple[int, int, int, int]]:
+def _subtree_parameters(roots: list[torch.nn.Module],
+                        replayed: dict[int, torch.nn.Module] | None = None
+                        ) -> dict[int, tuple[int, int, int, int]]:
     """(own, own block scales, subtree, subtree block scales) per module object, each
-    parameter counted once."""
+    parameter counted once. ``replayed``: modules whose subtree is not walked, counted as
+    the module they repeat (in the order given: a module repeated inside a later one first).
+    """
+    replayed = replayed or {}
     seen: set[int] = set()
     own: dict[int, list[int]] = {}
+    parent_of: dict[int, torch.nn.Module | None] = {}
     order: list[tuple[torch.nn.Module, torch.nn.Module | None]] = []
     for root in roots:
         stack: list[tuple[torch.nn.Module, torch.nn.Module | None]] = [(root, None)]
         while stack:
             module, parent = stack.pop()
             if id(module) in own:
+                continue
+            parent_of[id(module)] = parent
+            if id(module) in replayed:
+                own[id(module)] = [0, 0, 0, 0]
                 continue
             count = scales = 0
             for name, param in module._parameters.items():
@@ -127,6 +156,16 @@ def _subtree_parameters(roots: list[torch.nn.Module]) -> dict[int, tuple[int, in
             mine, theirs = own[id(module)], own[id(parent)]
             theirs[2] += mine[2]
             theirs[3] += mine[3]
+    for module_id, template in replayed.items():
+        if module_id not in own:
+            continue
+        own[module_id] = list(own[id(template)])
+        ancestor = parent_of[module_id]
+        while ancestor is not None:
+            totals = own[id(ancestor)]
+            totals[2] += own[module_id][2]
+            totals[3] += own[module_id][3]
+            ancestor = parent_of[id(ancestor)]
     return {key: (v[0], v[1], v[2], v[3]) for key, v in own.items()}
 
 
@@ -138,13 +177,15 @@ def _rows(graph: Graph, call: ModuleCall) -> int | None:
     return math.prod(shape[:-1]) if shape else 1
 
 
-def _gathered(graph: Graph, call: ModuleCall) -> bool:
+def _gathered(graph: Graph, call: ModuleCall, replayed: ReplayedCalls | None) -> bool:
     """Whether the call's first input is rows picked by an index tensor (``x[idx]``), seen
     through views of them (``x[None, idx].reshape(-1, d)``, Switch Transformers)."""
     tensor_id = call.inputs[0] if call.inputs else None
     while tensor_id is not None:
         producer = graph.tensors[tensor_id].producer
         node = graph.nodes.get(producer) if producer is not None else None
+        if node is None and producer is not None and replayed:
+            node = replayed.node(graph.nodes, producer)  # made inside a replayed call
         if node is None:
             return False
         if gathers_rows(node.name):
@@ -157,9 +198,10 @@ def _natural_key(path: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
 
 
-def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
-    """Routed groups by container path: class, members (call ids, natural order), rows per
-    member and the parent's rows."""
+def routed_groups(graph: Graph, replayed: ReplayedCalls | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Routed groups by container path: parent call, class, members (call ids, natural
+    order), rows per member and the parent's rows."""
     groups: dict[str, dict[str, Any]] = {}
     for parent in graph.modules.values():
         members: dict[tuple[str, str], list[ModuleCall]] = {}
@@ -174,12 +216,14 @@ def routed_groups(graph: Graph) -> dict[str, dict[str, Any]]:
             continue
         for (container, cls), calls in members.items():
             called = [c for c in calls if c.called]
-            if len(calls) < 2 or not called or not all(_gathered(graph, c) for c in called):
+            if len(calls) < 2 or not called or not all(_gathered(graph, c, replayed)
+                                                        for c in called):
                 continue
             calls.sort(key=lambda c: _natural_key(c.path))
             rows = [(_rows(graph, c) or 0) if c.called else 0 for c in calls]
-            groups[container or parent.path] = {"cls": cls, "members": [c.id for c in calls],
-                                                "rows": rows, "parent_rows": parent_rows}
+            groups[container or parent.path] = {"parent": parent.id, "cls": cls,
+                                                "members": [c.id for c in calls], "rows": rows,
+                                                "parent_rows": parent_rows}
     return groups
 
 
@@ -259,16 +303,20 @@ def _tensor_bytes(graph: Graph, tensor_id: str) -> int:
 
 
 def assign_statistics(graph: Graph, call_modules: dict[str, Any],
-                      root: torch.nn.Module | None, state: frozenset[str] = frozenset()) -> None:
+                      root: torch.nn.Module | None, state: frozenset[str] = frozenset(),
+                      replayed: ReplayedCalls | None = None) -> None:
     """Fill every node's and module call's ``Stats`` and ``graph.meta["totals"]``; ``state``
-    holds the ids of the model's buffers after the forward (see ``split_bytes``)."""
+    holds the ids of the model's buffers after the forward (see ``split_bytes``); a replayed
+    call (``replay``) has the figures of the call it repeats."""
     if root is not None:
         roots = [root]
     else:
         roots = list({id(m): m for m in call_modules.values()
                       if isinstance(m, torch.nn.Module)}.values())
-    counts = _subtree_parameters(roots)
-    groups = routed_groups(graph)
+    stubs = replayed.stubs if replayed else {}
+    counts = _subtree_parameters(roots, {id(stub.module): call_modules[stub.template.call]
+                                         for stub in stubs.values()})
+    groups = routed_groups(graph, replayed)
     uses = stacked_uses(graph)
     unused = _unused_stacked(graph, call_modules, uses)
     weight: dict[str, float] = {}
@@ -276,25 +324,27 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
         for member, rows in zip(group["members"], group["rows"], strict=True):
             weight[member] = rows / group["parent_rows"]
     activated: dict[str, tuple[float, float]] = {}
-    modules = graph.walk_modules()
-    for call in reversed(modules):
+    modules = graph.walk_modules_children_first()
+    for call in modules:
         obj = call_modules.get(call.id)
         first = call.kind == "module" and call.call_index == 0 and obj is not None
         own, own_scales, total, total_scales = counts.get(id(obj), (0, 0, 0, 0)) if first \
             else (0, 0, 0, 0)
         call.stats = Stats(params=total)
-        if not call.called:
+        stub = stubs.get(call.id)
+        if stub is not None:
+            activated[call.id] = activated[stub.template.call]
+        elif not call.called:
             activated[call.id] = (float(total), float(total_scales))
-            continue
-        act, act_scales = float(own) - (unused.get(call.path, 0.0) if first else 0.0), \
-            float(own_scales)
-        for child_id in call.children:
-            if child_id in activated:
-                share = weight.get(child_id, 1.0)
-                act += share * activated[child_id][0]
-                act_scales += share * activated[child_id][1]
-        activated[call.id] = (act, act_scales)
-    for call in modules:
+        else:
+            act, act_scales = float(own) - (unused.get(call.path, 0.0) if first else 0.0), \
+                float(own_scales)
+            for child_id in call.children:
+                if child_id in activated:
+                    share = weight.get(child_id, 1.0)
+                    act += share * activated[child_id][0]
+                    act_scales += share * activated[child_id][1]
+            activated[call.id] = (act, act_scales)
         call.stats.activated_params = round(activated[call.id][0])
     if root is None:  # a plain function: its parameters are those of the modules it called
         root_call = graph.modules[graph.root]
@@ -304,8 +354,11 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                                                for c in root_call.children
                                                if c in graph.modules)
     split_bytes(graph, call_modules, state)
-    _roll_up(graph, modules)
-    _describe_totals(graph, groups, activated, counts, roots)
+    _roll_up(graph, modules, stubs)
+    summaries = [_summary(container, group) for container, group in groups.items()]
+    if stubs:
+        summaries += _replayed_groups(graph, groups, stubs)
+    _describe_totals(graph, summaries, activated, counts, roots)
     dense = dense_experts(graph, _parameter_sizes(graph, call_modules))
     if dense:
         graph.meta["dense_experts"] = dense
@@ -355,15 +408,21 @@ _SUMMED = tuple(name for name in STAT_NAMES if name not in ("params", "activated
 """The figures an op has of its own, summed into the calls that enclose it."""
 
 
-def _roll_up(graph: Graph, modules: list[ModuleCall]) -> None:
-    """Sum node FLOPs and bytes into every enclosing call, children first."""
+def _roll_up(graph: Graph, modules: list[ModuleCall], stubs: dict[str, Any]) -> None:
+    """Sum node FLOPs and bytes into every enclosing call, children first (``modules`` in
+    post-order: a replayed call adds the sums of the call it repeats, done before it)."""
     sums = {call_id: dict.fromkeys(_SUMMED, 0) for call_id in graph.modules}
     for node in graph.nodes.values():
         mine = sums[node.parent]
         for name in _SUMMED:
             mine[name] += getattr(node.stats, name)
-    for call in reversed(modules):
+    for call in modules:
         mine = sums[call.id]
+        stub = stubs.get(call.id)
+        if stub is not None:
+            repeated = sums[stub.template.call]
+            for name in _SUMMED:
+                mine[name] += repeated[name]
         for name in _SUMMED:
             setattr(call.stats, name, mine[name])
         if call.parent is not None:
@@ -372,7 +431,56 @@ def _roll_up(graph: Graph, modules: list[ModuleCall]) -> None:
                 theirs[name] += mine[name]
 
 
-def _describe_totals(graph: Graph, groups: dict[str, dict[str, Any]],
+def _summary(container: str, group: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A routed group's load, as ``graph.meta["experts"]`` shows it."""
+    rows = group["rows"]
+    return container, {
+        "cls": group["cls"],
+        "count": len(rows),
+        "called": sum(1 for r in rows if r),
+        "active_per_token": round(sum(rows) / group["parent_rows"], 4),
+        "tokens": rows,
+    }
+
+
+def _replayed_groups(graph: Graph, groups: dict[str, dict[str, Any]],
+                     stubs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The routed groups inside replayed calls: their templates' (with the template's
+    path replaced by the call's)."""
+    inside: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+
+    def of_template(call_id: str) -> list[tuple[str, dict[str, Any]]]:
+        found = inside.get(call_id)
+        if found is None:
+            below = set()
+            stack = [call_id]
+            nested = []
+            while stack:
+                current = stack.pop()
+                below.add(current)
+                if current in stubs and current != call_id:
+                    nested.append(stubs[current])
+                stack.extend(c for c in graph.modules[current].children if c in graph.modules)
+            found = [_summary(container, group) for container, group in groups.items()
+                     if group["parent"] in below]
+            for stub in nested:
+                found += _moved(of_template(stub.template.call), stub)
+            inside[call_id] = found
+        return found
+
+    replayed = []
+    for stub in stubs.values():
+        replayed += _moved(of_template(stub.template.call), stub)
+    return replayed
+
+
+def _moved(summaries: list[tuple[str, dict[str, Any]]], stub: Any
+           ) -> list[tuple[str, dict[str, Any]]]:
+    cut = len(stub.template.path)
+    return [(stub.path + container[cut:], summary) for container, summary in summaries]
+
+
+def _describe_totals(graph: Graph, summaries: list[tuple[str, dict[str, Any]]],
                      activated: dict[str, tuple[float, float]],
                      counts: dict[int, tuple[int, int, int, int]],
                      roots: list[torch.nn.Module]) -> None:
@@ -386,15 +494,5 @@ def _describe_totals(graph: Graph, groups: dict[str, dict[str, Any]],
         "activated_block_scale_params": activated_scales,
         **{name: getattr(root.stats, name) for name in _SUMMED},
     }
-    experts: dict[str, Any] = {}
-    for container, group in sorted(groups.items(), key=lambda kv: _natural_key(kv[0])):
-        rows = group["rows"]
-        experts[container] = {
-            "cls": group["cls"],
-            "count": len(rows),
-            "called": sum(1 for r in rows if r),
-            "active_per_token": round(sum(rows) / group["parent_rows"], 4),
-            "tokens": rows,
-        }
-    if experts:
-        graph.meta["experts"] = experts
+    if summaries:
+        graph.meta["experts"] = dict(sorted(summaries, key=lambda kv: _natural_key(kv[0])))

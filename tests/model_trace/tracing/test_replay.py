@@ -1,0 +1,216 @@
+"""Early folding: repeated calls replayed while tracing give the graph a full trace folds to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from model_trace.errors import TraceError
+from model_trace.tracing import replay, trace
+from model_trace.tracing.model_index import NO_KEY, ModelIndex
+from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
+
+POLICIES = ["balanced", "random", "first", "fixed"]
+
+
+def _fixed_list(config: str) -> list[int]:
+    """Experts of two groups (each token keeps 2 of 4 groups in tiny, 4 of 8 in 671B)."""
+    return [0, 1, 4, 5] if config == "tiny" else [4, 6, 9, 11, 40, 41, 42, 43]
+
+
+def _both_ways(build: Callable[[], torch.nn.Module], *inputs: torch.Tensor,
+               **options: object) -> tuple[str, str, int]:
+    """The folded graph's JSON with early folding off and on, and how many calls the second
+    trace replayed. A fresh model each time: a forward fills attention caches."""
+    replayed = []
+    original = replay.Replayer._replay
+
+    def counting(self: replay.Replayer, *args: object) -> object:
+        result = original(self, *args)  # type: ignore[arg-type]
+        replayed.append(result is not replay._NOT_REPLAYED)
+        return result
+
+    full = trace(build(), *inputs, early_fold=False, **options).to_json(indent=1)
+    replay.Replayer._replay = counting  # type: ignore[method-assign]
+    try:
+        early = trace(build(), *inputs, **options).to_json(indent=1)
+    finally:
+        replay.Replayer._replay = original  # type: ignore[method-assign]
+    return full, early, sum(replayed)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("config", ["tiny", "671B"])
+def test_every_routing_policy_folds_to_the_same_graph(config: str, policy: str) -> None:
+    overrides = {"n_layers": 6} if config == "671B" else {}
+    tokens = (1, 128) if config == "671B" else (2, 8)
+
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return Transformer(load_config(config, **overrides),
+                               RuntimeOptions(world_size=1, rank=0))
+
+    routing = _fixed_list(config) if policy == "fixed" else policy
+    full, early, replayed = _both_ways(build, torch.empty(*tokens, dtype=torch.int64,
+                                                          device="meta"), routing=routing)
+    assert early == full
+    assert replayed > 0
+
+
+def test_the_multi_token_prediction_block_is_recorded_not_dropped() -> None:
+    """mtp.block repeats a MoE layer but is no member of a folded run: it must be drawn."""
+
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return Transformer(load_config("tiny", mtp=True), RuntimeOptions())
+
+    full, early, _ = _both_ways(build, torch.empty(2, 8, dtype=torch.int64, device="meta"))
+    assert early == full
+    assert '"path": "mtp.block.ffn.experts.0"' in early
+
+
+class Pair(torch.nn.Module):
+    """Two layers of each of two kinds, in a pattern a fold loops over: [a, a, b] x 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(8, 8) if i % 3 < 2 else torch.nn.Sequential(
+                torch.nn.Linear(8, 8), torch.nn.ReLU()) for i in range(9))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class InPlace(torch.nn.Module):
+    """Siblings that write into their input: the next one reads the new version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = torch.nn.ModuleList(Scale() for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 1
+        for step in self.steps:
+            step(y)
+        return y
+
+
+class Scale(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2)
+
+
+class Cached(torch.nn.Module):
+    """Siblings that keep a cache buffer, set on their first call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells = torch.nn.ModuleList(Cell() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for cell in self.cells:
+            x = cell(x)
+        return x + self.cells[1].cache  # read after the calls, from outside
+
+
+class Cell(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+        self.register_buffer("cache", None, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = self.proj(x) * 2
+        return self.cache.relu()
+
+
+class Counting(torch.nn.Module):
+    """Siblings whose forward changes an attribute: they cannot be replayed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells = torch.nn.ModuleList(Counter() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for cell in self.cells:
+            x = cell(x)
+        return x
+
+
+class Counter(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x * self.calls
+
+
+@pytest.mark.parametrize(("model", "shape", "replays"), [
+    (Pair, (2, 8), True),  # layers 1, 4, 7 repeat 0 inside the loop's kept iteration
+    (InPlace, (3,), False),  # writes into a tensor made before it
+    (Cached, (2, 4), True),  # the buffer is replayed, and read from outside
+    (Counting, (3,), False),  # changes its own attribute
+])
+def test_replayed_calls_fold_like_recorded_ones(model: type[torch.nn.Module],
+                                                shape: tuple[int, ...], replays: bool) -> None:
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return model()
+
+    full, early, replayed = _both_ways(build, torch.empty(*shape, device="meta"))
+    assert early == full
+    assert (replayed > 0) == replays
+
+
+def test_structure_keys_tell_modules_built_alike() -> None:
+    with torch.device("meta"):
+        shared = torch.nn.Linear(4, 4)
+        model = torch.nn.ModuleDict({
+            "a": torch.nn.Linear(4, 4), "b": torch.nn.Linear(4, 4), "wide": torch.nn.Linear(4, 8),
+            "tied": torch.nn.Sequential(shared, shared), "hooked": torch.nn.Linear(4, 4),
+            "stateful": torch.nn.BatchNorm1d(4)})
+    model["hooked"].register_forward_hook(lambda *_: None)
+    index = ModelIndex(model)
+    assert index.key(model["a"]) == index.key(model["b"]) != index.key(model["wide"])
+    for name in ("tied", "hooked", "stateful"):  # a shared module, a hook, tensor buffers
+        assert index.key(model[name]) == NO_KEY
+    assert index.key(model) == NO_KEY
+    assert index.path_of(shared) == "tied.0"
+    assert [index.path_of(m) for m in index.subtree(model["tied"])] == ["tied", "tied.0"]
+    assert index.tensor_name(shared.weight) == ("parameter", "tied.0.weight")
+    assert index.tensor_name(model["stateful"].running_mean, model["a"]) == (
+        "buffer", "stateful.running_mean")
+    assert [name for name, _ in index.named_modules({"tied"})] == [
+        "", "a", "b", "wide", "tied", "hooked", "stateful"]
+
+
+class Failing(torch.nn.Module):
+    """Replayed layers, then a forward that fails: the partial graph is complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> float:
+        for layer in self.layers:
+            x = layer(x)
+        return x.sum().item()  # no value on the meta device
+
+
+def test_a_failed_trace_keeps_every_replayed_call_in_its_partial_graph() -> None:
+    graphs = []
+    for early_fold in (False, True):
+        with torch.device("meta"):
+            model = Failing()
+        with pytest.raises(TraceError) as failure:
+            trace(model, torch.empty(2, 8, device="meta"), early_fold=early_fold)
+        graphs.append(failure.value.graph)
+    assert graphs[1].to_json() == graphs[0].to_json()
+    assert [n.name for n in graphs[1].nodes.values()].count("linear") == 4
