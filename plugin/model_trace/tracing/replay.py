@@ -341,7 +341,7 @@ class Replayer:
         """The template a recorded call makes, or None if it cannot be replayed."""
         if window.impure:
             return None
-        builder, values = self.builder, self.values
+        builder = self.builder
         call, prefix = window.call, window.call.path + "."
         inputs = {tensor_id: k for k, tensor_id in enumerate(window.input_ids)}
         read: set[str] = set()
@@ -426,9 +426,9 @@ class Replayer:
         tensor_id = self.builder.ref(value)
         if tensor_id is None:
             return None
-        known = escapes.get(tensor_id)
-        if known is not None:
-            return known
+        seen = escapes.get(tensor_id)
+        if seen is not None:
+            return seen
         number = int(tensor_id[1:])
         if number < window.tensor_base:
             position = next((k for k, t in enumerate(window.tensors) if t is value), None)
@@ -472,7 +472,7 @@ class Replayer:
     def _replay(self, template: Template, call: Any, module: torch.nn.Module,
                 args: tuple[Any, ...], kwargs: dict[str, Any], tensors: list[torch.Tensor],
                 key: tuple[Any, ...]) -> Any:
-        builder, values = self.builder, self.values
+        builder = self.builder
         prefix = call.path + "."
         calls = builder.calls_per_path
         for suffix, first, _ in template.calls:  # none of its submodules called yet
@@ -669,7 +669,6 @@ def record_survivors(recorder: Recorder, stubs: list[Stub]) -> None:
     builder = recorder.builder
     replayer = recorder.replayer
     assert replayer is not None
-    values = replayer.values
     for stub in sorted(stubs, key=lambda s: s.edge_position, reverse=True):
         saved_ids = (builder.next_node, builder.next_tensor, builder.next_module)
         saved_stack = (builder.stack, builder.stack_objects)
