@@ -69,7 +69,7 @@ class OpInfo:
         mutates = ""
         if collective:
             mutates = "collective"
-        elif name == "setitem" or (name.endswith("_") and not name.startswith("_")):
+        elif writes_in_place(name):
             mutates = "self"
         role = facts.role
         cacheable = not (role in ("view", "routing", "factory", "like", "device") or mutates)
@@ -98,6 +98,12 @@ def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
             and facts_of(short).role != "query"):
         return short.strip("_"), False
     return short, False
+
+
+def writes_in_place(name: str) -> bool:
+    """Whether the op of this short name writes into its first argument (``add_``,
+    ``setitem``); its output is a new version of that tensor."""
+    return name == "setitem" or (name.endswith("_") and not name.startswith("_"))
 
 
 def function_body(func: types.FunctionType) -> types.FunctionType:

@@ -80,6 +80,8 @@ class Recorder(TorchFunctionMode):
         self._observe = options.observe
         # early folding: repeated calls replayed (a meta trace that folds, see ``replay``)
         self.replayer = Replayer(self) if early_fold and values is not None else None
+        self.resumed: tuple[str, torch.nn.Module] | None = None
+        """A replayed call (id, module) whose next call records into it (``replay``)."""
 
     # -- the recording, as the caller sees it -------------------------------------------
     @contextlib.contextmanager
@@ -177,6 +179,11 @@ class Recorder(TorchFunctionMode):
             self._record_module_inputs(builder.root, module, args)
             if self.replayer is not None:
                 self.replayer.entered(module)
+            return
+        if self.resumed is not None and self.resumed[1] is module:
+            builder.stack.append(self.resumed[0])  # a replayed call recorded after all
+            builder.stack_objects.append(module)
+            self.resumed = None
             return
         path = builder.path_of(module)
         depth = len(builder.stack)

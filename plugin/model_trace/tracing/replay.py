@@ -47,6 +47,7 @@ import torch
 from model_trace.graph import Edge, Node
 from model_trace.tracing.known_values import known
 from model_trace.tracing.model_index import NO_KEY
+from model_trace.tracing.source import PASS_THROUGH
 
 if TYPE_CHECKING:
     from model_trace.tracing.recorder import Recorder
@@ -528,6 +529,9 @@ class Replayer:
         return result
 
 
+PASS_THROUGH.add(Replayer._forward.__code__)
+
+
 def _modes() -> tuple[Any, ...]:
     """torch's global modes a forward may branch on."""
     return (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
@@ -688,7 +692,7 @@ def record_survivors(recorder: Recorder, stubs: list[Stub]) -> None:
         for position, name, _ in template.buffers:
             subtree[position]._buffers[name] = None  # as before the call: no buffer yet
         chain = []
-        current: str | None = stub.call
+        current = builder.modules[stub.call].parent
         while current is not None:
             chain.append(current)
             current = builder.modules[current].parent
@@ -699,15 +703,17 @@ def record_survivors(recorder: Recorder, stubs: list[Stub]) -> None:
         builder.next_module = stub.module_base
         builder.edges = []
         routing.restore(stub.routing_before)
+        recorder.resumed = (stub.call, stub.module)
         try:
             with recorder.recording(), _in_modes(stub.modes):
-                type(stub.module).forward(stub.module, *stub.args, **stub.kwargs)
+                stub.module(*stub.args, **stub.kwargs)  # through its hooks, as at the time
             inside = builder.edges
         finally:
             builder.edges = edges
             builder.next_node, builder.next_tensor, builder.next_module = saved_ids
             builder.stack, builder.stack_objects = saved_stack
             builder.calls_per_path.update(saved_calls)
+            recorder.resumed = None
             routing.restore(saved_routing)
             routing.decisions = saved_counts[0]
             recorder.uncounted.clear()

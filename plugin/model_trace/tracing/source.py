@@ -49,6 +49,11 @@ def is_tracer_code(code: CodeType) -> bool:
     return code.co_filename.startswith(_PACKAGE_DIR)
 
 
+PASS_THROUGH: set[CodeType] = set()
+"""The tracer's own code that runs a model's code (``replay``'s stand-in for a module's
+``forward``): a call site is looked for above it, as if it were not there."""
+
+
 # torch's dispatch machinery: never the place an op "comes from", even inside a traced function.
 _DISPATCH_FILES = tuple(
     os.path.join(_TORCH_DIR, name) for name in ("overrides.py", "_ops.py", "_tensor.py", "utils")
@@ -92,7 +97,7 @@ class SourceIndex:
             code = frame.f_code
             entry = known.get(id(code))
             if entry is None:
-                if is_tracer_code(code):
+                if is_tracer_code(code) and code not in PASS_THROUGH:
                     return None
                 entry = known[id(code)] = (code, is_model_code(code))
             if entry[1]:

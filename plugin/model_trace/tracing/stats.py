@@ -35,6 +35,7 @@ import torch
 
 from model_trace.graph import STAT_NAMES, Graph, ModuleCall, Node, Stats
 from model_trace.tracing.model_index import ModelIndex
+from model_trace.tracing.op_info import writes_in_place
 from model_trace.tracing.op_table import gathers_rows, is_view
 from model_trace.tracing.source import SourceIndex
 from model_trace.tracing.stacked import (
@@ -244,7 +245,9 @@ def _parameter_bytes(graph: Graph, call_modules: dict[str, Any]) -> dict[str, in
 def _versions(graph: Graph, latest: frozenset[str]) -> set[str]:
     """Every version of the given tensors: an in-place write gives a tensor a new id, produced
     by the writing op, which read the previous version (its input of the same shape and
-    dtype)."""
+    dtype). Only writes in place are followed: a tensor a model keeps as a buffer may be made
+    by any op from inputs of its shape (``self.cache = self.proj(x) * 2``), which are no
+    versions of it."""
     found: set[str] = set()
     stack = list(latest)
     while stack:
@@ -254,7 +257,8 @@ def _versions(graph: Graph, latest: frozenset[str]) -> set[str]:
         found.add(tensor_id)
         tensor = graph.tensors[tensor_id]
         writer = graph.nodes.get(tensor.producer) if tensor.producer is not None else None
-        if writer is not None:
+        if writer is not None and (writes_in_place(writer.name)
+                                   or writer.category == "collective"):
             stack.extend(i for i in writer.inputs if graph.tensors[i].shape == tensor.shape
                          and graph.tensors[i].dtype == tensor.dtype)
     return found
