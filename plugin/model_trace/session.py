@@ -34,7 +34,7 @@ from model_trace.loader import (
     imported_modules,
 )
 from model_trace.spec import FenceSpec
-from model_trace.worker import JobResult, TraceJob, TracePool
+from model_trace.worker import JobResult, TraceJob, TracePool, TraceStopped
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,16 @@ class TraceSession:
             self._pool.close()
             self._pool = None
         if self._pending and self.settings.log is not None:
-            failures = sum(1 for f in self._pending.values()
-                           if f.done() and not f.cancelled() and f.exception())
-            failed = f", {failures} failed" if failures else ""
+            errors = [f.exception() if f.done() else TraceStopped("not traced")
+                      for f in self._pending.values()]
+            stopped = sum(1 for e in errors if isinstance(e, TraceStopped))
+            failures = sum(1 for e in errors if e is not None) - stopped
             self.settings.log(f"model-trace: {len(self._pending)} figures: "
-                              f"{len(self.drawn) - failures} drawn from {self.traces} "
-                              f"trace(s), {len(self._pending) - len(self.drawn)} from the "
-                              f"cache{failed}")
+                              f"{len(self.drawn) - failures - stopped} drawn from "
+                              f"{self.traces} trace(s), {len(self._pending) - len(self.drawn)} "
+                              "from the cache"
+                              + (f", {failures} failed" if failures else "")
+                              + (f", {stopped} stopped when the build ended" if stopped else ""))
         self._pending = {}
         self.cache.finish_build(prune=complete)
 
@@ -173,7 +176,9 @@ class TraceSession:
         self.traces += 1
 
         def resolve(done: Future[JobResult]) -> None:
-            error = done.exception()
+            # a queued trace is cancelled when its build ends early (a page failed)
+            error = (TraceStopped(f"tracing {job.label} was cancelled: the build ended")
+                     if done.cancelled() else done.exception())
             for index, (key, _, origin) in enumerate(members):
                 result = error or done.result()[index]
                 if isinstance(result, BaseException):

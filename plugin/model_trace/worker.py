@@ -63,6 +63,11 @@ class TraceTimeout(ModelTraceError):
     """A trace ran past its time limit; its worker process was killed."""
 
 
+class TraceStopped(ModelTraceError):
+    """A trace the end of its build stopped (a page failed, or the build was interrupted):
+    not a problem of its fence."""
+
+
 @dataclass(frozen=True)
 class TraceJob:
     """Fences that share one trace (equal ``trace_identity``, defaults filled in), the theme,
@@ -184,7 +189,7 @@ class TracePool:
         while not worker.incoming.poll(0.25):
             elapsed = time.monotonic() - start
             if self._closing.is_set():
-                raise ModelTraceError(f"tracing {job.label} was stopped: the build ended")
+                raise TraceStopped(f"tracing {job.label} was stopped: the build ended")
             if elapsed >= self.timeout_s:
                 raise TraceTimeout(
                     f"tracing {job.label} took longer than {self.timeout_s:g} s, so its worker "

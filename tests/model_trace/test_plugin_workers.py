@@ -140,3 +140,42 @@ def test_the_summary_counts_failed_figures(build_site, tiny_models, caplog) -> N
     summary = [r.getMessage() for r in caplog.records if "figures:" in r.getMessage()]
     assert summary == ["model-trace: 2 figures: 1 drawn from 2 trace(s), 0 from the cache, "
                        "1 failed"]
+
+
+REFUSING_HOOK = '''\
+from mkdocs.exceptions import PluginError
+
+
+def on_page_markdown(markdown, page, **_):
+    if page.file.src_uri == "b.md":
+        raise PluginError("b.md:1: the site's hook refused this page")
+    return markdown
+'''
+
+
+def test_a_build_that_stops_early_ends_its_traces_without_a_traceback(tmp_path,
+                                                                        tiny_models) -> None:
+    """A page fails (here a hook's check) while one trace runs and another waits: each
+    problem is one line, the traces are stopped and counted as such, no traceback."""
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    bad = "```model-trace\nmodel: tiny_models:Tiny\ninptus: [[3, 8]]\n```\n"
+    for name, text in {"a.md": bad, "b.md": "# Refused\n", "c.md": _sleeper(60, 8),
+                       "d.md": _sleeper(60, 16)}.items():
+        (project / "docs" / name).write_text(text)
+    (project / "hooks.py").write_text(REFUSING_HOOK)
+    (project / "mkdocs.yml").write_text(
+        "site_name: stopped\nhooks: [hooks.py]\nplugins:\n  - model-trace:\n"
+        "      own_roots: [tiny_models]\n      jobs: 1\n      cache: false\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    build = subprocess.run([sys.executable, "-m", "mkdocs", "build"], cwd=project, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode != 0
+    assert time.monotonic() - start < 50, "the build waited for a trace it no longer needs"
+    assert "Traceback" not in build.stderr and "CancelledError" not in build.stderr, build.stderr
+    assert "a.md:3: unknown field 'inptus'; did you mean 'inputs'?" in build.stderr
+    assert "b.md:1: the site's hook refused this page" in build.stderr
+    assert ("model-trace: 2 figures: 0 drawn from 2 trace(s), 0 from the cache, 2 stopped "
+            "when the build ended") in build.stderr, build.stderr
