@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from markdown.preprocessors import Preprocessor
 from model_trace.cache import write_atomic
 from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
-from model_trace.session import Settings, TraceSession
+from model_trace.session import Settings, TraceSession, put_on_sys_path
 from model_trace.spec import FenceSpec, parse_spec
 from model_trace.viewer_files import write_assets
 
@@ -193,15 +192,6 @@ def export_namer(stem: str) -> Callable[[str], str]:
     figure's id prefix: ``model-trace-1.svg`` beside an index page, else
     ``stem-model-trace-1.svg``."""
     return lambda prefix: prefix if stem == "index" else f"{stem}-{prefix}"
-
-
-def put_on_sys_path(folders: list[str], root: Path) -> None:
-    """Put ``folders`` (relative to ``root``) at the front of ``sys.path``, where not there
-    yet: trace workers start with the build's ``sys.path``."""
-    for folder in reversed(folders):
-        path = str((root / folder).resolve())
-        if path not in sys.path:
-            sys.path.insert(0, path)
 
 
 def _follow_site_context(md: Markdown, state: FenceState) -> Path | None:

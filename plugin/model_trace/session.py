@@ -12,6 +12,7 @@ import dataclasses
 import html
 import json
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -228,6 +229,15 @@ class TraceSession:
     def watched_paths(self) -> list[Path]:
         """The local model sources this build's fences import: what a dev server watches."""
         return [s.local_path for s in self.sources.values() if s.local_path is not None]
+
+
+def put_on_sys_path(folders: list[str], root: Path) -> None:
+    """Put ``folders`` (relative to ``root``) at the front of ``sys.path``, where not there
+    yet: trace workers start with the build's ``sys.path``."""
+    for folder in reversed(folders):
+        path = str((root / folder).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
 def describe(spec: FenceSpec) -> str:

@@ -14,7 +14,9 @@ through ``html_static_path``. Configuration values are the plugin's options with
 ``model_trace_depth``,
 ``model_trace_routing``, ``model_trace_timeout``, ``model_trace_jobs``,
 ``model_trace_on_error``, ``model_trace_assume``, ``model_trace_export``, ``model_trace_theme``,
-``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache).
+``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache), ``model_trace_paths``
+(folders relative to conf.py put on ``sys.path`` of the build and its trace workers, so the
+project's own model package imports without ``PYTHONPATH``; default: conf.py's folder).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sphinx.util.docutils import SphinxDirective
 import model_trace
 from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
-from model_trace.session import Settings, TraceSession
+from model_trace.session import Settings, TraceSession, put_on_sys_path
 from model_trace.spec import FIELDS, FenceSpec, read_mapping, read_yaml, spec_from_mapping
 from model_trace.viewer_files import asset_bytes, asset_names
 
@@ -68,6 +70,7 @@ _CONFIG: dict[str, Any] = {
     "export": [],
     "theme": "auto",
     "cache_dir": ".cache/plugin/model-trace",
+    "paths": ["."],
 }
 
 
@@ -150,6 +153,7 @@ class ModelTraceDirective(SphinxDirective):
 
 def _start(app: Sphinx) -> None:
     config = app.config
+    put_on_sys_path(list(config.model_trace_paths), Path(app.confdir))
     cache_dir = config.model_trace_cache_dir
     settings = Settings(
         depth=config.model_trace_depth,

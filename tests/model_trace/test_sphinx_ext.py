@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -104,3 +106,29 @@ def test_warn_mode_and_allowed_roots_from_conf(tmp_path: Path) -> None:
     assert "model-trace-error" in (out / "index.html").read_text()  # getcwd is no Module
     assert "not an nn.Module class" in (out / "index.html").read_text()
     assert "`model_trace_own_roots` in conf.py" in (out / "index.html").read_text()
+
+
+def test_a_model_package_beside_conf_py_imports_without_pythonpath(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model_trace_paths`` (default: conf.py's folder) is on ``sys.path`` of the build and
+    of its trace workers, as the MkDocs plugin's ``paths`` is."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the extension adds to it; undone after
+    package = tmp_path / "src" / "sphinx_beside_conf_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from torch import nn\n\n\nclass Squash(nn.Module):\n"
+        "    def __init__(self) -> None:\n        super().__init__()\n"
+        "        self.proj = nn.Linear(4, 4)\n\n"
+        "    def forward(self, x):\n        return self.proj(x).tanh()\n", encoding="utf-8")
+    page = ("Local\n=====\n\n.. model-trace::\n   :model: sphinx_beside_conf_models:Squash\n"
+            "   :inputs: [[2, 4]]\n")
+    conf = 'model_trace_allowed_roots = ["sphinx_beside_conf_models"]\n'
+    html = (_build(tmp_path, {"index.rst": page}, conf=conf) / "index.html").read_text()
+    assert ">tanh</text>" in html
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(package, elsewhere / package.name)
+    sys.modules.pop(package.name, None)
+    conf += 'model_trace_paths = ["../elsewhere"]\nmodel_trace_cache_dir = ""\n'
+    (tmp_path / "src" / "index.rst").write_text(page.replace("Squash", "Squash\n   :depth: 2"))
+    html = (_build(tmp_path, {}, conf=conf) / "index.html").read_text()
+    assert ">tanh</text>" in html

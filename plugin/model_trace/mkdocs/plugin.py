@@ -31,11 +31,10 @@ from model_trace.markdown_ext import (
     ModelTraceExtension,
     export_namer,
     find_fences,
-    put_on_sys_path,
     superfences_entry,
 )
 from model_trace.mkdocs.config import ModelTraceConfig
-from model_trace.session import Settings, TraceSession
+from model_trace.session import Settings, TraceSession, put_on_sys_path
 from model_trace.viewer_files import ASSET_DIR, asset_bytes, asset_names, linked_names
 
 log = logging.getLogger("mkdocs.plugins.model_trace")
