@@ -51,7 +51,8 @@ class FenceOutput:
     html: str
     exports: dict[str, bytes] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    """Lines a build logs as warnings each time it shows the figure (assumed values)."""
+    """Lines a build logs as warnings each time it shows the figure (assumed values,
+    Python warnings the model raised)."""
 
 
 @dataclass(frozen=True)

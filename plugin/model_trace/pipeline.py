@@ -27,6 +27,7 @@ from model_trace.errors import ModelTraceError, SpecError, TraceError
 from model_trace.focus import focus_graph
 from model_trace.graph import Graph
 from model_trace.loader import ImportPolicy, build_inputs, build_model, resolve
+from model_trace.model_warnings import raised_warnings
 from model_trace.render_html import FigureData, ViewOptions, export_svg, render_figure
 from model_trace.spec import FIELDS, FenceSpec
 from model_trace.tracing import trace
@@ -118,19 +119,26 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
                policy: ImportPolicy | None = None) -> list[FenceOutput | ModelTraceError]:
     """Trace ``specs[0]`` once (under ``policy``, see ``trace_spec``) and draw every spec from
     that graph (they must share ``trace_identity``); a problem with one spec's view is
-    returned in its place."""
+    returned in its place. Python warnings raised while the model is built or traced are
+    added to every figure's warnings (see ``model_warnings``)."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
     if specs[0].view in CAPTURE_VIEWS:
         from model_trace.dataviews.run import run_data_views
 
-        return run_data_views(specs, policy, theme)
-    if specs[0].compare is not None:  # several traces, drawn side by side
+        with raised_warnings() as model_warnings:
+            outputs = run_data_views(specs, policy, theme)
+    elif specs[0].compare is not None:  # several traces, drawn side by side
         from model_trace.compare import draw_compare, trace_compare
 
-        traced = trace_compare(specs[0], policy=policy)
-        return [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
-    graph = trace_spec(specs[0], policy=policy)
-    return [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
+        with raised_warnings() as model_warnings:
+            traced = trace_compare(specs[0], policy=policy)
+        outputs = [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
+    else:
+        with raised_warnings() as model_warnings:
+            graph = trace_spec(specs[0], policy=policy)
+        outputs = [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
+    return [dataclasses.replace(o, warnings=(*o.warnings, *model_warnings))
+            if isinstance(o, FenceOutput) else o for o in outputs]
 
 
 def _drawn(draw_one: Callable[[], FenceOutput]) -> FenceOutput | ModelTraceError:

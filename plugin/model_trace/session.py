@@ -81,7 +81,8 @@ class RenderedFence:
     html: str
     files: dict[str, bytes]
     warnings: tuple[str, ...] = ()
-    """Assumed values that may change the figure (``assume: warn``), one line each."""
+    """Assumed values that may change the figure (``assume: warn``) and Python warnings
+    the model raised, one line each."""
 
 
 class TraceSession:

@@ -63,6 +63,17 @@ def test_errors_are_one_line_and_exit_1(spec_file: Path, tmp_path: Path, capsys)
     assert "field 'depth'" in capsys.readouterr().err
 
 
+
+def test_a_warning_the_model_raises_goes_to_stderr_in_one_line(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "short.yml"
+    spec.write_text("model: deepseek-v3\nconfig: tiny\noverrides: {max_seq_len: 64}\n"
+                    "inputs: {tokens: [1, 16]}\n")
+    assert main(["render", str(spec), "-o", str(tmp_path / "short.svg")]) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert line.startswith("warning: YarnOffWarning raised while the model was built or "
+                           "traced: config 'tiny' with max_seq_len=64"), line
+
+
 # -- model-trace trace / summary ------------------------------------------------------------
 
 LINEAR = ["torch.nn:Linear", "--set", "in_features=8", "--set", "out_features=4",

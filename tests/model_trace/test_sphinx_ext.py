@@ -132,3 +132,15 @@ def test_a_model_package_beside_conf_py_imports_without_pythonpath(
     (tmp_path / "src" / "index.rst").write_text(page.replace("Squash", "Squash\n   :depth: 2"))
     html = (_build(tmp_path, {}, conf=conf) / "index.html").read_text()
     assert ">tanh</text>" in html
+
+
+def test_a_warning_the_model_raises_names_the_file_and_line(tmp_path: Path) -> None:
+    """The zoo warns when an override turns YaRN off: the build log says so at the directive."""
+    page = ("Short context\n=============\n\n.. model-trace::\n\n   model: deepseek-v3\n"
+            "   config: tiny\n   overrides: {max_seq_len: 64}\n   inputs: {tokens: [1, 16]}\n")
+    warnings = io.StringIO()
+    out = _build(tmp_path, {"index.rst": page}, warnings=warnings)
+    assert '<figure class="model-trace"' in (out / "index.html").read_text()
+    assert re.search(r"index\.rst:4: WARNING: model-trace: YarnOffWarning raised while the "
+                     r"model was built or traced: config 'tiny' with max_seq_len=64",
+                     warnings.getvalue()), warnings.getvalue()
