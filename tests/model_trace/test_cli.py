@@ -108,23 +108,37 @@ def test_trace_sets_zoo_config_fields_and_routing(tmp_path: Path) -> None:
 def test_summary_prints_the_per_module_table(capsys) -> None:
     assert main(["summary", *LINEAR]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["module", "class", "params", "active", "FLOPs", "act.", "bytes",
-                                "in", "out"]
+    assert lines[0].split() == ["module", "class", "parameters", "activated", "per", "token",
+                                "FLOPs", "FLOPs", "per", "member", "in", "out"]
     row = lines[2].split()
     assert row[:3] == ["Linear", "Linear", "36"]  # 8 * 4 weights + 4 biases
     assert row[4] == "192"  # 2 * 3 * 8 * 4 FLOPs
-    assert lines[2].endswith("(3, 8)  (3, 4)")
-    assert lines[-2].startswith("total: 36 parameters")
+    assert any(line.startswith("Totals: 36 parameters") for line in lines)
 
 
 def test_summary_depth_limits_the_rows(capsys) -> None:
     assert main(["summary", *TINY, "--depth", "1"]) == 0
-    out = capsys.readouterr().out
-    rows = [line.split()[0] for line in out.splitlines()[2:] if line
-            and not line.startswith(("total:", "folded:", "note:"))]
-    assert rows == ["Transformer", "embed", "0", "1", "norm", "head"]
-    # the zoo's token ids are given as a shape: the table says what they were taken as
-    assert "note: Integer inputs given on the meta device (tokens) were taken as zeros." in out
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split()[0] for line in lines[2:lines.index("")]]
+    assert rows == ["Transformer", "embed", "layers.0", "layers.1", "norm", "head"]
+
+
+def test_the_command_line_and_a_fence_show_one_table(capsys) -> None:
+    """A folded row is the sum over its members in both (issue 15, item 12)."""
+    from model_trace.breakdown import breakdown_table
+    from model_trace.pipeline import trace_spec
+    from model_trace.spec import parse_spec
+
+    assert main(["summary", "deepseek-v3", "--config", "tiny", "--depth", "1"]) == 0
+    printed = capsys.readouterr().out
+    graph = trace_spec(parse_spec("model: deepseek-v3\nconfig: tiny\n"))
+    html = breakdown_table(graph, 1)
+    folded = next(m for m in graph.modules.values() if m.repeat and m.path == "layers.1")
+    total = sum(s.params for s in folded.repeat.member_stats)
+    row = next(line for line in printed.splitlines() if "Block \u00d72" in line)
+    assert f"{total:,}" in row.split()
+    assert f"<code>layers.1\u20132</code></td><td>Block \u00d72</td>" \
+           f'<td style="text-align: right; white-space: nowrap">{total:,}</td>' in html
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -165,7 +179,7 @@ def test_command_line_in_a_subprocess(tmp_path: Path) -> None:
     assert first.stdout == out.read_text(encoding="utf-8") + "\n"
     table = subprocess.run([*command, "summary", *TINY], capture_output=True, text=True,
                            check=True).stdout
-    assert "  ffn  " in table and "MoE" in table and "total: " in table
+    assert "  ffn  " in table and "MoE" in table and "Totals: " in table
     failed = subprocess.run([*command, "trace", *TINY, "--config", "nope", "-o", "-"],
                             capture_output=True, text=True)
     assert failed.returncode == 1 and failed.stdout == ""

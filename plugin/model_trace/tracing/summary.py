@@ -1,11 +1,116 @@
-"""The per-module table of ``model-trace summary``: params, FLOPs, shapes."""
+"""The per-module table of a trace: ``model-trace summary`` prints it, a fence's ``summary: N``
+puts it under the figure (``breakdown``). One table: the same rows, names and numbers in both.
+
+Counts are exact (``671,026,419,200``), so a page can quote the model's published figures
+from its own trace instead of typing them. A folded module shows its repeat count and the sum
+over all its members, with the least and most FLOPs of one member; the modules inside it, one
+member's figures ("each"). Rows are named as the figure names its boxes (``naming``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from model_trace.caveats import trace_caveats
 from model_trace.dims import legend_text, symbolic_shape
-from model_trace.graph import Graph, ModuleCall
-from model_trace.naming import format_count
+from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.naming import display_class, format_bytes, format_count, module_name
+
+COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
+           "FLOPs per member")
+NUMERIC = frozenset({2, 3, 4, 5})
+"""Columns of numbers (right-aligned)."""
+SHAPE_COLUMNS = ("in", "out")
+"""The text table's last columns: the call's input and output shapes (symbolic when the
+trace names its dimensions)."""
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One module call's line of the table."""
+
+    call: str
+    """The module call's id."""
+    level: int
+    """Module levels below the root (the table's indentation)."""
+    name: str
+    cls: str
+    params: int
+    activated: int
+    flops: int
+    per_member: str
+    """The least and the most FLOPs of one member of a folded call, or ""."""
+
+    def cells(self) -> tuple[str, ...]:
+        return (self.name, self.cls, f"{self.params:,}", f"{self.activated:,}",
+                f"{self.flops:,}", self.per_member)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The whole model's figures (the root's, with the tracer's ``totals`` on top); fp8 block
+    scales counted apart, as published counts leave them out."""
+
+    params: int
+    activated: int
+    flops: int
+    scales: int
+    activated_scales: int
+    weight_bytes: int
+    activation_bytes: int
+    workspace_bytes: int
+    """Bytes of weights read, of activations and of workspace written (see ``Stats``)."""
+
+    def parts(self) -> list[tuple[str, str]]:
+        """(number, words) of the totals sentence."""
+        return [(f"{self.params - self.scales:,}", "parameters"),
+                (f"{self.activated - self.activated_scales:,}", "activated per token"),
+                (f"{self.flops:,}", "FLOPs per forward pass"),
+                (format_bytes(self.weight_bytes), "of weights read"),
+                (format_bytes(self.activation_bytes), "of activations"),
+                (format_bytes(self.workspace_bytes), "of workspace")]
+
+    def note(self) -> str:
+        if not self.scales:
+            return ""
+        return (f" (the module rows include the {self.scales:,} float32 fp8 block scales, "
+                f"{self.activated_scales:,} of them activated; the totals leave them out)")
+
+
+def summary_rows(graph: Graph, max_depth: int | None = None) -> list[SummaryRow]:
+    """The modules down to ``max_depth`` levels below the root (None: all), in walk order."""
+    rows = []
+    levels = graph.module_depths()
+    inside_repeat: set[str] = set()
+    for call in graph.walk_modules():
+        if call.id in inside_repeat or call.repeat is not None:
+            inside_repeat.update(c for c in call.children if c in graph.modules)
+        if max_depth is None or levels[call.id] <= max_depth:
+            rows.append(_row(graph, call, levels[call.id], call.id in inside_repeat))
+    return rows
+
+
+def _row(graph: Graph, call: ModuleCall, level: int, each: bool) -> SummaryRow:
+    """A folded call counts all its members; a call inside one counts one member (each)."""
+    stats = [call.stats]
+    cls = display_class(graph, call)
+    if call.repeat is not None:
+        cls += f" \u00d7{call.repeat.count}"
+        stats = call.repeat.member_stats or stats
+    elif each:
+        cls += " (each)"
+    if not call.called:
+        cls += " (never called)"
+    return SummaryRow(call.id, level, module_name(graph, call), cls,
+                      sum(s.params for s in stats), sum(s.activated_params for s in stats),
+                      sum(s.flops for s in stats), _spread(stats))
+
+
+def _spread(stats: list[Stats]) -> str:
+    if len(stats) < 2:
+        return ""
+    low, high = min(s.flops for s in stats), max(s.flops for s in stats)
+    return format_count(low) if low == high else f"{format_count(low)} \u2013 {format_count(high)}"
 
 
 def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
@@ -15,34 +120,34 @@ def _shapes(graph: Graph, tensor_ids: list[str], limit: int = 2) -> str:
     return ", ".join(shapes) + (f" +{more}" if more > 0 else "")
 
 
+def totals(graph: Graph) -> Totals:
+    root = graph.modules[graph.root].stats
+    found = {"params": root.params, "flops": root.flops,
+             "activated_params": root.activated_params, "weight_bytes": root.weight_bytes,
+             "activation_bytes": root.activation_bytes,
+             "workspace_bytes": root.workspace_bytes, **graph.meta.get("totals", {})}
+    return Totals(found["params"], found["activated_params"], found["flops"],
+                  found.get("block_scale_params", 0), found.get("activated_block_scale_params", 0),
+                  found["weight_bytes"], found["activation_bytes"], found["workspace_bytes"])
+
+
 def summary_table(graph: Graph, max_depth: int | None = None) -> str:
-    """One row per module call in walk order, indented by depth: the call's name and class
-    (``×N`` when folded), parameters, activated parameters, FLOPs, activation bytes and its
-    input and output shapes; the totals last, with the bytes of weights read, activations and
-    workspace (see ``Stats``)."""
-    headers = ("module", "class", "params", "active", "FLOPs", "act. bytes", "in", "out")
-    depths = graph.module_depths()
-    rows = [_row(graph, call, depths[call.id]) for call in graph.walk_modules()
-            if max_depth is None or depths[call.id] <= max_depth]
-    totals = graph.meta.get("totals", {})
+    """The table as text, indented by level, then the totals and what a reader must know."""
+    rows = [("  " * row.level + row.name, *row.cells()[1:],
+             _shapes(graph, graph.modules[row.call].inputs),
+             _shapes(graph, graph.modules[row.call].outputs))
+            for row in summary_rows(graph, max_depth)]
+    headers = COLUMNS + SHAPE_COLUMNS
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    numeric = {2, 3, 4, 5}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+        return "  ".join(c.rjust(w) if i in NUMERIC else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
-    out = [line(headers), line(tuple("-" * w for w in widths))]
-    out += [line(r) for r in rows]
-    if totals:
-        out.append("")
-        out.append(
-            f"total: {format_count(totals.get('params', 0))} parameters, "
-            f"{format_count(totals.get('activated_params', 0))} activated per token, "
-            f"{format_count(totals.get('flops', 0))} FLOPs, "
-            f"{format_count(totals.get('weight_bytes', 0))}B weights read, "
-            f"{format_count(totals.get('activation_bytes', 0))}B activations, "
-            f"{format_count(totals.get('workspace_bytes', 0))}B workspace")
+    out = [line(headers), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
+    total = totals(graph)
+    out += ["", "Totals: " + ", ".join(f"{n} {w}" for n, w in total.parts()) + total.note()
+            + "."]
     if legend_text(graph):
         out.append(f"dimensions: {legend_text(graph)}")
     out += [f"note: {caveat}" for caveat in trace_caveats(graph)]
@@ -52,17 +157,3 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
         out.append(f"folded: {before['modules']} module calls -> {after['modules']}, "
                    f"{before['nodes']} nodes -> {after['nodes']}")
     return "\n".join(out)
-
-
-def _row(graph: Graph, call: ModuleCall, depth: int) -> tuple[str, ...]:
-    name = call.path.rsplit(".", 1)[-1] if call.path and depth else (call.path or call.cls)
-    if call.kind == "function":
-        name = f"{call.cls}()"
-    cls = call.cls + (f" ×{call.repeat.count}" if call.repeat else "")
-    if not call.called:
-        cls += " (not called)"
-    stats = call.stats
-    return ("  " * depth + name, cls, format_count(stats.params),
-            format_count(stats.activated_params), format_count(stats.flops),
-            format_count(stats.activation_bytes), _shapes(graph, call.inputs),
-            _shapes(graph, call.outputs))
