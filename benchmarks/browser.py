@@ -16,7 +16,7 @@ is printed beside its budget (issue 10) and as a ratio to it:
 - ``open one MLA`` / ``open one MoE``: opening ``layers.0.attn`` / ``layers.3.ffn`` of the
   671B overview as the DeepSeek-V3 page opens it (depth 1): the box laid out, its ancestors
   laid out again, redrawn, painted (budget 100 ms each);
-- ``expand all``: the "Expand all" button on the same page (budget 400 ms); also on a 2-layer
+- ``expand all``: the "Open all" button on the same page (budget 400 ms); also on a 2-layer
   DeepSeek-V3 unfolded (every called expert drawn) and a synthetic 10k-op graph, which have
   no budget.
 """
@@ -109,7 +109,7 @@ def expand_all(browser, url: str) -> tuple[float, int]:
     value = page.evaluate("""async (nextFrame) => {
         const v = modelTraceViewer.viewers()[0];
         const button = [...v.figure.querySelectorAll('.mt-btn')]
-            .find(b => b.textContent === 'Expand all');
+            .find(b => b.getAttribute('aria-label') === 'Expand every module');
         const start = performance.now();
         button.click();
         await eval(nextFrame);

@@ -202,7 +202,7 @@ def test_page_hydrates_without_errors_or_foreign_requests(open_page, material_si
     page = open_page(material_site)
     for figure in ("model-trace-1", "model-trace-2", "model-trace-3"):
         _ready(page, figure)
-    assert page.locator("#model-trace-1 .mt-toolbar button").count() >= 8
+    assert page.locator("#model-trace-1 .mt-toolbar button").count() >= 7
     page.problems.assert_clean()
 
 
@@ -344,7 +344,7 @@ def test_every_sequence_of_expand_and_collapse_keeps_every_edge_end_to_end(
         }""")
         report = _integrity(page)
         assert report.total == 0, str(report)
-    page.locator("#model-trace-1 .mt-btn", has_text="Expand all").click()
+    page.locator("#model-trace-1 .mt-btn[aria-label='Expand every module']").click()
     assert _integrity(page).total == 0
     page.problems.assert_clean()
 
@@ -387,12 +387,12 @@ def test_depth_control_and_expand_and_collapse_all(open_page, material_site) -> 
                                "'#model-trace-1 .mt-module.mt-open').length === n",
                                arg=len(wanted))
         assert _open_groups(page) == wanted, level
-    page.locator("#model-trace-1 .mt-btn", has_text="Expand all").click()
+    page.locator("#model-trace-1 .mt-btn[aria-label='Expand every module']").click()
     every_group = {item.id for item in tree.groups() if item.children}
     assert _open_groups(page) == every_group
     leaves = {i for i, item in tree.items.items() if not item.is_group and item.kind != "member"}
     assert set(_boxes(page)) >= leaves  # down to single ops
-    page.locator("#model-trace-1 .mt-btn", has_text="Collapse all").click()
+    page.locator("#model-trace-1 .mt-btn[aria-label^='Collapse to']").click()
     assert _open_groups(page) == {tree.root}
     assert set(_boxes(page)) == {tree.root, *tree.items[tree.root].children}
     page.problems.assert_clean()
@@ -800,14 +800,14 @@ def test_downloads_json_svg_and_png_of_the_current_view(open_page, material_site
     data = json.loads(page.evaluate(
         "document.querySelector('#model-trace-1 template.mt-data').content.textContent"))
     with page.expect_download() as json_download:
-        page.locator("#model-trace-1 .mt-btn", has_text="JSON").click()
+        page.locator("#model-trace-1 .mt-save").select_option("json")
     assert Path(json_download.value.path()).read_text(encoding="utf-8") == \
         decode_graph(data).to_json()
     _click(_module(page, "layers.0.self_attn"))  # the current view, not the first one
     page.wait_for_selector("#model-trace-1 .mt-open[data-path='layers.0.self_attn']")
     page.evaluate("document.body.setAttribute('data-md-color-scheme', 'slate')")
     with page.expect_download() as svg_download:
-        page.locator("#model-trace-1 .mt-btn", has_text="SVG").click()
+        page.locator("#model-trace-1 .mt-save").select_option("svg")
     text = Path(svg_download.value.path()).read_text(encoding="utf-8")
     svg = ET.fromstring(text)
     texts = {t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")}
@@ -816,7 +816,7 @@ def test_downloads_json_svg_and_png_of_the_current_view(open_page, material_site
     background = svg.find("{http://www.w3.org/2000/svg}rect").get("fill")
     assert _luminance(_hex_to_rgb(background)) < 0.3  # the dark theme the reader sees
     with page.expect_download() as png_download:
-        page.locator("#model-trace-1 .mt-btn", has_text="PNG").click()
+        page.locator("#model-trace-1 .mt-save").select_option("png")
     png = Path(png_download.value.path()).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
@@ -868,7 +868,7 @@ def test_names_and_arguments_are_escaped(open_page, material_site) -> None:
     panel.wait_for(state="visible")
     assert repr(NASTY) in panel.inner_text()
     with page.expect_download() as svg_download:
-        page.locator("#model-trace-2 .mt-btn", has_text="SVG").click()
+        page.locator("#model-trace-2 .mt-save").select_option("svg")
     svg = ET.parse(svg_download.value.path()).getroot()  # well-formed, or this raises
     assert f"blocks.{NASTY}: Linear" in {t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")}
     page.problems.assert_clean()

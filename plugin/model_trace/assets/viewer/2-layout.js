@@ -337,6 +337,7 @@
       }
     }
     layers.forEach(function (l) { place(l, up, down, title, wall); });
+    straighten(edges, layers);
     // -- the group's frame
     var minU = Infinity, maxU = -Infinity;
     nodes.forEach(function (n) {
@@ -555,6 +556,32 @@
       weight[k] = sw || 0.01;
     });
     solve(layer, target, weight, wall);
+  }
+  // A long link's dummies may still jog by a few pixels from rank to rank: put each run of
+  // them on one line where its neighbours on every rank leave room.
+  function straighten(edges, layers) {
+    edges.forEach(function (e) {
+      var run = [];
+      for (var k = 1; k < e.chain.length; k++) {
+        var n = e.chain[k];
+        if (n.type === "dummy" && k < e.chain.length - 1) { run.push(n); continue; }
+        if (run.length > 1) align(run, layers);
+        run = [];
+      }
+    });
+  }
+  function align(run, layers) {
+    var xs = run.map(function (n) { return n.u; }).sort(function (a, b) { return a - b; });
+    var candidates = [xs[Math.floor(xs.length / 2)], run[0].u, run[run.length - 1].u];
+    for (var c = 0; c < candidates.length; c++) {
+      var x = candidates[c];
+      var fits = run.every(function (n) {
+        var layer = layers[n.rank], left = layer[n.pos - 1], right = layer[n.pos + 1];
+        return (!left || x - n.lu >= left.u + left.ru + gap(left, n) - 0.01) &&
+               (!right || x + n.ru <= right.u - right.lu - gap(n, right) + 0.01);
+      });
+      if (fits) { run.forEach(function (n) { n.u = x; }); return; }
+    }
   }
   // Pool adjacent violators: minimise sum w (u - target)^2 with u[k+1] >= u[k] + sep[k]
   // (and, given a wall, u[0] - lu[0] >= wall: a first block fixed there that can only merge).

@@ -7,8 +7,11 @@
   "use strict";
   if (typeof document === "undefined") return;
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var OVERLAY_LABELS = { none: "Colour: op kind", flops: "Colour: FLOPs", params: "Colour: params",
+  var OVERLAY_LABELS = { none: "Colour: kind", flops: "Colour: FLOPs", params: "Colour: params",
                          memory: "Colour: memory", time: "Colour: est. time" };
+  var FULL_SCREEN_ICON = '<svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true">' +
+    '<path d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5" fill="none" stroke="currentColor" ' +
+    'stroke-width="2"/></svg>';
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -31,7 +34,8 @@
     button("\u2212", "Zoom out (-)", function () { viewer.zoomBy(1 / 1.25); });
     button("+", "Zoom in (+)", function () { viewer.zoomBy(1.25); });
     button("Fit", "Fit to view (0)", function () { viewer.fit(); });
-    button("Full screen", "Full screen (F)", function () { viewer.toggleFullscreen(); });
+    button("", "Full screen (F)", function () { viewer.toggleFullscreen(); }).innerHTML =
+      FULL_SCREEN_ICON;
     var depth = el("select", { class: "mt-depth", "aria-label": "Depth",
                                title: "Open modules down to this depth" });
     for (var d = 0; d <= model.maxLevel; d++) {
@@ -42,10 +46,10 @@
     });
     bar.appendChild(depth);
     viewer.depthSelect = depth;
-    button("Expand all", "Expand every module", function () {
+    button("Open all", "Expand every module", function () {
       viewer.update({ expanded: MT.ViewState.atDepth(model, Infinity) });
     });
-    button("Collapse all", "Collapse to the model's own box", function () {
+    button("Close all", "Collapse to the model's own box", function () {
       viewer.update({ expanded: new Set([model.root]) });
     });
     if (model.members.size) {
@@ -84,10 +88,20 @@
     viewer.searchCount = el("span", { class: "mt-count", "aria-live": "polite" });
     bar.appendChild(viewer.searchCount);
     if (viewer.figure.getAttribute("data-downloads") !== "off") {
-      bar.appendChild(el("span", { class: "mt-count" }, "\u2913"));
-      button("SVG", "Download the current view as SVG", function () { MT.downloadSVG(viewer); });
-      button("PNG", "Download the current view as PNG", function () { MT.downloadPNG(viewer); });
-      button("JSON", "Download the graph as JSON", function () { MT.downloadJSON(viewer); });
+      var save = el("select", { class: "mt-save", "aria-label": "Download",
+                                title: "Download the current view, or the graph" });
+      [["", "Save\u2026"], ["svg", "SVG of this view"], ["png", "PNG of this view"],
+       ["json", "Graph as JSON"]].forEach(function (o) {
+        save.appendChild(el("option", { value: o[0] }, o[1]));
+      });
+      save.addEventListener("change", function () {
+        var kind = save.value;
+        save.value = "";
+        if (kind === "svg") MT.downloadSVG(viewer);
+        else if (kind === "png") MT.downloadPNG(viewer);
+        else if (kind === "json") MT.downloadJSON(viewer);
+      });
+      bar.appendChild(save);
     }
     return bar;
   };
