@@ -15,7 +15,7 @@ import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
-from model_trace.engine import DrawOptions, draw
+from model_trace.engine import DrawOptions, draw, place
 from model_trace.graph import Graph, ModuleCall
 from model_trace.integrity import check_figure
 from model_trace.view_data import decode_graph
@@ -111,6 +111,26 @@ def test_every_figure_draws_every_tensor_end_to_end_at_every_depth(site: Path) -
             svg = draw(figure.data, DrawOptions(depth=depth)).svg
             report = check_figure(svg, figure.graph, tree.parents(), idle)
             assert report.total == 0, f"{page} {figure.caption!r} depth {depth}: {report}"
+
+
+def test_no_figure_has_overlapping_labels_or_titles_too_wide(site: Path) -> None:
+    """Shape labels never overlap each other or a box; every label fits its box."""
+    for page, figure in _all_figures(site):
+        depth = int(re.search(r'data-depth="(\d+)"', figure.html).group(1))
+        placed = place(figure.data, DrawOptions(depth=depth))
+        labels = [(lab["x"], lab["y"] - 8, lab["width"], 10) for lab in placed["labels"]]
+        boxes = [(b["x"], b["y"], b["w"], b["h"]) for b in placed["boxes"].values()
+                 if not b["open"]]
+        for i, a in enumerate(labels):
+            assert not any(_overlap(a, b) for b in labels[i + 1:] + boxes), (page, a)
+        text_widths = placed["text_widths"]
+        for item, box in placed["boxes"].items():
+            assert box["w"] >= text_widths[item], (page, item)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return (a[0] < b[0] + b[2] - 0.5 and b[0] < a[0] + a[2] - 0.5
+            and a[1] < b[1] + b[3] - 0.5 and b[1] < a[1] + a[3] - 0.5)
 
 
 def test_the_whole_model_folds_its_61_blocks_and_256_experts(site: Path) -> None:

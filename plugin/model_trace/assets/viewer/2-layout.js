@@ -741,8 +741,15 @@
                                 label: model.label[ref],
                                 parent: b.parent === undefined ? null : model.ids[b.parent] };
     });
+    var widths = {};  // what each box's label needs: its text and the box's padding
+    placed.boxes.forEach(function (b, ref) {
+      widths[model.ids[ref]] = b.open
+        ? MT.textWidth(model.label[ref], MT.LAYOUT.titleFont, true) + 2 * MT.LAYOUT.pad
+        : MT.textWidth(model.label[ref], MT.LAYOUT.font, false) + 8;
+    });
     return {
       width: placed.width, height: placed.height, boxes: boxes, runs: layout.runs,
+      text_widths: widths,
       order: placed.order.map(function (r) { return model.ids[r]; }),
       routes: placed.routes.map(function (r) {
         return { src: r.src, dst: r.dst, pts: r.pts,

@@ -7,8 +7,8 @@
   "use strict";
   if (typeof document === "undefined") return;
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var OVERLAY_LABELS = { none: "Colour: kind", flops: "Colour: FLOPs", params: "Colour: params",
-                         memory: "Colour: memory", time: "Colour: est. time" };
+  var OVERLAY_LABELS = { none: "By kind", flops: "By FLOPs", params: "By params",
+                         memory: "By memory", time: "By est. time" };
   var FULL_SCREEN_ICON = '<svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true">' +
     '<path d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5" fill="none" stroke="currentColor" ' +
     'stroke-width="2"/></svg>';
@@ -60,7 +60,8 @@
                                     "or top to bottom", function () {
       viewer.update({ direction: viewer.state.direction === "TB" ? "LR" : "TB" });
     });
-    var overlay = el("select", { class: "mt-overlay", "aria-label": "Colour by" });
+    var overlay = el("select", { class: "mt-overlay", "aria-label": "Colour boxes by",
+                                 title: "Colour boxes by" });
     MT.OVERLAYS.forEach(function (o) { overlay.appendChild(el("option", { value: o }, OVERLAY_LABELS[o])); });
     overlay.addEventListener("change", function () { viewer.update({ overlay: overlay.value }); });
     bar.appendChild(overlay);
