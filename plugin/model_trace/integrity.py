@@ -14,8 +14,10 @@ checker) can follow a tensor from its producer, across box borders, to each cons
   boxes of calls that ran nothing and returned their input (dropout in eval mode), and the
   members of an unfolded repeat (``<id>~<k>``: the layers the representative stands for);
 - ``dead_ends``: an edge that ends on an open box itself, or on a port that no edge leaves;
-- ``unconnected``: a visible op or closed box that ran and has no edge at all (boxes of
-  modules that ran nothing are exempt unless an op outside reads their weights);
+- ``unconnected``: a visible op or closed box with no edge at all although the graph has
+  data flow into or out of it (an op whose result nothing reads, like a tensor a model stores
+  on the side, has none to draw; a module that ran nothing has none unless an op outside reads
+  its weights);
 - ``detached``: an edge whose first or last point is more than ``SLACK`` px away from the
   border of the box (or the port) it names, as after a stale layout.
 
@@ -138,15 +140,13 @@ def check_figure(svg: str, graph: Graph, parents: dict[str, str | None],
     ran = modules_that_ran(graph)
     passing = {m.id for m in graph.modules.values()
                if m.id not in ran and set(m.inputs) & set(m.outputs)}
-    weighed = _weights_read_from_outside(graph)
+    flowing = _with_flow(graph, parents, _weights_read_from_outside(graph))
     _check_ends(drawing, following, report)
     _check_chains(drawing, graph, parents, following, passing, report)
     for item in drawing.items.values():
         if item.open or item.id in touched or item.id in idle_groups:
             continue
-        if _inside(item.id, idle_groups, parents):
-            continue
-        if item.id in graph.modules and item.id not in ran and item.id not in weighed:
+        if _inside(item.id, idle_groups, parents) or item.id not in flowing:
             continue
         report.unconnected.append(item.id)
     return report
@@ -164,6 +164,20 @@ def _inside(item_id: str, groups: set[str], parents: dict[str, str | None]) -> b
             return True
         parent = parents.get(parent)
     return False
+
+
+def _with_flow(graph: Graph, parents: dict[str, str | None], weighed: set[str]) -> set[str]:
+    """Items with data flow into or out of them: an end of an edge, a module whose weights an
+    op outside reads, a pass-through call, and every item around one."""
+    ends = {e.src for e in graph.edges} | {e.dst for e in graph.edges} | weighed
+    ends |= {m.id for m in graph.modules.values()
+             if m.called and set(m.inputs) & set(m.outputs)}
+    found: set[str] = set()
+    for item in ends:
+        while item is not None and item not in found:
+            found.add(item)
+            item = parents.get(item)
+    return found
 
 
 def _weights_read_from_outside(graph: Graph) -> set[str]:

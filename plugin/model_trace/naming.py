@@ -98,8 +98,11 @@ def module_label(graph: Graph, call: ModuleCall) -> str:
 
 def display_class(graph: Graph, call: ModuleCall) -> str:
     """The class a reader knows the call by: a folded loop (``cls`` "loop") is named after the
-    modules each iteration calls (``Expert``)."""
+    modules each iteration calls (``Expert``), or, calling none, after its ops."""
     if call.kind != "loop":
         return call.cls
     classes = sorted({graph.modules[c].cls for c in call.children if c in graph.modules})
+    if not classes:
+        classes = list(dict.fromkeys(graph.nodes[c].name for c in call.children
+                                     if c in graph.nodes))[:3]
     return "/".join(classes) if classes else "loop"

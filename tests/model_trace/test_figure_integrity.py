@@ -13,7 +13,12 @@ from model_trace.integrity import check_figure
 from model_trace.render_html import FigureData
 
 
-@pytest.mark.parametrize("name", list(FIGURE_MODELS))
+MODELS = [pytest.param(name, marks=pytest.mark.slow) if "671B" in name else name
+          for name in FIGURE_MODELS]
+"""The 671B entries trace the full model (seconds): they run with ``--slow``, as CI does."""
+
+
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("direction", ["TB", "LR"])
 def test_every_depth_draws_every_tensor_end_to_end(name: str, direction: str) -> None:
     figure = FigureData.of(FIGURE_MODELS[name]())

@@ -102,3 +102,13 @@ def test_an_end_off_its_box_is_detached() -> None:
     report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
     assert report.detached == ["n0->m1"] and report.missing == []
     assert "1 detached (n0->m1)" in str(report)
+
+
+def test_an_op_whose_result_nothing_reads_is_not_asked_to_connect() -> None:
+    """A tensor a model keeps on the side (no edge in the graph) has nothing to draw."""
+    graph = _graph()
+    graph.nodes["n9"] = Node("n9", "op", "tensor", "other", "m0", outputs=["t9"])
+    parents = {**PARENTS, "n9": "m0"}
+    svg = _svg(CLOSED + _box("n9", 20, 40, 40, 30),
+               _edge("n0", "m1", "M130,70 L130,100") + _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, parents, idle=["m2"]).total == 0

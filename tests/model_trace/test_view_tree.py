@@ -258,6 +258,17 @@ def test_module_labels_name_the_path_below_the_parent_and_the_repeat() -> None:
     assert module_label(graph, graph.modules[ffn]) == "ffn: MLP"
 
 
+def test_a_folded_loop_of_ops_is_named_after_its_ops_not_loop() -> None:
+    """A run of ops that calls no module (18 cache tensors) reads ``tensor ×18``."""
+    maker = GraphMaker("Net")
+    loop = maker.module("m0", "model", "loop")
+    maker.node(loop, name="tensor")
+    graph = maker.graph
+    graph.modules[loop].kind = "loop"
+    graph.modules[loop].repeat = Repeat(count=18, members=[f"model#{i}" for i in range(18)], member_stats=[Stats()] * 18)
+    assert module_label(graph, graph.modules[loop]) == "model: tensor \u00d718"
+
+
 @pytest.mark.parametrize(("names", "expected"), [
     (["layers.3", "layers.4", "layers.5"], "layers.3\u20135"),
     (["3", "4"], "3\u20134"),
