@@ -12,7 +12,6 @@ from model_trace.engine import DrawOptions, draw
 from model_trace.integrity import check_figure
 from model_trace.render_html import FigureData
 
-
 MODELS = [pytest.param(name, marks=pytest.mark.slow) if "671B" in name else name
           for name in FIGURE_MODELS]
 """The 671B entries trace the full model (seconds): they run with ``--slow``, as CI does."""

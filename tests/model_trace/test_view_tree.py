@@ -265,7 +265,8 @@ def test_a_folded_loop_of_ops_is_named_after_its_ops_not_loop() -> None:
     maker.node(loop, name="tensor")
     graph = maker.graph
     graph.modules[loop].kind = "loop"
-    graph.modules[loop].repeat = Repeat(count=18, members=[f"model#{i}" for i in range(18)], member_stats=[Stats()] * 18)
+    graph.modules[loop].repeat = Repeat(count=18, members=[f"model#{i}" for i in range(18)],
+                                        member_stats=[Stats()] * 18)
     assert module_label(graph, graph.modules[loop]) == "model: tensor \u00d718"
 
 
