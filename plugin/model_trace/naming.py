@@ -26,7 +26,7 @@ def format_count(value: float) -> str:
 
 def format_bytes(value: float) -> str:
     """``1.36e12`` -> ``1.36 TB``, ``512`` -> ``512 B``."""
-    return _in_units(value, _BYTE_UNITS, " ") or f"{int(value)} B"
+    return _in_units(value, _BYTE_UNITS, " ") or f"{round(value)} B"
 
 
 def format_seconds(value: float) -> str:

@@ -61,7 +61,7 @@ def test_bytes_read_back_as_their_value_in_the_largest_unit_they_reach(value: fl
     text = format_bytes(value)
     _check_reading(value, text, BYTES, " ")
     if value < 999.5:
-        assert text == f"{int(value)} B"
+        assert text == f"{round(value)} B"
 
 
 @settings(deadline=None)
