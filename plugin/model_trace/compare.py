@@ -14,8 +14,9 @@ code that called it and which call of that line). Then every item is:
 - the same.
 
 The figures carry the marks (``view_tree.Mark``: an outline and tooltip lines), and a table
-under them sets the variants' totals side by side: parameters, FLOPs, activation bytes, ops
-per kind, and how many items differ.
+under them sets the variants' totals side by side: parameters, FLOPs, the bytes of weights
+read, of activations and of workspace written (``Stats``), ops per kind, and how many items
+differ.
 """
 
 from __future__ import annotations
@@ -279,7 +280,8 @@ def _module_rows(found: list[tuple[Graph, str]], titles: list[str]
         _values(rows, titles, "params", [f"{c.stats.params:,}" for c in calls]),
     ])
     _values(rows, titles, "FLOPs", [format_count(c.stats.flops) for c in calls])
-    _values(rows, titles, "memory", [format_bytes(c.stats.activation_bytes) for c in calls])
+    _values(rows, titles, "activations", [format_bytes(c.stats.activation_bytes) for c in calls])
+    _values(rows, titles, "workspace", [format_bytes(c.stats.workspace_bytes) for c in calls])
     return rows, marked
 
 
@@ -319,7 +321,9 @@ def _totals(graphs: list[Graph], differences: list[Difference]
         ("parameters", [s.params for s in roots], ""),
         ("activated parameters", [s.activated_params for s in roots], ""),
         ("FLOPs", [s.flops for s in roots], ""),
-        ("activation bytes", [s.activation_bytes for s in roots], "bytes"),
+        ("weights read", [s.weight_bytes for s in roots], "bytes"),
+        ("activations written", [s.activation_bytes for s in roots], "bytes"),
+        ("workspace written", [s.workspace_bytes for s in roots], "bytes"),
     ]
     counts = [op_counts(g) for g in graphs]
     kinds = sorted({kind for c in counts for kind in c if kind != "all"})

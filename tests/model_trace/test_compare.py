@@ -96,6 +96,11 @@ def test_the_table_sets_the_totals_side_by_side(mla) -> None:
         assert totals["ops"][k] == len(ops)  # nothing folded inside one attention
         assert totals["ops: matmul"][k] == sum(n.category == "matmul" for n in ops)
     assert totals["ops: matmul"][1] > totals["ops: matmul"][0]  # absorb multiplies more
+    for name, stat in (("weights read", "weight_bytes"), ("workspace written", "workspace_bytes"),
+                       ("activations written", "activation_bytes")):
+        assert totals[name] == [getattr(g.modules[g.root].stats, stat) for g in graphs]
+    assert totals["weights read"][0] == totals["weights read"][1]  # the same weights
+    assert totals["workspace written"][0] > totals["workspace written"][1]  # per-head caches
 
 
 def test_op_counts_count_each_member_of_a_folded_run() -> None:
