@@ -179,6 +179,21 @@ def test_a_decoding_step_attends_one_token_to_the_whole_cache(site: Path) -> Non
     assert "triu_" not in absorbed.ops()  # one token needs no mask
 
 
+def test_the_deepseek_pages_compare_their_variants_in_one_fence(site: Path) -> None:
+    """MLA absorbed against naive, bf16 against fp8 GEMMs, V2's gate against V3's: each a
+    compare fence (two figures side by side, a table under them), and the decoding step's
+    figures cost what the KV cache page says: absorbed, more FLOPs and less cache."""
+    for page in ("attention", "kv-cache", "fp8", "v2-to-v3"):
+        html = (site / "deepseek-v3" / page / "index.html").read_text(encoding="utf-8")
+        assert html.count('<div class="model-trace-compare"') == 1, page
+        assert html.count('<div class="mt-compare-cell">') == 2, page
+        assert html.count('class="mt-note-ref"') >= 4, page
+    _, absorbed, naive = _figures(site, "deepseek-v3/kv-cache")
+    absorbed_root, naive_root = (f.graph.modules[f.graph.root].stats for f in (absorbed, naive))
+    assert absorbed_root.flops > naive_root.flops
+    assert absorbed_root.workspace_bytes < naive_root.workspace_bytes  # the caches
+
+
 def test_the_mtp_figure_reproduces_the_published_checkpoint(site: Path) -> None:
     whole, mtp = _figures(site, "deepseek-v3/mtp")
     totals = whole.graph.meta["totals"]

@@ -124,12 +124,15 @@ def qualified_name(op: Any) -> str:
 def counts_no_flops(op: Any) -> bool:
     """Whether an ATen op needs no formula: elementwise (torch's ``pointwise`` tag; torch's
     own counter counts those as 0 too), a view, or an op the table lists without a FLOP rule
-    (``aten::_softmax`` and ``aten::native_layer_norm`` as ``softmax`` and ``layer_norm``)."""
+    (``aten::_softmax`` and ``aten::native_layer_norm`` as ``softmax`` and ``layer_norm``), or
+    the gradient of such an op (``aten::native_layer_norm_backward``, ``select_backward``),
+    counted by the same convention as its forward."""
     if getattr(op, "is_view", False) or torch.Tag.pointwise in getattr(op, "tags", ()):
         return True
     name = qualified_name(op).rpartition("::")[2]
-    return any(without_flops(n) for n in (name, name.lstrip("_"),
-                                          name.lstrip("_").removeprefix("native_")))
+    forward = name.removesuffix("_data").removesuffix("_backward")
+    return any(without_flops(n) for base in dict.fromkeys((name, forward))
+               for n in (base, base.lstrip("_"), base.lstrip("_").removeprefix("native_")))
 
 
 def _computes_floats(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:

@@ -118,6 +118,16 @@ def test_gradients_carry_the_shapes_they_differentiate_and_flops_are_counted() -
     assert graph.modules[graph.root].stats.flops >= sum(by_path.values())
 
 
+def test_gradients_of_ops_counted_as_zero_flops_count_zero_too() -> None:
+    """Layer norm, softmax and select count 0 FLOPs in the forward by the op table's
+    convention, and so do their gradients: nothing is left without a formula."""
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    graph = trace_backward(layer, torch.randn(2, 8, 32))
+    names = {n.name for n in graph.nodes.values()}
+    assert {"NativeLayerNormBackward0", "SelectBackward0"} <= names
+    assert graph.meta["flops_without_formula"] == {}
+
+
 def test_the_backward_graph_folds_repeated_layers() -> None:
     model = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(4)])
     graph = trace_backward(model, torch.randn(2, 8))
