@@ -7,12 +7,12 @@ import html
 
 from model_trace.caveats import trace_caveats
 from model_trace.graph import Graph
-from model_trace.tracing.summary import COLUMNS, NUMERIC, SummaryRow, summary_rows, totals
+from model_trace.tracing.summary import NUMERIC, SummaryRow, columns, summary_rows, totals
 
 
 def breakdown_table(graph: Graph, depth: int) -> str:
     """An HTML table of the modules down to ``depth`` levels below the root, then the totals."""
-    head = "".join(f"<th>{name}</th>" for name in COLUMNS)
+    head = "".join(f"<th>{name}</th>" for name in columns(graph))
     body = "\n".join(_row(row) for row in summary_rows(graph, depth))
     return (f'<div class="model-trace-breakdown"><table>\n<thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{body}\n</tbody>\n</table>\n{_totals(graph)}"

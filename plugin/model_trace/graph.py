@@ -201,6 +201,9 @@ class Repeat:
     """Each member's own statistics, in the order of ``members``."""
     note: str = ""
     """A line for the viewer: ``Expert ×252 of 256 called, 8 active per token``."""
+    member_seconds: list[float] | None = None
+    """Each member's measured wall time (``execute``), in the order of ``members``; None when
+    the trace measured nothing or a member's time is unknown."""
 
 
 @dataclass(slots=True)

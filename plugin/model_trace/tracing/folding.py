@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from model_trace.graph import Edge, Graph, ModuleCall, Node, Repeat, Stats
+from model_trace.graph import Edge, Graph, Measured, ModuleCall, Node, Repeat, Stats
 
 if TYPE_CHECKING:
     from model_trace.tracing.replay import ReplayedCalls
@@ -338,13 +338,15 @@ class _Folder:
                 if index:
                     self.counterpart[item] = members[0][position]
         stats = [self.stats_of(member) for member in members]
+        seconds = self.seconds_of(members)
         labels = [self.label_of(member, call, j) for j, member in enumerate(members)]
         first = members[0]
         folded_signature = self.run_signature(items, sequence, start, period, count)
         if period == 1 and first[0] in graph.modules:
             representative = graph.modules[first[0]]
             representative.repeat = Repeat(count=count, members=labels, member_stats=stats,
-                                           note=self.note(first, count))
+                                           note=self.note(first, count),
+                                           member_seconds=seconds)
             self.signature[representative.id] = folded_signature
             return representative.id
         self.loops += 1
@@ -357,7 +359,8 @@ class _Folder:
         loop = ModuleCall(id=loop_id, path=path, cls="loop", parent=call.id,
                           children=list(first), kind="loop", stats=stats[0].copy(),
                           repeat=Repeat(count=count, members=labels, member_stats=stats,
-                                        note=self.note(first, count)))
+                                        note=self.note(first, count),
+                                        member_seconds=seconds))
         graph.modules[loop_id] = loop
         for item in first:
             if item in graph.modules:
@@ -405,6 +408,25 @@ class _Folder:
                     f"early folding kept the replayed call '{call.path}' in the folded graph; "
                     "this is a bug in model-trace: trace with early_fold=False meanwhile")
             stack.extend(c for c in call.children if c in self.graph.modules)
+
+    def seconds_of(self, members: list[list[str]]) -> list[float] | None:
+        """Each member's measured time: the sum over the module calls and ops it ran, None
+        unless every one of them was measured (``execute``)."""
+        if "execution" not in self.graph.meta:
+            return None
+        seconds = []
+        for member in members:
+            timed: list[Measured | None] = []
+            for item in member:
+                module, node = self.graph.modules.get(item), self.graph.nodes.get(item)
+                if module is not None and module.called:
+                    timed.append(module.measured)
+                elif node is not None and node.kind == "op":
+                    timed.append(node.measured)
+            if not timed or any(m is None for m in timed):
+                return None
+            seconds.append(round(sum(m.wall_time_s for m in timed if m is not None), 7))
+        return seconds
 
     # -- which item stands for a dropped one -------------------------------------------
     def canonical(self, item: Item) -> Item:

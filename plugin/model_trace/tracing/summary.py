@@ -4,7 +4,9 @@ puts it under the figure (``breakdown``). One table: the same rows, names and nu
 Counts are exact (``671,026,419,200``), so a page can quote the model's published figures
 from its own trace instead of typing them. A folded module shows its repeat count and the sum
 over all its members, with the least and most FLOPs of one member; the modules inside it, one
-member's figures ("each"). Rows are named as the figure names its boxes (``naming``).
+member's figures ("each"). Rows are named as the figure names its boxes (``naming``). A trace
+with a measured run (``execute``) adds each call's wall time, in the same terms (a folded run:
+every member's time summed).
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from dataclasses import dataclass
 from model_trace.caveats import trace_caveats
 from model_trace.dims import legend_text, symbolic_shape
 from model_trace.graph import Graph, ModuleCall, Stats
-from model_trace.naming import display_class, format_bytes, format_count, module_name
+from model_trace.naming import (
+    display_class,
+    format_bytes,
+    format_count,
+    format_seconds,
+    module_name,
+)
 
 COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
            "FLOPs per member")
-NUMERIC = frozenset({2, 3, 4, 5})
+MEASURED_COLUMN = "measured time"
+"""The column a trace with a measured run (``execute``) adds after ``COLUMNS``."""
+NUMERIC = frozenset({2, 3, 4, 5, 6})
 """Columns of numbers (right-aligned)."""
 SHAPE_COLUMNS = ("in", "out")
 """The text table's last columns: the call's input and output shapes (symbolic when the
@@ -40,10 +50,14 @@ class SummaryRow:
     flops: int
     per_member: str
     """The least and the most FLOPs of one member of a folded call, or ""."""
+    measured: str | None = None
+    """The call's measured wall time ("–": not measured); None when the trace measured no
+    run."""
 
     def cells(self) -> tuple[str, ...]:
-        return (self.name, self.cls, f"{self.params:,}", f"{self.activated:,}",
-                f"{self.flops:,}", self.per_member)
+        numbers = (self.name, self.cls, f"{self.params:,}", f"{self.activated:,}",
+                   f"{self.flops:,}", self.per_member)
+        return numbers if self.measured is None else (*numbers, self.measured)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,20 @@ class Totals:
                 f"{self.activated_scales:,} of them activated; the totals leave them out)")
 
 
+def columns(graph: Graph) -> tuple[str, ...]:
+    """The table's columns: ``COLUMNS``, and the measured time for a measured trace."""
+    return COLUMNS + ((MEASURED_COLUMN,) if "execution" in graph.meta else ())
+
+
+def run_seconds(call: ModuleCall) -> float | None:
+    """A call's measured wall time, every member's summed for a folded run (None: not
+    measured, as a call never made or a member whose time is unknown)."""
+    if call.repeat is not None:
+        seconds = call.repeat.member_seconds
+        return sum(seconds) if seconds is not None else None
+    return call.measured.wall_time_s if call.measured is not None else None
+
+
 def summary_rows(graph: Graph, max_depth: int | None = None) -> list[SummaryRow]:
     """The modules down to ``max_depth`` levels below the root (None: all), in walk order."""
     rows = []
@@ -101,9 +129,13 @@ def _row(graph: Graph, call: ModuleCall, level: int, each: bool) -> SummaryRow:
         cls += " (each)"
     if not call.called:
         cls += " (never called)"
+    measured = None
+    if "execution" in graph.meta:
+        seconds = run_seconds(call)
+        measured = format_seconds(seconds) if seconds is not None else "\u2013"
     return SummaryRow(call.id, level, module_name(graph, call), cls,
                       sum(s.params for s in stats), sum(s.activated_params for s in stats),
-                      sum(s.flops for s in stats), _spread(stats))
+                      sum(s.flops for s in stats), _spread(stats), measured)
 
 
 def _spread(stats: list[Stats]) -> str:
@@ -137,7 +169,7 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
              _shapes(graph, graph.modules[row.call].inputs),
              _shapes(graph, graph.modules[row.call].outputs))
             for row in summary_rows(graph, max_depth)]
-    headers = COLUMNS + SHAPE_COLUMNS
+    headers = columns(graph) + SHAPE_COLUMNS
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: tuple[str, ...]) -> str:

@@ -157,3 +157,57 @@ def test_execute_fence_draws_measured_times_and_names_the_machine() -> None:
     assert "Measured: one run on the cpu" in caption
     assert f"torch {torch.__version__.split('+')[0]}" in caption and "cores" in caption
     assert "measured" in output.html  # the tooltips' measured rows
+
+
+MEASURED_SCRIPT = """\
+import json, sys, torch
+from model_trace.tracing import trace
+torch.manual_seed(0)
+layer = torch.nn.TransformerEncoderLayer(32, 4, batch_first=True)
+encoder = torch.nn.TransformerEncoder(layer, 3, enable_nested_tensor=False).eval()
+graph = trace(encoder, torch.randn(1, 8, 32), execute="cpu")
+data = graph.to_dict()
+data["meta"].pop("execution")
+for item in data["modules"] + data["nodes"]:
+    item.pop("measured")
+    if item.get("repeat"):
+        item["repeat"].pop("member_seconds")
+sys.stdout.write(json.dumps(data, sort_keys=True))
+"""
+
+
+def test_a_measured_trace_differs_from_run_to_run_only_in_its_measurements() -> None:
+    """Times change from run to run; everything else a measured trace holds (modules, ops,
+    shapes, routing, the fold) is byte-identical across processes and hash seeds, and the
+    measurements live in fields of their own (``measured``, ``member_seconds``,
+    ``meta.execution``)."""
+    outputs = []
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", MEASURED_SCRIPT], text=True,
+                              capture_output=True, check=True, timeout=600,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    assert '"repeat": {' in outputs[0]  # the three layers folded
+
+
+def test_summary_table_has_the_measured_time_of_every_row_a_folded_run_summed() -> None:
+    from model_trace.breakdown import breakdown_table
+    from model_trace.tracing.summary import MEASURED_COLUMN, run_seconds, summary_table
+
+    layer = torch.nn.TransformerEncoderLayer(32, 4, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, 3, enable_nested_tensor=False).eval()
+    graph = trace(encoder, torch.randn(1, 8, 32), execute="cpu")
+    folded = next(m for m in graph.modules.values() if m.repeat is not None)
+    seconds = folded.repeat.member_seconds
+    assert seconds is not None and len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert run_seconds(folded) == sum(seconds)
+    assert folded.measured is not None and seconds[0] >= folded.measured.wall_time_s
+    table = breakdown_table(graph, 1)
+    assert f"<th>{MEASURED_COLUMN}</th>" in table
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    assert rows and all(row.count("<td") == 7 for row in rows)
+    assert re.search(r"×3</td>.*?>\d[\d.]* [mµ]?s</td></tr>", table)
+    assert MEASURED_COLUMN in summary_table(graph, 1).splitlines()[0]
+    plain = trace(encoder, torch.randn(1, 8, 32))
+    assert MEASURED_COLUMN not in breakdown_table(plain, 1) + summary_table(plain, 1)
