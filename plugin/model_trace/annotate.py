@@ -191,8 +191,9 @@ def _unmatched(tree: ViewTree, target: str, field_name: str, scope: str = "") ->
     """What to say when ``target`` names nothing: the nearest names of each kind."""
     graph = tree.graph
     root_path = graph.modules[tree.root].path
-    paths = [relative_name(m.path, root_path) for m in graph.modules.values()
-             if m.path and m.id in tree.items and m.id != tree.root]
+    paths = list(dict.fromkeys(  # a module called several times is named once
+        relative_name(m.path, root_path) for m in graph.modules.values()
+        if m.path and m.id in tree.items and m.id != tree.root))
     names = sorted({*paths, *(m.cls for m in graph.modules.values() if m.id in tree.items),
                     *(n.name for n in graph.nodes.values() if n.id in tree.items),
                     *(n.category for n in graph.nodes.values()

@@ -7,7 +7,9 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
 from figure_models import FIGURE_MODELS
+from torch import nn
 
 from model_trace.annotate import Annotations, find
 from model_trace.engine import DrawOptions, draw
@@ -16,6 +18,7 @@ from model_trace.integrity import check_figure
 from model_trace.pipeline import draw as draw_fence
 from model_trace.render_html import FigureData
 from model_trace.spec import COLOURS, parse_spec
+from model_trace.tracing.backward import trace_backward
 from model_trace.view_tree import ViewTree
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -65,6 +68,16 @@ def test_a_target_that_matches_nothing_names_the_nearest_items() -> None:
         find(tree, "einsum#99", "highlight")
     with pytest.raises(SpecError, match="inside 'attn'"):
         find(tree, "attn/topk", "highlight")
+
+
+def test_the_modules_listed_for_an_unmatched_target_are_each_named_once() -> None:
+    """A backward graph calls ``self_attn`` for several gradient ops: the error lists it once."""
+    graph = trace_backward(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True),
+                           torch.randn(2, 8, 32))
+    with pytest.raises(SpecError, match="modules here: ") as error:
+        find(ViewTree.from_graph(graph), "zzzz", "hide")
+    listed = str(error.value).partition("modules here: ")[2].split(", ")
+    assert "self_attn" in listed and len(listed) == len(set(listed))
 
 
 def test_a_path_inside_a_folded_run_names_its_representative() -> None:

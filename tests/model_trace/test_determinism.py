@@ -38,6 +38,28 @@ PAGES = {
         focus: layers.1.ffn
         ```
         """,
+    "authoring.md": """\
+        # Compared, named, annotated, backward
+
+        ```model-trace
+        model: deepseek-v3
+        config: tiny
+        focus: layers.0.attn
+        dims: auto
+        compare: {attn_impl: [naive, absorb]}
+        notes: {wkv_b: The latent expanded., new_zeros: The caches.}
+        ```
+
+        ```model-trace
+        model: torch.nn:TransformerEncoderLayer
+        args: {d_model: 32, nhead: 4, dim_feedforward: 64, batch_first: true}
+        inputs: [[2, 8, 32]]
+        graph: backward
+        hide: [TBackward0]
+        highlight: {linear1: red}
+        labels: {linear2: back to 32}
+        ```
+        """,
 }
 
 
