@@ -141,11 +141,12 @@ class Recorder(TorchFunctionMode):
     # -- what early folding (``replay``) asks ------------------------------------------
     def replay_watch(self) -> tuple[int, ...]:
         """Counts that grow when an op does what a replay could not repeat: an assumption
-        made or followed, a stacked-expert slice followed, known float values carried."""
-        knowing = isinstance(self.values, ConcreteValues) and self.values.knowing
+        made or followed, a stacked-expert slice followed. (Known float values may be
+        carried inside a replayed call: its key holds its inputs' known values, and a tensor
+        it hands out with known values makes it unreplayable, ``Replayer._escape``.)"""
         return (sum(a.count for a in self.assumptions.entries.values()),
                 len(self._assumed_tensors), len(self._slices.tracked),
-                len(self._slices.pending), int(knowing))
+                len(self._slices.pending))
 
     def is_assumed(self, tensor_id: str) -> bool:
         """Whether a recorded tensor's values were assumed (``assumptions``)."""

@@ -4,10 +4,10 @@ A mixture-of-experts model calls thousands of experts and dozens of layers that 
 draws once each; recording all of them is most of a trace's time. So while tracing, a call of
 a module that has siblings built alike (equal structure keys, ``model_index``) is looked up by
 its *call key*: the module's structure key, the parent call, the arguments (meta tensors by
-shape, stride and dtype, concrete tensors by value, other values by value), the routing state
-and torch's global modes. It must be the module's first call, with none of its submodules
-called yet. The first call with a key is recorded as usual, and becomes the key's *template*
-if it proves replayable:
+shape, stride, dtype and the values they carry where those are known, as a causal mask's;
+concrete tensors and other values by value), the routing state and torch's global modes.
+It must be the module's first call, with none of its submodules called yet. The first call
+with a key is recorded as usual, and becomes the key's *template* if it proves replayable:
 
 - it read nothing but its arguments and its own parameters (no tensor from elsewhere, no
   buffer or constant), wrote into no tensor that existed before it, changed no module state
@@ -300,13 +300,14 @@ class Replayer:
                         break
                 else:
                     tensor_id = self.builder.ref(value)
-                    if tensor_id is None or self.recorder.is_assumed(tensor_id) \
-                            or known(value) is not None:
+                    if tensor_id is None or self.recorder.is_assumed(tensor_id):
                         return False  # a parameter or a constant, or values not followed
                     tensors.append(value)
+                    values = known(value)
                     if value.is_meta:
                         parts.append((type(value), value.shape, value.stride(), value.dtype,
-                                      value.storage_offset(), value.requires_grad))
+                                      value.storage_offset(), value.requires_grad,
+                                      None if values is None else _bytes(values)))
                     elif value.numel() <= MAX_CONCRETE_ELEMENTS and value.device.type == "cpu":
                         parts.append((type(value), value.shape, value.dtype, _bytes(value)))
                     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -152,13 +153,42 @@ class Counter(torch.nn.Module):
         return x * self.calls
 
 
+class Masked(torch.nn.Module):
+    """Layers given a causal mask, whose values are known on the meta device; with
+    ``shifted`` each layer's mask has another diagonal (equal metadata, other values)."""
+
+    def __init__(self, shifted: bool = False) -> None:
+        super().__init__()
+        self.shifted = shifted
+        self.layers = torch.nn.ModuleList(Attend() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            diagonal = 1 + index if self.shifted else 1
+            mask = torch.full((x.shape[1], x.shape[1]), float("-inf")).triu(diagonal)
+            x = layer(x, mask)
+        return x
+
+
+class Attend(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = (x @ x.transpose(-1, -2) + mask.unsqueeze(0)).softmax(-1)
+        return x + self.proj(scores @ x)
+
+
 @pytest.mark.parametrize(("model", "shape", "replays"), [
+    (Masked, (2, 3, 4), True),  # the same known mask: layers 1 and 2 repeat layer 0
+    (functools.partial(Masked, shifted=True), (2, 3, 4), False),  # masks of other values
     (Pair, (2, 8), True),  # layers 1, 4, 7 repeat 0 inside the loop's kept iteration
     (InPlace, (3,), False),  # writes into a tensor made before it
     (Cached, (2, 4), True),  # the buffer is replayed, and read from outside
     (Counting, (3,), False),  # changes its own attribute
 ])
-def test_replayed_calls_fold_like_recorded_ones(model: type[torch.nn.Module],
+def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:
     def build() -> torch.nn.Module:
         with torch.device("meta"):
@@ -167,6 +197,29 @@ def test_replayed_calls_fold_like_recorded_ones(model: type[torch.nn.Module],
     full, early, replayed = _both_ways(build, torch.empty(*shape, device="meta"))
     assert early == full
     assert (replayed > 0) == replays
+
+
+def test_671b_blocks_are_replayed() -> None:
+    """Each block reads the causal mask, whose values are known: blocks 1, 2 and 4, 5 repeat
+    blocks 0 and 3 (with their experts), not only experts."""
+    replayed: list[str] = []
+    original = replay.Replayer._replay
+
+    def noting(self: replay.Replayer, template: replay.Template, call: object,
+               *args: object) -> object:
+        result = original(self, template, call, *args)  # type: ignore[arg-type]
+        if result is not replay._NOT_REPLAYED:
+            replayed.append(call.path)  # type: ignore[attr-defined]
+        return result
+
+    model = Transformer(load_config("671B", n_layers=6), RuntimeOptions(device="meta"))
+    replay.Replayer._replay = noting  # type: ignore[method-assign]
+    try:
+        trace(model, torch.empty(1, 128, dtype=torch.int64, device="meta"))
+    finally:
+        replay.Replayer._replay = original  # type: ignore[method-assign]
+    assert [p for p in replayed if p.count(".") == 1] == [
+        "layers.1", "layers.2", "layers.4", "layers.5"]
 
 
 def test_structure_keys_tell_modules_built_alike() -> None:
