@@ -27,6 +27,7 @@ from model_trace.cache import (
     cache_key,
 )
 from model_trace.dataviews import check_view_fields
+from model_trace.errors import ModelTraceError
 from model_trace.loader import (
     DEFAULT_ALLOWED_ROOTS,
     ZOO,
@@ -242,7 +243,17 @@ def put_on_sys_path(folders: list[str], root: Path) -> None:
 
 
 def describe(spec: FenceSpec) -> str:
-    """How logs name a fence's model: 'deepseek-v3 671B', 'torch.nn:Linear'."""
+    """How logs name a fence's model: 'deepseek-v3 671B', 'torch.nn:Linear', and a
+    comparison's variants: 'deepseek-v3 236B vs deepseek-v3 671B (2 variants)'."""
+    if spec.compare is not None:
+        from model_trace.compare import variants
+
+        try:
+            names = [describe(variant.spec) for variant in variants(spec)]
+        except ModelTraceError:  # the fence's own error comes when it is traced
+            names = []
+        if names:
+            return f"{' vs '.join(dict.fromkeys(names))} ({len(names)} variants)"
     zoo = ZOO.get(spec.model)
     if zoo is not None:
         return f"{spec.model} {spec.config or zoo.default_config}"

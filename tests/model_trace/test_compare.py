@@ -19,6 +19,7 @@ from model_trace.graph import Graph
 from model_trace.integrity import check_figure
 from model_trace.pipeline import focused, run_fences
 from model_trace.render_html import FigureData
+from model_trace.session import describe
 from model_trace.spec import FenceSpec, parse_spec
 from model_trace.view_tree import ViewTree
 from model_zoo.deepseek_v3.model import MLA
@@ -237,3 +238,10 @@ def test_a_variant_adds_its_own_marks_which_must_match_in_it(mla) -> None:
     wrong = text.replace("cat#2", "cat#3")
     with pytest.raises(SpecError, match=r"variant 'naive'.*asks for match 3"):
         draw_compare(traced, _spec(wrong))
+
+
+def test_the_build_log_names_each_variant_of_a_comparison() -> None:
+    gates = "model: deepseek-v3\ncompare:\n  - {config: 236B}\n  - {config: 671B}\n"
+    assert describe(_spec(gates)) == "deepseek-v3 236B vs deepseek-v3 671B (2 variants)"
+    impls = "model: deepseek-v3\nconfig: tiny\ncompare: {attn_impl: [naive, absorb]}\n"
+    assert describe(_spec(impls)) == "deepseek-v3 tiny (2 variants)"
