@@ -12,7 +12,8 @@ every row; the median of the runs, and its ratio to the row's reference, the sam
 without the field:
 
 - ``dims: auto`` on the tiny DeepSeek-V3's attention and on an encoder layer: traced again
-  with the input sizes scaled (the names need a second trace, sometimes one per size);
+  with the input sizes scaled (the names need a second trace, sometimes one per size); a
+  mapping of sizes to names is checked the same way;
 - ``graph: backward`` of the encoder layer: the forward trace, the backward run and its graph;
 - ``compare`` of naive and absorbed attention (tiny DeepSeek-V3): two traces, the diff, two
   figures and the table, against the two variants drawn as two plain fences;
@@ -45,6 +46,8 @@ ANNOTATIONS = ("highlight: {self_attn: blue, linear1: orange}\n"
                "hide: [dropout, dropout1, dropout2]\n")
 ROWS: list[tuple[str, list[str], list[str]]] = [
     ("dims: auto, tiny DeepSeek-V3 attention", [ATTENTION + "dims: auto\n"], [ATTENTION]),
+    ("dims: {1: B, 128: S}, same (checked)", [ATTENTION + "dims: {1: B, 128: S}\n"],
+     [ATTENTION]),
     ("dims: auto, encoder layer", [ENCODER + "dims: auto\n"], [ENCODER]),
     ("graph: backward, encoder layer", [ENCODER + "graph: backward\n"], [ENCODER]),
     ("compare naive/absorb, tiny attention",

@@ -3,8 +3,13 @@
 
 A fence names dimensions in one of two ways (``dims:``):
 
-- ``{1: B, 128: S, 7168: d_model}``: every dimension of that size is named, wherever it is
-  (so the author decides what a size means);
+- ``{1: B, 128: S, 7168: d_model}``: the author decides what a size means. When the inputs
+  are given as shapes, the named input sizes are checked as ``auto`` finds them: the model
+  is traced again with them scaled, and a name goes only to the dimensions that follow its
+  size (``B·S`` for a product), so 128 heads are not ``S`` when the sequence is 128 too; a
+  named size the model fixes (its width) names every dimension of that size that stays
+  fixed. Without shapes to scale (an inputs function), every dimension of that size is
+  named, wherever it is;
 - ``auto``: the model is traced again with its input sizes scaled (each distinct size of the
   inputs is a variable: all scaled at once by distinct primes, or one at a time if that
   fails), and a dimension is named after the variables it follows: ``S``, a product
@@ -15,8 +20,8 @@ A fence names dimensions in one of two ways (``dims:``):
   tensor (attention scores, ``(B, S, H, S)``), the batch is an input's first dimension;
   the rest by position (``H``, ``W`` of an image, else ``S``, ``T``, ...).
 
-The result is ``graph.meta["dims"]``: ``{"sizes": {size: name}}`` for a mapping, or
-``{"names": {name: size}, "tensors": {tensor id: [name or "", ...]}}`` for ``auto``. This
+The result is ``graph.meta["dims"]``: ``{"sizes": {size: name}}`` for a mapping that could
+not be checked, else ``{"names": {name: size}, "tensors": {tensor id: [name or "", ...]}}``. This
 module needs no torch: the traces come from the caller.
 """
 
@@ -96,18 +101,23 @@ def name_dims(graph: Graph, dims: dict[int, str] | str | None,
     if dims is None:
         return graph
     if isinstance(dims, dict):
-        named: dict[str, Any] = {"sizes": {str(size): name for size, name in dims.items()}}
+        named = _checked_dims(graph, dims, shapes, trace) if shapes else None
+        if named is None:
+            named = {"sizes": {str(size): name for size, name in dims.items()}}
     else:
         named = _auto_dims(graph, shapes, trace)
     return dataclasses.replace(graph, meta={**graph.meta, "dims": named})
 
 
 def spec_shapes(spec: FenceSpec) -> list[tuple[str, list[int]]]:
-    """(name, shape) of each input a fence gives as a shape; ``dims: auto`` needs them."""
+    """(name, shape) of each input a fence gives as a shape: ``dims: auto`` needs them, a
+    mapping is checked with them."""
     inputs = _spec_inputs(spec)
-    if spec.dims != "auto":
+    if spec.dims is None:
         return []
     if inputs is None or isinstance(inputs, str):
+        if spec.dims != "auto":
+            return []  # a mapping names every dimension of its sizes, unchecked
         raise SpecError("`dims: auto` scales the input sizes, so it needs `inputs:` given as "
                         "shapes (an inputs function cannot be scaled); name the sizes instead, "
                         "e.g. `dims: {1: B, 128: S}`", field="dims")
@@ -190,6 +200,35 @@ def _auto_dims(graph: Graph, shapes: list[tuple[str, list[int]]], trace: Tracer
     if width is not None:
         legend_names[WIDTH] = width
     return {"names": legend_names, "tensors": tensors}
+
+
+def _checked_dims(graph: Graph, dims: dict[int, str], shapes: list[tuple[str, list[int]]],
+                  trace: Tracer) -> dict[str, Any] | None:
+    """A mapping's names on the dimensions that follow their input sizes (see the module's
+    doc); None if no named input size could be scaled."""
+    variables = [v for v in _variables(shapes) if v.size in dims]
+    if not variables:
+        return None
+    try:
+        runs = _runs(variables, trace)
+    except SpecError:
+        return None
+    forms = _forms(graph, runs, [v.size for v in variables])
+    scaled = {variables[k].size for run in runs for k, f in enumerate(run.factors) if f != 1}
+    names = [dims[v.size] if v.size in scaled else "" for v in variables]
+    fixed = {size: name for size, name in dims.items() if size not in scaled}
+    tensors: dict[str, list[str]] = {}
+    for tensor_id, tensor in graph.tensors.items():
+        per_dim = forms.get(tensor_id)
+        if per_dim is None:  # not found in the other traces: named by size, unchecked
+            labels = [dims.get(size, "") for size in tensor.shape]
+        else:
+            labels = [_format(form, names) if form is not None and any(form.powers)
+                      else fixed.get(size, "") if _constant(form) else ""
+                      for form, size in zip(per_dim, tensor.shape, strict=True)]
+        if any(labels):
+            tensors[tensor_id] = labels
+    return {"names": {name: size for size, name in dims.items()}, "tensors": tensors}
 
 
 def _variables(shapes: list[tuple[str, list[int]]]) -> list[_Variable]:

@@ -156,7 +156,7 @@ def show(model: torch.nn.Module | Any, *inputs: Any, **options: Any) -> Figure:
     graph = run(inputs)
     shapes = [(f"input {i}", list(t.shape)) for i, t in enumerate(inputs)
               if isinstance(t, torch.Tensor)]
-    graph = name_dims(graph, spec.dims, shapes if spec.dims == "auto" else [],
+    graph = name_dims(graph, spec.dims, shapes,
                       lambda scale: run(tuple(_scaled(t, scale) for t in inputs)))
     return Figure(graph, **{k: v for k, v in options.items() if k not in TRACE_FIELDS})
 

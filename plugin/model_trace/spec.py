@@ -452,9 +452,10 @@ FIELDS: dict[str, FieldRule] = {
         check=_check_import_path, stage="trace"),
     "dims": FieldRule(
         (dict, str), "Name dimensions on edges, tooltips and the summary: a mapping of sizes "
-        "to names names every dimension of that size; `auto` traces again with each input "
-        "size scaled and names the dimensions that follow (batch B, sequence S, the model "
-        "width d_model; a product of two as B·S).", "{1: B, 128: S, 7168: d_model}",
+        "to names (input sizes checked by tracing again with them scaled: only the "
+        "dimensions that follow them are named); `auto` traces again with each input size "
+        "scaled and names the dimensions that follow (batch B, sequence S, the model width "
+        "d_model; a product of two as B·S).", "{1: B, 128: S, 7168: d_model}",
         default="sizes as numbers", check=_check_dims, stage="trace", integer_keys=True),
     "compare": FieldRule(
         (list, dict), "Draw variants of this fence side by side, their differences marked "

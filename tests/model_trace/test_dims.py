@@ -41,6 +41,26 @@ def test_a_mapping_names_every_dimension_of_that_size() -> None:
     assert shape_text(graph, tensor) == "(B, S, d_model) float32 = (2, 16, 64)"
 
 
+def test_a_mapping_names_only_the_dimensions_that_follow_its_sizes() -> None:
+    """The tiny model's width is 128, as its sequence: only the tokens' dimensions are S."""
+    graph = trace_spec(_spec("model: deepseek-v3\nconfig: tiny\nargs: {attn_impl: naive}\n"
+                             "dims: {1: B, 128: S}"))
+    attention = focus_graph(graph, "layers.0.attn")
+    shapes = _shapes(attention)
+    assert shapes["einsum:(1, 128, 4, 128)"] == "(B, S, 4, S)"  # the scores
+    assert shapes["linear:(1, 128, 128)"] == "(B, S, 128)"  # the width, not (B, S, S)
+    assert all(not s.endswith(", S)") for k, s in shapes.items() if k.startswith("linear:"))
+    assert legend_text(attention) == "B = 1, S = 128"
+
+
+def test_a_mapping_without_shapes_to_scale_names_every_dimension_of_its_sizes() -> None:
+    graph = trace_spec(_spec("model: deepseek-v3\noverrides: {n_layers: 1}\n"
+                             "inputs: model_zoo.deepseek_v3.examples:decode_step\n"
+                             "dims: {7168: d_model}"))
+    assert graph.meta["dims"] == {"sizes": {"7168": "d_model"}}
+    assert "(1, 1, d_model)" in _shapes(graph).values()
+
+
 def test_auto_names_batch_sequence_and_width_on_the_encoder_layer() -> None:
     graph = trace_spec(_spec(ENCODER + "dims: auto"))
     assert legend_text(graph) == "B = 2, S = 16, d_model = 64"
