@@ -285,6 +285,7 @@ CLAIMS: dict[str, Claim] = {
     "kv_lora": C("512", _field("kv_lora_rank")),
     "rope_dim": C("64", _field("qk_rope_head_dim")),
     "max_seq_len": C("16,384", _field("max_seq_len")),
+    "max_batch_size": C("8", _field("max_batch_size")),
     "original_seq_len": C("4,096", _field("original_seq_len")),
     "rope_theta": C("10,000", _field("rope_theta")),
     "rope_factor": C("40", _field("rope_factor")),
@@ -422,8 +423,15 @@ CLAIMS: dict[str, Claim] = {
     "moe_activations_fp8": C("103 MB", lambda f: _moe_bytes(f, "fp8", "activation_bytes")),
     "moe_workspace_bf16": C("22.6 GB", lambda f: _moe_bytes(f, "671B", "workspace_bytes")),
     "moe_workspace_fp8": C("none", lambda f: _moe_bytes(f, "fp8", "workspace_bytes")),
+    "attn_workspace_bf16": C("525 MB", lambda f: size(
+        f.module("671B", "layers.3.attn").stats.workspace_bytes)),
+    "attn_activations_bf16": C("95.3 MB", lambda f: size(
+        f.module("671B", "layers.3.attn").stats.activation_bytes)),
+    "attn_dequantised_weights": C("5", lambda f: count(
+        len(f.ops("671B", "weight_dequant", "layers.3.attn")))),
+    "block_cache_bytes": C("151 MB", lambda f: size(_cache_bytes(f) / f.args().n_layers)),
     "model_weights_read": C("673 GB", lambda f: size(_totals(f)["weight_bytes"])),
-    "model_activations": C("10.9 GB", lambda f: size(_totals(f)["activation_bytes"])),
+    "model_activations": C("11.2 GB", lambda f: size(_totals(f)["activation_bytes"])),
     "model_workspace": C("1.35 TB", lambda f: size(_totals(f)["workspace_bytes"])),
     "model_cache_bytes": C("9.21 GB", lambda f: size(_cache_bytes(f))),
     "dequant_share": C("98.5%", lambda f: percent(

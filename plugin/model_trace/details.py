@@ -2,9 +2,12 @@
 and the figures its overlays colour it by, written once here with ``naming``'s number style
 and shipped to the viewer as text.
 
-The time overlay estimates a call's time on one H100 SXM (dense bf16 tensor cores and HBM3
-bandwidth) as the longer of its FLOPs at peak and its activation bytes at peak bandwidth,
-unless the trace measured it (``ModuleCall.measured``).
+The byte overlays are the three kinds of bytes of ``Stats``: weights read, activations written,
+workspace written (never one "memory" figure: on an fp8 model most bytes written are
+dequantised weight copies, which are workspace). The time overlay estimates a call's time on
+one H100 SXM (dense bf16 tensor cores and HBM3 bandwidth) as the longer of its FLOPs at peak
+and the bytes it reads and writes at peak bandwidth, unless the trace measured it
+(``ModuleCall.measured``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ PEAK_FLOPS = 989e12
 """FLOP/s of one H100 SXM, dense bf16 (the roofline of the time overlay)."""
 PEAK_BYTES = 3.35e12
 """Bytes/s of its HBM3."""
-OVERLAYS = ("params", "flops", "memory", "time")
-"""The figures a figure can colour its boxes by (besides "none", the op kinds)."""
+OVERLAY_NAMES = {"params": "parameters", "flops": "FLOPs", "weights": "weights read",
+                 "activations": "activations written", "workspace": "workspace written",
+                 "time": "est. time"}
+"""What a figure can colour its boxes by (besides "none", the op kinds), in menu order, as the
+menu, the legend and the tooltips name it."""
+OVERLAYS = tuple(OVERLAY_NAMES)
+_BYTES = {"weights": "weight_bytes", "activations": "activation_bytes",
+          "workspace": "workspace_bytes"}
+"""The byte overlays and the ``Stats`` field each colours by."""
 
 
 @dataclass(frozen=True)
@@ -127,24 +137,24 @@ def _stat_rows(stats: Stats) -> list[tuple[str, str]]:
             rows.append(("activated", format_count(stats.activated_params)))
     if stats.flops:
         rows.append(("FLOPs", format_count(stats.flops)))
-    for label, value in (("weights read", stats.weight_bytes),
-                         ("activations", stats.activation_bytes),
-                         ("workspace", stats.workspace_bytes)):
+    for overlay, value in (("weights", stats.weight_bytes),
+                           ("activations", stats.activation_bytes),
+                           ("workspace", stats.workspace_bytes)):
         if value:
-            rows.append((label, format_bytes(value)))
+            rows.append((OVERLAY_NAMES[overlay], format_bytes(value)))
     return rows
 
 
 def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
-    """The figure an overlay colours an item by: params, FLOPs, activation bytes, seconds (the
+    """The figure an overlay colours an item by: params, FLOPs, bytes of one kind, seconds (the
     slower of computing its FLOPs and moving the bytes it reads and writes)."""
     stats = tree.stats(item_id)
     if overlay == "params":
         return stats.params
     if overlay == "flops":
         return stats.flops
-    if overlay == "memory":
-        return stats.activation_bytes
+    if overlay in _BYTES:
+        return getattr(stats, _BYTES[overlay])
     module = tree.graph.modules.get(item_id)
     if module is not None and module.measured is not None:
         return module.measured.wall_time_s
@@ -154,7 +164,7 @@ def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
 
 def overlay_text(value: float, overlay: str) -> str:
     """An overlay figure as the legend and tooltips write it."""
-    if overlay == "memory":
+    if overlay in _BYTES:
         return format_bytes(value)
     if overlay == "time":
         return format_seconds(value)

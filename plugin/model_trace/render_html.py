@@ -21,7 +21,7 @@ from model_trace.graph import Graph
 from model_trace.view_data import encode_view
 from model_trace.view_tree import ViewTree
 
-OVERLAYS = ("none", "params", "flops", "memory", "time")
+OVERLAYS = ("none", "params", "flops", "weights", "activations", "workspace", "time")
 THEMES = ("auto", "light", "dark")
 DIRECTIONS = ("TB", "LR")
 
@@ -45,7 +45,8 @@ class ViewOptions:
     """The most the viewer's frame grows to, in pixels (None: the stylesheet's, 640); a
     shorter graph gets a shorter frame."""
     overlay: str = "none"
-    """What boxes are coloured by at load: none, params, flops, memory or time."""
+    """What boxes are coloured by at load: none (op kinds), params, flops, weights (bytes read),
+    activations or workspace (bytes written), or time (an estimate, or the measured time)."""
     theme: str = "auto"
     """auto follows the page's theme (Material's palette, the mkdocs theme, the system's
     colour scheme); light or dark pins the figure to one."""

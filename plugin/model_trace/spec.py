@@ -30,7 +30,7 @@ from model_trace.errors import SpecError, brief, did_you_mean
 ROUTING_POLICIES = ("balanced", "random", "first")
 """How a mixture-of-experts gate picks experts on the meta device, where scores have no values
 (also ``random:SEED``, or a list of expert indices); the tracer's ``ROUTING_NAMES``."""
-OVERLAYS = ("none", "params", "flops", "memory", "time")
+OVERLAYS = ("none", "params", "flops", "weights", "activations", "workspace", "time")
 """What the viewer colours module boxes by."""
 DIRECTIONS = ("TB", "LR")
 """Which way a figure's data flows."""
@@ -415,7 +415,9 @@ FIELDS: dict[str, FieldRule] = {
         "no gradient flows through, like BatchNorm's running statistics).", "false",
         default="true", torchvista="show_non_gradient_nodes"),
     "overlay": FieldRule(
-        (str,), "What module boxes are coloured by.", "flops", default="none",
+        (str,), "What module boxes are coloured by: op kinds (`none`), parameters, FLOPs, "
+        "the bytes of weights read, of activations or of workspace written (copies made from "
+        "weights, caches), or an estimated time.", "flops", default="none",
         choices=OVERLAYS),
     "height": FieldRule(
         (int,), "The most the viewer's frame grows to, in pixels; a shorter graph gets a "

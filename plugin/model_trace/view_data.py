@@ -26,7 +26,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from model_trace.details import OVERLAYS, item_text, overlay_text, overlay_value, tensor_text
+from model_trace.details import (
+    OVERLAY_NAMES,
+    OVERLAYS,
+    item_text,
+    overlay_text,
+    overlay_value,
+    tensor_text,
+)
 from model_trace.dims import symbolic_shape
 from model_trace.graph import (
     Edge,
@@ -241,6 +248,7 @@ def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
                         for name, column in values.items()},
             "overlay_text": {name: [strings.add(overlay_text(v, name)) for v in column]
                              for name, column in values.items()},
+            "overlay_name": {name: strings.add(OVERLAY_NAMES[name]) for name in OVERLAYS},
         },
         "members": {str(index[rep]): [index[m] for m in members]
                     for rep, members in tree.members.items()},

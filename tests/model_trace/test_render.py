@@ -296,6 +296,8 @@ def test_exports_honour_depth_overlay_direction_constants_and_legend() -> None:
     flops = _exports(graph, "overlay: flops")
     assert "mt-heat" in flops and ">FLOPs</text>" in flops and "(log scale)" in flops
     assert "mt-heat" not in plain and "(log scale)" not in plain
+    written = _exports(graph, "overlay: activations")
+    assert ">activations written</text>" in written and "memory" not in written
     shown = {g.get("data-id") for g in ET.fromstring(plain).iter(f"{SVG}g")}
     hidden = {g.get("data-id") for g in ET.fromstring(_exports(graph, "show_constants: false"))
               .iter(f"{SVG}g")}

@@ -112,9 +112,17 @@ def test_every_torchvista_option_has_a_counterpart() -> None:
 
 
 def test_spec_choices_match_the_viewer() -> None:
-    from model_trace import render_html, spec
+    from model_trace import details, render_html, spec
 
-    assert set(spec.OVERLAYS) == set(render_html.OVERLAYS)
+    assert spec.OVERLAYS == render_html.OVERLAYS == ("none", *details.OVERLAYS)
+
+
+def test_there_is_no_single_memory_overlay() -> None:
+    """Bytes written are activations or workspace, beside the weights read: a fence asking for
+    "memory" is told the three it can have."""
+    with pytest.raises(SpecError, match="overlay") as caught:
+        parse_spec("model: a:b\noverlay: memory")
+    assert all(name in str(caught.value) for name in ("weights", "activations", "workspace"))
 
 
 @pytest.mark.parametrize(

@@ -742,11 +742,15 @@ def test_default_theme_follows_prefers_color_scheme(open_page, mkdocs_site) -> N
     dark.problems.assert_clean()
 
 
-@pytest.mark.parametrize(("overlay", "name"), [("flops", "FLOPs"), ("params", "params"),
-                                               ("memory", "memory"), ("time", "est. time")])
+@pytest.mark.parametrize(("overlay", "name", "page_name"), [
+    ("flops", "FLOPs", ""), ("params", "parameters", ""), ("weights", "weights read", ""),
+    ("activations", "activations written", ""), ("workspace", "workspace written", "deep/"),
+    ("time", "est. time", "")])
 def test_overlay_colours_boxes_by_their_figure_with_readable_text(
-        open_page, material_site, overlay: str, name: str) -> None:
-    page = open_page(material_site)
+        open_page, material_site, overlay: str, name: str, page_name: str) -> None:
+    """Each kind of bytes apart, named for what it counts (the workspace of DeepSeek-V3's
+    caches and dequantised weights: the encoder writes none)."""
+    page = open_page(material_site + page_name)
     _ready(page)
     page.locator("#model-trace-1 .mt-overlay").select_option(overlay)
     legend = page.locator("#model-trace-1 .mt-legend")

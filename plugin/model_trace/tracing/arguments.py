@@ -36,6 +36,21 @@ def tensors_out(result: Any) -> list[torch.Tensor]:
     return []
 
 
+def shares_memory(value: torch.Tensor, tensors: list[torch.Tensor]) -> bool | None:
+    """Whether ``value`` is a view of one of ``tensors`` (``x[:, :128]``, a reshape that needed
+    no copy), which writes no new bytes; None for a tensor without storage (a subclass).
+    Compared by storage, as a forward under ``torch.inference_mode`` (DeepSeek-V3's) does not
+    record views' bases."""
+    try:
+        storage = value.untyped_storage()._cdata
+        for tensor in tensors:  # a loop, not any(): this runs for every op
+            if tensor.untyped_storage()._cdata == storage:
+                return True
+    except (RuntimeError, NotImplementedError):
+        return None
+    return False
+
+
 def _format_slice(value: slice) -> str:
     parts = ["" if v is None else str(v) for v in (value.start, value.stop, value.step)]
     return ":".join(parts[:2] if value.step is None else parts)

@@ -6,7 +6,8 @@ output metadata (shape, stride, dtype) of pure ops on meta tensors is cached per
 argument signature; a hit makes the outputs with ``torch.empty_strided`` (1 us). An in-place
 op on meta tensors that returned its target unchanged in shape, strides and dtype is not run
 again for the same signature (it would only check shapes). Views, routing ops, factories and
-in-place ops on concrete tensors always run (the op table's roles say which is which).
+in-place ops on concrete tensors always run (the op table's roles say which is which), and so
+does a call whose output turned out to be a view of an input (a ``getitem`` that slices).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from model_trace.tracing.arguments import shares_memory
 from model_trace.tracing.flops import Cost
 
 
@@ -143,8 +145,8 @@ class MetaResults:
         described = []
         for value in outputs:
             if (not isinstance(value, torch.Tensor) or not value.is_meta or not is_float(value)
-                    or any(value is i for i in inputs)):
-                return
+                    or shares_memory(value, inputs) is not False):
+                return  # a view (``x[:, :128]``) must stay one: it writes no new memory
             described.append((value.shape, value.stride(), value.dtype))
         kind = torch.Tensor if isinstance(result, torch.Tensor) else type(result)
         self.entries[key] = (kind, tuple(described), cost)

@@ -23,7 +23,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import ModuleCall, Node, SourceLocation
-from model_trace.tracing.arguments import format_args, tensors_in, tensors_out
+from model_trace.tracing.arguments import format_args, shares_memory, tensors_in, tensors_out
 from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
 from model_trace.tracing.concrete import ConcreteValues
@@ -379,10 +379,15 @@ class Recorder(TorchFunctionMode):
         outputs_ids = node.outputs
         register = builder.register
         size = 0
-        for value in fresh:
+        aliased = 0  # outputs sharing an input's memory: views, a slicing getitem, not a
+        for value in fresh:  # reshape that had to copy; a view writes and reads nothing
             outputs_ids.append(register(value, node_id))
-            if not view:
+            shared = shares_memory(value, tensors)
+            if shared or (shared is None and view):
+                aliased += 1
+            else:
                 size += value.numel() * value.element_size()
+        view = aliased == len(fresh) and not mutated
         for value in mutated:
             if self.replayer is not None:
                 self.replayer.written(builder.ref(value))

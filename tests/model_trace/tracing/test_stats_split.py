@@ -83,3 +83,54 @@ def test_a_real_run_splits_as_the_meta_trace_does() -> None:
     meta = _trace(_tiny())
     for name in ("activation_bytes", "workspace_bytes", "weight_bytes", "read_bytes"):
         assert real.meta["totals"][name] == meta.meta["totals"][name], name
+
+
+class _Slices(torch.nn.Module):
+    """Views and copies of one activation, under inference mode as DeepSeek-V3's forward runs
+    (where views do not record their base)."""
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        columns = y[:, :4]                      # basic indexing: a view
+        flat = y.reshape(-1)                    # contiguous: a view
+        rows = y[torch.tensor([0, 2])]          # advanced indexing: a copy
+        moved = y.t().reshape(-1)               # not contiguous: a copy
+        return columns.sum() + flat.sum() + rows.sum() + moved.sum()
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_a_view_writes_and_reads_nothing_a_copy_writes_its_bytes(calls: int) -> None:
+    """Twice: the second call's ops come from the meta-result cache, which must not turn a
+    view into a new tensor."""
+    class Calls(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.slices = _Slices()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return sum(self.slices(x) for _ in range(calls))
+
+    graph = trace(Calls(), torch.empty(4, 8, device="meta"), fold=False)
+    written = {}
+    for node in graph.nodes.values():
+        if node.name in ("getitem", "reshape"):
+            written.setdefault(node.name, []).append(
+                (node.stats.activation_bytes + node.stats.workspace_bytes, node.stats.read_bytes))
+    assert written["getitem"] == [(0, 0), (2 * 8 * 4, 4 * 8 * 4 + 2 * 8)] * calls  # + index
+    assert written["reshape"] == [(0, 0), (4 * 8 * 4, 4 * 8 * 4)] * calls
+
+
+def test_absorbed_attention_slices_its_dequantised_weight_without_a_copy() -> None:
+    """``w_k, w_v = wkv_b[:, :128], wkv_b[:, -128:]`` (and the cache reads ``[:bsz, :end]``)
+    are views: the only workspace the block's attention writes is the dequantised weights and
+    the caches."""
+    graph = _trace(_tiny())
+    attn = next(m for m in graph.modules.values() if m.path == "layers.1.attn")
+    slices = [graph.nodes[c] for c in attn.children
+              if c in graph.nodes and graph.nodes[c].name == "getitem"]
+    assert len(slices) >= 4
+    assert all(n.stats.activation_bytes + n.stats.workspace_bytes == 0 for n in slices)
+    makers = {graph.nodes[c].name for c in attn.children
+              if c in graph.nodes and graph.nodes[c].stats.workspace_bytes}
+    assert makers == {"weight_dequant", "new_zeros"}

@@ -9,7 +9,6 @@
 (function (MT) {
   "use strict";
   var GROUP = { module: true, chunk: true, idle: true };
-  MT.OVERLAYS = ["none", "flops", "params", "memory", "time"];
 
   function idList(ids, count) {
     if (typeof ids !== "string") return ids;
@@ -40,6 +39,10 @@
     this.marks = MT.readMarks(v);  // highlights, notes, differences (3-marks.js)
     this.overlay = items.overlay;
     this.overlayText = items.overlay_text;
+    // what boxes can be coloured by ("none": op kinds), in menu order, with the legend's words
+    this.overlays = ["none"].concat(Object.keys(items.overlay_name));
+    this.overlayName = {};
+    for (var o in items.overlay_name) this.overlayName[o] = S[items.overlay_name[o]];
     this.members = new Map();
     this.memberOf = new Map();
     for (var rep in v.members) {
@@ -110,7 +113,7 @@
   function ViewState(expanded, selected, overlay, unfolded, direction, view) {
     this.expanded = expanded;            // Set of group refs the reader opened
     this.selected = selected;            // item ref or -1
-    this.overlay = overlay;              // one of MT.OVERLAYS
+    this.overlay = overlay;              // one of the model's overlays
     this.unfolded = unfolded || new Set();  // repeats shown member by member
     this.direction = direction || "TB";  // "TB" or "LR"
     this.view = view || null;            // {x, y, k} pan and zoom, null: the first view
@@ -175,7 +178,7 @@
         });
       } else if (key === "s:" && model.byId.has(value)) {
         state.selected = model.byId.get(value);
-      } else if (key === "o:" && MT.OVERLAYS.indexOf(value) >= 0) {
+      } else if (key === "o:" && model.overlays.indexOf(value) >= 0) {
         state.overlay = value;
       } else if (key === "u:") {
         state.unfolded = new Set(value.split(",").map(function (id) { return model.byId.get(id); })

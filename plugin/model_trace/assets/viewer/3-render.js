@@ -273,12 +273,11 @@
       '" fill="' + P.bg + '"/>' + body +
       (legend ? legendSVG(model, decor, state.overlay, placed.height + 12, prefix, P) : "") + "</svg>";
   };
-  MT.OVERLAY_NAMES = { flops: "FLOPs", params: "params", memory: "memory", time: "est. time" };
   function legendSVG(model, decor, overlay, y, prefix, P) {
     var stops = MT.RAMP_STOPS.map(function (c, i) {
       return '<stop offset="' + i / (MT.RAMP_STOPS.length - 1) + '" stop-color="' + c + '"/>';
     }).join("");
-    var name = MT.OVERLAY_NAMES[overlay], x = MT.textWidth(name, 11, true) + 8;
+    var name = model.overlayName[overlay], x = MT.textWidth(name, 11, true) + 8;
     return '<g class="mt-legend-svg" font-size="11"><defs><linearGradient id="' + esc(prefix) +
       '-ramp">' + stops + '</linearGradient></defs><text x="0" y="' + num(y + 9) +
       '" font-weight="bold" fill="' + P.text + '">' + esc(name) + '</text><text x="' + num(x) +

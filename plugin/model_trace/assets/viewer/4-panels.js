@@ -7,8 +7,6 @@
   "use strict";
   if (typeof document === "undefined") return;
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var OVERLAY_LABELS = { none: "By kind", flops: "By FLOPs", params: "By params",
-                         memory: "By memory", time: "By est. time" };
   var FULL_SCREEN_ICON = '<svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true">' +
     '<path d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5" fill="none" stroke="currentColor" ' +
     'stroke-width="2"/></svg>';
@@ -62,7 +60,9 @@
     });
     var overlay = el("select", { class: "mt-overlay", "aria-label": "Colour boxes by",
                                  title: "Colour boxes by" });
-    MT.OVERLAYS.forEach(function (o) { overlay.appendChild(el("option", { value: o }, OVERLAY_LABELS[o])); });
+    model.overlays.forEach(function (o) {
+      overlay.appendChild(el("option", { value: o }, "By " + (model.overlayName[o] || "kind")));
+    });
     overlay.addEventListener("change", function () { viewer.update({ overlay: overlay.value }); });
     bar.appendChild(overlay);
     viewer.overlaySelect = overlay;
@@ -190,7 +190,7 @@
     var legend = viewer.legend, overlay = viewer.state.overlay, model = viewer.model;
     legend.textContent = "";
     if (overlay === "none" || decor.top < 0) { legend.hidden = true; return; }
-    legend.appendChild(el("span", { class: "mt-legend-name" }, MT.OVERLAY_NAMES[overlay]));
+    legend.appendChild(el("span", { class: "mt-legend-name" }, model.overlayName[overlay]));
     legend.appendChild(el("span", {}, "0"));
     var bar = el("span", { class: "mt-legend-bar" });
     bar.style.background = "linear-gradient(to right, " + MT.RAMP_STOPS.join(", ") + ")";
