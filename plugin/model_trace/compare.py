@@ -33,7 +33,7 @@ from model_trace.annotate import DEFAULT_COLOUR, Annotations, find
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
 from model_trace.dims import symbolic_shape
 from model_trace.errors import ModelTraceError, SpecError, brief
-from model_trace.graph import Graph, Node
+from model_trace.graph import BYTES_WORDS, Graph, Node
 from model_trace.loader import ZOO, ImportPolicy, check_allowed
 from model_trace.matching import Key, module_keys, node_keys
 from model_trace.naming import format_bytes, format_count, relative_name
@@ -280,8 +280,8 @@ def _module_rows(found: list[tuple[Graph, str]], titles: list[str]
         _values(rows, titles, "params", [f"{c.stats.params:,}" for c in calls]),
     ])
     _values(rows, titles, "FLOPs", [format_count(c.stats.flops) for c in calls])
-    _values(rows, titles, "activations", [format_bytes(c.stats.activation_bytes) for c in calls])
-    _values(rows, titles, "workspace", [format_bytes(c.stats.workspace_bytes) for c in calls])
+    for stat, words in BYTES_WORDS.items():
+        _values(rows, titles, words, [format_bytes(getattr(c.stats, stat)) for c in calls])
     return rows, marked
 
 
@@ -321,9 +321,8 @@ def _totals(graphs: list[Graph], differences: list[Difference]
         ("parameters", [s.params for s in roots], ""),
         ("activated parameters", [s.activated_params for s in roots], ""),
         ("FLOPs", [s.flops for s in roots], ""),
-        ("weights read", [s.weight_bytes for s in roots], "bytes"),
-        ("activations written", [s.activation_bytes for s in roots], "bytes"),
-        ("workspace written", [s.workspace_bytes for s in roots], "bytes"),
+        *((words, [getattr(s, stat) for s in roots], "bytes")
+          for stat, words in BYTES_WORDS.items()),
     ]
     counts = [op_counts(g) for g in graphs]
     kinds = sorted({kind for c in counts for kind in c if kind != "all"})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from model_trace.caveats import node_caveats
 from model_trace.dims import shape_text
-from model_trace.graph import Graph, ModuleCall, Node, Stats, Tensor
+from model_trace.graph import BYTES_WORDS, Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.naming import format_bytes, format_count, format_seconds
 from model_trace.view_tree import ViewTree
 
@@ -24,15 +24,15 @@ PEAK_FLOPS = 989e12
 """FLOP/s of one H100 SXM, dense bf16 (the roofline of the time overlay)."""
 PEAK_BYTES = 3.35e12
 """Bytes/s of its HBM3."""
-OVERLAY_NAMES = {"params": "parameters", "flops": "FLOPs", "weights": "weights read",
-                 "activations": "activations written", "workspace": "workspace written",
+_BYTES = {"weights": "weight_bytes", "activations": "activation_bytes",
+          "workspace": "workspace_bytes"}
+"""The byte overlays and the ``Stats`` field each colours by."""
+OVERLAY_NAMES = {"params": "parameters", "flops": "FLOPs",
+                 **{key: BYTES_WORDS[field] for key, field in _BYTES.items()},
                  "time": "est. time"}
 """What a figure can colour its boxes by (besides "none", the op kinds), in menu order, as the
 menu, the legend and the tooltips name it."""
 OVERLAYS = tuple(OVERLAY_NAMES)
-_BYTES = {"weights": "weight_bytes", "activations": "activation_bytes",
-          "workspace": "workspace_bytes"}
-"""The byte overlays and the ``Stats`` field each colours by."""
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,10 @@ def _stat_rows(stats: Stats) -> list[tuple[str, str]]:
             rows.append(("activated", format_count(stats.activated_params)))
     if stats.flops:
         rows.append(("FLOPs", format_count(stats.flops)))
-    for overlay, value in (("weights", stats.weight_bytes),
-                           ("activations", stats.activation_bytes),
-                           ("workspace", stats.workspace_bytes)):
+    for field, words in BYTES_WORDS.items():
+        value = getattr(stats, field)
         if value:
-            rows.append((OVERLAY_NAMES[overlay], format_bytes(value)))
+            rows.append((words, format_bytes(value)))
     return rows
 
 

@@ -91,6 +91,10 @@ class Stats:
 
 STAT_NAMES = tuple(Stats.__dataclass_fields__)
 """The fields of ``Stats``, in order."""
+BYTES_WORDS = {"weight_bytes": "weights read", "activation_bytes": "activations written",
+               "workspace_bytes": "workspace written"}
+"""The three kinds of bytes a reader is shown (tooltips, overlays, tables, comparisons), in
+the words every one of them uses: never a single "memory" figure."""
 
 
 @dataclass(slots=True)

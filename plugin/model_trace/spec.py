@@ -428,8 +428,9 @@ FIELDS: dict[str, FieldRule] = {
         "models); the viewer's toolbar switches it too.", "LR", default="TB",
         choices=DIRECTIONS),
     "summary": FieldRule(
-        (int,), "Under the graph, a table of parameters, activated parameters and FLOPs per "
-        "module, this many levels deep (0: no table).", "2", default="0", minimum=0,
+        (int,), "Under the graph, a table of parameters, activated parameters, FLOPs, weights "
+        "read and activations and workspace written per module, this many levels deep (0: no "
+        "table).", "2", default="0", minimum=0,
         maximum=64),
     "export": FieldRule(
         (list, str), "Files written next to the page, with download links under the graph.",

@@ -109,10 +109,12 @@ def test_summary_prints_the_per_module_table(capsys) -> None:
     assert main(["summary", *LINEAR]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["module", "class", "parameters", "activated", "per", "token",
-                                "FLOPs", "FLOPs", "per", "member", "in", "out"]
+                                "FLOPs", "FLOPs", "per", "member", "weights", "read",
+                                "activations", "written", "workspace", "written", "in", "out"]
     row = lines[2].split()
     assert row[:3] == ["Linear", "Linear", "36"]  # 8 * 4 weights + 4 biases
     assert row[4] == "192"  # 2 * 3 * 8 * 4 FLOPs
+    assert row[5:11] == ["144", "B", "48", "B", "0", "B"]  # float32: 36 read, (3, 4) written
     assert any(line.startswith("Totals: 36 parameters") for line in lines)
 
 
@@ -139,6 +141,33 @@ def test_the_command_line_and_a_fence_show_one_table(capsys) -> None:
     assert f"{total:,}" in row.split()
     assert f"<code>layers.1\u20132</code></td><td>Block \u00d72</td>" \
            f'<td style="text-align: right; white-space: nowrap">{total:,}</td>' in html
+
+
+def test_the_tables_show_the_three_kinds_of_bytes_summed_like_the_rest(capsys) -> None:
+    """Weights read, activations and workspace written, each a column of its own: a folded
+    row sums its members, the model's row is the totals' figures."""
+    from model_trace.breakdown import breakdown_table
+    from model_trace.naming import format_bytes
+    from model_trace.pipeline import trace_spec
+    from model_trace.spec import parse_spec
+    from model_trace.tracing.summary import summary_rows
+
+    graph = trace_spec(parse_spec("model: deepseek-v3\nconfig: tiny\n"))
+    folded = next(m for m in graph.modules.values() if m.repeat and m.path == "layers.1")
+    rows = {row.call: row for row in summary_rows(graph, 1)}
+    for index, stat in enumerate(("weight_bytes", "activation_bytes", "workspace_bytes")):
+        assert rows[folded.id].bytes[index] == sum(getattr(s, stat)
+                                                   for s in folded.repeat.member_stats)
+        assert rows[graph.root].bytes[index] == graph.meta["totals"][stat]
+    workspace = format_bytes(rows[folded.id].bytes[2])
+    assert rows[folded.id].bytes[2] > 0  # the caches
+    html = breakdown_table(graph, 1)
+    assert "<th>workspace written</th>" in html and "memory" not in html
+    assert f'<td style="text-align: right; white-space: nowrap">{workspace}</td></tr>' in html
+    assert main(["summary", "deepseek-v3", "--config", "tiny", "--depth", "1"]) == 0
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if "Block \u00d72" in line)
+    assert workspace in row
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -7,7 +7,7 @@
   them; ``op_info`` derives it per function, ``arguments`` reads an op's arguments;
 - ``concrete``: the meta-device rules (float shapes only, integers concrete);
 - ``routing``: routing policies for gates whose scores have no values;
-- ``flops``, ``stats``: FLOPs, parameters, activated parameters, activation bytes;
+- ``flops``, ``stats``: FLOPs, parameters, activated parameters, bytes read and written;
 - ``sharing``: shared inputs (rotary tables, masks) drawn per use;
 - ``folding``: repeated layers and loop iterations folded with exact statistics;
 - ``execution``: a measured real run; ``distributed``: tensor-parallel traces;

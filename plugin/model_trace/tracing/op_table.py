@@ -20,7 +20,7 @@ Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", 
 """What an op does with its tensors, as the meta-trace rules and the statistics see it:
 
 - ``query``: returns no tensor (``size``, ``item``, ``x.shape``): run, never recorded;
-- ``view``: its output shares its input's memory (no activation bytes);
+- ``view``: its output shares its input's memory (no bytes written);
 - ``routing``: produces indices from scores (``topk``, ``argmax``): on the meta device the
   routing policy chooses them;
 - ``gather``: picks rows of a tensor by an index (``x[idx]``, ``index_select``); ``indexing``:

@@ -1,4 +1,5 @@
-"""Statistics of a recorded graph: parameters, activated parameters, FLOPs, activation bytes.
+"""Statistics of a recorded graph: parameters, activated parameters, FLOPs, bytes read and
+written.
 
 - ``params`` of a module call: the parameters of its module and submodules, counted once (at
   the module's first call; a parameter shared by two modules counts at the first). The root's

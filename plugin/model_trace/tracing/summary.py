@@ -4,9 +4,11 @@ puts it under the figure (``breakdown``). One table: the same rows, names and nu
 Counts are exact (``671,026,419,200``), so a page can quote the model's published figures
 from its own trace instead of typing them. A folded module shows its repeat count and the sum
 over all its members, with the least and most FLOPs of one member; the modules inside it, one
-member's figures ("each"). Rows are named as the figure names its boxes (``naming``). A trace
-with a measured run (``execute``) adds each call's wall time, in the same terms (a folded run:
-every member's time summed).
+member's figures ("each"). Rows are named as the figure names its boxes (``naming``). Bytes
+are the three kinds of ``Stats`` apart, in ``BYTES_WORDS``' words: weights read, activations
+written, workspace written (dequantised weight copies, caches); traffic summed over the
+forward, not memory held at once. A trace with a measured run (``execute``) adds each call's
+wall time, in the same terms (a folded run: every member's time summed).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from model_trace.caveats import trace_caveats
 from model_trace.dims import legend_text, symbolic_shape
-from model_trace.graph import Graph, ModuleCall, Stats
+from model_trace.graph import BYTES_WORDS, Graph, ModuleCall, Stats
 from model_trace.naming import (
     display_class,
     format_bytes,
@@ -25,10 +27,10 @@ from model_trace.naming import (
 )
 
 COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
-           "FLOPs per member")
+           "FLOPs per member", *BYTES_WORDS.values())
 MEASURED_COLUMN = "measured time"
 """The column a trace with a measured run (``execute``) adds after ``COLUMNS``."""
-NUMERIC = frozenset({2, 3, 4, 5, 6})
+NUMERIC = frozenset(range(2, len(COLUMNS) + 1))
 """Columns of numbers (right-aligned)."""
 SHAPE_COLUMNS = ("in", "out")
 """The text table's last columns: the call's input and output shapes (symbolic when the
@@ -50,13 +52,15 @@ class SummaryRow:
     flops: int
     per_member: str
     """The least and the most FLOPs of one member of a folded call, or ""."""
+    bytes: tuple[int, ...]
+    """Bytes of weights read, of activations and of workspace written (``BYTES_WORDS``)."""
     measured: str | None = None
     """The call's measured wall time ("–": not measured); None when the trace measured no
     run."""
 
     def cells(self) -> tuple[str, ...]:
         numbers = (self.name, self.cls, f"{self.params:,}", f"{self.activated:,}",
-                   f"{self.flops:,}", self.per_member)
+                   f"{self.flops:,}", self.per_member, *(format_bytes(b) for b in self.bytes))
         return numbers if self.measured is None else (*numbers, self.measured)
 
 
@@ -80,9 +84,8 @@ class Totals:
         return [(f"{self.params - self.scales:,}", "parameters"),
                 (f"{self.activated - self.activated_scales:,}", "activated per token"),
                 (f"{self.flops:,}", "FLOPs per forward pass"),
-                (format_bytes(self.weight_bytes), "of weights read"),
-                (format_bytes(self.activation_bytes), "of activations"),
-                (format_bytes(self.workspace_bytes), "of workspace")]
+                *((format_bytes(getattr(self, stat)), f"of {words}")
+                  for stat, words in BYTES_WORDS.items())]
 
     def note(self) -> str:
         if not self.scales:
@@ -135,7 +138,9 @@ def _row(graph: Graph, call: ModuleCall, level: int, each: bool) -> SummaryRow:
         measured = format_seconds(seconds) if seconds is not None else "\u2013"
     return SummaryRow(call.id, level, module_name(graph, call), cls,
                       sum(s.params for s in stats), sum(s.activated_params for s in stats),
-                      sum(s.flops for s in stats), _spread(stats), measured)
+                      sum(s.flops for s in stats), _spread(stats),
+                      tuple(sum(getattr(s, stat) for s in stats) for stat in BYTES_WORDS),
+                      measured)
 
 
 def _spread(stats: list[Stats]) -> str:
@@ -171,9 +176,10 @@ def summary_table(graph: Graph, max_depth: int | None = None) -> str:
             for row in summary_rows(graph, max_depth)]
     headers = columns(graph) + SHAPE_COLUMNS
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    numeric = NUMERIC & set(range(len(columns(graph))))  # not the shapes after them
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in NUMERIC else c.ljust(w)
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     out = [line(headers), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
