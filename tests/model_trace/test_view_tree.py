@@ -288,3 +288,110 @@ def test_numbered_runs(names: list[str], expected: str | None) -> None:
 ])
 def test_relative_names(path: str, parent: str, expected: str) -> None:
     assert relative_name(path, parent) == expected
+
+
+# -- flows the graph only implies ----------------------------------------------------------
+def test_a_weight_read_from_outside_its_module_is_linked_from_that_module_once() -> None:
+    maker = GraphMaker()
+    owner = maker.module("m0", "wkv_b", "Linear")
+    inside = maker.node(owner, "linear")
+    outside = maker.node("m0", "einsum")
+    nested = maker.module("m0", "attn", "Attention")
+    deeper = maker.node(nested, "einsum")
+    nodes = maker.graph.nodes
+    nodes[inside].params = ["wkv_b.weight"]  # its own weight: nothing to link
+    nodes[outside].params = ["wkv_b.weight", "wkv_b.bias", "nowhere.weight"]
+    nodes[deeper].params = ["wkv_b.weight", "weight"]  # the root's own weight: it encloses
+    tree = ViewTree.from_graph(maker.graph)
+    assert [(f.src, f.dst, f.key) for f in tree.flows] == [
+        (owner, outside, "param:wkv_b.weight"), (owner, deeper, "param:wkv_b.weight")]
+
+
+def test_a_shared_source_is_linked_from_the_op_that_made_its_tensor() -> None:
+    maker = GraphMaker()
+    maker_op = maker.node("m0", "triu")
+    layer = maker.module("m0", "layers.0", "Block")
+    shared = maker.node(layer, "mask", kind="shared")
+    maker.graph.nodes[shared].outputs = list(maker.graph.nodes[maker_op].outputs)
+    lonely = maker.node(layer, "rope", kind="shared")  # made by itself: no link to itself
+    tree = ViewTree.from_graph(maker.graph)
+    assert [(f.src, f.dst, f.key) for f in tree.flows] == [(maker_op, shared, "t0")]
+    assert lonely in tree.items
+
+
+def test_a_call_that_only_passed_its_input_on_is_drawn_in_the_flow() -> None:
+    maker = GraphMaker()
+    before = maker.node("m0", "linear")
+    dropout = maker.module("m0", "dropout", "Dropout")
+    tensor = maker.graph.nodes[before].outputs[0]
+    call = maker.graph.modules[dropout]
+    call.inputs, call.outputs = [tensor], [tensor]
+    first = maker.node("m0", "relu", reads=(before,))
+    second = maker.node("m0", "add", reads=(before,))
+    tree = ViewTree.from_graph(maker.graph)
+    assert [(f.src, f.dst) for f in tree.flows] == [
+        (before, dropout), (dropout, first), (dropout, second)]
+    assert tree.items[dropout].category == "idle"  # greyed: it ran nothing
+
+
+def test_a_call_that_ran_ops_or_passed_nothing_on_is_not_drawn_in_the_flow() -> None:
+    maker = GraphMaker()
+    before = maker.node("m0", "linear")
+    tensor = maker.graph.nodes[before].outputs[0]
+    ran = maker.module("m0", "norm", "Norm")
+    maker.node(ran)
+    other = maker.module("m0", "cache", "Cache")
+    maker.graph.modules[ran].inputs = maker.graph.modules[ran].outputs = [tensor]
+    maker.graph.modules[other].inputs = [tensor]
+    after = maker.node("m0", "relu", reads=(before,))
+    tree = ViewTree.from_graph(maker.graph)
+    assert [(f.src, f.dst) for f in tree.flows] == [(before, after)]
+
+
+# -- folded members and what items cost ----------------------------------------------------
+def test_folded_members_are_items_beside_their_representative_with_their_own_figures() -> None:
+    maker = GraphMaker("Net")
+    stack = maker.module("m0", "layers", "ModuleList")
+    rep = maker.module(stack, "layers.0", "Block")
+    maker.node(rep)
+    figures = [Stats(flops=10 * (i + 1)) for i in range(3)]
+    maker.graph.modules[rep].repeat = Repeat(3, ["layers.0", "layers.1", "layers.2"], figures)
+    single = maker.module(stack, "layers.9", "Block")
+    maker.graph.modules[single].repeat = Repeat(1, ["layers.9"], [Stats()])
+    tree = ViewTree.from_graph(maker.graph)
+    assert tree.members == {rep: [f"{rep}~1", f"{rep}~2"]}
+    second = tree.items[f"{rep}~2"]
+    assert (second.label, second.parent, second.kind) == ("2: Block", stack, "member")
+    assert second.level == tree.items[rep].level == 2 and second.category == "member"
+    assert tree.stats(f"{rep}~1").flops == 20 and tree.stats(f"{rep}~2").flops == 30
+
+
+def test_a_chunk_and_an_idle_group_cost_what_their_parts_cost() -> None:
+    maker = GraphMaker()
+    for _ in range(CHUNK_LIMIT + 1):
+        maker.node("m0")
+    for i in range(3):
+        maker.module("m0", f"x.{i}", "Expert", called=False)
+    graph = maker.graph
+    for index, node in enumerate(graph.nodes.values()):
+        node.stats = Stats(flops=index, params=1)
+    for i, module_id in enumerate(m for m in graph.modules if m != "m0"):
+        graph.modules[module_id].stats = Stats(params=100 * (i + 1))
+    tree = ViewTree.from_graph(graph)
+    first = tree.items["m0"].children[0]
+    assert tree.stats(first).flops == sum(range(CHUNK_SIZE))
+    assert tree.stats(first).params == CHUNK_SIZE
+    assert tree.stats("m0/idle").params == 600
+    assert tree.stats("n3").flops == 3 and tree.stats("m0") is graph.modules["m0"].stats
+
+
+def test_the_deepest_level_opens_every_group_that_holds_something() -> None:
+    assert ViewTree.from_graph(_modules_under_root(2)).deepest_level() == 3
+    assert ViewTree.from_graph(_modules_under_root(2, inner=False)).deepest_level() == 2
+    maker = GraphMaker()
+    maker.node("m0")
+    for i in range(2):  # idle modules holding idle modules: not counted
+        idle = maker.module("m0", f"x.{i}", "Expert", called=False)
+        maker.module(idle, f"x.{i}.w", "Linear", called=False)
+    assert ViewTree.from_graph(maker.graph).deepest_level() == 1
+    assert ViewTree.from_graph(GraphMaker().graph).deepest_level() == 0
