@@ -297,14 +297,11 @@ def _read_share(node: Node, name: str) -> float:
     return 1.0
 
 
-_ITEM_SIZES = {"float64": 8, "int64": 8, "complex64": 8, "complex128": 16, "float32": 4,
-               "int32": 4, "bfloat16": 2, "float16": 2, "int16": 2, "bool": 1, "uint8": 1,
-               "int8": 1}
-
-
 def _tensor_bytes(graph: Graph, tensor_id: str) -> int:
+    """Bytes of a recorded tensor: its elements times its dtype's size, as torch knows it."""
     tensor = graph.tensors[tensor_id]
-    return math.prod(tensor.shape) * _ITEM_SIZES.get(tensor.dtype, 1)
+    dtype = getattr(torch, tensor.dtype, None)
+    return math.prod(tensor.shape) * (dtype.itemsize if isinstance(dtype, torch.dtype) else 1)
 
 
 def assign_statistics(graph: Graph, call_modules: dict[str, Any],
