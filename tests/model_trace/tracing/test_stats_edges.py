@@ -120,3 +120,25 @@ def test_parameters_count_once_at_a_modules_first_call_and_only_the_models() -> 
     total = sum(p.numel() for p in model.parameters())
     root = graph.modules[graph.root]
     assert root.stats.params == root.stats.activated_params == total == 20
+
+
+class RoutedAndStacked(nn.Module):
+    """A routed group of expert modules beside a stacked MoE: both are expert loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+        self.moe = StackedMoe()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        routed = self.experts[0](x[torch.tensor([0, 1])]).sum() \
+            + self.experts[2](x[torch.tensor([2])]).sum()
+        return self.moe(x).sum() + routed
+
+
+def test_routed_groups_and_stacked_experts_are_both_listed_with_their_loads() -> None:
+    graph = trace(RoutedAndStacked(), torch.randn(6, 8), fold=False)
+    experts = graph.meta["experts"]
+    assert list(experts) == ["experts", "moe"]
+    assert experts["experts"]["tokens"] == [2, 0, 1]
+    assert sum(experts["moe"]["tokens"]) == 6 and experts["moe"]["stacked"] == ["w"]
