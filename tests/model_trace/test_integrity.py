@@ -112,3 +112,116 @@ def test_an_op_whose_result_nothing_reads_is_not_asked_to_connect() -> None:
     svg = _svg(CLOSED + _box("n9", 20, 40, 40, 30),
                _edge("n0", "m1", "M130,70 L130,100") + _edge("m1", "n3", "M130,130 L130,160"))
     assert check_figure(svg, graph, parents, idle=["m2"]).total == 0
+
+
+# -- where an edge may end -----------------------------------------------------------------
+OPEN_BOX = ROOT + _box("n0", 100, 40, 60, 30) + _box("m1", 80, 100, 100, 160, True) + \
+    _box("n1", 100, 140, 60, 30) + _box("n2", 100, 200, 60, 30) + _box("n3", 100, 300, 60, 30)
+
+
+def _through_ports(into: str, out_of: str) -> str:
+    """The open drawing with the ends on m1's ports at the given points."""
+    return _svg(OPEN_BOX, _edge("n0", "m1:in:t0", f"M130,70 L{into}") +
+                _edge("m1:in:t0", "n1", f"M{into} L130,140") +
+                _edge("n1", "n2", "M130,170 L130,200") +
+                _edge("n2", "m1:out:t2", f"M130,230 L{out_of}") +
+                _edge("m1:out:t2", "n3", f"M{out_of} L130,300"))
+
+
+def test_ports_lie_on_the_border_the_flow_enters_and_leaves_by() -> None:
+    # top to bottom: in on the top border, out on the bottom one
+    assert check_figure(_through_ports("130,100", "130,260"), _graph(), PARENTS,
+                        idle=["m2"]).total == 0
+    # left to right: in on the left border, out on the right one (within SLACK)
+    assert check_figure(_through_ports("81,180", "179,180"), _graph(), PARENTS,
+                        idle=["m2"]).total == 0
+    # the other way round is detached: in on the bottom, out on the top
+    report = check_figure(_through_ports("130,260", "130,100"), _graph(), PARENTS, idle=["m2"])
+    assert set(report.detached) == {"n0->m1:in:t0", "m1:in:t0->n1", "n2->m1:out:t2",
+                                    "m1:out:t2->n3"}
+    # a port off the box's sides
+    report = check_figure(_through_ports("130,97", "183,180"), _graph(), PARENTS, idle=["m2"])
+    assert set(report.detached) == {"n0->m1:in:t0", "m1:in:t0->n1", "n2->m1:out:t2",
+                                    "m1:out:t2->n3"}
+
+
+def test_an_end_inside_a_box_or_without_a_path_is_detached() -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,115") +  # deep inside m1
+               _edge("m1", "n3", "M130,130"))  # no end point at all
+    report = check_figure(svg, _graph(), PARENTS, idle=["m2"])
+    assert report.detached == ["n0->m1", "m1->n3"]
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L131.5,101.5") +  # at SLACK outside
+               _edge("m1", "n3", "M1.3e2,130 L130,160"))
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).total == 0
+
+
+def test_an_edge_to_an_item_that_is_not_drawn_is_detached() -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160") + _edge("m1", "n9", "M130,130 L130,160"))
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).detached == ["m1->n9"]
+
+
+# -- what counts as connected --------------------------------------------------------------
+def test_a_module_whose_weight_an_op_outside_reads_must_be_linked() -> None:
+    graph = _graph()
+    graph.nodes["n2"].params = ["unused.weight"]  # n2 (in block) reads m2's weight
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, PARENTS).unconnected == ["m2"]
+    linked = svg.replace("</svg>", _edge("m2", "m1", "M230,70 L160,100") + "</svg>")
+    assert check_figure(linked, graph, PARENTS).unconnected == []
+    graph.nodes["n2"].params = ["block.weight"]  # its own module's weight: nothing to link
+    assert check_figure(svg, graph, PARENTS).unconnected == []
+
+
+def test_boxes_inside_an_idle_group_need_no_edge() -> None:
+    parents = {**PARENTS, "m2": "m0/idle", "m0/idle": "m0"}
+    graph = _graph()
+    graph.nodes["n2"].params = ["unused.weight"]  # flow out of m2 that the figure would draw
+    svg = _svg(CLOSED + _box("m0/idle", 190, 30, 80, 50), _edge("n0", "m1", "M130,70 L130,100")
+               + _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, parents, idle=["m0/idle"]).total == 0
+    assert check_figure(svg, graph, parents).unconnected == ["m2", "m0/idle"]
+
+
+def test_a_chain_may_pass_a_call_that_handed_its_input_on_and_unfolded_members() -> None:
+    graph = _graph()
+    graph.modules["m2"].inputs = graph.modules["m2"].outputs = ["t2"]
+    graph.modules["m2"].called = True
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "m2", "M160,115 L200,55") + _edge("m2", "n3", "M230,70 L160,175"))
+    assert check_figure(svg, graph, PARENTS).total == 0
+    members = _svg(CLOSED + _box("m1~1", 200, 100, 60, 30),
+                   _edge("n0", "m1", "M130,70 L130,100") + _edge("m1", "m1~1", "M160,115 L200,115")
+                   + _edge("m1~1", "n3", "M230,130 L160,170"))
+    assert check_figure(members, _graph(), {**PARENTS, "m1~1": "m0"}, idle=["m2"]).total == 0
+    # a closed box that ran is no pass: m1 does not carry n0's tensor on to n3
+    graph = _graph()
+    graph.edges.append(Edge("n0", "n3", "t0"))
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, PARENTS, idle=["m2"]).missing == ["n0->n3"]
+
+
+def test_a_hidden_op_is_bridged_from_its_producers_to_its_consumers() -> None:
+    parents = {k: v for k, v in PARENTS.items() if k != "n1"}  # n1 hidden (hide: linear)
+    svg = _svg(OPEN_BOX.replace(_box("n1", 100, 140, 60, 30), ""),
+               _edge("n0", "m1:in:t0", "M130,70 L130,100") +
+               _edge("m1:in:t0", "n2", "M130,100 L130,200") +
+               _edge("n2", "m1:out:t2", "M130,230 L130,260") +
+               _edge("m1:out:t2", "n3", "M130,260 L130,300"))
+    assert check_figure(svg, _graph(), parents, idle=["m2"]).total == 0
+    broken = svg.replace(_edge("m1:in:t0", "n2", "M130,100 L130,200"), "")
+    report = check_figure(broken, _graph(), parents, idle=["m2"])
+    assert report.missing == ["n0->n2"] and report.dead_ends == ["n0->m1:in:t0"]
+
+
+def test_a_report_names_at_most_six_examples_of_each_problem() -> None:
+    from model_trace.integrity import Report
+
+    report = Report(missing=[f"a{i}->b" for i in range(8)], unconnected=["n1"])
+    assert report.counts() == {"missing": 8, "dead_ends": 0, "unconnected": 1, "detached": 0}
+    assert report.total == 9
+    assert str(report) == ("8 missing (a0->b, a1->b, a2->b, a3->b, a4->b, a5->b, ...); "
+                           "1 unconnected (n1)")
+    assert str(Report()) == "no problems"
