@@ -395,3 +395,16 @@ def test_the_deepest_level_opens_every_group_that_holds_something() -> None:
         maker.module(idle, f"x.{i}.w", "Linear", called=False)
     assert ViewTree.from_graph(maker.graph).deepest_level() == 1
     assert ViewTree.from_graph(GraphMaker().graph).deepest_level() == 0
+
+
+def test_chunks_and_idle_groups_open_like_modules_and_leaves_do_not() -> None:
+    maker = GraphMaker()
+    for i in range(CHUNK_LIMIT + 1):
+        maker.module("m0", f"experts.{i}", "Expert")
+    maker.module("m1", "experts.0.a", "Linear", called=False)
+    maker.module("m1", "experts.0.b", "Linear", called=False)
+    tree = ViewTree.from_graph(maker.graph)
+    groups = [item.id for item in tree.groups()]
+    assert groups[:3] == ["m0", "m0/0", "m1"] and "m1/idle" in groups
+    assert all(tree.items[g].is_group for g in groups)
+    assert len(groups) == 1 + 3 + (CHUNK_LIMIT + 1) + 1 + 2  # root, chunks, experts, idle
