@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from figure_geometry import first_pieces_through_boxes, left_bands
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
@@ -114,7 +115,8 @@ def test_every_figure_draws_every_tensor_end_to_end_at_every_depth(site: Path) -
 
 
 def test_no_figure_has_overlapping_labels_or_titles_too_wide(site: Path) -> None:
-    """Shape labels never overlap each other or a box; every label fits its box."""
+    """Shape labels never overlap each other or a box; every label fits its box; no open box
+    keeps an empty band down its left side; no edge starts across another box."""
     for page, figure in _all_figures(site):
         depth = int(re.search(r'data-depth="(\d+)"', figure.html).group(1))
         placed = place(figure.data, DrawOptions(depth=depth))
@@ -126,6 +128,9 @@ def test_no_figure_has_overlapping_labels_or_titles_too_wide(site: Path) -> None
         text_widths = placed["text_widths"]
         for item, box in placed["boxes"].items():
             assert box["w"] >= text_widths[item], (page, item)
+        bands = left_bands(placed)
+        assert all(band <= 1 for band in bands.values()), (page, bands)
+        assert first_pieces_through_boxes(placed) == [], page
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from figure_geometry import first_pieces_through_boxes, left_bands
+from figure_models import FIGURE_MODELS
 from torch import nn
 
 from model_trace import trace
@@ -100,6 +102,26 @@ def test_edge_labels_overlap_neither_each_other_nor_boxes(encoder: Graph) -> Non
     closed = [b for b in placed["boxes"].values() if not b["open"]]
     for label in labels:
         assert not any(_overlap(label, box) for box in closed), label
+
+
+@pytest.mark.parametrize("name", [n for n in FIGURE_MODELS if "671B" not in n])
+def test_no_open_box_keeps_an_empty_band_down_its_left_side(name: str) -> None:
+    """Content sits against the box's left wall (or beside its title): before, a wide first
+    rank beside the title pushed whole groups right, 460 px in the tiny DeepSeek block."""
+    figure = FigureData.of(FIGURE_MODELS[name]())
+    for depth in range(figure.tree.deepest_level() + 1):
+        bands = left_bands(place(figure.json, DrawOptions(depth=depth)))
+        assert all(band <= 1 for band in bands.values()), (depth, bands)
+
+
+@pytest.mark.parametrize("name", [n for n in FIGURE_MODELS if "671B" not in n])
+def test_an_edge_leaves_a_short_box_straight_down_past_its_rank(name: str) -> None:
+    """Beside a tall open box (attn_norm), an edge from a short one (mask, freqs_cis) ran
+    under the tall box to its next point; it now runs down past the rank first."""
+    figure = FigureData.of(FIGURE_MODELS[name]())
+    for depth in range(figure.tree.deepest_level() + 1):
+        placed = place(figure.json, DrawOptions(depth=depth))
+        assert first_pieces_through_boxes(placed) == [], depth
 
 
 def test_layout_is_deterministic(encoder: Graph) -> None:

@@ -338,6 +338,7 @@
     }
     layers.forEach(function (l) { place(l, up, down, title, wall); });
     straighten(edges, layers);
+    if (title) closeUp(nodes, title);
     // -- the group's frame
     var minU = Infinity, maxU = -Infinity;
     nodes.forEach(function (n) {
@@ -394,6 +395,10 @@
       var so = startOff.has(index) ? startOff.get(index) : info.s.off;
       var eo = endOff.has(index) ? endOff.get(index) : info.t.off;
       pts.push(endPoint(info.s.node, so, info.back ? "top" : "bottom"));
+      var source = info.s.node;  // a box shorter than its rank: straight down past the rank
+      if (!info.back && source.type === "box" && source.size < thickness[source.rank] - 1) {
+        pts.push(at(source, start[source.rank] + thickness[source.rank], so));
+      }
       info.hops.forEach(function (n) {  // a long link runs straight past the boxes of a rank
         if (n.type === "dummy" && thickness[n.rank] > C.labelHeight) {
           var ends = [start[n.rank], start[n.rank] + thickness[n.rank]];
@@ -556,6 +561,20 @@
       weight[k] = sw || 0.01;
     });
     solve(layer, target, weight, wall);
+  }
+  // The wall only stops content going left of the title; nothing pulls it there, so a group
+  // could keep an empty band down its left side (every rank packed right of a wide title
+  // rank). Move all of it left, as one piece, until something touches the wall or the title.
+  function closeUp(nodes, title) {
+    var slack = Infinity;
+    nodes.forEach(function (n) {
+      if (n === title) return;
+      var floor = n.rank === title.rank ? title.u + title.ru + gap(title, n) : 0;
+      slack = Math.min(slack, n.u - n.lu - floor);
+    });
+    if (slack > 0.5 && isFinite(slack)) {
+      nodes.forEach(function (n) { if (n !== title) n.u -= slack; });
+    }
   }
   // A long link's dummies may still jog by a few pixels from rank to rank: put each run of
   // them on one line where its neighbours on every rank leave room.

@@ -66,8 +66,8 @@
     overlay.addEventListener("change", function () { viewer.update({ overlay: overlay.value }); });
     bar.appendChild(overlay);
     viewer.overlaySelect = overlay;
-    var search = el("input", { type: "search", class: "mt-search", placeholder: "Search ( / )",
-                               "aria-label": "Search modules and ops by name" });
+    var search = el("input", { type: "search", class: "mt-search", placeholder: "Search /",
+                               "aria-label": "Search modules and ops by name (key: /)" });
     var timer = null;
     search.addEventListener("input", function () {
       clearTimeout(timer);
