@@ -22,9 +22,9 @@ into layer i+1) are dropped. Ids are renumbered afterwards (``m0, m1, ...`` in w
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from model_trace.graph import Edge, Graph, Measured, ModuleCall, Node, Repeat, Stats
@@ -128,10 +128,13 @@ def _recorded_sizes(graph: Graph, replayed: ReplayedCalls | None) -> tuple[int, 
     return sizes[0], sizes[1], sizes[2], sizes[3]
 
 
-def find_runs(sequence: list[int], max_period: int = MAX_PERIOD) -> list[tuple[int, int, int]]:
+def find_runs(sequence: list[int], max_period: int = MAX_PERIOD,
+              alike: Callable[[int, int, int], int] | None = None
+              ) -> list[tuple[int, int, int]]:
     """Runs ``(start, period, count)`` of a pattern repeated at least twice back to back,
     left to right; at each start the run covering most items wins (the shorter period on a
-    tie)."""
+    tie). ``alike(start, period, count)``: how many of a run's members, from its first on,
+    may fold together (``_Folder.members_alike``); the run is cut there."""
     runs: list[tuple[int, int, int]] = []
     n = len(sequence)
     i = 0
@@ -153,6 +156,10 @@ def find_runs(sequence: list[int], max_period: int = MAX_PERIOD) -> list[tuple[i
             count = 2
             while sequence[i + count * period:i + (count + 1) * period] == pattern:
                 count += 1
+            if alike is not None:
+                count = alike(i, period, count)
+                if count < 2:
+                    continue
             if best is None or count * period > best[0]:
                 best = (count * period, period)
         if best is None:
@@ -266,7 +273,8 @@ class _Folder:
             items.append(child)
             sequence.append(found)
         leading = self.shared_sequence(call) if self.dry else []
-        runs = [run for run in find_runs(sequence) if self.worth_folding(items, run)] \
+        runs = [run for run in find_runs(sequence, alike=functools.partial(
+            self.members_alike, call.id, items)) if self.worth_folding(items, run)] \
             if len(items) > 1 else []
         if not runs:
             self.inner[call.id] = self.without_shared(items, sequence)
@@ -311,21 +319,90 @@ class _Folder:
         """Runs of module calls fold from 2 on; runs of bare ops (two calls of one helper
         line) from 3 on."""
         start, period, count = run
-        has_module = any(i in self.graph.modules for i in items[start:start + period])
-        if has_module and not self.chained_if_shared(items[start:start + period * count]):
-            return False
-        return has_module or count >= MIN_OP_RUN
+        return count >= MIN_OP_RUN or any(i in self.graph.modules
+                                          for i in items[start:start + period])
 
-    def chained_if_shared(self, members: list[str]) -> bool:
-        """Calls of one and the same module fold only as a chain, each fed by the one before
-        (a shared layer applied N times); side by side (Llama 4's ``qk_norm`` of the queries,
-        then of the keys) they are two uses, not repeats."""
-        calls = [self.graph.modules[i] for i in members if i in self.graph.modules]
-        paths = [c.path for c in calls]
-        if len(set(paths)) == len(paths):
-            return True
-        return all(set(after.inputs) & set(before.outputs)
-                   for before, after in itertools.pairwise(calls))
+    def members_alike(self, call_id: str, items: list[str], start: int, period: int,
+                      count: int) -> int:
+        """How many members of a run, from its first on, may fold together: each must read
+        what the first reads, item by item and argument by argument, and be drawn under a
+        module path of its own. Reading alike is reading the same tensor, or the tensor of
+        one's own member at the place the first reads its own, or, where the first reads
+        a tensor from outside the run, the one the member before made at one place for
+        every member (a chain: layer i + 1 reads layer i's output; a loop's carried
+        accumulator). With a pattern of several items, such a chain is believed from three
+        members on: two alone may be different calls wired crosswise. Members fed different
+        tensors from outside (DeepSeek-V3's MTP ``enorm(e)`` beside ``hnorm(h)``, Llama 4's
+        ``qk_norm`` of the queries, then of the keys, a UNet's skip connections) are uses
+        side by side, not repeats: folded, the representative would be drawn reading what
+        it never read."""
+        end = start + period * count
+        position = {items[index]: index for index in range(start, end)}
+
+        def maker(tensor_id: str) -> tuple[int, int] | None:
+            """(member, offset) of the item that made the tensor (None: outside the run)."""
+            index = self.child_making(tensor_id, call_id, position)
+            return None if index is None else divmod(index - start, period)
+
+        firsts = [self.inputs_of(items[start + offset]) for offset in range(period)]
+        makers = [[maker(tensor_id) for tensor_id in first] for first in firsts]
+        carried: dict[tuple[int, int], int] = {}  # (offset, argument) -> offset it comes from
+        paths = {self.module_path(items[start:start + period])}
+        alike = count
+        for index in range(1, count):
+            base = start + index * period
+            path = self.module_path(items[base:base + period])
+            if path is not None and path in paths:
+                alike = index  # one module called again: its calls are not distinct members
+                break
+            paths.add(path)
+            if not self.reads_like_first(items, base, period, firsts, makers, index, maker,
+                                         carried):
+                alike = index
+                break
+        return 1 if alike == 2 and period > 1 and carried else alike
+
+    def reads_like_first(self, items: list[str], base: int, period: int,
+                         firsts: list[list[str]], makers: list[list[tuple[int, int] | None]],
+                         index: int, maker: Callable[[str], tuple[int, int] | None],
+                         carried: dict[tuple[int, int], int]) -> bool:
+        """Whether member ``index`` (its items from ``base``) reads like the first (see
+        ``members_alike``); ``carried`` collects the chain's places."""
+        for offset in range(period):
+            reads, first = self.inputs_of(items[base + offset]), firsts[offset]
+            if len(reads) != len(first):
+                return False
+            for argument, (theirs, ours) in enumerate(zip(reads, first, strict=True)):
+                if theirs == ours:
+                    continue
+                made, made_first = maker(theirs), makers[offset][argument]
+                if made is None:
+                    return False  # another tensor from outside the run
+                if made_first is not None:  # both made inside their own member
+                    if made != (index, made_first[1]):
+                        return False
+                elif made[0] != index - 1 or carried.setdefault((offset, argument),
+                                                                 made[1]) != made[1]:
+                    return False
+        return True
+
+    def inputs_of(self, item: str) -> list[str]:
+        module = self.graph.modules.get(item)
+        return module.inputs if module is not None else self.graph.nodes[item].inputs
+
+    def child_making(self, tensor_id: str, call_id: str, position: dict[str, int]) -> int | None:
+        """The position in ``position`` of the child of ``call_id`` inside which the
+        tensor was made, or None if it was made elsewhere."""
+        current = self.graph.tensors[tensor_id].producer
+        if current is not None and current not in self.all_nodes:
+            current = self.replayed.stub_of(current) if self.replayed is not None else None
+        while current is not None:
+            node = self.all_nodes.get(current)
+            parent = node.parent if node is not None else self.all_modules[current].parent
+            if parent == call_id:
+                return position.get(current)
+            current = parent
+        return None
 
     def fold_run(self, call: ModuleCall, items: list[str], sequence: list[int], start: int,
                  period: int, count: int) -> str:
@@ -384,11 +461,18 @@ class _Folder:
                 f"{active:g} active per token")
 
     def label_of(self, member: list[str], call: ModuleCall, index: int) -> str:
+        path = self.module_path(member)
+        if path is not None:
+            return path
+        return f"{call.path}#{index}" if call.path else f"#{index}"
+
+    def module_path(self, member: list[str]) -> str | None:
+        """The path of a member's first module call (None: ops only)."""
         for item in member:
             module = self.graph.modules.get(item)
             if module is not None:
                 return module.path
-        return f"{call.path}#{index}" if call.path else f"#{index}"
+        return None
 
     def stats_of(self, member: list[str]) -> Stats:
         total = Stats()
@@ -591,8 +675,9 @@ class _Folder:
                 continue
             key = (src, dst, self.resolve_tensor(edge.tensor))
             if dst != edge.dst and key[2] not in self._tensors(graph.nodes[dst].inputs):
-                continue  # fed one dropped iteration (x.unbind() into a loop): the
-                #           representative's own edge from the same producer stands for it
+                continue  # read deep inside a dropped member, not through its arguments
+                #           (which ``members_alike`` compares): the representative's own
+                #           edge from the same producer stands for it
             if key not in seen:
                 seen.add(key)
                 kept.append(Edge(*key))

@@ -32,20 +32,17 @@ multiplies all 16 experts by the routing scores): every expert's parameters are 
 trace says so (``graph.meta["dense_experts"]``, a caveat)."""
 
 
-FOLD_KEEPS_FOREIGN_EDGES = {"Jamba v0.1", "Qwen3-Next 80B-A3B", "ERNIE 4.5 21B-A3B",
-                            "Switch Transformer base-8", "Stable Diffusion 1.5 UNet"}
-"""Models whose folded graph fails the folded-graph check (tests/folded_graph_checks.py): the
-fold moves an edge from outside into a dropped member onto the representative, which reads
-another tensor (members fed different outside tensors). The trace and its totals are exact;
-the fold is redesigned by the "fold while tracing" issue."""
+PUBLISHED_ROUNDED = {"ERNIE 4.5 21B-A3B"}
+"""Models whose published total is rounded past the 1% the test allows: ERNIE 4.5's model
+card says 21B, the model built from its config holds 21.83B (27 MoE layers of 64 experts of
+3 x 2560 x 1536, two shared experts, a dense first layer, tied 103,424-token embeddings)."""
 
 
 def _marks(name: str) -> list[pytest.MarkDecorator]:
     marks = [getattr(pytest.mark, ARCHITECTURES[name].package)]
-    if name in FOLD_KEEPS_FOREIGN_EDGES:
+    if name in PUBLISHED_ROUNDED:
         marks.append(pytest.mark.xfail(
-            strict=True, reason="fold moves edges onto a representative that reads another "
-                                "tensor"))
+            strict=True, reason="the published total is rounded: 21B for 21.83B"))
     return marks
 
 

@@ -142,3 +142,77 @@ def test_a_tensor_made_inside_a_folded_member_and_passed_on_stands_for_the_first
         scores = graph.tensors[last.inputs[1]]
         producer = graph.nodes[scores.producer]  # type: ignore[index]
         assert (producer.name, graph.modules[producer.parent].path) == ("mul", "blocks.0.scorer")
+
+
+class _Norm(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)) * self.weight
+
+
+class _SideBySide(torch.nn.Module):
+    """DeepSeek-V3's MTP module as vLLM writes it (``enorm(e)`` then ``hnorm(h)``), Llama 4's
+    ``qk_norm`` (one module for the queries, then the keys), a chain of norms, a shared norm
+    applied twice in a chain, and two norms of one tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enorm, self.hnorm, self.qk_norm = _Norm(), _Norm(), _Norm()
+        self.chain = torch.nn.ModuleList(_Norm() for _ in range(3))
+        self.shared, self.left, self.right = _Norm(), _Norm(), _Norm()
+
+    def forward(self, e: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        e, h = self.enorm(e), self.hnorm(h)
+        q, k = self.qk_norm(e + 1), self.qk_norm(h + 1)
+        x = q + k
+        for norm in self.chain:
+            x = norm(x)
+        x = self.shared(self.shared(x * 2))
+        y = x * 2
+        return self.left(y) + self.right(y)
+
+
+def test_only_members_that_read_alike_fold() -> None:
+    """Calls side by side that read different tensors are uses, not repeats: folded, the
+    representative would be drawn reading what it never read (the ×2 RMSNorm of DeepSeek-V3's
+    MTP). A chain folds (each reads the one before), and so do calls of one tensor; calls of
+    one module stay apart (their members would not be distinct)."""
+    with torch.device("meta"):
+        model, e, h = _SideBySide(), torch.empty(2, 8), torch.empty(2, 8)
+    graph = trace(model, e, h)
+    calls = [(c.path, c.repeat.count if c.repeat else 1) for c in graph.walk_modules()[1:]]
+    assert calls == [("enorm", 1), ("hnorm", 1), ("qk_norm", 1), ("qk_norm", 1),
+                     ("chain.0", 3), ("shared", 1), ("shared", 1), ("left", 2)]
+    left = next(c for c in graph.modules.values() if c.path == "left")
+    assert left.repeat.members == ["left", "right"]
+
+
+class _Up(torch.nn.Module):
+    """A UNet's decoder: each block reads the one before and a skip connection of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+        self.up = torch.nn.ModuleList(torch.nn.Linear(16, 8) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips), strict=True):
+            x = block(torch.cat([x, skip], dim=-1))
+        return x
+
+
+def test_blocks_fed_different_skip_connections_do_not_fold() -> None:
+    with torch.device("meta"):
+        model, x = _Up(), torch.empty(2, 8)
+    graph = trace(model, x)
+    repeats = {c.path: c.repeat.count for c in graph.modules.values() if c.repeat}
+    assert repeats == {"down.0": 3}
+    cats = [n for n in graph.nodes.values() if n.name == "cat"]
+    assert len(cats) == 3 and len({tuple(n.inputs) for n in cats}) == 3
