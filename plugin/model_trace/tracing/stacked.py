@@ -5,7 +5,8 @@ through by the share of its slices the tokens used: slice ``e`` used for ``n_e``
 the ``T`` tokens that entered the layer counts ``n_e / T`` of a slice, so 8 of 256 experts per
 token count 8 slices. ``T`` is the fewest rows among the calls enclosing the op that used the
 slices (the layer's tokens; an experts module fed one copy of each token per chosen expert
-sees more). A parameter some op used whole (every slice for every row) counts whole.
+sees more), leaving out calls fed rows picked by an index (one expert's tokens, DBRX). A
+parameter some op used whole (every slice for every row) counts whole.
 
 Some models' code multiplies every expert by every token and weights the ones the router did
 not choose by zero (transformers' Llama 4): the trace counts them all, as the code computes
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from model_trace.graph import Graph, Node
+from model_trace.graph import Graph, ModuleCall, Node
 from model_trace.tracing.op_table import facts_of
 
 
@@ -44,8 +45,10 @@ class StackedUse:
         return self.param.rpartition(".")[0]
 
 
-def stacked_uses(graph: Graph) -> dict[str, StackedUse]:
-    """Every stacked parameter some op selected slices of, and never used whole, by name."""
+def stacked_uses(graph: Graph, fed_picked_rows: Callable[[ModuleCall], bool]
+                 ) -> dict[str, StackedUse]:
+    """Every stacked parameter some op selected slices of, and never used whole, by name;
+    ``fed_picked_rows`` says whether a call's input is rows picked by an index."""
     uses: dict[str, StackedUse] = {}
     whole: set[str] = set()
     for node in graph.nodes.values():
@@ -56,20 +59,22 @@ def stacked_uses(graph: Graph) -> dict[str, StackedUse]:
             use = uses.get(selection.param)
             if use is None:
                 use = uses[selection.param] = StackedUse(
-                    selection.param, [0] * selection.slices, _token_rows(graph, node))
+                    selection.param, [0] * selection.slices,
+                    _token_rows(graph, node, fed_picked_rows))
             for index, tokens in zip(selection.indices, selection.tokens, strict=True):
                 use.tokens[index] = max(use.tokens[index], tokens)
     return {name: use for name, use in uses.items() if name not in whole}
 
 
-def _token_rows(graph: Graph, node: Node) -> int:
+def _token_rows(graph: Graph, node: Node, fed_picked_rows: Callable[[ModuleCall], bool]
+                ) -> int:
     """The fewest rows of a float input of at least two dimensions among the calls that
-    enclose ``node`` (all dimensions but the last multiplied)."""
+    enclose ``node`` (all dimensions but the last multiplied), but calls fed picked rows."""
     fewest = 0
     call_id: str | None = node.parent
     while call_id is not None:
         call = graph.modules[call_id]
-        for tensor_id in call.inputs[:1]:
+        for tensor_id in call.inputs[:1] if not fed_picked_rows(call) else ():
             tensor = graph.tensors[tensor_id]
             if len(tensor.shape) >= 2 and tensor.dtype.startswith(("float", "bfloat", "complex")):
                 rows = math.prod(tensor.shape[:-1])

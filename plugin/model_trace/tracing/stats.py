@@ -319,7 +319,7 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     counts = _subtree_parameters(roots, {id(stub.module): call_modules[stub.template.call]
                                          for stub in stubs.values()})
     groups = routed_groups(graph, replayed)
-    uses = stacked_uses(graph)
+    uses = stacked_uses(graph, lambda call: _gathered(graph, call, replayed))
     unused = _unused_stacked(graph, call_modules, uses)
     weight: dict[str, float] = {}
     for group in groups.values():
