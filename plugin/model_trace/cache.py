@@ -53,6 +53,9 @@ class FenceOutput:
     warnings: tuple[str, ...] = ()
     """Lines a build logs as warnings each time it shows the figure (assumed values,
     Python warnings the model raised)."""
+    notes: tuple[str, ...] = ()
+    """Lines a build logs as information each time it shows the figure (FLOPs without a
+    formula, experts run densely: ``caveats.build_notes``)."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ class DiskStore:
         entry = {"schema": SCHEMA, "key": key, "about": about, "html": output.html,
                  "exports": {fmt: base64.b64encode(data).decode("ascii")
                              for fmt, data in output.exports.items()},
-                 "warnings": list(output.warnings)}
+                 "warnings": list(output.warnings), "notes": list(output.notes)}
         write_atomic(self.directory / f"{key}.json", json.dumps(entry).encode("utf-8"))
 
     def finish_build(self, used: dict[str, dict[str, Any]], prune: bool) -> None:
@@ -242,10 +245,12 @@ def _entry_output(entry: Any, key: str) -> FenceOutput | None:
             exports[fmt] = base64.b64decode(data, validate=True)
         except binascii.Error:
             return None
-    warnings = entry.get("warnings", [])
-    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+    lines = {name: entry.get(name, []) for name in ("warnings", "notes")}
+    if not all(isinstance(value, list) and all(isinstance(line, str) for line in value)
+               for value in lines.values()):
         return None
-    return FenceOutput(html=entry["html"], exports=exports, warnings=tuple(warnings))
+    return FenceOutput(html=entry["html"], exports=exports, warnings=tuple(lines["warnings"]),
+                       notes=tuple(lines["notes"]))
 
 
 class TraceCache:

@@ -43,12 +43,7 @@ def trace_caveats(graph: Graph) -> list[str]:
     """What a reader of the figure's figures must know, one sentence each: FLOPs that leave
     out ops without a formula, inputs taken as zeros, other values the trace assumed, and
     experts run densely."""
-    caveats = []
-    uncounted = graph.meta.get("flops_without_formula", {})
-    if uncounted:
-        ops = ", ".join(f"{name} ×{count}" for name, count in uncounted.items())
-        caveats.append(f"FLOPs are a lower bound: ops without a FLOP formula are not counted "
-                       f"({ops}).")
+    caveats = _uncounted_flops_caveats(graph)
     entries = graph.meta.get("assumptions", [])
     inputs = [e["op"] for e in entries if e["kind"] == "input"]
     if inputs:
@@ -64,6 +59,20 @@ def trace_caveats(graph: Graph) -> list[str]:
         caveats.append(f"Values assumed on the meta device{which}: {made}.")
     caveats += _dense_experts_caveats(graph)
     return caveats
+
+
+def build_notes(graph: Graph) -> list[str]:
+    """The caveats a build logs (as information, each time it shows the figure) besides the
+    assumption warnings: FLOPs that leave out ops without a formula, experts run densely."""
+    return _uncounted_flops_caveats(graph) + _dense_experts_caveats(graph)
+
+
+def _uncounted_flops_caveats(graph: Graph) -> list[str]:
+    uncounted = graph.meta.get("flops_without_formula", {})
+    if not uncounted:
+        return []
+    ops = ", ".join(f"{name} ×{count}" for name, count in uncounted.items())
+    return [f"FLOPs are a lower bound: ops without a FLOP formula are not counted ({ops})."]
 
 
 def if_only_chosen_experts_ran(graph: Graph) -> tuple[int, int] | None:

@@ -48,6 +48,8 @@ def _render(args: argparse.Namespace) -> None:
     output = run_fence(spec, args.theme)
     for message in output.warnings:
         print(f"warning: {message}", file=sys.stderr)
+    for note in output.notes:
+        print(f"note: {note}", file=sys.stderr)
     if fmt == "html":
         figure = output.html.replace(PREFIX_PLACEHOLDER, PREFIX)
         out.write_text(standalone_page(figure, spec.caption or spec.model), encoding="utf-8")

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from model_trace.annotate import DEFAULT_COLOUR, Annotations, find
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
+from model_trace.caveats import build_notes
 from model_trace.dims import symbolic_shape
 from model_trace.errors import ModelTraceError, SpecError, brief
 from model_trace.graph import BYTES_WORDS, Graph, Node
@@ -374,7 +375,7 @@ def draw_compare(traced: Traced, spec: FenceSpec, theme: str = "auto") -> FenceO
              zip(traced.graphs, found, strict=True)]
     titles = [v.title for v in found]
     diff = diff_graphs([g for g, _ in pairs], titles)
-    cells, warnings, figures = [], [], []
+    cells, warnings, notes, figures = [], [], [], []
     matched: set[tuple[str, str]] = set()
     for k, ((graph, variant_spec), variant) in enumerate(zip(pairs, found, strict=True)):
         shown = dataclasses.replace(variant_spec, caption="", focus=None)  # titled above
@@ -392,6 +393,7 @@ def draw_compare(traced: Traced, spec: FenceSpec, theme: str = "auto") -> FenceO
                                     field="compare") from error
         figures.append((figure, view))
         warnings += [f"{variant.title}: {w}" for w in warned]
+        notes += [f"{variant.title}: {n}" for n in build_notes(figure.tree.graph)]
         body = render_figure(figure, view, f"{PREFIX_PLACEHOLDER}-{k + 1}")
         if spec.summary:
             body += breakdown_table(figure.tree.graph, spec.summary)
@@ -408,7 +410,7 @@ def draw_compare(traced: Traced, spec: FenceSpec, theme: str = "auto") -> FenceO
             f'<div class="mt-compare-grid">\n{"".join(cells)}</div>\n{caption}'
             f"{diff_table(diff)}</div>\n")
     return FenceOutput(html=page, exports=_exports(spec, figures, diff, traced),
-                       warnings=tuple(warnings))
+                       warnings=tuple(warnings), notes=tuple(notes))
 
 
 def _check_matched(annotations: Annotations, matched: set[tuple[str, str]],

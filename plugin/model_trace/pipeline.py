@@ -20,7 +20,7 @@ import torch
 from model_trace.annotate import Annotations
 from model_trace.breakdown import breakdown_table
 from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
-from model_trace.caveats import assumption_messages, execution_caption
+from model_trace.caveats import assumption_messages, build_notes, execution_caption
 from model_trace.dataviews import CAPTURE_VIEWS
 from model_trace.dims import name_dims, scaled_spec, spec_shapes
 from model_trace.errors import ModelTraceError, SpecError, TraceError
@@ -162,7 +162,8 @@ def draw(graph: Graph, spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     html = render_figure(figure, view, PREFIX_PLACEHOLDER)
     if spec.summary:
         html += breakdown_table(figure.tree.graph, spec.summary)
-    return FenceOutput(html=html, exports=export_files(figure, spec, view), warnings=warnings)
+    return FenceOutput(html=html, exports=export_files(figure, spec, view), warnings=warnings,
+                       notes=tuple(build_notes(figure.tree.graph)))
 
 
 def focused(graph: Graph, spec: FenceSpec) -> tuple[Graph, FenceSpec]:

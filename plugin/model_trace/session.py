@@ -197,6 +197,9 @@ class TraceSession:
         """Wait for a prepared spec's output; its ids start with ``prefix``, its export files
         are named ``export_base.<format>`` and sit next to the page."""
         output = self.submit(spec, origin).result()
+        if self.settings.log is not None:
+            for note in output.notes:
+                self.settings.log(f"model-trace: {origin}: {note}")
         files = {f"{export_base}.{fmt}": data for fmt, data in output.exports.items()}
         figure = output.html.replace(PREFIX_PLACEHOLDER, prefix)
         return RenderedFence(figure + _export_links(files), files, output.warnings)

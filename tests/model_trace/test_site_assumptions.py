@@ -1,5 +1,7 @@
 """Assumed values in a docs build: a warning naming the page and line, the op and the model's
-line (a failure under `--strict` or `assume: error`), and a marker on the figure's node."""
+line (a failure under `--strict` or `assume: error`), and a marker on the figure's node. Ops
+without a FLOP formula: a line in the build log naming the page and line, the node's marker
+and the summary's note (not a warning: the figure is right, its FLOPs a lower bound)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ class Gated(torch.nn.Module):
         if (h > 0).any():
             return torch.relu(h)
         return h * 2
+
+
+class Distances(torch.nn.Module):
+    """Pairwise distances: a kernel torch has no FLOP formula for."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(x, x)
 '''
 PAGE = "# Gated\n\n```model-trace\nmodel: gated_models:Gated\ninputs: [[4, 8]]\n{extra}```\n"
 
@@ -67,3 +76,17 @@ def test_assume_error_fails_the_fence_and_allow_keeps_quiet(build_site, gated, c
     build_site({"index.md": PAGE.format(extra="")}, plugin={**gated, "assume": "allow"},
                strict=True)
     assert _warnings(caplog) == []
+
+
+def test_an_op_without_a_flop_formula_is_logged_and_shown(build_site, gated, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    page = "# Distances\n\n```model-trace\nmodel: gated_models:Distances\ninputs: [[4, 8]]\n" \
+           "summary: 1\n```\n"
+    site = build_site({"index.md": page}, plugin=gated, strict=True)  # information only
+    note = ("FLOPs are a lower bound: ops without a FLOP formula are not counted "
+            "(aten::_cdist_forward ×1).")
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert f"model-trace: index.md:3: {note}" in logged
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert "FLOPs not counted (no formula): aten::_cdist_forward" in html  # the node's
+    assert f'<p class="model-trace-caveat">{note}</p>' in html  # under the summary table
