@@ -107,6 +107,18 @@ EQUIVALENT: dict[str, str] = {
         "adds nothing: the break only saves time",
     "view_tree:ViewItem:constant:\"module\" -> 'module_x'#0":
         "the default category is never used: every ViewItem the tree makes names its category",
+    "view_tree:_through:call:sorted(through, key=position.__getitem__) -> list(through)#0":
+        "through is filled in walk order, which is the items' pre-order: already sorted",
+    "view_tree:_through:compare:position[flow.src] < at < position[flow.dst] -> "
+    "position[flow.src] < at <= position[flow.dst]#0":
+        "a pass-through call is never a flow's end before it is rewritten (tensor flows join "
+        "nodes; flows from boxes carry param: keys, which no call passes on)",
+    "view_tree:_through:compare:position[flow.src] < at < position[flow.dst] -> "
+    "position[flow.src] <= at < position[flow.dst]#0":
+        "a pass-through call is never a flow's end before it is rewritten (tensor flows join "
+        "nodes; flows from boxes carry param: keys, which no call passes on)",
+    "view_tree:_chunk_label:constant:1 -> (2)#1":
+        "the first part of a split is the same whatever its maxsplit",
 }
 
 DEFAULT_SAMPLE = 100
