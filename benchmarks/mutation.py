@@ -81,7 +81,8 @@ TARGETS: dict[str, Target] = {
                                    "tests/model_trace/test_view_tree*.py",
                                    "tests/model_trace/test_render.py")),
     "integrity": Target("integrity.py", ("tests/model_trace/test_integrity.py",)),
-    "view_data": Target("view_data.py", ("tests/model_trace/test_render.py",)),
+    "view_data": Target("view_data.py", ("tests/model_trace/test_view_data.py",
+                                         "tests/model_trace/test_render.py")),
 }
 
 SLOW_FIXTURES = frozenset({"traced_671b", "browser", "open_page", "build_site"})

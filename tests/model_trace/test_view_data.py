@@ -1,0 +1,107 @@
+"""The view data a page carries gives back exactly the graph it was made from (what the
+viewer's "download JSON" rebuilds), whatever the ids look like and whichever optional fields
+the graph's items fill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from model_trace.graph import (
+    Edge,
+    Graph,
+    Measured,
+    ModuleCall,
+    Node,
+    Repeat,
+    Selection,
+    SourceLocation,
+    SourceSpan,
+    Stats,
+    Tensor,
+)
+from model_trace.tracing import trace
+from model_trace.view_data import decode_graph, encode_view
+from model_trace.view_tree import ViewTree
+
+
+def _round_trip(graph: Graph) -> Graph:
+    data = json.loads(json.dumps(encode_view(ViewTree.from_graph(graph, show_constants=True))))
+    return decode_graph(data)
+
+
+def _hand_made(module_ids: tuple[str, str, str], node_ids: tuple[str, str, str],
+               tensor_ids: tuple[str, str, str]) -> Graph:
+    """Three modules (a folded run among them), an input, an op reading a stacked weight and
+    a parameter node, with sources, arguments, measurements and an assumption."""
+    root, block, run = module_ids
+    first, op, weight = node_ids
+    x, y, w = tensor_ids
+    modules = {
+        root: ModuleCall(root, "", "Net", None, children=[first, block, weight],
+                         stats=Stats(params=7, flops=3), inputs=[x], outputs=[y]),
+        block: ModuleCall(block, "block", "Block", root, children=[run, op], call_index=1,
+                          extra_repr="width=4", source=SourceSpan("model.py", 3, 9),
+                          measured=Measured(0.25, 4096)),
+        run: ModuleCall(run, "block.layers.0", "Layer", block,
+                        repeat=Repeat(3, ["block.layers.0", "block.layers.1", "block.layers.2"],
+                                      [Stats(flops=i) for i in range(3)], note="Layer ×3"),
+                        kind="loop", called=False),
+    }
+    nodes = {
+        first: Node(first, "input", "x", "io", root, outputs=[x]),
+        op: Node(op, "op", "einsum", "matmul", block, inputs=[x, w], outputs=[y],
+                 args={"equation": "td,tde->te", "dim": "-1"},
+                 source=SourceLocation("model.py", 12, "return torch.einsum(...)"),
+                 stats=Stats(flops=96, activation_bytes=32, weight_bytes=64),
+                 params=["block.w"], selections=[Selection("block.w", 4, [1, 3], [2, 1])],
+                 uncounted_flops=["sort"], measured=Measured(1e-5, 0), assumed="branch"),
+        weight: Node(weight, "parameter", "w", "parameter", root, outputs=[w]),
+    }
+    tensors = {x: Tensor(x, [2, 4], "float32", "meta", first),
+               y: Tensor(y, [2, 4], "bfloat16", "meta", op),
+               w: Tensor(w, [4, 4, 4], "float32", "cpu", None)}
+    return Graph(root=root, modules=modules, nodes=nodes, tensors=tensors,
+                 edges=[Edge(first, op, x), Edge(weight, op, w)],
+                 meta={"model": "hand-made", "totals": {"params": 7}})
+
+
+@pytest.mark.parametrize("ids", [
+    (("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2")),  # the tracer's pattern
+    (("root", "b", "r"), ("in", "op", "w"), ("x", "y", "w")),  # anything else
+    (("m0", "m2", "m1"), ("n1", "n0", "n2"), ("t0", "t2", "t1")),  # the pattern out of order
+    (("m0", "m1", "m22"), ("n0", "n1", "x2"), ("t0", "t1", "u2")),  # almost the pattern
+])
+def test_a_hand_made_graph_comes_back_exactly(ids: tuple) -> None:
+    graph = _hand_made(*ids)
+    assert _round_trip(graph).to_json() == graph.to_json()
+
+
+class Mixed(nn.Module):
+    """Repeated layers (folded), a module called twice, a stacked MoE routed on meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+        self.norm = nn.LayerNorm(8)
+        self.gate = nn.Linear(8, 4, bias=False)
+        self.experts = nn.Parameter(torch.zeros(4, 8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        x = self.norm(self.norm(x))
+        chosen = self.gate(x).topk(1, dim=-1).indices[:, 0]
+        return torch.einsum("td,tde->te", x, self.experts[chosen])
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_a_traced_graph_comes_back_exactly(fold: bool) -> None:
+    with torch.device("meta"):
+        model = Mixed()
+    graph = trace(model, torch.zeros(5, 8, device="meta"), fold=fold, parameters="nodes")
+    assert any(m.repeat for m in graph.modules.values()) == fold
+    assert _round_trip(graph).to_json() == graph.to_json()
