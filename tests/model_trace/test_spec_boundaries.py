@@ -427,3 +427,16 @@ labelled, annotated or left out."""
 def test_fences_share_a_trace_exactly_when_they_run_the_same_thing() -> None:
     assert set(FIELDS) == RUN_FIELDS | SHOW_FIELDS and not RUN_FIELDS & SHOW_FIELDS
     assert set(parse_spec("model: a:b").trace_identity()) == RUN_FIELDS
+
+
+# -- highlight colours ---------------------------------------------------------------------
+def test_every_named_colour_is_a_distinct_drawable_hex_colour() -> None:
+    from model_trace.spec import COLOURS
+
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", hex_) for hex_ in COLOURS.values()), COLOURS
+    assert len(set(COLOURS.values())) == len(COLOURS)
+    for name in COLOURS:
+        assert parse_spec(f"model: a:b\nhighlight: {{attn: {name}}}").highlight == {"attn": name}
+    assert parse_spec("model: a:b\nhighlight: {attn: '#A0b1C2', ffn: '#abc'}").highlight
+    for colour in ("'#12345'", "'#ggg'", "crimson", "'red '"):
+        assert _error(f"model: a:b\nhighlight: {{attn: {colour}}}").field == "highlight"
