@@ -440,3 +440,18 @@ def test_every_named_colour_is_a_distinct_drawable_hex_colour() -> None:
     assert parse_spec("model: a:b\nhighlight: {attn: '#A0b1C2', ffn: '#abc'}").highlight
     for colour in ("'#12345'", "'#ggg'", "crimson", "'red '"):
         assert _error(f"model: a:b\nhighlight: {{attn: {colour}}}").field == "highlight"
+
+
+def test_highlight_labels_and_notes_check_every_target_they_map() -> None:
+    for field in ("highlight: {'attn/x/y': red}", "labels: {'a b': text}",
+                  "notes: {'einsum#0': text}", "highlight: ['x/y/z']", "hide: ['#2']"):
+        name = field.split(":")[0]
+        assert "is not a target" in str(_error(f"model: a:b\n{field}")), field
+        assert _error(f"model: a:b\n{field}").field == name
+
+
+def test_dimension_sizes_are_positive() -> None:
+    assert parse_spec("model: a:b\ndims: {1: B, 128: S}").dims == {1: "B", 128: "S"}
+    for dims in ("{0: B}", "{-1: B}", f"{{{2**40 + 1}: B}}"):
+        error = _error(f"model: a:b\ndims: {dims}")
+        assert "is not a dimension size" in str(error), dims
