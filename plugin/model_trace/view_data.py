@@ -248,7 +248,7 @@ def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
                         for name, column in values.items()},
             "overlay_text": {name: [strings.add(overlay_text(v, name)) for v in column]
                              for name, column in values.items()},
-            "overlay_name": {name: strings.add(OVERLAY_NAMES[name]) for name in OVERLAYS},
+            "overlay_name": {name: strings.add(_overlay_name(tree, name)) for name in OVERLAYS},
         },
         "members": {str(index[rep]): [index[m] for m in members]
                     for rep, members in tree.members.items()},
@@ -259,6 +259,14 @@ def _encode_view_part(tree: ViewTree, strings: _Strings) -> dict[str, Any]:
         part["marks"] = [[index[item_id], mark.colour, mark.notes, mark.diff]
                          for item_id, mark in tree.marks.items() if item_id in index]
     return part
+
+
+def _overlay_name(tree: ViewTree, overlay: str) -> str:
+    """The overlay's name in the legend and menu: a trace that ran for real (``execute``)
+    shows measured time, not the estimate."""
+    if overlay == "time" and "execution" in tree.graph.meta:
+        return "measured time"
+    return OVERLAY_NAMES[overlay]
 
 
 def _path(tree: ViewTree, item_id: str) -> str:

@@ -59,6 +59,9 @@ def test_attention_page_figures(minilm) -> None:
     heads = sum(maps[layer].shape[0] for layer in range(1, 5))
     assert f"in layers 1 to 4, {sum(to_cls[1:5])} of the {heads} heads give it more" in page
     assert to_cls[5] == 0 and "in layer 5 none does" in page
+    (batch,) = minilm.sample_inputs()  # the measured-time page's input
+    assert batch.shape == (8, n) and (batch == torch.tensor(ids)).all()
+    assert f"8 copies of them (8 × {n} tokens)" in _page("measured-time.md")
 
 
 @pytest.mark.slow

@@ -120,7 +120,7 @@ def draw_attention(rows: list[list[Panel]], tokens: list[str], prefix: str,
             "palette": list(PALETTE), "ink": list(LIGHT.heat_text)}
     written = (f"; weights of {VALUE_LEAST} and more are written in the cells"
                if cell >= VALUE_CELL else "")
-    caption = (f"Attention of {first.path.rsplit('.', 3)[0] or 'the model'} over {n} tokens"
+    caption = (f"Attention weights over {n} tokens"
                f"{', ' + note if note else ''}: each row is one query token, its weights over "
                f"the keys sum to 1{written}.")
     return Drawn("attention", svg, data, caption)

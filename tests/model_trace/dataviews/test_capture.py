@@ -157,6 +157,7 @@ def test_execute_fence_draws_measured_times_and_names_the_machine() -> None:
     assert "Measured: one run on the cpu" in caption
     assert f"torch {torch.__version__.split('+')[0]}" in caption and "cores" in caption
     assert "measured" in output.html  # the tooltips' measured rows
+    assert '"measured time"' in output.html  # the overlay's name: not the estimate
 
 
 MEASURED_SCRIPT = """\
