@@ -91,13 +91,15 @@ def frame(x: float, y: float, width: float, height: float, extra: str = "") -> s
 
 
 def heat_paths(levels: list[list[int]], x0: float, y0: float, w: float, h: float) -> str:
-    """A heat map of ``levels[row][column]`` as one path per colour (level 0 left blank)."""
+    """A heat map of ``levels[row][column]`` as one path per colour (level 0 left blank), with
+    crisp edges: antialiasing would draw seams between neighbouring cells of one colour."""
     by_level: dict[int, list[tuple[int, int]]] = {}
     for r, row in enumerate(levels):
         for c, value in enumerate(row):
             if value:
                 by_level.setdefault(value, []).append((r, c))
-    return "".join(f'<path {heat(lv)} d="{cells_path(cells, x0, y0, w, h)}"/>'
+    return "".join(f'<path {heat(lv)} shape-rendering="crispEdges" '
+                   f'd="{cells_path(cells, x0, y0, w, h)}"/>'
                    for lv, cells in sorted(by_level.items()))
 
 
