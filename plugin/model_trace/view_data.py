@@ -148,6 +148,8 @@ def _encode_modules(graph: Graph, strings: _Strings, module_index: dict[str, int
                 _stats_columns(repeat.member_stats),
                 strings.add(repeat.note),
             ]
+            if repeat.member_seconds is not None:  # a measured run's (execute)
+                repeats[str(i)].append(repeat.member_seconds)
         extra = _extra(module, _KNOWN_MODULE)
         if extra:
             extras[str(i)] = extra
@@ -321,6 +323,7 @@ def decode_graph(data: dict[str, Any]) -> Graph:
                 members=[strings[m] for m in repeat[1]],
                 member_stats=[_decode_stats(repeat[2], k) for k in range(len(repeat[1]))],
                 note=strings[repeat[3]],
+                member_seconds=repeat[4] if len(repeat) > 4 else None,
             ) if repeat else None,
             **mods["extra"].get(str(i), {}),
         )

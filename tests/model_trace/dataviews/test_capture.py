@@ -195,6 +195,8 @@ def test_a_measured_trace_differs_from_run_to_run_only_in_its_measurements() -> 
 def test_summary_table_has_the_measured_time_of_every_row_a_folded_run_summed() -> None:
     from model_trace.breakdown import breakdown_table
     from model_trace.tracing.summary import MEASURED_COLUMN, run_seconds, summary_table
+    from model_trace.view_data import decode_graph, encode_view
+    from model_trace.view_tree import ViewTree
 
     layer = torch.nn.TransformerEncoderLayer(32, 4, batch_first=True)
     encoder = torch.nn.TransformerEncoder(layer, 3, enable_nested_tensor=False).eval()
@@ -203,6 +205,8 @@ def test_summary_table_has_the_measured_time_of_every_row_a_folded_run_summed() 
     seconds = folded.repeat.member_seconds
     assert seconds is not None and len(seconds) == 3 and all(s > 0 for s in seconds)
     assert run_seconds(folded) == sum(seconds)
+    page_graph = decode_graph(json.loads(json.dumps(encode_view(ViewTree.from_graph(graph)))))
+    assert page_graph.modules[folded.id].repeat == folded.repeat  # the page's copy keeps them
     assert folded.measured is not None and seconds[0] >= folded.measured.wall_time_s
     table = breakdown_table(graph, 1)
     assert f"<th>{MEASURED_COLUMN}</th>" in table
