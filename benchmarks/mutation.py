@@ -98,6 +98,13 @@ EQUIVALENT: dict[str, str] = {
     "spec:_check_events:drop:raise _yaml_error(error, text) from error -> pass#0":
         "the loader that runs next parses the same text, meets the same syntax error at the "
         "same mark (the events before it passed the checks) and raises the same SpecError",
+    "spec:<module>:constant:False -> True#1":
+        "_plain_data_problem's integer_keys default: callers that allow integer keys say so, "
+        "args and overrides check their keys are names first, and a fence's YAML events refuse "
+        "integer keys anywhere else before values are built",
+    "spec:_plain_data_problem:flow:continue -> break#0":
+        "only a fence's YAML reaches it with integer keys (dims), and after _check_events the "
+        "values left unchecked by the break are plain data (dates, tags, odd keys are refused)",
     "naming:_in_units:constant:1000 -> (999)#0":
         "the number is already rounded to three digits, so the only one in [999, 1000) is 999, "
         "which both formats print as 999",

@@ -455,3 +455,13 @@ def test_dimension_sizes_are_positive() -> None:
     for dims in ("{0: B}", "{-1: B}", f"{{{2**40 + 1}: B}}"):
         error = _error(f"model: a:b\ndims: {dims}")
         assert "is not a dimension size" in str(error), dims
+
+
+def test_each_variant_of_a_comparison_is_checked_as_a_fence_field() -> None:
+    assert parse_spec("model: a:b\ncompare: {depth: [1, 2], args.width: [4, 8]}").compare
+    error = _error("model: a:b\ncompare: {depth: [1, -1]}")
+    assert "a variant's field 'depth' must be at least 0" in str(error)
+    assert error.field == "compare" and error.line == 2
+    assert "cannot hold `compare` itself" in str(_error("model: a:b\ncompare: {compare: [1, 2]}"))
+    assert "cannot hold `compare` itself" in str(_error("model: a:b\ncompare: [{compare: 1}, {}]"))
+    assert "a variant's field 'fold'" in str(_error("model: a:b\ncompare: [{fold: 1}, {}]"))
