@@ -127,6 +127,8 @@ EQUIVALENT: dict[str, str] = {
         "nodes; flows from boxes carry param: keys, which no call passes on)",
     "view_tree:_chunk_label:constant:1 -> (2)#1":
         "the first part of a split is the same whatever its maxsplit",
+    "integrity:_owner:constant:1 -> (2)#0":
+        "the first part of a split is the same whatever its maxsplit",
 }
 
 DEFAULT_SAMPLE = 100

@@ -3,6 +3,8 @@ kind of problem it names, and passes a drawing that shows every tensor end to en
 
 from __future__ import annotations
 
+import pytest
+
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
 from model_trace.integrity import check_figure, read_svg
 
@@ -225,3 +227,52 @@ def test_a_report_names_at_most_six_examples_of_each_problem() -> None:
     assert str(report) == ("8 missing (a0->b, a1->b, a2->b, a3->b, a4->b, a5->b, ...); "
                            "1 unconnected (n1)")
     assert str(Report()) == "no problems"
+
+
+def test_six_examples_are_all_named_and_a_seventh_is_left_to_the_count() -> None:
+    from model_trace.integrity import Report
+
+    six = [f"a{i}->b" for i in range(6)]
+    assert str(Report(missing=six)) == f"6 missing ({', '.join(six)})"
+    assert str(Report(missing=[*six, "a6->b"])).endswith("a5->b, ...)")
+
+
+def test_a_curved_edge_ends_at_its_last_point_not_at_a_control_point() -> None:
+    curve = "M130,130 C190,140 100,150 130,160"  # first control point far right of n3
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") + _edge("m1", "n3", curve))
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).total == 0
+    bent = "M130,130 C130,140 130,150 190,160"  # its last point is off n3
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") + _edge("m1", "n3", bent))
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).detached == ["m1->n3"]
+
+
+def test_only_a_call_that_returned_its_input_carries_a_chain() -> None:
+    graph = _graph()
+    graph.modules["m2"].called = True
+    graph.modules["m2"].inputs, graph.modules["m2"].outputs = ["t2"], ["t9"]  # a new tensor
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "m2", "M160,115 L200,55") + _edge("m2", "n3", "M230,70 L160,175"))
+    assert check_figure(svg, graph, PARENTS).missing == ["m1->n3"]
+
+
+def test_a_call_that_ran_nothing_needs_an_edge_only_if_it_handed_a_tensor_on() -> None:
+    graph = _graph()
+    graph.modules["m2"].called = True  # called, ran nothing, returned nothing it was given
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, PARENTS).unconnected == []
+    graph.modules["m2"].inputs = graph.modules["m2"].outputs = ["t2"]  # a pass-through
+    assert check_figure(svg, graph, PARENTS).unconnected == ["m2"]
+
+
+@pytest.mark.parametrize(("into", "out_of"), [
+    ("181.5,100", "78.5,260"),  # the top and bottom borders' far ends, SLACK beyond the box
+    ("78.5,100", "181.5,260"),
+    ("130,98.5", "130,261.5"),  # SLACK above the top, below the bottom
+    ("130,101.5", "130,258.5"),  # SLACK inside
+    ("78.5,261.5", "181.5,98.5"),  # the left and right borders' far ends
+    ("81.5,98.5", "178.5,261.5"),
+])
+def test_a_port_may_lie_up_to_the_slack_off_its_border(into: str, out_of: str) -> None:
+    assert check_figure(_through_ports(into, out_of), _graph(), PARENTS,
+                        idle=["m2"]).total == 0
