@@ -2,9 +2,10 @@
 experts (stacked experts, grouped matrix products), dense decoders, encoder-decoders,
 encoders, vision, audio, state-space and hybrid models, a diffusers UNet and torchvision's
 ResNet, ViT and ConvNeXt (``model_zoo.published``: configs from the checkpoints'
-config.json). Llama 3, Mixtral, Switch Transformer, Llama 4 and transformers' DeepSeek-V3 are
-checked against hand formulas, DeepSeek-V3 against the zoo's own implementation, torchvision's
-models against the counts torchvision ships. ``benchmarks/coverage.py`` times the same table.
+config.json). Llama 3, Mixtral, DBRX, Switch Transformer, Llama 4 and transformers'
+DeepSeek-V3 are checked against hand formulas, DeepSeek-V3 against the zoo's own
+implementation, torchvision's models against the counts torchvision ships.
+``benchmarks/coverage.py`` times the same table.
 
 torchvision's wheels need the torch they were built with, which is not the CPU torch of the
 test environment: its rows are marked ``torchvision``, and CI runs them in a virtual
@@ -135,6 +136,25 @@ def test_mixtral_8x7b_counts_two_experts_per_token() -> None:
         (params, activated, flops) == (46_702_792_704, 12_879_925_248, 816_446_439_424)
     for load in graph.meta["experts"].values():  # balanced: 32 tokens x 2 over 8 experts
         assert (load["count"], load["active_per_token"], load["tokens"]) == (8, 2.0, [8] * 8)
+
+
+def test_dbrx_counts_four_of_sixteen_experts_per_token() -> None:
+    """DBRX stores each layer's 16 experts as flat (16 x 10752, 6144) parameters and runs
+    the chosen ones in a loop, one expert's picked rows at a time (``w.view(16, 10752,
+    6144)[e]``): 4 experts per token, as the model card's 36B of 132B active."""
+    d, d_qkv, inner, layers, heads, head_dim, vocab, experts = \
+        6144, 6144 + 2 * 8 * 128, 10752, 40, 48, 128, 100352, 16
+    attention, expert, router = d * d_qkv + d * d, 3 * d * inner, d * experts
+    params = layers * (attention + experts * expert + router + 2 * d) + 2 * vocab * d + d
+    activated = layers * (attention + 4 * expert + router + 2 * d) + 2 * vocab * d + d
+    flops = layers * (_linear(TOKENS, 1, attention + router + 4 * expert)
+                      + 2 * 2 * TOKENS * TOKENS * heads * head_dim) + _linear(TOKENS, d, vocab)
+    _, graph = _traced(ARCHITECTURES["DBRX"])
+    totals = graph.meta["totals"]
+    assert (totals["params"], totals["activated_params"], totals["flops"]) == \
+        (params, activated, flops) == (131_596_523_520, 36_469_708_800, 2_295_576_133_632)
+    for load in graph.meta["experts"].values():  # balanced: 32 tokens x 4 over 16 experts
+        assert (load["count"], load["active_per_token"], load["tokens"]) == (16, 4.0, [8] * 16)
 
 
 def _deepseek_v3_flops(tokens: int) -> int:
