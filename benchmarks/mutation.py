@@ -129,6 +129,12 @@ EQUIVALENT: dict[str, str] = {
         "the first part of a split is the same whatever its maxsplit",
     "integrity:_owner:constant:1 -> (2)#0":
         "the first part of a split is the same whatever its maxsplit",
+    "integrity:_flow_pairs.producers:drop:seen.add(src) -> pass#0":
+        "without it a hidden node reached twice is walked twice: a graph's edges have no "
+        "cycle, so the walk still ends, and the pairs it finds are deduplicated",
+    "integrity:_reachable:constant:\":\" -> ':_x'#1":
+        "ports added to the reached set change nothing: it is only asked about items, whose "
+        "ids have no colon",
 }
 
 DEFAULT_SAMPLE = 100

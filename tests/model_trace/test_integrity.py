@@ -276,3 +276,24 @@ def test_a_call_that_ran_nothing_needs_an_edge_only_if_it_handed_a_tensor_on() -
 def test_a_port_may_lie_up_to_the_slack_off_its_border(into: str, out_of: str) -> None:
     assert check_figure(_through_ports(into, out_of), _graph(), PARENTS,
                         idle=["m2"]).total == 0
+
+
+def test_an_op_reading_its_own_modules_weight_asks_for_no_link() -> None:
+    graph = _graph()
+    graph.modules["m2"].called = True
+    graph.modules["m2"].children = ["n9"]
+    graph.nodes["n9"] = Node("n9", "op", "zeros", "other", "m2", params=["unused.weight"])
+    svg = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, graph, {**PARENTS, "n9": "m2"}).unconnected == []
+
+
+def test_a_chain_of_hidden_ops_is_bridged_from_its_first_producer() -> None:
+    graph = _graph()
+    parents = {k: v for k, v in PARENTS.items() if k not in ("n1", "n2")}  # both hidden
+    direct = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+                  _edge("n0", "n3", "M100,55 C60,80 60,150 100,175"))
+    assert check_figure(direct, graph, parents, idle=["m2"]).missing == []
+    around = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
+                  _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(around, graph, parents, idle=["m2"]).missing == ["n0->n3"]
