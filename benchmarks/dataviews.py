@@ -62,12 +62,12 @@ def alternate(ours: Callable[[], Any], reference: Callable[[], Any], runs: int
 
 
 def row(name: str, ours: float, reference: float, what: str) -> None:
-    print(f"  {name:<34} {ours * 1e3:10.1f} ms   {reference * 1e3:10.1f} ms   "
+    print(f"  {name:<42} {ours * 1e3:10.1f} ms   {reference * 1e3:10.1f} ms   "
           f"{ours / reference:6.2f}x {what}")
 
 
 def header(title: str) -> None:
-    print(f"\n{title}\n  {'':<34} {'ours':>13}   {'reference':>13}   ratio")
+    print(f"\n{title}\n  {'':<42} {'ours':>13}   {'reference':>13}   ratio")
 
 
 def attention_part(runs: int) -> None:
@@ -94,7 +94,7 @@ def attention_part(runs: int) -> None:
         maps, expected = capture_attention(model, ids), reference()
         worst = max((m.weights - e[0]).abs().max().item()
                     for m, e in zip(maps, expected, strict=True))
-        print(f"  {'':<34} largest difference from transformers: {worst:.1e} (bound 1e-5)")
+        print(f"  {'':<42} largest difference from transformers: {worst:.1e} (bound 1e-5)")
 
 
 def embeddings_part(runs: int) -> None:
@@ -146,9 +146,9 @@ def execute_part(runs: int) -> None:
     def measured() -> float:
         return measure(model, (batch,), {}, "cpu")[0].total_s
 
-    totals = [measured() for _ in range(runs)]
-    _, theirs = alternate(lambda: None, plain, runs)
-    row("measured run (its own clock)", statistics.median(totals), theirs,
+    totals: list[float] = []
+    _, theirs = alternate(lambda: totals.append(measured()), plain, runs)
+    row("measured run (its own clock)", statistics.median(totals[1:]), theirs,
         "of a plain forward (the timing mode's overhead)")
     ours, theirs = alternate(lambda: trace(model, batch, execute="cpu"), plain,
                              max(1, runs // 2))
@@ -172,7 +172,7 @@ def execute_part(runs: int) -> None:
           f"{run['ops']} ops")
 
 
-def sizes_part() -> None:
+def sizes_part(site: Path) -> None:
     from model_trace.dataviews.palette import stylesheet
     from model_trace.viewer_files import asset_bytes
 
@@ -182,11 +182,11 @@ def sizes_part() -> None:
     print("\nsizes: what the data views add to every page's viewer files")
     print(f"  6-dataviews.js {len(script):,} B of viewer.js {len(asset_bytes('viewer.js')):,} B; "
           f"their styles {len(styles):,} B of viewer.css {len(asset_bytes('viewer.css')):,} B")
-    site = REPO / "site" / "looking-inside"
-    if not site.is_dir():
-        print("  (build the site, `mkdocs build`, for the pages' sizes)")
+    pages = site / "looking-inside"
+    if not pages.is_dir():
+        print(f"  (no {pages}: build the site, `mkdocs build`, for the pages' sizes)")
         return
-    for page in sorted(site.glob("*/index.html")):
+    for page in sorted(pages.glob("*/index.html")):
         html = page.read_text(encoding="utf-8")
         figures = html.count('class="model-trace-view"')
         print(f"  {page.parent.name:<16} {len(html.encode()):>10,} B of HTML, "
@@ -223,6 +223,8 @@ def main() -> None:
     parser.add_argument("--part", choices=PARTS, action="append",
                         help="one part (repeatable); default: all but 671b")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
+    parser.add_argument("--site", type=Path, default=REPO / "site",
+                        help="a built site, for the sizes of its Looking inside pages")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, 1 thread")
@@ -234,7 +236,7 @@ def main() -> None:
         elif part == "execute":
             execute_part(args.runs)
         elif part == "sizes":
-            sizes_part()
+            sizes_part(args.site)
         else:
             part_671b(args.runs)
 
