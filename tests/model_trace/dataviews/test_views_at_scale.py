@@ -84,3 +84,25 @@ def test_optional_projections_are_seeded_and_keep_clusters_apart(method) -> None
     distances = torch.cdist(points, points) + torch.eye(len(points)) * 1e9
     nearest = distances.argmin(1).tolist()
     assert all(groups[i] == groups[j] for i, j in enumerate(nearest))
+
+
+def test_experts_view_of_a_transformers_mixture_of_experts() -> None:
+    """transformers' Mixtral (2 layers of 8 experts, 2 per token) on the meta device: the
+    view finds its expert containers and draws the traced counts."""
+    transformers = pytest.importorskip("transformers")
+    from model_trace.dataviews.draw_experts import draw_experts
+    from model_trace.tracing import trace
+
+    config = transformers.MixtralConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
+        num_experts_per_tok=2)
+    with torch.device("meta"):  # bfloat16, as published: its grouped matmul wants it
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    graph = trace(model, torch.arange(12).unsqueeze(0), routing="random")
+    load = ExpertLoad.of(graph)
+    assert len(load.containers) == 2 and all(".layers." in c for c in load.containers)
+    assert [len(row) for row in load.counts] == [8, 8]
+    assert [sum(row) for row in load.counts] == [12 * 2, 12 * 2]  # 2 experts a token
+    shown = _template_data(draw_experts(load, "p").figure_html("p"))
+    assert shown["counts"] == [graph.meta["experts"][c]["tokens"] for c in load.containers]
