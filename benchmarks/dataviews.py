@@ -63,7 +63,7 @@ def alternate(ours: Callable[[], Any], reference: Callable[[], Any], runs: int
 
 def row(name: str, ours: float, reference: float, what: str) -> None:
     print(f"  {name:<42} {ours * 1e3:10.1f} ms   {reference * 1e3:10.1f} ms   "
-          f"{ours / reference:6.2f}x {what}")
+          f"{ours / reference:7.3f}x {what}")
 
 
 def header(title: str) -> None:
