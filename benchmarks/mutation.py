@@ -135,6 +135,10 @@ EQUIVALENT: dict[str, str] = {
     "integrity:_reachable:constant:\":\" -> ':_x'#1":
         "ports added to the reached set change nothing: it is only asked about items, whose "
         "ids have no colon",
+    "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
+    "not (e := _extra(t, _KNOWN_TENSOR))#0":
+        "Tensor has no field the encoder does not know, so every tensor's extra is empty: "
+        "kept or not, the decoder adds nothing",
 }
 
 DEFAULT_SAMPLE = 100

@@ -48,7 +48,8 @@ def _hand_made(module_ids: tuple[str, str, str], node_ids: tuple[str, str, str],
                           measured=Measured(0.25, 4096)),
         run: ModuleCall(run, "block.layers.0", "Layer", block,
                         repeat=Repeat(3, ["block.layers.0", "block.layers.1", "block.layers.2"],
-                                      [Stats(flops=i) for i in range(3)], note="Layer ×3"),
+                                      [Stats(flops=i) for i in range(3)], note="Layer ×3",
+                                      member_seconds=[0.5, 0.25, 0.125]),
                         kind="loop", called=False),
     }
     nodes = {
@@ -105,3 +106,48 @@ def test_a_traced_graph_comes_back_exactly(fold: bool) -> None:
     graph = trace(model, torch.zeros(5, 8, device="meta"), fold=fold, parameters="nodes")
     assert any(m.repeat for m in graph.modules.values()) == fold
     assert _round_trip(graph).to_json() == graph.to_json()
+
+
+# -- what the figure engine reads ------------------------------------------------------------
+def _view(graph: Graph) -> tuple[dict, list[str], ViewTree]:
+    tree = ViewTree.from_graph(graph, show_constants=True)
+    data = encode_view(tree)
+    return data["view"], data["strings"], tree
+
+
+def test_the_view_gives_every_item_its_parent_and_the_figure_its_title() -> None:
+    view, strings, tree = _view(_hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"),
+                                           ("t0", "t1", "t2")))
+    ids = [strings[i] for i in view["items"]["id"]]
+    parents = {item: ids[p] if p >= 0 else None
+               for item, p in zip(ids, view["items"]["parent"], strict=True)}
+    assert parents == tree.parents() and parents[tree.root] is None
+    assert strings[view["title"]] == "Computation graph of Net"
+
+
+def test_flow_keys_name_tensors_by_shape_and_weights_by_their_own_name() -> None:
+    graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
+    graph.modules["m1"].path = "blocks.block"
+    graph.nodes["n1"].params = ["blocks.block.w"]
+    graph.nodes["n1"].parent = "m0"  # it reads the block's weight from outside the block
+    graph.modules["m1"].children.remove("n1")
+    graph.modules["m0"].children.append("n1")
+    view, strings, _ = _view(graph)
+    keys = view["keys"]
+    by_id = {strings[i]: (strings[label], flag) for i, label, flag
+             in zip(keys["id"], keys["label"], keys["param"], strict=True)}
+    assert by_id["blocks.block.w"] == ("w", 1)
+    assert all(flag == 0 for name, (_, flag) in by_id.items() if name in graph.tensors)
+
+
+def test_the_time_overlay_is_called_measured_only_after_a_real_run() -> None:
+    from model_trace.details import OVERLAY_NAMES
+
+    graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
+    view, strings, _ = _view(graph)
+    names = {k: strings[v] for k, v in view["items"]["overlay_name"].items()}
+    assert names == OVERLAY_NAMES
+    graph.meta["execution"] = {"device": "cpu"}
+    view, strings, _ = _view(graph)
+    names = {k: strings[v] for k, v in view["items"]["overlay_name"].items()}
+    assert names == {**OVERLAY_NAMES, "time": "measured time"}
