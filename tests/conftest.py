@@ -182,3 +182,13 @@ def folded_graphs_are_sound(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("model_trace") and getattr(module, "fold_repeats", None) is original:
             monkeypatch.setattr(module, "fold_repeats", checked)
+
+
+@pytest.fixture(autouse=True)
+def own_shared_traces(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of traces shared between sites (``cache.SharedTraces``) for each test alone:
+    no test reads another's traces, or the user's."""
+    folder = tmp_path_factory.mktemp("shared-traces")
+    monkeypatch.setenv("MODEL_TRACE_CACHE_DIR", str(folder))
+    return folder

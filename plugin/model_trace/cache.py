@@ -12,6 +12,11 @@ the site's own, and any other a front end adds), one JSON file per key written a
 behind. An entry is checked against its schema when read; anything else is a miss.
 ``manifest.json`` lists the entries the last build used; a full build removes the others
 from a store that is pruned.
+
+Traces are also shared between the sites of one machine (``SharedTraces``, in the user's
+cache folder, ``user_cache_dir``): a site's first build of a figure whose trace another site
+(or an earlier version of the page) made reuses it. Their key (``trace_key``) holds the
+fields that decide the trace instead of the whole fence, with the same versions and sources.
 """
 
 from __future__ import annotations
@@ -168,6 +173,59 @@ def _policy_identity(policy: Any) -> Any:
     if policy is None:
         return None
     return {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy) if f.compare}
+
+
+def trace_key(trace_identity: dict[str, Any], toolchain: str, sources: list[PackageSource],
+              policy: Any = None) -> str:
+    """The key of a trace shared between sites: ``cache_key`` of the fence's trace fields."""
+    return cache_key({"trace": trace_identity}, "", toolchain, sources, policy)
+
+
+USER_CACHE_VARIABLE = "MODEL_TRACE_CACHE_DIR"
+"""Environment variable naming the folder of traces shared between sites."""
+
+
+def user_cache_dir() -> Path:
+    """Where traces shared between the sites of this user live: ``$MODEL_TRACE_CACHE_DIR``,
+    else ``model-trace/traces`` in ``$XDG_CACHE_HOME`` (``~/.cache`` when unset)."""
+    chosen = os.environ.get(USER_CACHE_VARIABLE)
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "model-trace" / "traces"
+
+
+@dataclass(frozen=True)
+class SharedTraces:
+    """One trace's entry in the folder of traces shared between sites: the graph JSON and the
+    Python warnings its model raised. Entries are written atomically and never pruned (no
+    site knows what the others use); one that does not read back is a miss."""
+
+    directory: Path
+    key: str
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.key}.json"
+
+    def read(self) -> tuple[str, tuple[str, ...]] | None:
+        """(graph JSON, warnings), or None."""
+        try:
+            entry = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not (isinstance(entry, dict) and entry.get("schema") == SCHEMA
+                and entry.get("key") == self.key and isinstance(entry.get("graph"), str)
+                and isinstance(entry.get("warnings"), list)
+                and all(isinstance(w, str) for w in entry["warnings"])):
+            return None
+        return entry["graph"], tuple(entry["warnings"])
+
+    def write(self, graph_json: str, warnings: tuple[str, ...] | list[str]) -> None:
+        entry = {"schema": SCHEMA, "key": self.key, "graph": graph_json,
+                 "warnings": list(warnings)}
+        with contextlib.suppress(OSError):  # a read-only or full home: the site still builds
+            write_atomic(self.path, json.dumps(entry).encode("utf-8"))
 
 
 class DiskStore:

@@ -19,7 +19,7 @@ import torch
 
 from model_trace.annotate import Annotations
 from model_trace.breakdown import breakdown_table
-from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
+from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput, SharedTraces
 from model_trace.caveats import assumption_messages, build_notes, execution_caption
 from model_trace.dataviews import CAPTURE_VIEWS
 from model_trace.dims import name_dims, scaled_spec, spec_shapes
@@ -116,11 +116,13 @@ def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
 
 
 def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
-               policy: ImportPolicy | None = None) -> list[FenceOutput | ModelTraceError]:
+               policy: ImportPolicy | None = None,
+               shared: SharedTraces | None = None) -> list[FenceOutput | ModelTraceError]:
     """Trace ``specs[0]`` once (under ``policy``, see ``trace_spec``) and draw every spec from
     that graph (they must share ``trace_identity``); a problem with one spec's view is
     returned in its place. Python warnings raised while the model is built or traced are
-    added to every figure's warnings (see ``model_warnings``)."""
+    added to every figure's warnings (see ``model_warnings``). ``shared``: where the trace
+    is kept for other sites (``cache.SharedTraces``), and taken from if it is there."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
     if specs[0].view in CAPTURE_VIEWS:
         from model_trace.dataviews.run import run_data_views
@@ -134,11 +136,30 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
             traced = trace_compare(specs[0], policy=policy)
         outputs = [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
     else:
-        with raised_warnings() as model_warnings:
-            graph = trace_spec(specs[0], policy=policy)
+        graph, model_warnings = _shared_or_traced(specs[0], policy, shared)
         outputs = [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
     return [dataclasses.replace(o, warnings=(*o.warnings, *model_warnings))
             if isinstance(o, FenceOutput) else o for o in outputs]
+
+
+def _shared_or_traced(spec: FenceSpec, policy: ImportPolicy | None,
+                      shared: SharedTraces | None) -> tuple[Graph, list[str]]:
+    """The spec's graph and the warnings its model raised: another site's trace where the
+    shared folder has it, else traced (and shared). A real run's measurements
+    (``execute``) are never shared."""
+    if spec.execute is not None:
+        shared = None
+    found = shared.read() if shared is not None else None
+    if found is not None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return Graph.from_json(found[0]), list(found[1])
+    with raised_warnings() as model_warnings:
+        graph = trace_spec(spec, policy=policy)
+    if shared is not None:  # drawn from the graph read back, as the other sites will
+        text = graph.to_json()
+        shared.write(text, model_warnings)
+        graph = Graph.from_json(text)
+    return graph, model_warnings
 
 
 def _drawn(draw_one: Callable[[], FenceOutput]) -> FenceOutput | ModelTraceError:

@@ -22,9 +22,11 @@ from model_trace.cache import (
     PREFIX_PLACEHOLDER,
     FenceOutput,
     PackageSource,
+    SharedTraces,
     SourceHasher,
     TraceCache,
     cache_key,
+    trace_key,
 )
 from model_trace.dataviews import check_view_fields
 from model_trace.errors import ModelTraceError
@@ -58,6 +60,9 @@ class Settings:
     timeout_s: float = 300.0
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     cache_dir: Path | None = None
+    shared_dir: Path | None = None
+    """The folder of traces shared with the other sites of this machine (``SharedTraces``);
+    None: traces stay with the site."""
     isolate: bool = True
     """Trace in worker processes (with the time limit); False traces in this process."""
     option_hint: str = "`{name}`"
@@ -174,7 +179,8 @@ class TraceSession:
         """Trace the members' shared model once, in a worker; resolve each member's future."""
         first_spec, first_origin = members[0][1], members[0][2]
         job = TraceJob([spec for _, spec, _ in members], self.settings.theme,
-                       f"{describe(first_spec)} for {first_origin}", self.settings.policy)
+                       f"{describe(first_spec)} for {first_origin}", self.settings.policy,
+                       self.shared(first_spec))
         self.drawn.extend(origin for _, _, origin in members)
         self.traces += 1
 
@@ -205,16 +211,30 @@ class TraceSession:
         return RenderedFence(figure + _export_links(files), files, output.warnings)
 
     def key(self, spec: FenceSpec) -> str:
+        return cache_key(spec.identity(), self.settings.theme, self._toolchain_of(),
+                         self._sources_of(spec), self.settings.policy)
+
+    def shared(self, spec: FenceSpec) -> SharedTraces | None:
+        """Where the spec's trace is shared with other sites (None: it is not)."""
+        if self.settings.shared_dir is None:
+            return None
+        return SharedTraces(self.settings.shared_dir,
+                            trace_key(spec.trace_identity(), self._toolchain_of(),
+                                      self._sources_of(spec), self.settings.policy))
+
+    def _toolchain_of(self) -> str:
         if self._toolchain is None:
             self._toolchain = self.hasher.toolchain()
+        return self._toolchain
+
+    def _sources_of(self, spec: FenceSpec) -> list[PackageSource]:
         sources = []
         for module in imported_modules(spec):
             # hashed once per build: a serve rebuild sees edits, a build's fences share the work
             source = self.sources.get(module.split(".")[0]) or self.hasher.package(module)
             self.sources[source.name] = source
             sources.append(source)
-        return cache_key(spec.identity(), self.settings.theme, self._toolchain, sources,
-                         self.settings.policy)
+        return sources
 
     def _start(self, job: TraceJob) -> Future[JobResult]:
         if not self.settings.isolate:
@@ -222,7 +242,8 @@ class TraceSession:
 
             future: Future[JobResult] = Future()
             try:
-                future.set_result(run_fences(job.specs, job.theme, policy=job.policy))
+                future.set_result(run_fences(job.specs, job.theme, policy=job.policy,
+                                             shared=job.shared))
             except Exception as error:
                 future.set_exception(error)
             return future

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from model_trace.cache import FenceOutput
+from model_trace.cache import FenceOutput, SharedTraces
 from model_trace.errors import (
     ModelLoadError,
     ModelTraceError,
@@ -71,12 +71,14 @@ class TraceStopped(ModelTraceError):
 @dataclass(frozen=True)
 class TraceJob:
     """Fences that share one trace (equal ``trace_identity``, defaults filled in), the theme,
-    what the site allows them to import, and a label for logs."""
+    what the site allows them to import, a label for logs, and where the trace is shared
+    with other sites (``cache.SharedTraces``; None: not shared)."""
 
     specs: list[FenceSpec]
     theme: str
     label: str
     policy: ImportPolicy | None = None
+    shared: SharedTraces | None = None
 
 
 JobResult = list["FenceOutput | ModelTraceError"]
@@ -172,7 +174,7 @@ class TracePool:
     def _run(self, job: TraceJob) -> JobResult:
         worker = self._take()
         try:
-            worker.send((job.specs, job.theme, job.policy))
+            worker.send((job.specs, job.theme, job.policy, job.shared))
             self._wait(worker, job)
             status, payload = worker.receive()
         except BaseException:
@@ -280,7 +282,7 @@ def _send(outgoing: Connection, message: Any) -> None:
 
 
 def serve(incoming: Connection, outgoing: Connection) -> None:
-    """A worker's main loop: receive (specs, theme, policy), reply with one output or error
+    """A worker's main loop: receive (specs, theme, policy, shared), reply with one output or error
     per spec, or with the error that stopped the trace they share."""
     sys.path[:] = incoming.recv()
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
@@ -299,9 +301,9 @@ def serve(incoming: Connection, outgoing: Connection) -> None:
         request = requests.get()
         if request is None:
             return
-        specs, theme, policy = request
+        specs, theme, policy, shared = request
         try:
-            outputs = run_fences(specs, theme, policy=policy)
+            outputs = run_fences(specs, theme, policy=policy, shared=shared)
         except BaseException as error:  # a model's own bug, sys.exit, ...: report, keep serving
             _send(outgoing, ("error", _describe_error(error)))
             continue

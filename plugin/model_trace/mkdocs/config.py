@@ -37,6 +37,11 @@ class ModelTraceConfig(base.Config):
     """Keep traced figures between builds (in memory under ``mkdocs serve``, and on disk)."""
     cache_dir = c.Type(str, default=".cache/plugin/model-trace")
     """Where the cache lives, relative to ``mkdocs.yml``."""
+    shared_cache = c.Type(bool, default=True)
+    """Share traces with the other sites built on this machine, in the user's cache folder
+    (``$MODEL_TRACE_CACHE_DIR``, else ``$XDG_CACHE_HOME/model-trace/traces``, else
+    ``~/.cache/model-trace/traces``): a new site drawing a model another site traced, with
+    the same model-trace, torch and model sources, reuses that trace. Off with ``cache``."""
     depth = c.Type(int, default=1)
     """How many module levels a figure opens when a fence gives no ``depth``."""
     routing = _RoutingPolicy(default="balanced")

@@ -26,6 +26,7 @@ from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
+from model_trace.cache import user_cache_dir
 from model_trace.markdown_ext import (
     FenceState,
     ModelTraceExtension,
@@ -100,6 +101,8 @@ class ModelTracePlugin(BasePlugin[ModelTraceConfig]):
             timeout_s=float(self.config.timeout),
             jobs=self.config.jobs,
             cache_dir=root / self.config.cache_dir if self.config.cache else None,
+            shared_dir=user_cache_dir() if self.config.cache and self.config.shared_cache
+            else None,
             option_hint="`{name}` under `plugins: - model-trace:` in mkdocs.yml",
             log=log.info,
         )
