@@ -151,3 +151,22 @@ def test_the_time_overlay_is_called_measured_only_after_a_real_run() -> None:
     view, strings, _ = _view(graph)
     names = {k: strings[v] for k, v in view["items"]["overlay_name"].items()}
     assert names == {**OVERLAY_NAMES, "time": "measured time"}
+
+
+def test_a_decoded_graph_holds_the_same_objects_not_just_the_same_json() -> None:
+    graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
+    decoded = _round_trip(graph)
+    assert decoded.nodes["n1"].selections == graph.nodes["n1"].selections
+    assert decoded.modules["m2"].repeat == graph.modules["m2"].repeat
+
+
+def test_overlay_figures_keep_whole_numbers_exact_and_four_digits_of_fractions() -> None:
+    graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
+    graph.nodes["n1"].stats.flops = 123_456_789
+    view, strings, _ = _view(graph)
+    ids = [strings[i] for i in view["items"]["id"]]
+    flops = dict(zip(ids, view["items"]["overlay"]["flops"], strict=True))
+    assert flops["n1"] == 123_456_789 and isinstance(flops["n1"], int)
+    times = view["items"]["overlay"]["time"]
+    assert any(isinstance(v, float) for v in times)  # an estimate: fractions of a second
+    assert all(v == float(f"{v:.4g}") for v in times)  # four significant digits at most
