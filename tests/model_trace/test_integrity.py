@@ -297,3 +297,10 @@ def test_a_chain_of_hidden_ops_is_bridged_from_its_first_producer() -> None:
     around = _svg(CLOSED, _edge("n0", "m1", "M130,70 L130,100") +
                   _edge("m1", "n3", "M130,130 L130,160"))
     assert check_figure(around, graph, parents, idle=["m2"]).missing == ["n0->n3"]
+
+
+@pytest.mark.parametrize("end", ["130,98.5", "98.5,115", "98.5,98.5", "161.5,131.5"])
+def test_an_end_may_lie_up_to_the_slack_outside_a_closed_box(end: str) -> None:
+    svg = _svg(CLOSED, _edge("n0", "m1", f"M130,70 L{end}") +
+               _edge("m1", "n3", "M130,130 L130,160"))
+    assert check_figure(svg, _graph(), PARENTS, idle=["m2"]).total == 0
