@@ -79,11 +79,11 @@ def _published(count: str) -> float:
     return float(count[:-1]) * scale
 
 
-def _traced(architecture: Published, fold: bool = True) -> tuple[torch.nn.Module, Graph]:
+def _traced(architecture: Published) -> tuple[torch.nn.Module, Graph]:
     _require(architecture.package)
     with torch.device("meta"):
         model = architecture.build()
-    return model, trace(model, fold=fold, **architecture.inputs())
+    return model, trace(model, **architecture.inputs())
 
 
 @pytest.mark.parametrize("name", _cases())
@@ -188,9 +188,7 @@ def test_transformers_deepseek_v3_matches_hand_counts_and_the_zoo(traced_671b) -
 def test_switch_base_8_counts_one_expert_per_token() -> None:
     """12 encoder and 12 decoder layers, every second feed-forward 8 experts of which each
     token takes 1 (the experts are modules fed ``x[None, idx].reshape(-1, d)``); the decoder
-    reads the encoder's 32 tokens through cross-attention; the head is tied to the embedding.
-    Traced unfolded: its fold is the folding issue's strict xfail above, and totals are
-    computed before the fold."""
+    reads the encoder's 32 tokens through cross-attention; the head is tied to the embedding."""
     d, ff, experts, vocab, layers, heads, d_kv, buckets = 768, 3072, 8, 32128, 12, 12, 64, 32
     encoder_tokens, decoder_tokens = TOKENS, 8
     attention, expert, router = 4 * d * d, 2 * d * ff, d * experts
@@ -210,7 +208,7 @@ def test_switch_base_8_counts_one_expert_per_token() -> None:
                          + _linear(s, 1, 2 * d * d) + _linear(t, 1, 2 * d * d)
                          + 2 * 2 * s * t * heads * d_kv)
              + feed_forwards(s) + _linear(s, d, vocab))
-    _, graph = _traced(ARCHITECTURES["Switch Transformer base-8"], fold=False)
+    _, graph = _traced(ARCHITECTURES["Switch Transformer base-8"])
     totals = graph.meta["totals"]
     assert (totals["params"], totals["activated_params"], totals["flops"]) == \
         (params, activated, flops) == (619_339_008, 222_977_280, 8_374_517_760)
