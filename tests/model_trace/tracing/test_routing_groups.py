@@ -3,6 +3,8 @@ their answers' independence, the fixed policy's bounds and what each policy desc
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -196,3 +198,12 @@ def test_balanced_with_fewer_allowed_than_k_adds_the_least_loaded_others() -> No
     assert all({0, 1} <= set(row) for row in chosen.tolist())
     others = _loads(chosen, 8)[2:]
     assert sum(others) == 12 and max(others) - min(others) <= 1
+
+
+def test_every_name_an_error_offers_is_a_policy() -> None:
+    with pytest.raises(ValueError) as raised:
+        routing_policy("smart")
+    offered = re.search(r"use one of ([a-z, ]+) \(", str(raised.value))
+    assert offered, str(raised.value)
+    names = offered[1].split(", ")
+    assert [routing_policy(name).describe()["policy"] for name in names] == names
