@@ -113,6 +113,9 @@ EQUIVALENT: dict[str, str] = {
     "stats:add_uncalled_modules:flow:break -> continue#0":
         "a path joins above_called with all its ancestors, so walking on past one already there "
         "adds nothing: the break only saves time",
+    "stats:_named_modules:compare:index is not None -> index is None#0":
+        "its one caller always passes the model's index, a cache of root.named_modules() that "
+        "leaves out the same skipped paths: both branches list the same modules",
     "view_tree:ViewItem:constant:\"module\" -> 'module_x'#0":
         "the default category is never used: every ViewItem the tree makes names its category",
     "view_tree:_through:call:sorted(through, key=position.__getitem__) -> list(through)#0":
