@@ -113,6 +113,17 @@ EQUIVALENT: dict[str, str] = {
     "stats:add_uncalled_modules:flow:break -> continue#0":
         "a path joins above_called with all its ancestors, so walking on past one already there "
         "adds nothing: the break only saves time",
+    "routing:BalancedRouting._least_loaded:constant:1 -> (2)#0":
+        "counting each pick twice scales every load alike: load * choices still outweighs the "
+        "round-robin term (< choices), so the order of ranks and the picks are the same",
+    "routing:BalancedRouting._spread:constant:1 -> (2)#3":
+        "counting each pick twice doubles every load: the costs keep their order (the load "
+        "term is a multiple of the stride, the round robin below it), so the picks are the same",
+    "routing:BalancedRouting._spread:compare:len(positions) < k -> len(positions) <= k#0":
+        "with exactly k allowed both branches take the allowed choices in order (no extra "
+        "ones; one offset, slots 0..k-1)",
+    "routing:FixedRouting.choose:constant:1 -> (0)#0":
+        "one more repeat of the table is cut off by [:rows]",
     "stats:_named_modules:compare:index is not None -> index is None#0":
         "its one caller always passes the model's index, a cache of root.named_modules() that "
         "leaves out the same skipped paths: both branches list the same modules",

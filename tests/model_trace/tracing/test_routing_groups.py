@@ -207,3 +207,37 @@ def test_every_name_an_error_offers_is_a_policy() -> None:
     assert offered, str(raised.value)
     names = offered[1].split(", ")
     assert [routing_policy(name).describe()["policy"] for name in names] == names
+
+
+def test_the_example_a_group_limit_error_offers_is_a_routing_the_gate_accepts() -> None:
+    allowed = torch.zeros(4, 16, dtype=torch.bool)
+    allowed[:, 4:12] = True  # the gate kept groups 1 and 2 (of 4 groups of 4)
+    policy = FixedRouting([5, 9, 13, 14])
+    policy.choose(4, 4, 2, None)  # the group choice: 2 of 4 groups
+    with pytest.raises(ValueError) as raised:
+        policy.choose(4, 16, 4, allowed)
+    example = [int(e) for e in re.search(r"e\.g\. \[([0-9, ]+)\]", str(raised.value))[1]
+               .split(", ")]
+    assert len(example) == 4 and len(set(example)) == 4
+    fixed = FixedRouting(example)
+    fixed.choose(4, 4, 2, None)
+    assert fixed.choose(4, 16, 4, allowed).tolist() == [example] * 4
+
+
+def test_balanced_ties_go_round_robin() -> None:
+    policy = BalancedRouting()
+    assert policy.choose(4, 8, 2, None).tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    everything = torch.ones(4, 8, dtype=torch.bool)  # evenly spaced, offsets in turn
+    assert policy.choose(4, 8, 2, everything).tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+
+
+def test_random_routing_is_seeded_with_0_unless_told() -> None:
+    assert torch.equal(RandomRouting().choose(6, 16, 4, None),
+                       routing_policy("random").choose(6, 16, 4, None))
+    assert RandomRouting().describe() == {"policy": "random", "seed": 0}
+
+
+def test_a_list_of_experts_is_described_as_fixed_routing() -> None:
+    assert routing_policy([3, 1]).describe() == {"policy": "fixed", "experts": [3, 1]}
+    assert routing_policy([[0, 1], [2, 3]]).describe() == {"policy": "fixed",
+                                                          "experts": [[0, 1], [2, 3]]}
