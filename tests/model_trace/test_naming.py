@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_trace.graph import Graph, ModuleCall, Repeat, Stats
+from model_trace.graph import Graph, ModuleCall, Node, Repeat, Stats
 from model_trace.naming import (
     display_class,
     format_bytes,
@@ -174,3 +174,22 @@ def test_consecutive_numbers_make_a_run_and_anything_else_does_not(
     assert numbered_run(names[:1]) is None
     assert numbered_run([*names[:-1], f"{dot}{start + count}"]) is None
     assert numbered_run([*names[:-1], f"other.{start + count - 1}"]) is None
+
+
+def test_a_loop_names_its_classes_in_a_fixed_order_or_else_its_first_three_ops() -> None:
+    loop = ModuleCall("m1", "blocks", "loop", "m0", kind="loop")
+    calls = [ModuleCall(f"m{i + 2}", f"blocks.{i}", cls, "m1")
+             for i, cls in enumerate(["Norm", "Gate", "Expert", "Conv", "Attention"])]
+    graph = _graph(ModuleCall("m0", "", "Net", None), loop, *calls)
+    assert display_class(graph, loop) == "Attention/Conv/Expert/Gate/Norm"
+    ops = ModuleCall("m9", "steps", "loop", "m0", kind="loop", children=["n0", "n1", "n2", "n3"])
+    graph.modules["m9"] = ops
+    graph.nodes = {f"n{i}": Node(f"n{i}", "op", name, "math", "m9")
+                   for i, name in enumerate(["matmul", "add", "matmul", "relu"])}
+    graph.nodes["n4"] = Node("n4", "op", "sigmoid", "math", "m9")
+    ops.children.append("n4")
+    assert display_class(graph, ops) == "matmul/add/relu"
+
+
+def test_a_count_of_a_thousand_of_the_largest_unit_groups_its_digits() -> None:
+    assert format_count(1e15) == "1,000T" and format_bytes(1e15) == "1,000 TB"
