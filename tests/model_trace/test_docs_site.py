@@ -224,7 +224,7 @@ def test_the_latent_cache_is_not_split_by_tensor_parallelism(site: Path) -> None
 
 
 def test_fp8_figures_put_the_kernels_where_the_page_says(site: Path) -> None:
-    bf16, fp8, moe = _figures(site, "deepseek-v3/fp8")
+    bf16, fp8, moe, memory = _figures(site, "deepseek-v3/fp8")
     assert bf16.ops()["weight_dequant"] == 3 and "act_quant" not in bf16.ops()
     assert fp8.ops()["act_quant"] == 3 and fp8.ops()["fp8_gemm"] == 3
     assert "weight_dequant" not in fp8.ops()
@@ -232,6 +232,9 @@ def test_fp8_figures_put_the_kernels_where_the_page_says(site: Path) -> None:
                          if n.name in ("act_quant", "fp8_gemm")}
     assert "layers.3.ffn.gate" not in kernels_by_module
     assert "layers.3.ffn.shared_experts.w2" in kernels_by_module
+    # the memory figure: one MoE block of the full model, bf16, coloured by workspace written
+    assert 'data-overlay="workspace"' in memory.html
+    assert "weight_dequant" in memory.ops() and "fp8_gemm" not in memory.ops()
 
 
 def test_one_rank_of_the_16_way_split_shows_its_collectives(site: Path) -> None:
