@@ -17,12 +17,12 @@ shows them at 8 px with the minimap.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import shutil
 import sys
-import threading
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import serve
 
 SIZES = ((1280, 800), (390, 844))
 THEMES = ("light", "dark")
@@ -33,17 +33,6 @@ MEASURE = """() => modelTraceViewer.viewers().filter(v => v.figure.isConnected).
             minimap: getComputedStyle(v.minimap).display !== 'none',
             frame: r.height, graph_height: p.height * k};
 })"""
-
-
-def serve(folder: Path) -> str:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}/"
 
 
 def open_page(browser, url: str, width: int, height: int, theme: str):
