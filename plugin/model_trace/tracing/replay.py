@@ -643,24 +643,29 @@ class ReplayedCalls:
     def template_tensor(self, stub: Stub, tensor_id: str) -> str:
         """The template's tensor that ``tensor_id`` (the stub's) stands for."""
         template = stub.template
-        if tensor_id[1:].isdigit():
-            offset = int(tensor_id[1:]) - stub.tensor_base
-            if 0 <= offset < template.tensor_count:
-                return f"t{template.tensor_base + offset}"
-        if tensor_id in stub.input_ids:
-            return template.input_ids[stub.input_ids.index(tensor_id)]
-        return tensor_id
+        return _same_tensor(tensor_id, (stub.tensor_base, stub.input_ids),
+                            (template.tensor_base, template.input_ids), template.tensor_count)
 
     def stub_tensor(self, stub: Stub, tensor_id: str) -> str:
         """The stub's tensor that the template's ``tensor_id`` stands for."""
         template = stub.template
-        if tensor_id[1:].isdigit():
-            offset = int(tensor_id[1:]) - template.tensor_base
-            if 0 <= offset < template.tensor_count:
-                return f"t{stub.tensor_base + offset}"
-        if tensor_id in template.input_ids:
-            return stub.input_ids[template.input_ids.index(tensor_id)]
-        return tensor_id
+        return _same_tensor(tensor_id, (template.tensor_base, template.input_ids),
+                            (stub.tensor_base, stub.input_ids), template.tensor_count)
+
+
+def _same_tensor(tensor_id: str, source: tuple[int, list[str]], target: tuple[int, list[str]],
+                 count: int) -> str:
+    """The tensor of one recording (``target``: its first tensor id and its inputs) that
+    ``tensor_id`` of another (``source``) stands for: a tensor either made, at the same offset,
+    or was handed in, at the same place; any other tensor is the same in both."""
+    (source_base, source_inputs), (target_base, target_inputs) = source, target
+    if tensor_id[1:].isdigit():
+        offset = int(tensor_id[1:]) - source_base
+        if 0 <= offset < count:
+            return f"t{target_base + offset}"
+    if tensor_id in source_inputs:
+        return target_inputs[source_inputs.index(tensor_id)]
+    return tensor_id
 
 
 _KINDS = {"n": "node", "t": "tensor", "m": "module"}
