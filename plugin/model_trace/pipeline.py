@@ -32,6 +32,7 @@ from model_trace.render_html import FigureData, ViewOptions, export_svg, render_
 from model_trace.spec import FIELDS, FenceSpec
 from model_trace.tracing import trace
 from model_trace.view_tree import ViewTree
+from model_trace.worker import JobResult
 
 TRACE_OPTIONS = ("routing", "fold", "trace_depth", "aten")
 """Fence fields passed to ``tracing.trace`` by the same name."""
@@ -109,7 +110,7 @@ def view_options(spec: FenceSpec, theme: str = "auto") -> ViewOptions:
 
 def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
     """Trace and render one fence, with the export files it asks for."""
-    (output,) = run_fences([spec], theme)
+    (output,) = run_fences([spec], theme).outputs
     if isinstance(output, ModelTraceError):
         raise output
     return output
@@ -117,13 +118,15 @@ def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
 
 def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
                policy: ImportPolicy | None = None,
-               shared: SharedTraces | None = None) -> list[FenceOutput | ModelTraceError]:
+               shared: SharedTraces | None = None) -> JobResult:
     """Trace ``specs[0]`` once (under ``policy``, see ``trace_spec``) and draw every spec from
     that graph (they must share ``trace_identity``); a problem with one spec's view is
-    returned in its place. Python warnings raised while the model is built or traced are
-    added to every figure's warnings (see ``model_warnings``). ``shared``: where the trace
-    is kept for other sites (``cache.SharedTraces``), and taken from if it is there."""
+    returned in its place (``JobResult.outputs``). Python warnings raised while the model is
+    built or traced are added to every figure's warnings (see ``model_warnings``).
+    ``shared``: where the trace is kept for other sites (``cache.SharedTraces``), and taken
+    from if it is there (``JobResult.shared``)."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
+    from_shared = False
     if specs[0].view in CAPTURE_VIEWS:
         from model_trace.dataviews.run import run_data_views
 
@@ -136,30 +139,30 @@ def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
             traced = trace_compare(specs[0], policy=policy)
         outputs = [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
     else:
-        graph, model_warnings = _shared_or_traced(specs[0], policy, shared)
+        graph, model_warnings, from_shared = shared_or_traced(specs[0], policy, shared)
         outputs = [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
-    return [dataclasses.replace(o, warnings=(*o.warnings, *model_warnings))
-            if isinstance(o, FenceOutput) else o for o in outputs]
+    return JobResult([dataclasses.replace(o, warnings=(*o.warnings, *model_warnings))
+                      if isinstance(o, FenceOutput) else o for o in outputs], from_shared)
 
 
-def _shared_or_traced(spec: FenceSpec, policy: ImportPolicy | None,
-                      shared: SharedTraces | None) -> tuple[Graph, list[str]]:
-    """The spec's graph and the warnings its model raised: another site's trace where the
-    shared folder has it, else traced (and shared). A real run's measurements
-    (``execute``) are never shared."""
+def shared_or_traced(spec: FenceSpec, policy: ImportPolicy | None,
+                     shared: SharedTraces | None) -> tuple[Graph, list[str], bool]:
+    """The spec's graph, the warnings its model raised and whether it was read from the
+    shared folder: another site's trace where that folder has it, else traced (and shared).
+    A real run's measurements (``execute``) are never shared."""
     if spec.execute is not None:
         shared = None
     found = shared.read() if shared is not None else None
     if found is not None:
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            return Graph.from_json(found[0]), list(found[1])
+            return Graph.from_json(found[0]), list(found[1]), True
     with raised_warnings() as model_warnings:
         graph = trace_spec(spec, policy=policy)
     if shared is not None:  # drawn from the graph read back, as the other sites will
         text = graph.to_json()
         shared.write(text, model_warnings)
         graph = Graph.from_json(text)
-    return graph, model_warnings
+    return graph, model_warnings, False
 
 
 def _drawn(draw_one: Callable[[], FenceOutput]) -> FenceOutput | ModelTraceError:

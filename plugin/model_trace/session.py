@@ -101,9 +101,12 @@ class TraceSession:
         self.sources: dict[str, PackageSource] = {}
         """The package sources of this build's fences, by name."""
         self.drawn: list[str] = []
-        """Where the fences are that this build drew (the others came from the cache)."""
+        """Where the fences are that this build drew (the others came from the site's cache)."""
         self.traces = 0
-        """How many traces this build ran for them."""
+        """How many traces this build started for them."""
+        self.from_shared: list[int] = []
+        """Of those, one item per trace read from the folder shared between sites: how many
+        figures it drew (appended from the workers' threads)."""
         self._pending: dict[str, Future[FenceOutput]] = {}
         self._pool: TracePool | None = None
         self._toolchain: str | None = None
@@ -115,6 +118,7 @@ class TraceSession:
         self.sources = {}
         self.drawn = []
         self.traces = 0
+        self.from_shared = []
         self._toolchain = None
 
     def finish_build(self, *, complete: bool) -> None:
@@ -124,18 +128,25 @@ class TraceSession:
             self._pool.close()
             self._pool = None
         if self._pending and self.settings.log is not None:
-            errors = [f.exception() if f.done() else TraceStopped("not traced")
-                      for f in self._pending.values()]
-            stopped = sum(1 for e in errors if isinstance(e, TraceStopped))
-            failures = sum(1 for e in errors if e is not None) - stopped
-            self.settings.log(f"model-trace: {len(self._pending)} figures: "
-                              f"{len(self.drawn) - failures - stopped} drawn from "
-                              f"{self.traces} trace(s), {len(self._pending) - len(self.drawn)} "
-                              "from the cache"
-                              + (f", {failures} failed" if failures else "")
-                              + (f", {stopped} stopped when the build ended" if stopped else ""))
+            self.settings.log(self.summary())
         self._pending = {}
         self.cache.finish_build(prune=complete)
+
+    def summary(self) -> str:
+        """The build's figures by where they came from: traced now, read from the folder of
+        traces shared between sites, the site's own cache; and those that failed."""
+        errors = [f.exception() if f.done() else TraceStopped("not traced")
+                  for f in self._pending.values()]
+        stopped = sum(1 for e in errors if isinstance(e, TraceStopped))
+        failures = sum(1 for e in errors if e is not None) - stopped
+        shared = sum(self.from_shared)
+        traced = len(self.drawn) - failures - stopped - shared
+        return (f"model-trace: {len(self._pending)} figures: {traced} traced "
+                f"({_count(self.traces - len(self.from_shared), 'new trace')}), "
+                f"{shared} from the shared cache ({_count(len(self.from_shared), 'trace')}), "
+                f"{len(self._pending) - len(self.drawn)} from the site's cache"
+                + (f", {failures} failed" if failures else "")
+                + (f", {stopped} stopped when the build ended" if stopped else ""))
 
     # -- fences ------------------------------------------------------------------------
     def prepare(self, spec: FenceSpec) -> FenceSpec:
@@ -188,8 +199,11 @@ class TraceSession:
             # a queued trace is cancelled when its build ends early (a page failed)
             error = (TraceStopped(f"tracing {job.label} was cancelled: the build ended")
                      if done.cancelled() else done.exception())
+            if error is None and done.result().shared:
+                self.from_shared.append(sum(not isinstance(output, BaseException)
+                                       for output in done.result().outputs))
             for index, (key, _, origin) in enumerate(members):
-                result = error or done.result()[index]
+                result = error or done.result().outputs[index]
                 if isinstance(result, BaseException):
                     self._pending[key].set_exception(result)
                 else:
@@ -282,6 +296,10 @@ def describe(spec: FenceSpec) -> str:
     if zoo is not None:
         return f"{spec.model} {spec.config or zoo.default_config}"
     return spec.model
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _export_links(files: dict[str, bytes]) -> str:

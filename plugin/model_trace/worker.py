@@ -81,8 +81,14 @@ class TraceJob:
     shared: SharedTraces | None = None
 
 
-JobResult = list["FenceOutput | ModelTraceError"]
-"""One output, or the error of that fence's view, per spec of a job."""
+@dataclass(frozen=True)
+class JobResult:
+    """What a job drew: one output, or the error of that fence's view, per spec; and whether
+    its trace was read from the folder of traces shared between sites
+    (``cache.SharedTraces``) instead of made, for the build's summary."""
+
+    outputs: list[FenceOutput | ModelTraceError]
+    shared: bool = False
 
 
 class _Worker:
@@ -183,7 +189,9 @@ class TracePool:
         self._give_back(worker)
         if status != "ok":
             raise _error(payload)
-        return [output if kind == "ok" else _error(output) for kind, output in payload]
+        described, shared = payload
+        return JobResult([output if kind == "ok" else _error(output)
+                          for kind, output in described], shared)
 
     def _wait(self, worker: _Worker, job: TraceJob) -> None:
         start = time.monotonic()
@@ -282,8 +290,9 @@ def _send(outgoing: Connection, message: Any) -> None:
 
 
 def serve(incoming: Connection, outgoing: Connection) -> None:
-    """A worker's main loop: receive (specs, theme, policy, shared), reply with one output or error
-    per spec, or with the error that stopped the trace they share."""
+    """A worker's main loop: receive (specs, theme, policy, shared), reply with one output or
+    error per spec and whether the trace was shared, or with the error that stopped the trace
+    they share."""
     sys.path[:] = incoming.recv()
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
     # Ctrl-C in a terminal reaches every process of the build: the build stops, and the
@@ -303,12 +312,13 @@ def serve(incoming: Connection, outgoing: Connection) -> None:
             return
         specs, theme, policy, shared = request
         try:
-            outputs = run_fences(specs, theme, policy=policy, shared=shared)
+            result = run_fences(specs, theme, policy=policy, shared=shared)
         except BaseException as error:  # a model's own bug, sys.exit, ...: report, keep serving
             _send(outgoing, ("error", _describe_error(error)))
             continue
-        _send(outgoing, ("ok", [("ok", output) if not isinstance(output, Exception)
-                                else ("error", _describe_error(output)) for output in outputs]))
+        _send(outgoing, ("ok", ([("ok", output) if not isinstance(output, Exception)
+                                 else ("error", _describe_error(output))
+                                 for output in result.outputs], result.shared)))
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def test_a_killed_build_leaves_a_usable_cache(tmp_path: Path, tiny_models) -> No
     rebuild = _mkdocs(project, env)
     output, _ = rebuild.communicate(timeout=120)
     assert rebuild.returncode == 0, output
-    assert "2 figures: 1 drawn from 1 trace(s), 1 from the cache" in output
+    assert ("2 figures: 1 traced (1 new trace), 0 from the shared cache (0 traces), "
+            "1 from the site's cache") in output
     assert len(tiny_models.builds()) == before + 1
 
 
@@ -166,8 +167,10 @@ def test_unchanged_site_in_a_new_process_reads_the_disk_cache(tmp_path: Path,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tiny_models.source.parent.parent), os.environ.get("PYTHONPATH", "")])}
     outputs = [_mkdocs(project, env).communicate(timeout=120)[0] for _ in range(2)]
-    assert "1 figures: 1 drawn from 1 trace(s), 0 from the cache" in outputs[0]
-    assert "1 figures: 0 drawn from 0 trace(s), 1 from the cache" in outputs[1]
+    assert ("1 figures: 1 traced (1 new trace), 0 from the shared cache (0 traces), "
+            "0 from the site's cache") in outputs[0]
+    assert ("1 figures: 0 traced (0 new traces), 0 from the shared cache (0 traces), "
+            "1 from the site's cache") in outputs[1]
     assert tiny_models.builds() == ["Tiny 8"]
     # what keeps a warm rebuild cheap: the build process never imports torch (only trace
     # workers do), and with every figure cached no worker starts

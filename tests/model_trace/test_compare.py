@@ -117,7 +117,7 @@ def test_op_counts_count_each_member_of_a_folded_run() -> None:
 def test_the_fence_draws_each_variant_marked_with_a_table(mla) -> None:
     spec = _spec(MLA_FENCE + "highlight: [wkv_b]\nnotes: {wkv_b: Used in both.}\n"
                  "caption: Two ways to attend\nexport: [svg, json]")
-    (output,) = run_fences([spec])
+    (output,) = run_fences([spec]).outputs
     assert not isinstance(output, Exception), output
     html = output.html
     assert html.count('<figure class="model-trace"') == 2

@@ -70,7 +70,7 @@ def test_totals_leave_out_fp8_block_scales() -> None:
 @pytest.mark.slow
 def test_published_671b_totals_come_out_of_the_trace() -> None:
     """DeepSeek-V3's published counts: 671,026,419,200 parameters, 37.55B activated."""
-    (output,) = run_fences([_prepared("model: deepseek-v3\nconfig: 671B\nsummary: 1")])
+    (output,) = run_fences([_prepared("model: deepseek-v3\nconfig: 671B\nsummary: 1")]).outputs
     assert "<strong>671,026,419,200</strong> parameters" in output.html
     activated = int(re.search(r"<strong>([\d,]+)</strong> activated", output.html)[1]
                     .replace(",", ""))
@@ -100,7 +100,7 @@ def test_focus_on_a_folded_member_points_at_its_representative(tiny_graph) -> No
 
 def test_one_job_draws_every_view_and_keeps_view_errors_apart() -> None:
     specs = [_prepared(TINY + "depth: 0"), _prepared(TINY + "focus: no.such.module")]
-    drawn, failed = run_fences(specs)
+    drawn, failed = run_fences(specs).outputs
     assert '<figure class="model-trace"' in drawn.html
     assert isinstance(failed, SpecError) and failed.field == "focus"
 

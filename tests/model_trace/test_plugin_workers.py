@@ -138,8 +138,8 @@ def test_the_summary_counts_failed_figures(build_site, tiny_models, caplog) -> N
                       plugin={**PLUGIN, "on_error": "warn"})
     assert (site / "index.html").is_file()
     summary = [r.getMessage() for r in caplog.records if "figures:" in r.getMessage()]
-    assert summary == ["model-trace: 2 figures: 1 drawn from 2 trace(s), 0 from the cache, "
-                       "1 failed"]
+    assert summary == ["model-trace: 2 figures: 1 traced (2 new traces), 0 from the shared "
+                       "cache (0 traces), 0 from the site's cache, 1 failed"]
 
 
 REFUSING_HOOK = '''\
@@ -177,5 +177,6 @@ def test_a_build_that_stops_early_ends_its_traces_without_a_traceback(tmp_path,
     assert "Traceback" not in build.stderr and "CancelledError" not in build.stderr, build.stderr
     assert "a.md:3: unknown field 'inptus'; did you mean 'inputs'?" in build.stderr
     assert "b.md:1: the site's hook refused this page" in build.stderr
-    assert ("model-trace: 2 figures: 0 drawn from 2 trace(s), 0 from the cache, 2 stopped "
-            "when the build ended") in build.stderr, build.stderr
+    assert ("model-trace: 2 figures: 0 traced (2 new traces), 0 from the shared cache "
+            "(0 traces), 0 from the site's cache, 2 stopped when the build ended"
+            ) in build.stderr, build.stderr

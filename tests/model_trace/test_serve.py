@@ -133,7 +133,8 @@ def test_editing_a_model_retraces_only_its_fence(served: Server, tiny_models,
     tiny_models.source.write_text(source.replace("torch.relu", "torch.sigmoid"),
                                   encoding="utf-8")
     summary = served.wait_for_line("model-trace: 2 figures")
-    assert "1 drawn from 1 trace(s), 1 from the cache" in summary
+    assert ("1 traced (1 new trace), 0 from the shared cache (0 traces), "
+            "1 from the site's cache") in summary
     assert sorted(tiny_models.builds()) == ["Other", "Tiny 8", "Tiny 8"]
     page = served.page()
     assert ">sigmoid</text>" in page and ">relu</text>" not in page  # re-imported, not stale
@@ -145,6 +146,7 @@ def test_editing_a_model_retraces_only_its_fence(served: Server, tiny_models,
     page_file = tmp_path / "project/docs/other.md"
     page_file.write_text(page_file.read_text() + "\nMore prose.\n")
     summary = served.wait_for_line("model-trace: 2 figures")
-    assert "0 drawn from 0 trace(s), 2 from the cache" in summary
+    assert ("0 traced (0 new traces), 0 from the shared cache (0 traces), "
+            "2 from the site's cache") in summary
     assert sorted(tiny_models.builds()) == ["Other", "Tiny 8", "Tiny 8"]
     assert "More prose." in served.page("other/")

@@ -63,7 +63,8 @@ def test_an_override_that_turns_yarn_off_fails_a_strict_build(build_site, caplog
     site = build_site({"index.md": YARN_OFF})  # not strict: drawn, and still said (cached)
     assert '<figure class="model-trace"' in (site / "index.html").read_text(encoding="utf-8")
     assert [w.split(": ", 2)[1] for w in _warnings(caplog)] == ["index.md:3"]
-    assert any("0 drawn from 0 trace(s), 1 from the cache" in r.getMessage()
+    assert any("0 traced (0 new traces), 0 from the shared cache (0 traces), "
+               "1 from the site's cache" in r.getMessage()
                for r in caplog.records)
 
 
@@ -83,7 +84,7 @@ def test_the_warning_goes_to_the_output_not_to_stderr(noisy, capfd) -> None:
     spec = parse_spec("model: noisy_models:Noisy\ninputs: [[2, 4]]\n").with_defaults(
         depth=1, routing="balanced", export=())
     with warnings.catch_warnings(record=True) as escaped:
-        (output,) = run_fences([spec])
+        (output,) = run_fences([spec]).outputs
     assert not escaped
     assert not isinstance(output, Exception)
     assert output.warnings == ("FutureWarning raised while the model was built or traced (at "
