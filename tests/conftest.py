@@ -163,6 +163,7 @@ def tiny_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TinyModels:
     source = package / "__init__.py"
     source.write_text(TINY_MODELS.format(log=str(log)), encoding="utf-8")
     monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "tiny_models", raising=False)  # an earlier test's, if any
     return TinyModels(source, log)
 
 

@@ -22,6 +22,7 @@ from model_trace.spec import (
 )
 
 if TYPE_CHECKING:
+    from model_trace.cache import SharedTraces
     from model_trace.graph import Graph
 
 FORMATS = ("html", "svg", "png", "json")
@@ -45,7 +46,7 @@ def _render(args: argparse.Namespace) -> None:
     defaults = Settings()
     exports = ("svg",) if fmt == "png" else () if fmt == "html" else (fmt,)
     spec = spec.with_defaults(depth=defaults.depth, routing=defaults.routing, export=exports)
-    output = run_fence(spec, args.theme)
+    output = run_fence(spec, args.theme, shared=_shared(spec, args))
     for message in output.warnings:
         print(f"warning: {message}", file=sys.stderr)
     for note in output.notes:
@@ -87,19 +88,32 @@ def _summary_command(args: argparse.Namespace) -> None:
 def _trace_model(args: argparse.Namespace) -> Graph:
     """The model the command line names, traced as a fence with the same fields would be."""
     from model_trace.caveats import assumption_messages
-    from model_trace.pipeline import trace_spec
+    from model_trace.pipeline import shared_or_traced
 
     spec = _spec_from_options(args)
     try:
-        graph = trace_spec(spec)
+        graph, model_warnings, _ = shared_or_traced(spec, None, _shared(spec, args))
     except ModelTraceError:
         raise
     except Exception as error:  # the model's own code failed while being built
         raise ModelLoadError(f"building '{spec.model}' failed: "
                              f"{type(error).__name__}: {error}") from error
-    for message in assumption_messages(graph):
+    for message in [*model_warnings, *assumption_messages(graph)]:
         print(f"warning: {message}", file=sys.stderr)
     return graph
+
+
+def _shared(spec: FenceSpec, args: argparse.Namespace) -> SharedTraces | None:
+    """Where the spec's trace is kept for later runs, in the folder where sites share theirs
+    (keyed under no import policy, so apart from the sites' entries); None with
+    ``--no-shared-cache``."""
+    if args.no_shared_cache:
+        return None
+    from model_trace.cache import user_cache_dir
+    from model_trace.session import TraceSession
+
+    settings = Settings(allowed_roots=None, shared_dir=user_cache_dir(), isolate=False)
+    return TraceSession(settings).shared(spec)
 
 
 def _spec_from_options(args: argparse.Namespace) -> FenceSpec:
@@ -184,6 +198,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=plain(FIELDS["world_size"].description))
     parser.add_argument("--rank", type=int, default=0, metavar="R",
                         help=plain(FIELDS["rank"].description))
+    _add_shared_cache_option(parser)
+
+
+def _add_shared_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-shared-cache", action="store_true",
+                        help="trace anew and keep the trace to this run, instead of sharing "
+                        "traces with other runs in the user's cache folder "
+                        "($MODEL_TRACE_CACHE_DIR, else $XDG_CACHE_HOME/model-trace/traces)")
 
 
 def standalone_page(figure: str, title: str) -> str:
@@ -257,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=plain(FIELDS["execute"].description) + " (a fence's execute)")
     render.add_argument("--theme", choices=("auto", "light", "dark"), default="auto",
                         help="the figure's colours (html)")
+    _add_shared_cache_option(render)
     render.set_defaults(run=_render)
     trace = commands.add_parser(
         "trace", help="trace a model and write its Graph JSON (see the graph schema)")

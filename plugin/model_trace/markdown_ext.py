@@ -32,7 +32,7 @@ from markdown import Extension, Markdown
 from markdown.postprocessors import Postprocessor
 from markdown.preprocessors import Preprocessor
 
-from model_trace.cache import write_atomic
+from model_trace.cache import user_cache_dir, write_atomic
 from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
 from model_trace.session import Settings, TraceSession, put_on_sys_path
@@ -324,8 +324,8 @@ class ModelTraceExtension(Extension):
     a ``FenceState`` on the Markdown instance as ``md.model_trace_state``. Its options (also
     given by name, as ``extension_configs`` or a site generator's ``markdown_extensions``
     entry): ``on_error`` (``fail``, ``warn``, ``record``), ``allowed_roots``, ``own_roots``,
-    ``cache_dir``, ``paths``. Fences trace in this process; every instance with the same
-    options shares one session, and so one in-memory cache. Pass
+    ``cache_dir``, ``shared_cache``, ``paths``. Fences trace in this process; every instance
+    with the same options shares one session, and so one in-memory cache. Pass
     ``state=FenceState(TraceSession(Settings(...)))`` for worker processes or anything else
     ``Settings`` holds.
     """
@@ -340,6 +340,9 @@ class ModelTraceExtension(Extension):
                               "classes a fence may build"],
             "own_roots": [[], "the site's own packages: any class or function in them"],
             "cache_dir": ["", "a folder for traced figures between runs ('' for none)"],
+            "shared_cache": [True, "share traces with the other sites of this machine, in the "
+                             "user's cache folder ($MODEL_TRACE_CACHE_DIR, else "
+                             "$XDG_CACHE_HOME/model-trace/traces)"],
             "paths": [["."], "folders put at the front of sys.path, so a site's own models "
                       "import: relative to the site's root (Zensical's) or the working folder"],
         }
@@ -354,7 +357,9 @@ class ModelTraceExtension(Extension):
             state = FenceState(shared_session(Settings(
                 allowed_roots=tuple(self.getConfig("allowed_roots")),
                 own_roots=tuple(self.getConfig("own_roots")),
-                cache_dir=Path(cache_dir) if cache_dir else None, isolate=False)))
+                cache_dir=Path(cache_dir) if cache_dir else None,
+                shared_dir=user_cache_dir() if self.getConfig("shared_cache") else None,
+                isolate=False)))
         self.state = state
         self.register_fence = register_fence
         self.paths: list[str] = list(self.getConfig("paths"))

@@ -108,9 +108,11 @@ def view_options(spec: FenceSpec, theme: str = "auto") -> ViewOptions:
     return ViewOptions(**{k: v for k, v in values.items() if k in known})
 
 
-def run_fence(spec: FenceSpec, theme: str = "auto") -> FenceOutput:
-    """Trace and render one fence, with the export files it asks for."""
-    (output,) = run_fences([spec], theme).outputs
+def run_fence(spec: FenceSpec, theme: str = "auto", *,
+              shared: SharedTraces | None = None) -> FenceOutput:
+    """Trace and render one fence, with the export files it asks for (``shared``: as for
+    ``run_fences``)."""
+    (output,) = run_fences([spec], theme, shared=shared).outputs
     if isinstance(output, ModelTraceError):
         raise output
     return output

@@ -14,7 +14,9 @@ through ``html_static_path``. Configuration values are the plugin's options with
 ``model_trace_depth``,
 ``model_trace_routing``, ``model_trace_timeout``, ``model_trace_jobs``,
 ``model_trace_on_error``, ``model_trace_assume``, ``model_trace_export``, ``model_trace_theme``,
-``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache), ``model_trace_paths``
+``model_trace_cache_dir`` (relative to conf.py; empty: no disk cache),
+``model_trace_shared_cache`` (share traces with the other projects and sites of this machine,
+in ``cache.user_cache_dir()``; default True), ``model_trace_paths``
 (folders relative to conf.py put on ``sys.path`` of the build and its trace workers, so the
 project's own model package imports without ``PYTHONPATH``; default: conf.py's folder).
 """
@@ -38,6 +40,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 import model_trace
+from model_trace.cache import user_cache_dir
 from model_trace.errors import ModelTraceError, SpecError, readable
 from model_trace.loader import DEFAULT_ALLOWED_ROOTS
 from model_trace.session import Settings, TraceSession, put_on_sys_path
@@ -70,6 +73,7 @@ _CONFIG: dict[str, Any] = {
     "export": [],
     "theme": "auto",
     "cache_dir": ".cache/plugin/model-trace",
+    "shared_cache": True,
     "paths": ["."],
 }
 
@@ -166,6 +170,7 @@ def _start(app: Sphinx) -> None:
         timeout_s=float(config.model_trace_timeout),
         jobs=config.model_trace_jobs,
         cache_dir=Path(app.confdir) / cache_dir if cache_dir else None,
+        shared_dir=user_cache_dir() if config.model_trace_shared_cache else None,
         option_hint="`model_trace_{name}` in conf.py",
         log=logger.info,
     )
