@@ -1,20 +1,45 @@
-"""How long the docs site takes to build, and what the plugin adds: ``python benchmarks/site.py``.
+"""How long the docs site takes to build, and what the plugin adds: ``python benchmarks/site.py``;
+cold builds now and before a commit: ``python benchmarks/site.py --before [COMMIT]``.
 
 Works on a copy of ``docs/`` and ``mkdocs.yml`` in a temporary folder, with real ``mkdocs``
 processes, and reports:
 
-- cold: ``mkdocs build`` with an empty cache (every fence traced);
+- cold: ``mkdocs build`` with an empty cache, the shared one included (every fence traced);
 - warm: ``mkdocs build`` again, everything from the disk cache (median of ``--repeat``);
 - baseline: the same site with every ```` ```model-trace ```` fence turned into a plain
   ```` ```yaml ```` block, so the plugin has nothing to draw (median of ``--repeat``);
   warm minus baseline is the plugin's overhead on an unchanged site;
 - serve: under ``mkdocs serve``, the time from an edit of a page without fences to the
   browsers' reload, and the rebuild alone, with the plugin and for the baseline site.
+
+With ``--before``, cold builds of two sites by this checkout and by an older commit instead.
+Two sites, each built by real ``mkdocs build`` processes in a temporary folder:
+
+- ``docs``: the project's own docs site, as each version of the code has it (its ``docs/``
+  and ``mkdocs.yml``; the fence count is printed, since the pages differ between versions);
+- ``three``: a new site of three pages, one fence each: an encoder layer, the 671B
+  DeepSeek-V3 overview and a GPT-2 (124M) from the site's own code (``local_gpt2``).
+
+The code "before" is the tree of ``--before`` (default ``d11edbd``, the commit before "Zoo
+builds fast" and early folding), unpacked with ``git archive`` into the temporary folder; a
+build runs its package and zoo by putting them first on ``PYTHONPATH``. "now" is this
+checkout. For every site and version, in this order, so that machine load hits them alike:
+
+- reference: the same site with its fences turned into plain YAML blocks (nothing to draw);
+- cold: an empty site cache and an empty folder of shared traces (every fence traced);
+- shared (now only): a second copy of the site in a new folder, its own cache empty, reading
+  the traces the cold build left in the shared folder (what a new site pays for models
+  another site on the machine traced). The code before had no shared folder.
+
+Times are wall seconds of the whole ``mkdocs build`` process, and each as a ratio to the
+reference built just before it; the 1-minute load average at the start of each build is
+printed beside it, since these machines are shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import queue
 import re
@@ -23,9 +48,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
+import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,22 +62,30 @@ QUIET_PAGE = "reference/sphinx-and-cli.md"
 """A page without fences, edited in the serve measurement."""
 
 
-def copy_site(target: Path, *, fences: bool) -> Path:
+def copy_site(target: Path, *, fences: bool, source: Path = ROOT) -> Path:
+    """The docs site of the tree at ``source`` copied to ``target`` (fences as plain YAML
+    blocks unless ``fences``)."""
     target.mkdir(parents=True)
-    shutil.copytree(ROOT / "docs", target / "docs")
-    shutil.copy(ROOT / "mkdocs.yml", target / "mkdocs.yml")
+    shutil.copytree(source / "docs", target / "docs")
+    shutil.copy(source / "mkdocs.yml", target / "mkdocs.yml")
     if not fences:
-        for page in (target / "docs").rglob("*.md"):
-            page.write_text(FENCE.sub(r"\1yaml", page.read_text(encoding="utf-8")),
-                            encoding="utf-8")
+        plain_fences(target / "docs")
     return target
 
 
-def build(project: Path) -> float:
-    """Wall time of one ``mkdocs build`` process, start to exit."""
+def plain_fences(docs: Path) -> None:
+    """Turn every model-trace fence under ``docs`` into a plain YAML block."""
+    for page in docs.rglob("*.md"):
+        page.write_text(FENCE.sub(r"\1yaml", page.read_text(encoding="utf-8")),
+                        encoding="utf-8")
+
+
+def build(project: Path, env: dict[str, str] | None = None) -> float:
+    """Wall time of one ``mkdocs build`` process, start to exit (``env``: variables set on
+    top of this process's)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q"], cwd=project, check=True,
-                   env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                   env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})})
     return time.perf_counter() - start
 
 
@@ -100,17 +136,160 @@ def _wait_for(lines: queue.Queue[tuple[float, str]], text: str, after: float) ->
             return arrived
 
 
+# -- cold builds now and before a commit ----------------------------------------------------
+BEFORE = "d11edbd"
+THREE_PAGES = {
+    "index.md": """\
+        # An encoder layer
+
+        ```model-trace
+        model: torch.nn:TransformerEncoderLayer
+        args: {d_model: 512, nhead: 8, batch_first: true}
+        inputs: [[1, 128, 512]]
+        ```
+        """,
+    "deepseek.md": """\
+        # DeepSeek-V3
+
+        ```model-trace
+        model: deepseek-v3
+        config: 671B
+        depth: 1
+        ```
+        """,
+    "gpt2.md": """\
+        # GPT-2
+
+        ```model-trace
+        model: local_gpt2:gpt2
+        inputs: local_gpt2:tokens
+        ```
+        """,
+}
+LOCAL_GPT2 = '''\
+"""GPT-2 small (124M, transformers' default config): the site's own model code."""
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def gpt2() -> torch.nn.Module:
+    return GPT2LMHeadModel(GPT2Config()).eval()
+
+
+def tokens() -> torch.Tensor:
+    return torch.arange(128).unsqueeze(0)
+'''
+THREE_CONFIG = """\
+site_name: three figures
+theme: mkdocs
+markdown_extensions: [pymdownx.superfences]
+plugins:
+  - model-trace:
+      own_roots: [local_gpt2]
+"""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A version of the code: its name in the table and the tree its package, zoo and docs
+    come from."""
+
+    name: str
+    root: Path
+
+    def environment(self, shared: Path) -> dict[str, str]:
+        """A build of this version, with ``shared`` as the folder of shared traces."""
+        python_path = os.pathsep.join([str(self.root / "plugin"), str(self.root)])
+        return {"PYTHONPATH": python_path, "MODEL_TRACE_CACHE_DIR": str(shared)}
+
+
+def unpack(commit: str, target: Path) -> Version:
+    """The tree of ``commit`` in ``target``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return Version(f"before {commit}", target)
+
+
+def three_site(target: Path, *, fences: bool, source: Path = ROOT) -> Path:
+    """The three-fence site (``source`` is unused: the site is the same for every version)."""
+    (target / "docs").mkdir(parents=True)
+    for name, text in THREE_PAGES.items():
+        (target / "docs" / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    (target / "local_gpt2").mkdir()
+    (target / "local_gpt2" / "__init__.py").write_text(LOCAL_GPT2, encoding="utf-8")
+    (target / "mkdocs.yml").write_text(THREE_CONFIG, encoding="utf-8")
+    if not fences:
+        plain_fences(target / "docs")
+    return target
+
+
+SITES = {"docs": copy_site, "three": three_site}
+
+
+def fence_count(docs: Path) -> int:
+    from model_trace.markdown_ext import find_fences
+
+    return sum(len(find_fences(page.read_text(encoding="utf-8").splitlines()))
+               for page in docs.rglob("*.md"))
+
+
+def measure(site: str, version: Version, folder: Path) -> list[str]:
+    """The table rows of one site built by one version: reference, cold and (now) shared."""
+    make = SITES[site]
+    work = folder / site / version.name.replace(" ", "-")
+    shared = work / "shared"
+    builds = {"reference": make(work / "reference", fences=False, source=version.root),
+              "cold": make(work / "cold", fences=True, source=version.root)}
+    if version.name == "now":  # the code before had no shared folder
+        builds["shared"] = make(work / "new-site", fences=True, source=version.root)
+    label = f"{site} ({fence_count(builds['cold'] / 'docs')} fences)"
+    rows, reference = [], 0.0
+    for kind, project in builds.items():
+        load = os.getloadavg()[0]
+        seconds = build(project, version.environment(shared))
+        reference = reference or seconds
+        rows.append(f"{label:<20} {version.name:<15} {kind:<9} {seconds:7.1f} s "
+                    f"{seconds / reference:6.2f} x  {load:5.1f}")
+    return rows
+
+
+def compare_versions(before: str, sites: list[str]) -> None:
+    """Print the cold builds of ``sites`` by the tree of ``before`` and by this checkout."""
+    with tempfile.TemporaryDirectory(prefix="model-trace-cold-") as name:
+        folder = Path(name)
+        versions = [unpack(before, folder / "before-tree"), Version("now", ROOT)]
+        print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the start", flush=True)
+        print(f"{'site':<20} {'version':<15} {'build':<9} {'wall':>9} {'ratio':>8}  load",
+              flush=True)
+        for site in sites:
+            for version in versions:
+                print("\n".join(measure(site, version, folder)), flush=True)
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--edits", type=int, default=5)
+    parser.add_argument("--before", nargs="?", const=BEFORE, metavar="COMMIT",
+                        help=f"cold builds now and at COMMIT (default {BEFORE}) instead")
+    parser.add_argument("--sites", nargs="+", choices=sorted(SITES), default=["three", "docs"],
+                        help="the sites --before builds")
     args = parser.parse_args()
+    if args.before:
+        compare_versions(args.before, args.sites)
+        return
     with tempfile.TemporaryDirectory(prefix="model-trace-site-") as folder:
         site = copy_site(Path(folder) / "site", fences=True)
         baseline = copy_site(Path(folder) / "baseline", fences=False)
-        cold = build(site)
-        warm = statistics.median(build(site) for _ in range(args.repeat))
-        plain = statistics.median(build(baseline) for _ in range(args.repeat))
+        alone = {"MODEL_TRACE_CACHE_DIR": str(Path(folder) / "shared")}  # no other site's
+        cold = build(site, alone)
+        warm = statistics.median(build(site, alone) for _ in range(args.repeat))
+        plain = statistics.median(build(baseline, alone) for _ in range(args.repeat))
         served = serve_rebuilds(site, args.edits)
         served_plain = serve_rebuilds(baseline, args.edits)
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
