@@ -25,7 +25,8 @@ builds fast" and early folding), unpacked with ``git archive`` into the temporar
 build runs its package and zoo by putting them first on ``PYTHONPATH``. "now" is this
 checkout. For every site and version, in this order, so that machine load hits them alike:
 
-- reference: the same site with its fences turned into plain YAML blocks (nothing to draw);
+- reference: the same site with its fences turned into plain YAML blocks (nothing to draw),
+  the median of ``--repeat`` builds;
 - cold: an empty site cache and an empty folder of shared traces (every fence traced);
 - shared (now only): a second copy of the site in a new folder, its own cache empty, reading
   the traces the cold build left in the shared folder (what a new site pays for models
@@ -204,6 +205,17 @@ class Version:
         return {"PYTHONPATH": python_path, "MODEL_TRACE_CACHE_DIR": str(shared)}
 
 
+def check_imports(version: Version) -> None:
+    """Stop unless a build of ``version`` imports model-trace and the zoo from its tree."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import model_trace, model_zoo; "
+         "print(model_trace.__file__); print(model_zoo.__file__)"],
+        env={**os.environ, **version.environment(version.root)}, check=True,
+        capture_output=True, text=True).stdout.split()
+    if not all(Path(path).is_relative_to(version.root) for path in found):
+        raise SystemExit(f"{version.name}: a build would import {found}, not {version.root}")
+
+
 def unpack(commit: str, target: Path) -> Version:
     """The tree of ``commit`` in ``target``."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True,
@@ -236,8 +248,9 @@ def fence_count(docs: Path) -> int:
                for page in docs.rglob("*.md"))
 
 
-def measure(site: str, version: Version, folder: Path) -> list[str]:
-    """The table rows of one site built by one version: reference, cold and (now) shared."""
+def measure(site: str, version: Version, folder: Path, repeat: int) -> list[str]:
+    """The table rows of one site built by one version: reference (median of ``repeat``),
+    cold and (now) shared."""
     make = SITES[site]
     work = folder / site / version.name.replace(" ", "-")
     shared = work / "shared"
@@ -249,25 +262,28 @@ def measure(site: str, version: Version, folder: Path) -> list[str]:
     rows, reference = [], 0.0
     for kind, project in builds.items():
         load = os.getloadavg()[0]
-        seconds = build(project, version.environment(shared))
+        seconds = statistics.median(build(project, version.environment(shared))
+                                    for _ in range(repeat if kind == "reference" else 1))
         reference = reference or seconds
         rows.append(f"{label:<20} {version.name:<15} {kind:<9} {seconds:7.1f} s "
                     f"{seconds / reference:6.2f} x  {load:5.1f}")
     return rows
 
 
-def compare_versions(before: str, sites: list[str]) -> None:
+def compare_versions(before: str, sites: list[str], repeat: int) -> None:
     """Print the cold builds of ``sites`` by the tree of ``before`` and by this checkout."""
     with tempfile.TemporaryDirectory(prefix="model-trace-cold-") as name:
         folder = Path(name)
         versions = [unpack(before, folder / "before-tree"), Version("now", ROOT)]
+        for version in versions:
+            check_imports(version)
         print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the start", flush=True)
         print(f"{'site':<20} {'version':<15} {'build':<9} {'wall':>9} {'ratio':>8}  load",
               flush=True)
         for site in sites:
             for version in versions:
-                print("\n".join(measure(site, version, folder)), flush=True)
+                print("\n".join(measure(site, version, folder, repeat)), flush=True)
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
@@ -281,7 +297,7 @@ def main() -> None:
                         help="the sites --before builds")
     args = parser.parse_args()
     if args.before:
-        compare_versions(args.before, args.sites)
+        compare_versions(args.before, args.sites, args.repeat)
         return
     with tempfile.TemporaryDirectory(prefix="model-trace-site-") as folder:
         site = copy_site(Path(folder) / "site", fences=True)
