@@ -4,9 +4,11 @@ from their configs on whatever device is current (the meta device for a trace: n
 Every size below is a number of the checkpoint's ``config.json`` on the Hugging Face Hub (the
 repository named in ``source``); fields a config leaves at transformers' default are not
 repeated. torchvision's models are its own builders, whose weights ``source`` names.
-``params`` is the parameter count the checkpoint's model card or paper publishes, as
-published (rounded), so a wrong number here shows. The docs' model gallery, the tracer's
-coverage tests and ``benchmarks/coverage.py`` build their models from this table.
+``params`` is the parameter count the checkpoint's model card, paper or Hub page ("Model
+size": the Hub's count of the checkpoint's tensors) publishes, as published (rounded), so a
+wrong number here shows; where a card rounds further than 1%, the Hub's count is used. The
+docs' model gallery, the tracer's coverage tests and ``benchmarks/coverage.py`` build their
+models from this table.
 """
 
 from __future__ import annotations
@@ -209,7 +211,10 @@ ARCHITECTURES: dict[str, Published] = {p.name: p for p in (
                          attn_layer_period=8, attn_layer_offset=4)),
     Published("Qwen3-Next 80B-A3B", "hybrid MoE + linear attention",
               "Qwen/Qwen3-Next-80B-A3B-Instruct", "80B", _causal_lm("Qwen3NextConfig")),
-    Published("ERNIE 4.5 21B-A3B", "MoE decoder", "baidu/ERNIE-4.5-21B-A3B-PT", "21B",
+    # the model card's table says 21B, 3.8% below the 21,825,437,888 parameters its config
+    # builds; the Hub counts 21.8B in the checkpoint's safetensors (21.83B where listed with
+    # two decimals), tied embeddings stored once: the card rounds down
+    Published("ERNIE 4.5 21B-A3B", "MoE decoder", "baidu/ERNIE-4.5-21B-A3B-PT", "21.8B",
               _causal_lm("Ernie4_5_MoeConfig")),
     Published("Switch Transformer base-8", "MoE encoder-decoder", "google/switch-base-8",
               "619M", _model("SwitchTransformersForConditionalGeneration",

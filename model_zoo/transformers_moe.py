@@ -61,9 +61,6 @@ COMPLETIONS: dict[str, tuple[dict[str, Any], str]] = {
 """Per folder: the config fields set over the defaults, and why."""
 
 NOT_COVERED: dict[str, str] = {
-    "doge": "its experts are rows of two embedding tables looked up by routed indices "
-            "(nn.Embedding), and activated parameters count an embedding table whole, as "
-            "for the token embedding: every expert counts",
     "lfm2_moe": "the default config leaves layer_types unset, which the model needs",
     "gemma4": "the default config is the dense Gemma 4: its experts' sizes are unset",
     "hunyuan_v1_moe": "the default config has 1 expert and leaves head_dim unset",

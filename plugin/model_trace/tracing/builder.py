@@ -18,6 +18,7 @@ import torch
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
 from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.options import ParameterDrawing
+from model_trace.tracing.selections import PICKS_ROWS
 
 REF_ATTRIBUTE = "_model_trace_ref"
 
@@ -53,6 +54,7 @@ class GraphBuilder:
         # counts them in its stats)
         # parameters the current op read that may be stacked experts (see ``selections``):
         # those of three or more dimensions, and any when the op is a view (``reading_view``)
+        # or picks rows of a table (``PICKS_ROWS``)
         self.param_reads: list[tuple[str, torch.Tensor, str | None]] = []
         self.reading_view = False
         self.root = self.new_module(root_name, "", None, root)
@@ -175,7 +177,7 @@ class GraphBuilder:
                     node.stats.params += value.numel()
                     node.stats.activated_params = node.stats.params
             if self.parameters != "nodes":
-                if value.dim() >= 3 or self.reading_view:
+                if value.dim() >= 3 or self.reading_view or node.name in PICKS_ROWS:
                     self.param_reads.append((name, value, None))
                 return None
         owner = name.rpartition(".")[0] if kind != "constant" else None
@@ -186,7 +188,8 @@ class GraphBuilder:
         tensor_id = self.register(value, source_id)
         if kind != "constant":
             self._fixed_tensors[id(value)] = tensor_id
-        if kind == "parameter" and (value.dim() >= 3 or self.reading_view):
+        if kind == "parameter" and (value.dim() >= 3 or self.reading_view
+                                    or node.name in PICKS_ROWS):
             self.param_reads.append((name, value, tensor_id))
         self.nodes[source_id].outputs.append(tensor_id)
         return tensor_id

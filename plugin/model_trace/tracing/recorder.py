@@ -413,7 +413,7 @@ class Recorder(TorchFunctionMode):
             self._uncounted(node, self._runner.missing)
         slices = self._slices
         if reads or slices.tracked or slices.pending:
-            slices.observe(info, node, args, kwargs, reads, builder.tensors)
+            slices.observe(info, node, args, kwargs, reads, builder.tensors, builder.nodes)
             reads.clear()
         return node
 

@@ -11,11 +11,17 @@ transformers 5 keeps the experts of a mixture-of-experts layer in 3-D parameters
   cumulative counts.
 
 A parameter of three or more dimensions counts as stacked along its first one, and so does a
-view of any parameter with three or more (``w.view(E, I, D)``, DBRX). The tracker follows
-views of stacked parameters and of scalar-index slices, and writes a ``Selection`` on the node
-that used the slices; the statistics turn them into activated parameters and expert load. An
-op that uses a stacked parameter whole (every expert for every row) writes a ``whole``
-selection: then every slice counts.
+view of any parameter with three or more (``w.view(E, I, D)``, DBRX). A table of rows
+(``nn.Embedding``, a 2-D weight) counts as stacked along its rows where an op picks them by
+indices a router chose (``embedding(topk_ids, w)``: Doge's experts are rows of two tables):
+a routing op (``topk``, ``argmax``...) among the integer ops that computed the indices. A
+token embedding's ids come from the inputs, so that table counts whole, as it always has (a
+trace that feeds a token chosen by ``argmax`` back into the embedding counts its rows too).
+
+The tracker follows views of stacked parameters and of scalar-index slices, and writes a
+``Selection`` on the node that used the slices; the statistics turn them into activated
+parameters and expert load. An op that uses a stacked parameter whole (every expert for
+every row) writes a ``whole`` selection: then every slice counts.
 """
 
 from __future__ import annotations
@@ -27,9 +33,14 @@ import torch
 
 from model_trace.graph import Node, Selection, Tensor
 from model_trace.tracing.op_info import OpInfo
+from model_trace.tracing.op_table import facts_of
 
 STACKED_MIN_DIM = 3
 """Fewest dimensions of a parameter (or a view of one) held as a stack of slices."""
+
+PICKS_ROWS = ("getitem", "index_select", "embedding")
+"""Ops that pick rows of a table by an index: a table whose rows a router chose counts by
+the rows picked."""
 
 
 class SliceTracker:
@@ -41,10 +52,10 @@ class SliceTracker:
 
     def observe(self, info: OpInfo, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any],
                 reads: list[tuple[str, torch.Tensor, str | None]],
-                tensors: dict[str, Tensor]) -> None:
+                tensors: dict[str, Tensor], nodes: dict[str, Node]) -> None:
         """Record what ``node`` did with stacked parameters. ``reads`` are the parameters it
         read directly (name, tensor, tensor id if drawn as a node): those of three or more
-        dimensions, and for a view any; ``tensors`` the trace's tensors by id."""
+        dimensions, and for a view any; ``tensors`` and ``nodes`` the trace's, by id."""
         for name, value, tensor_id in reads:
             if tensor_id is not None and value.dim() >= STACKED_MIN_DIM:
                 self.tracked[tensor_id] = (name, value.shape[0])
@@ -54,6 +65,9 @@ class SliceTracker:
         stacked = [(name, value.shape[0]) for name, value, _ in reads
                    if value.dim() >= STACKED_MIN_DIM]
         stacked += [self.tracked[t] for t in node.inputs if t in self.tracked]
+        if not stacked and info.name in PICKS_ROWS:
+            stacked = [(name, value.shape[0]) for name, value, _ in reads
+                       if value.dim() == 2 and _routed(node, tensors, nodes)][:1]
         pending = [self.pending[t] for t in node.inputs if t in self.pending]
         if not stacked and not pending:
             return
@@ -63,7 +77,7 @@ class SliceTracker:
         if not stacked:
             return
         param, slices = stacked[0]
-        if info.role == "gather":
+        if info.role == "gather" or info.name in PICKS_ROWS:
             self._select(node, info, args, param, slices)
         elif info.role == "grouped":
             offsets = kwargs.get("offs", args[2] if len(args) > 2 else None)
@@ -91,11 +105,14 @@ class SliceTracker:
 
     def _select(self, node: Node, info: OpInfo, args: tuple[Any, ...], param: str,
                 slices: int) -> None:
-        """``w[i]``, ``w[ids]``, ``index_select(w, 0, ids)``: which slices, for how many rows."""
+        """``w[i]``, ``w[ids]``, ``index_select(w, 0, ids)``, ``embedding(ids, w)``: which
+        slices, for how many rows."""
         if info.name == "index_select":
             if len(args) < 3 or args[1] != 0:
                 return
             index = args[2]
+        elif info.name == "embedding":
+            index = args[0] if args else None
         else:
             index = args[1] if len(args) > 1 else None
             if isinstance(index, tuple):
@@ -114,6 +131,24 @@ class SliceTracker:
                 self.pending[output] = (param, slices, index % slices)
             return
         node.selections.append(Selection(param, slices, [], [], whole=True))
+
+
+def _routed(node: Node, tensors: dict[str, Tensor], nodes: dict[str, Node]) -> bool:
+    """Whether a routing op (``topk``, ``argmax``...) computed an integer input of ``node``,
+    directly or through other integer ops."""
+    stack = [t for t in node.inputs if tensors[t].dtype.startswith(("int", "uint"))]
+    seen = set(stack)
+    while stack:
+        producer = nodes.get(tensors[stack.pop()].producer or "")
+        if producer is None or producer.kind != "op":
+            continue
+        if facts_of(producer.name).role == "routing":
+            return True
+        for tensor_id in producer.inputs:
+            if tensor_id not in seen and tensors[tensor_id].dtype.startswith(("int", "uint")):
+                seen.add(tensor_id)
+                stack.append(tensor_id)
+    return False
 
 
 def _from_counts(param: str, slices: int, counts: torch.Tensor) -> Selection:

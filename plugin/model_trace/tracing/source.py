@@ -6,6 +6,7 @@ asks for a call site on every op and a 671B model runs a quarter of a million of
 
 from __future__ import annotations
 
+import ast
 import inspect
 import linecache
 import os
@@ -130,13 +131,60 @@ class SourceIndex:
         """Where ``cls`` (a class or function) is defined, or None without Python source.
 
         Kept for the whole process, like ``linecache``: finding a class in its file parses
-        the file (5 ms per class), which would be most of the time of tracing a small model.
+        the file (20 ms for one of transformers' modeling files), which would be most of the
+        time of tracing a small model; a file is parsed once for all its classes.
         """
         if cls not in _CLASS_SPANS:
             try:
-                lines, start = inspect.getsourcelines(cls)
+                lines, start = _class_source(cls) if inspect.isclass(cls) \
+                    else inspect.getsourcelines(cls)
                 file = relative_source_path(inspect.getsourcefile(cls) or "")
                 _CLASS_SPANS[cls] = SourceSpan(file, start, start + len(lines) - 1)
             except (OSError, TypeError):
                 _CLASS_SPANS[cls] = None
         return _CLASS_SPANS[cls]
+
+
+_CLASS_STARTS: dict[str, tuple[list[str], dict[str, int]]] = {}
+"""Per source file: its lines as ``linecache`` holds them, and the first line (0-based, its
+first decorator's) of each class defined in it, by qualified name."""
+
+
+def _class_source(cls: type) -> tuple[list[str], int]:
+    """``inspect.getsourcelines(cls)`` (the class's lines and first line number), from one
+    parse of its file however many of its classes are asked for: ``inspect`` parses the
+    whole file for each class. A file ``linecache`` reloads (it changed) is parsed again."""
+    file = inspect.getsourcefile(cls)
+    if not file:
+        raise OSError(f"no source file for {cls.__qualname__}")
+    linecache.checkcache(file)
+    module = sys.modules.get(cls.__module__)
+    lines = linecache.getlines(file, module.__dict__ if module is not None else None)
+    cached = _CLASS_STARTS.get(file)
+    if cached is None or cached[0] is not lines:
+        cached = _CLASS_STARTS[file] = (lines, _class_starts("".join(lines)))
+    start = cached[1].get(cls.__qualname__)
+    if start is None:
+        raise OSError(f"no definition of {cls.__qualname__} in {file}")
+    return inspect.getblock(lines[start:]), start + 1
+
+
+def _class_starts(source: str) -> dict[str, int]:
+    """The first line (0-based, its first decorator's) of each class in ``source`` by
+    qualified name, the first definition of a name winning, as ``inspect`` finds them."""
+    starts: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(child, f"{prefix}{child.name}.<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                name = prefix + child.name
+                first = child.decorator_list[0] if child.decorator_list else child
+                starts.setdefault(name, first.lineno - 1)
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return starts

@@ -33,22 +33,9 @@ multiplies all 16 experts by the routing scores): every expert's parameters are 
 trace says so (``graph.meta["dense_experts"]``, a caveat)."""
 
 
-PUBLISHED_ROUNDED = {"ERNIE 4.5 21B-A3B"}
-"""Models whose published total is rounded past the 1% the test allows: ERNIE 4.5's model
-card says 21B, the model built from its config holds 21.83B (27 MoE layers of 64 experts of
-3 x 2560 x 1536, two shared experts, a dense first layer, tied 103,424-token embeddings)."""
-
-
-def _marks(name: str) -> list[pytest.MarkDecorator]:
-    marks = [getattr(pytest.mark, ARCHITECTURES[name].package)]
-    if name in PUBLISHED_ROUNDED:
-        marks.append(pytest.mark.xfail(
-            strict=True, reason="the published total is rounded: 21B for 21.83B"))
-    return marks
-
-
 def _cases(names: list[str] | None = None) -> list[object]:
-    return [pytest.param(name, marks=_marks(name)) for name in names or ARCHITECTURES]
+    return [pytest.param(name, marks=getattr(pytest.mark, ARCHITECTURES[name].package))
+            for name in names or ARCHITECTURES]
 
 
 def _require(package: str) -> None:
