@@ -57,27 +57,54 @@ COMPLETIONS: dict[str, tuple[dict[str, Any], str]] = {
     "doge": ({"is_moe": True},
              "the default is the dense Doge; is_moe turns on the config's own experts "
              "(16384, 64 per token)"),
+    "deepseek_ocr2": ({"text_config": {
+        "hidden_size": 1280, "intermediate_size": 6848, "num_hidden_layers": 12,
+        "num_attention_heads": 10, "num_key_value_heads": 10, "vocab_size": 129280,
+        "max_position_embeddings": 8192, "moe_intermediate_size": 896,
+        "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
+        "n_group": 1, "topk_group": 1, "mlp_layer_types": ["dense"] + ["sparse"] * 11}},
+        "the default text config leaves mlp_layer_types and num_experts_per_tok unset "
+        "(the model indexes mlp_layer_types while it is built) and is not the checkpoint's "
+        "language model; these are the language model of deepseek-ai/DeepSeek-OCR-2 "
+        "(its config.json, as transformers' converted config lists it). Traced over token "
+        "ids, the text path: the vision tower (the default's, not the checkpoint's) is not "
+        "called"),
+    "qwen3_omni_moe": ({"text_config": {"head_dim": 128}},
+                       "the default text config leaves head_dim unset, so the heads are "
+                       "2048 // 28 = 73 wide while the rotary table, built for "
+                       "hidden_size / heads, is 74 wide, and q * cos fails; Qwen3's heads "
+                       "are 128 wide (head_dim in every Qwen3 config.json)"),
 }
 """Per folder: the config fields set over the defaults, and why."""
 
 NOT_COVERED: dict[str, str] = {
-    "lfm2_moe": "the default config leaves layer_types unset, which the model needs",
-    "gemma4": "the default config is the dense Gemma 4: its experts' sizes are unset",
-    "hunyuan_v1_moe": "the default config has 1 expert and leaves head_dim unset",
-    "qwen4_exp": "the default config leaves the indexed attention's sizes unset",
-    "diffusion_gemma": "the default config leaves the sizes the model reads unset",
-    "step3p7": "the default config leaves the sliding window unset, which the model reads",
-    "deepseek_ocr2": "an OCR model: its language model needs image inputs",
-    "nllb_moe": "transformers' NllbMoeExperts one-hot encodes the router's mask, which is "
-                "one-hot already: every token runs through expert 0 127 times and expert 1 "
-                "once (the trace follows the code; the model's numbers are meaningless)",
-    "granitemoehybrid": "the default config has linear-attention layers only, which "
-                        "transformers' own cache code refuses (get_seq_length)",
-    "glm4v_moe": "the default config's multimodal rotary sections do not fit its head size "
-                 "(split_with_sizes fails in transformers' own code)",
-    "qwen3_omni_moe": "its thinker traced over token ids alone fails in transformers' own "
-                      "rotary code (q * cos does not broadcast): it expects multimodal "
-                      "positions",
+    "lfm2_moe": "the default config leaves layer_types unset (None), which "
+                "Lfm2MoeDecoderLayer indexes while the model is built (TypeError)",
+    "gemma4": "the default config is the dense Gemma 4 (enable_moe_block False; num_experts, "
+              "top_k_experts and moe_intermediate_size unset): it traces with no experts",
+    "hunyuan_v1_moe": "the default config leaves head_dim unset (None), which "
+                      "HunYuanMoEV1Attention raises to the power -0.5 while the model is "
+                      "built (TypeError); it also has 1 expert (num_experts 1, moe_topk 1)",
+    "qwen4_exp": "the default config leaves the indexer's sizes unset (indexer_budget, "
+                 "indexer_compress_ratio, indexer_n_heads, ... None), which the indexed "
+                 "attention divides while the model is built (TypeError)",
+    "diffusion_gemma": "the default text config leaves num_experts unset (None), which the "
+                       "router's nn.Linear(hidden_size, num_experts) needs while the model is "
+                       "built (TypeError)",
+    "step3p7": "the default config sets no sliding_window, which transformers' sliding-"
+               "window mask code requires in the forward (ValueError: could not find a "
+               "sliding_window argument in the config)",
+    "nllb_moe": "NllbMoeExperts one-hot encodes the router's mask, which is one-hot already "
+                "(tokens x 128): every token runs through expert 0 127 times and expert 1 "
+                "once, whatever the router chose, so activated parameters equal the total "
+                "(the trace follows the code; the model's numbers are meaningless)",
+    "granitemoehybrid": "the default config's layer_types are linear_attention only, and "
+                        "transformers' cache refuses get_seq_length without an attention "
+                        "layer (ValueError) in the forward",
+    "glm4v_moe": "the default text config has 96 heads over hidden_size 4096 and no "
+                 "head_dim (42-wide heads, 11 rotary frequencies at partial_rotary_factor "
+                 "0.5) but mrope_section [8, 12, 12], which sums to 32: split_with_sizes "
+                 "fails in the rotary embedding",
 }
 """Families not traced as mixtures of experts from their defaults, and why (the test
 expects each to fail, strictly, so a transformers that fixes one shows)."""

@@ -244,3 +244,27 @@ def test_a_failure_after_assumed_values_says_how_to_give_real_ones() -> None:
     ids = torch.full((1, 8), 7)
     ids[0, 4:] = 1
     assert trace(CountsImageTokens(), ids).meta["assumptions"] == []  # real ids: fine
+
+
+class _ThreadsSeen(torch.nn.Module):
+    """Remembers how many threads torch's CPU ops had while its forward ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.threads = torch.get_num_threads()
+        return x + 1
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_meta_trace_runs_its_cpu_work_on_one_thread_and_restores_the_count(
+        device: str) -> None:
+    """Concrete values of a meta trace are a few thousand indices at most, where starting
+    torch's worker threads costs more than the work; a real run keeps its threads."""
+    threads = torch.get_num_threads()
+    model = _ThreadsSeen()
+    trace(model, torch.zeros(2, 3, device=device))
+    assert model.threads == (1 if device == "meta" else threads)
+    assert torch.get_num_threads() == threads

@@ -3,6 +3,9 @@ parameters and buffers, modules below ``module_depth``."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import torch
 
 from model_trace.graph import Graph
@@ -107,3 +110,32 @@ def test_modules_carry_their_class_source_and_extra_repr() -> None:
     assert root.source.start < root.source.end
     assert first.source.file == "torch/nn/modules/linear.py"
     assert first.extra_repr == "in_features=8, out_features=16, bias=True"
+
+
+
+@dataclasses.dataclass
+class _Decorated:
+    """A decorated class: its span starts at the decorator."""
+
+    class Nested:
+        """A class inside a class."""
+
+
+def _local_class() -> type:
+    class Local:
+        """A class inside a function (``<locals>`` in its qualified name)."""
+
+    return Local
+
+
+def test_class_spans_are_those_inspect_finds_from_one_parse_per_file() -> None:
+    """Decorated, nested and local classes span the lines ``inspect.getsourcelines`` gives,
+    though the file is parsed once for all of them."""
+    from model_trace.tracing.source import SourceIndex, relative_source_path
+
+    for cls in (_Decorated, _Decorated.Nested, _local_class(), TwoLayer):
+        lines, start = inspect.getsourcelines(cls)
+        span = SourceIndex.class_span(cls)
+        assert span is not None
+        assert (span.file, span.start, span.end) == \
+            (relative_source_path(inspect.getsourcefile(cls)), start, start + len(lines) - 1)
