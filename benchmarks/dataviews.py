@@ -6,7 +6,7 @@ it stands on, measured in the same process right beside it, with absolute figure
     python benchmarks/dataviews.py --part 671b      # traces the 671B model twice (minutes)
 
 (from the repository root, with the project and its `views` extra installed.) Torch runs on one
-thread, as a docs build's workers do (``dataviews.runnable.one_thread``). Each part alternates
+thread, as a docs build's workers do (``tracing.threads.one_thread``). Each part alternates
 ours and the reference run by run, after one warm-up of each, and prints medians.
 
 - ``attention``: capturing MiniLM's attention maps of the attention page's two sentences

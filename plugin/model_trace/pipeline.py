@@ -55,7 +55,8 @@ def trace_spec(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Graph:
 def _trace_once(spec: FenceSpec, policy: ImportPolicy | None) -> Graph:
     with _process_group(spec.world_size, spec.rank):
         if spec.execute is not None:
-            from model_trace.dataviews.runnable import one_thread, real_inputs, real_model
+            from model_trace.dataviews.runnable import real_inputs, real_model
+            from model_trace.tracing.threads import one_thread
 
             model = real_model(spec, policy, f"`execute: {spec.execute}`")
             args, kwargs = real_inputs(spec, policy)

@@ -68,8 +68,8 @@ def test_attention_page_figures(minilm) -> None:
 def test_embeddings_page_figures(minilm) -> None:
     from model_trace.dataviews.projection import project
     from model_trace.dataviews.run import capture
-    from model_trace.dataviews.runnable import one_thread
     from model_trace.spec import parse_spec
+    from model_trace.tracing.threads import one_thread
 
     sys.path.insert(0, str(PAGES))  # as the site's `paths` puts it on the build's path
     try:

@@ -33,7 +33,7 @@ def run_data_views(specs: list[FenceSpec], policy: ImportPolicy | None, theme: s
     """Capture ``specs[0]``'s data once and draw every spec from it (they share the fields
     that decide the capture); a problem with one spec's drawing is returned in its place.
     ``theme`` (auto, light, dark) is the plugin's: auto follows the page's scheme."""
-    from model_trace.dataviews.runnable import one_thread
+    from model_trace.tracing.threads import one_thread
 
     with one_thread():
         captured = capture(specs[0], policy)

@@ -9,11 +9,9 @@ weights (seed 0: the zoo's own ``init_weights``, else the model's own initialisa
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -27,21 +25,6 @@ from model_trace.tracing.structures import map_structure
 SEED = 0
 MAX_RUN_BYTES = 8 * 2**30
 """The most weight bytes a fence may run for real on the CPU of a docs build."""
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside: a docs build runs several workers at once, and
-    torch's threads in each, competing for the same cores, made MiniLM's forward pass 25 times
-    slower on a busy two-core machine (1.1 s instead of 46 ms). One thread also makes every
-    sum add up in the same order whatever the machine's core count, so a view's numbers and
-    a measurement's code path do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def real_model(spec: FenceSpec, policy: ImportPolicy | None, why: str) -> torch.nn.Module:

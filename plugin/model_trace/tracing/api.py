@@ -12,7 +12,7 @@ import torch
 
 from model_trace.errors import TraceError
 from model_trace.graph import Graph
-from model_trace.tracing.concrete import ConcreteValues, one_cpu_thread
+from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.execution import attach_measurements, measure
 from model_trace.tracing.folding import collector_paused, fold_repeats, surviving_stubs
 from model_trace.tracing.options import OpObserver, ParameterDrawing, TraceOptions
@@ -27,6 +27,7 @@ from model_trace.tracing.sharing import (
 )
 from model_trace.tracing.stats import add_uncalled_modules, assign_statistics
 from model_trace.tracing.structures import map_structure, named_tensors
+from model_trace.tracing.threads import one_thread
 
 
 def trace(
@@ -96,7 +97,7 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
         for label, tensor in named_tensors(value, name):
             recorder.record_input(label, tensor, assumed=id(tensor) in stand_ins)
     try:
-        with recorder.recording(), one_cpu_thread() if on_meta else contextlib.nullcontext():
+        with recorder.recording(), one_thread() if on_meta else contextlib.nullcontext():
             result = model(*args, **kwargs)
     except Exception as error:
         message = _failure_message(recorder, error)

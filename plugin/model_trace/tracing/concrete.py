@@ -22,17 +22,16 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    tensor to the meta device keeps it concrete (only the dtype changes).
 6. An op on concrete tensors whose CPU kernel lacks their integer dtype runs on a wider one
    (``widening``); if none has a kernel, its outputs are assumed (zeros, floats on meta).
-7. The CPU work runs on one thread (``one_cpu_thread``): concrete values are indices, masks
-   and counts of a few thousand elements, for which starting torch's worker threads costs
-   more than the work: 15 ms per ``triu`` or ``histc`` on a busy 2-core machine, 4 us on one.
+7. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
+   masks and counts of a few thousand elements, for which starting torch's worker threads
+   costs more than the work: 15 ms per ``triu`` or ``histc`` on a busy 2-core machine.
 
 The output metadata of pure meta-kernel calls is cached (``meta_cache``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -79,17 +78,6 @@ def _targets_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 
 def _elements(result: Any) -> int:
     return sum(t.numel() for t in tensors_out(result))
-
-
-@contextlib.contextmanager
-def one_cpu_thread() -> Iterator[None]:
-    """torch's CPU ops on one thread inside (rule 7), its thread count restored on exit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class ConcreteValues:

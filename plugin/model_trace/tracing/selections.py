@@ -134,15 +134,17 @@ class SliceTracker:
 
 
 def _routed(node: Node, tensors: dict[str, Tensor], nodes: dict[str, Node]) -> bool:
-    """Whether a routing op (``topk``, ``argmax``...) computed an integer input of ``node``,
-    directly or through other integer ops."""
+    """Whether a routing op (``topk``, ``argmax``...) computed an integer input of ``node``
+    from float scores, directly or through other integer ops (``min`` of two integer
+    tensors, T5's relative position buckets, chooses nothing)."""
     stack = [t for t in node.inputs if tensors[t].dtype.startswith(("int", "uint"))]
     seen = set(stack)
     while stack:
         producer = nodes.get(tensors[stack.pop()].producer or "")
         if producer is None or producer.kind != "op":
             continue
-        if facts_of(producer.name).role == "routing":
+        if facts_of(producer.name).role == "routing" and any(
+                tensors[t].dtype.startswith(("float", "bfloat")) for t in producer.inputs):
             return True
         for tensor_id in producer.inputs:
             if tensor_id not in seen and tensors[tensor_id].dtype.startswith(("int", "uint")):

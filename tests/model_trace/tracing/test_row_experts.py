@@ -4,6 +4,7 @@ the layer's tokens, while the token embedding, picked by the input's ids, counts
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,10 +55,23 @@ def test_rows_a_router_picked_count_per_token_and_the_token_embedding_whole() ->
         assert load["stacked"] == ["weight"]
 
 
-def test_rows_picked_by_ids_not_routed_count_whole() -> None:
-    """The same table looked up by the input's ids is a token embedding: whole."""
-    with torch.device("meta"):
-        table = nn.Embedding(EXPERTS, WIDTH)
-    graph = trace(table, torch.arange(TOKENS).unsqueeze(0), fold=False)
+class Buckets(nn.Module):
+    """A table of position buckets, T5's relative attention bias: rows picked by indices
+    computed with ``min`` of two integer tensors, which chooses nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Embedding(EXPERTS, WIDTH)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.bias(torch.min(ids, torch.full_like(ids, EXPERTS - 1)))
+
+
+@pytest.mark.parametrize("model", [nn.Embedding(EXPERTS, WIDTH), Buckets()],
+                         ids=["token embedding", "position buckets"])
+def test_rows_picked_by_indices_no_router_chose_count_whole(model: nn.Module) -> None:
+    """The same table looked up by the input's ids, or by indices computed from them
+    without scores, counts whole."""
+    graph = trace(model.to("meta"), torch.arange(TOKENS).unsqueeze(0), fold=False)
     assert graph.meta["totals"]["activated_params"] == EXPERTS * WIDTH
     assert "experts" not in graph.meta
