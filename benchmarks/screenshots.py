@@ -11,7 +11,8 @@ sticky header, and saved as ``<page>-<width>-<theme>.png``. Then, for every figu
 site at both sizes, the first view is measured: the share of the graph's width on screen,
 the size its 12 px labels are drawn at, and whether the minimap is shown. The viewer's rule
 is that a figure shows its whole width unless its labels would fall below 8 px, and then
-shows them at 8 px with the minimap.
+shows them at 8 px with the minimap. Last, how many figures have toolbar controls scrolled out
+of sight, or are wider than their column, at each size (the goal: none).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ MEASURE = """() => modelTraceViewer.viewers().filter(v => v.figure.isConnected).
     return {id: v.id, caption: (v.figure.querySelector('figcaption') || {}).textContent || '',
             width_share: Math.min(1, r.width / (p.width * k)), text_px: 12 * k,
             minimap: getComputedStyle(v.minimap).display !== 'none',
-            frame: r.height, graph_height: p.height * k};
+            frame: r.height, graph_height: p.height * k,
+            hidden_controls: Math.max(0, v.figure.querySelector('.mt-toolbar').scrollWidth
+                                         - v.figure.querySelector('.mt-toolbar').clientWidth),
+            too_wide: v.figure.getBoundingClientRect().width
+                      > v.figure.parentElement.getBoundingClientRect().width + 0.5};
 })"""
 
 
@@ -97,6 +102,12 @@ def main() -> None:
                      f"{'yes' if v['minimap'] else 'no':>4}" for v in views]
             print(f"{path or 'home':<34} {figure.removeprefix('model-trace-'):<7} "
                   + "   ".join(cells))
+        for index, (width, _) in enumerate(SIZES):
+            views = [v[index] for v in rows.values() if len(v) > index]
+            hidden = sum(v["hidden_controls"] > 0 for v in views)
+            wide = sum(v["too_wide"] for v in views)
+            print(f"{width} px: toolbar controls out of sight in {hidden} of {len(views)} "
+                  f"figures; {wide} wider than their column")
         browser.close()
 
 

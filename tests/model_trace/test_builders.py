@@ -114,6 +114,8 @@ def _toolbar_fits(page: Any, figure: str = "model-trace-1") -> None:
     bar = toolbar.bounding_box()
     assert bar is not None and box is not None
     assert bar["x"] >= box["x"] - 1 and bar["x"] + bar["width"] <= box["x"] + box["width"] + 1
+    hidden = toolbar.evaluate("t => t.scrollWidth - t.clientWidth")
+    assert hidden <= 0, f"{hidden} px of the toolbar's controls are scrolled out of sight"
     buttons = toolbar.locator(".mt-btn")
     assert buttons.count() >= 3
     for index in range(buttons.count()):

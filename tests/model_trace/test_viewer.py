@@ -256,26 +256,31 @@ def test_first_paint_needs_no_script_and_nothing_jumps(open_page, material_site)
     live.problems.assert_clean()
 
 
-def test_on_a_phone_every_control_is_in_sight_and_nothing_jumps(open_page,
-                                                                material_site) -> None:
-    """At 390 px the toolbar wraps to two rows inside the figure (one row hid half of its
-    controls sideways); the page reserves both rows before the script runs."""
-    phone = {"width": 390, "height": 844}
-    static = open_page(material_site, viewport=phone, java_script_enabled=False)
-    live = open_page(material_site, viewport=phone)
+@pytest.mark.parametrize(("viewport", "rows"), [({"width": 1280, "height": 800}, 1),
+                                             ({"width": 390, "height": 844}, 2)])
+@pytest.mark.parametrize("page_name", ["", "deep/"])
+def test_every_control_is_in_sight_and_nothing_jumps(open_page, material_site, viewport, rows,
+                                                     page_name) -> None:
+    """At 1280 px the toolbar is one row in the figure's column, at 390 px two rows (one row
+    hid half of its controls sideways); nothing scrolls sideways, the figure is no wider than
+    its column, and the page reserves the rows before the script runs."""
+    static = open_page(material_site + page_name, viewport=viewport, java_script_enabled=False)
+    live = open_page(material_site + page_name, viewport=viewport)
     _ready(live)
-    controls = live.evaluate("""() => {
-        const f = document.getElementById('model-trace-1').getBoundingClientRect();
-        return [...document.querySelectorAll('#model-trace-1 .mt-toolbar > *')]
-            .filter(c => getComputedStyle(c).display !== 'none')
+    bar = live.evaluate("""() => {
+        const f = document.getElementById('model-trace-1'), t = f.querySelector('.mt-toolbar');
+        const column = f.parentElement.getBoundingClientRect(), box = f.getBoundingClientRect();
+        return {scrolled: t.scrollWidth - t.clientWidth, wider: box.width - column.width,
+                controls: [...t.children].filter(c => getComputedStyle(c).display !== 'none')
             .map(c => { const r = c.getBoundingClientRect();
-                        return [c.textContent || c.className, r.left - f.left, f.right - r.right,
-                                Math.round(r.top)]; });
+                        return [c.textContent || c.className, r.left - box.left,
+                                box.right - r.right, Math.round(r.top)]; })};
     }""")
-    assert len(controls) >= 8
-    for name, left, right, _ in controls:
+    assert bar["scrolled"] <= 0 and bar["wider"] <= 0.5, bar
+    assert len(bar["controls"]) >= 8
+    for name, left, right, _ in bar["controls"]:
         assert left >= -0.5 and right >= -0.5, name
-    assert len({top for *_, top in controls}) == 2  # two rows
+    assert len({top for *_, top in bar["controls"]}) == rows
     static_rects = _screen_rects(static, "model-trace-1")
     for key, rect in _screen_rects(live, "model-trace-1").items():
         assert rect[:2] == pytest.approx(static_rects[key][:2], abs=2.5), key
