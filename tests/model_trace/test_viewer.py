@@ -110,6 +110,8 @@ def material_site(models: Path, tmp_path_factory: pytest.TempPathFactory, serve)
                     + "\n[Next page](next.md)\n",
         "next.md": "# Next\n\n" + SMALL + "\n" + ENCODER.replace("fold: false", "fold: true"),
         "deep.md": "# DeepSeek\n\n" + LONG_TEXT[:600] + "\n\n" + DEEPSEEK + "\n\n" + LONG_TEXT,
+        "overlay.md": "# Coloured\n\n" + SMALL.replace("depth: 1", "depth: 1\noverlay: flops")
+                      + "\n" + LONG_TEXT,
     }
     theme = {"name": "material", "font": False, "features": ["navigation.instant"],
              "palette": [{"scheme": "default"}, {"scheme": "slate"}]}
@@ -284,6 +286,24 @@ def test_every_control_is_in_sight_and_nothing_jumps(open_page, material_site, v
     static_rects = _screen_rects(static, "model-trace-1")
     for key, rect in _screen_rects(live, "model-trace-1").items():
         assert rect[:2] == pytest.approx(static_rects[key][:2], abs=2.5), key
+    live.problems.assert_clean()
+
+
+def test_a_fence_s_overlay_legend_has_its_strip_before_and_after_the_script(
+        open_page, material_site) -> None:
+    """A fence that names an overlay gets the legend's strip below the graph in the static page
+    already: the frame keeps its height when the viewer takes over, and the legend covers no
+    part of the graph."""
+    static = open_page(material_site + "overlay/", java_script_enabled=False)
+    live = open_page(material_site + "overlay/")
+    _ready(live)
+    frame = "#model-trace-1 .mt-canvas"
+    assert live.locator(frame).bounding_box()["height"] == pytest.approx(
+        static.locator(frame).bounding_box()["height"], abs=1.5)
+    legend = live.locator("#model-trace-1 .mt-legend")
+    assert legend.is_visible() and legend.inner_text().startswith("FLOPs")
+    graph = live.locator("#model-trace-1 svg.mt-svg").bounding_box()
+    assert legend.bounding_box()["y"] >= graph["y"] + graph["height"] - 0.5
     live.problems.assert_clean()
 
 
@@ -787,6 +807,9 @@ def test_overlay_colours_boxes_by_their_figure_with_readable_text(
     legend = page.locator("#model-trace-1 .mt-legend")
     legend.wait_for(state="visible")
     assert legend.inner_text().startswith(name)
+    graph = page.locator("#model-trace-1 svg.mt-svg").bounding_box()
+    assert legend.bounding_box()["y"] >= graph["y"] + graph["height"] - 0.5, \
+        "the legend covers the graph: it belongs in the strip below it"
     if overlay == "time":
         assert re.search(r"\d (ns|µs|ms|s) \(log scale\)", legend.inner_text())
     assert f"o:{overlay}" in page.url

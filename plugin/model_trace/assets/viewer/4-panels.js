@@ -189,6 +189,7 @@
   MT.showLegend = function (viewer, decor) {
     var legend = viewer.legend, overlay = viewer.state.overlay, model = viewer.model;
     legend.textContent = "";
+    viewer.figure.classList.toggle("mt-legend-room", overlay !== "none");
     if (overlay === "none" || decor.top < 0) { legend.hidden = true; return; }
     legend.appendChild(el("span", { class: "mt-legend-name" }, model.overlayName[overlay]));
     legend.appendChild(el("span", {}, "0"));
