@@ -18,6 +18,7 @@ from model_trace.caveats import node_caveats
 from model_trace.dims import shape_text
 from model_trace.graph import BYTES_WORDS, Graph, ModuleCall, Node, Stats, Tensor
 from model_trace.naming import format_bytes, format_count, format_seconds
+from model_trace.tracing.summary import run_seconds
 from model_trace.view_tree import ViewTree
 
 PEAK_FLOPS = 989e12
@@ -146,7 +147,9 @@ def _stat_rows(stats: Stats) -> list[tuple[str, str]]:
 
 def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
     """The figure an overlay colours an item by: params, FLOPs, bytes of one kind, seconds (the
-    slower of computing its FLOPs and moving the bytes it reads and writes)."""
+    slower of computing its FLOPs and moving the bytes it reads and writes; after a real run,
+    every item's measured time instead, ops included, so one scale holds one kind of
+    figure)."""
     stats = tree.stats(item_id)
     if overlay == "params":
         return stats.params
@@ -154,11 +157,30 @@ def overlay_value(tree: ViewTree, item_id: str, overlay: str) -> float:
         return stats.flops
     if overlay in _BYTES:
         return getattr(stats, _BYTES[overlay])
-    module = tree.graph.modules.get(item_id)
-    if module is not None and module.measured is not None:
-        return module.measured.wall_time_s
+    if "execution" in tree.graph.meta:  # a real run: every item its measured time, one scale
+        return measured_seconds(tree, item_id) or 0.0
     moved = stats.read_bytes + stats.activation_bytes + stats.workspace_bytes
     return max(stats.flops / PEAK_FLOPS, moved / PEAK_BYTES)
+
+
+def measured_seconds(tree: ViewTree, item_id: str) -> float | None:
+    """An item's wall time in a real run (``execute``): an op's or a module call's own, a
+    folded run's members summed (as the summary table sums them), a member's own, a chunk's
+    parts summed; None where nothing was measured (a module never called)."""
+    item = tree.items[item_id]
+    if item.kind == "member":
+        owner, index = item_id.split("~")
+        repeat = tree.graph.modules[owner].repeat
+        assert repeat is not None
+        seconds = repeat.member_seconds
+        return seconds[int(index)] if seconds is not None else None
+    if item_id in tree.graph.modules:
+        return run_seconds(tree.graph.modules[item_id])
+    if item_id in tree.graph.nodes:
+        measured = tree.graph.nodes[item_id].measured
+        return measured.wall_time_s if measured is not None else None
+    parts = [measured_seconds(tree, child) for child in item.children]
+    return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
 
 
 def overlay_text(value: float, overlay: str) -> str:

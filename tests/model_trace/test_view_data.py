@@ -153,6 +153,25 @@ def test_the_time_overlay_is_called_measured_only_after_a_real_run() -> None:
     assert names == {**OVERLAY_NAMES, "time": "measured time"}
 
 
+def test_after_a_real_run_every_item_is_coloured_by_its_measured_time() -> None:
+    """Ops too, not the estimate beside measured modules: one scale, one kind of figure; a
+    folded run sums its members, as the summary table does; an op measured nowhere is 0."""
+    graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
+    estimated = _times(graph)
+    assert estimated["n1"] != 1e-5
+    graph.meta["execution"] = {"device": "cpu"}
+    measured = _times(graph)
+    assert measured["n1"] == 1e-5  # the op's own measurement
+    assert measured["m1"] == 0.25 and measured["m2"] == 0.875  # a module; a folded run's sum
+    assert measured["n0"] == 0  # an input: nothing ran
+
+
+def _times(graph: Graph) -> dict[str, float]:
+    view, strings, _ = _view(graph)
+    ids = [strings[i] for i in view["items"]["id"]]
+    return dict(zip(ids, view["items"]["overlay"]["time"], strict=True))
+
+
 def test_a_decoded_graph_holds_the_same_objects_not_just_the_same_json() -> None:
     graph = _hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"), ("t0", "t1", "t2"))
     decoded = _round_trip(graph)
