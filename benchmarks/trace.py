@@ -6,6 +6,7 @@ torchview on the same models.
     python benchmarks/trace.py --part 671b --runs 5
     python benchmarks/trace.py --part layers --runs 3 [--no-early-fold]
     python benchmarks/trace.py --part compare --rounds 5
+    python benchmarks/trace.py --part record --rounds 5
 
 (from the repository root, with the project and the `bench` and `test` extras installed:
 `pip install -e ".[bench,test]"`.)
@@ -42,6 +43,20 @@ Models: `nn.TransformerEncoder` with 12 layers, 200 x (Linear + ReLU), and the z
 DeepSeek-V3 default config (`ModelArgs()`) cut to 2 layers, tokens (2, 128). All cases run in
 one fresh process per model, the tools interleaved round by round (so machine load hits them
 alike) after one warm-up round each; the table shows the median and the ratio to ours.
+
+Part 4, `record`: what recording costs per recorded op, on top of running the op. Two
+forwards of the same model over the same inputs, in one fresh process per model: the
+reference runs every op under a bare `TorchFunctionMode` that runs it exactly as a trace
+does (`OpRunner`: the meta-device rules, the cache of meta outputs, FLOP counting) and
+records nothing; the recorded forward is the tracer's own (`Recorder.recording()`, module
+hooks included, early folding off so every op is recorded), without the statistics and
+folding that `trace` runs after it. Both see the same op calls (the count is checked). The
+figure is (recorded - reference) / recorded op nodes, in µs, and its ratio to the
+reference's own time per intercepted op. Medians of `--rounds` rounds, the two forwards
+interleaved after a warm-up of each, the garbage collector paused in both (as `trace`
+does). Models, all on the meta device, tokens (1, 128): the zoo's tiny DeepSeek-V3, its
+671B config cut to 4 layers (3 dense, 1 MoE), and transformers' `LlamaForCausalLM` from a
+config (8 layers of Llama-3-8B's sizes). Target: <= 5 µs per recorded op.
 """
 
 from __future__ import annotations
@@ -64,6 +79,8 @@ LAYER_COUNTS = (4, 8, 16, 32, 61)
 TOKENS = (1, 128)
 MODELS = ("encoder-12", "linear-relu-200", "deepseek-default-2")
 TOOLS = ("model-trace", "torchvista", "torchview")
+RECORD_MODELS = ("deepseek-tiny", "deepseek-671b-4", "llama-8-layers")
+TARGET_RECORD_US = 5.0
 FULL_DEPTH = 100
 """torchvista's ``forced_module_tracing_depth``: trace inside every module, torch's own
 included, as model-trace and torchview (``depth=inf``) do; by default it draws torch's
@@ -342,6 +359,146 @@ def report_compare(rounds: int) -> bool:
     return faster
 
 
+# -- part 4: recording cost per op ---------------------------------------------------------
+def build_record_case(name: str) -> Any:
+    """The model of a ``record`` case, built on the meta device."""
+    import torch
+
+    if name.startswith("deepseek-"):
+        from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
+
+        args = load_config("tiny") if name == "deepseek-tiny" else load_config("671B",
+                                                                                n_layers=4)
+        return Transformer(args, RuntimeOptions(world_size=1, rank=0, device="meta"))
+    if name == "llama-8-layers":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                             num_hidden_layers=8, num_attention_heads=32,
+                             num_key_value_heads=8, attn_implementation="eager")
+        with torch.device("meta"):
+            return LlamaForCausalLM(config).eval()
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(RECORD_MODELS)}")
+
+
+def measure_record(name: str, rounds: int) -> dict[str, Any]:
+    """Time the bare and the recorded forward of one model, interleaved (see part 4)."""
+    import gc
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from model_trace.tracing.arguments import tensors_in
+    from model_trace.tracing.concrete import ConcreteValues
+    from model_trace.tracing.folding import collector_paused
+    from model_trace.tracing.op_info import OpInfo
+    from model_trace.tracing.op_runner import OpRunner
+    from model_trace.tracing.options import TraceOptions
+    from model_trace.tracing.recorder import Recorder
+    from model_trace.tracing.routing import routing_policy
+
+    class BareInterception(TorchFunctionMode):
+        """Runs each op as a meta trace does and records nothing; counts the op calls."""
+
+        def __init__(self, values: ConcreteValues) -> None:
+            super().__init__()
+            self.values = values
+            self.infos: dict[Any, OpInfo] = {}
+            self.runner = OpRunner(values, self.infos)
+            self.calls = 0
+
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            kwargs = kwargs or {}
+            info = self.infos.get(func)
+            if info is None:
+                info = self.infos[func] = OpInfo.of(func)
+            if info.passthrough:
+                return func(*args, **kwargs)
+            self.calls += 1
+            result = self.runner.run(info, func, args, kwargs, tensors_in(args, kwargs))
+            self.values.assumed = ""
+            return result
+
+    class CountingRecorder(Recorder):
+        calls = 0
+
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            if not (self._infos.get(func) or OpInfo.of(func)).passthrough:
+                self.calls += 1
+            return super().__torch_function__(func, types, args, kwargs)
+
+    model = build_record_case(name)
+    tokens = torch.zeros(TOKENS, dtype=torch.int64)  # token ids: concrete, as trace makes them
+
+    def values() -> ConcreteValues:
+        policy = routing_policy(None)
+        policy.reset()
+        return ConcreteValues(policy)
+
+    def bare() -> tuple[float, int]:
+        mode = BareInterception(values())
+        gc.collect()
+        with collector_paused(), torch.no_grad():
+            start = time.thread_time()
+            with mode:
+                model(tokens)
+            seconds = time.thread_time() - start
+        return seconds, mode.calls
+
+    def recorded(counting: bool = False) -> tuple[float, int]:
+        cls = CountingRecorder if counting else Recorder
+        recorder = cls(model, type(model).__name__, TraceOptions(early_fold=False), values())
+        recorder.record_input("tokens", tokens)
+        gc.collect()
+        with collector_paused():
+            start = time.thread_time()
+            with recorder.recording():
+                model(tokens)
+            seconds = time.thread_time() - start
+        nodes = sum(1 for node in recorder.builder.nodes.values() if node.kind == "op")
+        if counting:
+            calls = recorder.calls  # type: ignore[attr-defined]
+            if calls != bare_calls:
+                raise SystemExit(f"{name}: the recorder saw {calls} op calls, the bare "
+                                 f"mode {bare_calls}")
+        recorder.release((tokens,))
+        return seconds, nodes
+
+    bare()  # warm-ups: lazy imports, meta kernels, and the model's own lazy state
+    recorded()
+    _, bare_calls = bare()
+    _, nodes = recorded(counting=True)
+    bare_times, recorded_times = [], []
+    for _ in range(rounds):
+        bare_times.append(bare()[0])
+        recorded_times.append(recorded()[0])
+    return {"calls": bare_calls, "nodes": nodes, "bare_s": statistics.median(bare_times),
+            "recorded_s": statistics.median(recorded_times)}
+
+
+def report_record(rounds: int) -> bool:
+    print(f"\nRecording cost per op on the meta device, tokens {TOKENS}: median of {rounds} "
+          "rounds in one fresh process per model")
+    print(f"  {'model':<18}{'op calls':>10}{'op nodes':>10}{'bare ms':>9}{'recorded ms':>13}"
+          f"{'bare us/call':>14}{'recording us/op':>17}{'ratio':>7}")
+    worst = 0.0
+    for name in RECORD_MODELS:
+        result = _in_fresh_process(["--measure-record", name, "--rounds", str(rounds)])
+        per_call = 1e6 * result["bare_s"] / result["calls"]
+        per_op = 1e6 * (result["recorded_s"] - result["bare_s"]) / result["nodes"]
+        worst = max(worst, per_op)
+        print(f"  {name:<18}{result['calls']:>10,}{result['nodes']:>10,}"
+              f"{1000 * result['bare_s']:>9.1f}{1000 * result['recorded_s']:>13.1f}"
+              f"{per_call:>14.2f}{per_op:>17.2f}{per_op / per_call:>6.1f}x")
+    ok = worst <= TARGET_RECORD_US
+    print(f"  recording us/op: (recorded - bare) / op nodes; ratio: to bare us/call. Worst "
+          f"{worst:.2f} us: {'meets' if ok else 'MISSES'} the target (<= "
+          f"{TARGET_RECORD_US:.0f} us per recorded op)")
+    return ok
+
+
 def _in_fresh_process(arguments: list[str]) -> dict[str, Any]:
     result = subprocess.run([sys.executable, __file__, *arguments], capture_output=True,
                             text=True, check=False)
@@ -352,7 +509,7 @@ def _in_fresh_process(arguments: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "671b", "layers", "compare"), default="all")
+    parser.add_argument("--part", choices=("all", "671b", "layers", "compare", "record"), default="all")
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per measure")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per tool")
     parser.add_argument("--no-early-fold", action="store_true",
@@ -360,6 +517,7 @@ def main() -> None:
     parser.add_argument("--measure-ours", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure-reference", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure-case", choices=MODELS, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-record", choices=RECORD_MODELS, help=argparse.SUPPRESS)
     options = parser.parse_args()
     early_fold = not options.no_early_fold
     if options.measure_ours:
@@ -370,6 +528,9 @@ def main() -> None:
         return
     if options.measure_case:
         print(json.dumps(measure_case(options.measure_case, options.rounds)))
+        return
+    if options.measure_record:
+        print(json.dumps(measure_record(options.measure_record, options.rounds)))
         return
     import os
     import platform
@@ -384,6 +545,8 @@ def main() -> None:
         report_layers(options.runs, early_fold)
     if options.part in ("all", "compare"):
         ok = report_compare(options.rounds) and ok
+    if options.part in ("all", "record"):
+        ok = report_record(options.rounds) and ok
     sys.exit(0 if ok else 1)
 
 
