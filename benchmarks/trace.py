@@ -509,7 +509,8 @@ def _in_fresh_process(arguments: list[str]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("all", "671b", "layers", "compare", "record"), default="all")
+    parser.add_argument("--part", choices=("all", "671b", "layers", "compare", "record"),
+                        default="all")
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per measure")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per tool")
     parser.add_argument("--no-early-fold", action="store_true",

@@ -86,6 +86,10 @@ def format_value(value: Any) -> str | None:
     return None
 
 
+_ARG_NAMES = tuple(f"arg{i}" for i in range(16))
+_EMPTY = ("[]", "()")
+
+
 def format_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, str]:
     """The non-tensor arguments of an op call, as short texts (``index`` for getitem)."""
     formatted: dict[str, str] = {}
@@ -94,17 +98,18 @@ def format_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
         parts = [format_value(v) for v in index]
         formatted["index"] = "[" + ", ".join(p if p is not None else "?" for p in parts) + "]"
         return formatted
-    formatters = _FORMATTERS
+    formatter_of = _FORMATTERS.get  # every op: a tensor argument costs one look-up
     for i, value in enumerate(args):
-        formatter = formatters.get(type(value))
+        formatter = formatter_of(type(value))
         if formatter is not None:
             text = formatter(value)
-            if text is not None and text not in ("[]", "()"):
-                formatted[f"arg{i}"] = text
-    for key, value in kwargs.items():
-        formatter = formatters.get(type(value))
-        if formatter is not None:
-            text = formatter(value)
-            if text is not None:
-                formatted[key] = text
+            if text is not None and text not in _EMPTY:
+                formatted[_ARG_NAMES[i] if i < 16 else f"arg{i}"] = text
+    if kwargs:
+        for key, value in kwargs.items():
+            formatter = formatter_of(type(value))
+            if formatter is not None:
+                text = formatter(value)
+                if text is not None:
+                    formatted[key] = text
     return formatted

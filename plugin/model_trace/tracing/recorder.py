@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from model_trace.graph import ModuleCall, Node, SourceLocation
+from model_trace.graph import ModuleCall, Node, SourceLocation, Stats
 from model_trace.tracing.arguments import format_args, shares_memory, tensors_in, tensors_out
 from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
@@ -37,6 +37,19 @@ from model_trace.tracing.route_rule import ForcedRouting
 from model_trace.tracing.selections import SliceTracker
 from model_trace.tracing.source import SourceIndex
 from model_trace.tracing.structures import named_tensors
+
+
+def _written(info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> list[torch.Tensor]:
+    """The tensors an op writes into: its first argument (in place, a collective), ``out``."""
+    mutated: list[torch.Tensor] = []
+    if info.mutates == "self" and args and isinstance(args[0], torch.Tensor):
+        mutated.append(args[0])
+    elif info.mutates == "collective" and args:
+        mutated.extend(tensors_out(args[0]))
+    if kwargs and kwargs.get("out") is not None:
+        mutated.extend(tensors_out(kwargs["out"]))
+    return mutated
 
 
 @dataclass(frozen=True)
@@ -339,18 +352,11 @@ class Recorder(TorchFunctionMode):
 
     def _record(self, info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
                 tensors: list[torch.Tensor], result: Any, frame: Any) -> Node | None:
-        outputs = tensors_out(result)
-        mutated: list[torch.Tensor] = []
-        if info.mutates == "self" and args and isinstance(args[0], torch.Tensor):
-            mutated.append(args[0])
-        elif info.mutates == "collective" and args:
-            mutated.extend(tensors_out(args[0]))
-        if kwargs and kwargs.get("out") is not None:
-            mutated.extend(tensors_out(kwargs["out"]))
+        mutated = _written(info, args, kwargs) if info.mutates or kwargs else ()
         fresh: list[torch.Tensor] = []
         same: list[torch.Tensor] = []
-        for value in outputs:  # loops, not any(): this runs for every op
-            for written in mutated:
+        for value in (result,) if isinstance(result, torch.Tensor) else tensors_out(result):
+            for written in mutated:  # loops, not any(): this runs for every op
                 if value is written:
                     break
             else:
@@ -363,13 +369,15 @@ class Recorder(TorchFunctionMode):
         if not fresh and not mutated:
             return None  # a query, or an op that returned its input unchanged
         builder = self.builder
-        nodes, parent = builder.nodes, builder.stack[-1]
+        parent = builder.stack[-1]
         node_id = f"n{builder.next_node}"
         builder.next_node += 1
-        node = nodes[node_id] = Node(node_id, "op", info.name, info.category, parent,
-                                     args=format_args(info.name, args, kwargs),
-                                     source=self.sources.call_site(frame,
-                                                                   self._function_depth > 0))
+        runner = self._runner
+        stats = Stats(0, runner.flops)
+        node = builder.nodes[node_id] = Node(
+            node_id, "op", info.name, info.category, parent, [], [],
+            format_args(info.name, args, kwargs),
+            self.sources.call_site(frame, self._function_depth > 0), stats)
         builder.modules[parent].children.append(node_id)
         reads = builder.param_reads
         if reads:
@@ -387,30 +395,32 @@ class Recorder(TorchFunctionMode):
                 aliased += 1
             else:
                 size += value.numel() * value.element_size()
-        view = aliased == len(fresh) and not mutated
-        for value in mutated:
-            if self.replayer is not None:
-                self.replayer.written(builder.ref(value))
-            outputs_ids.append(register(value, node_id))
-            base = value._base
-            if base is not None and builder.ref(base) is not None:
-                outputs_ids.append(register(base, node_id))
+        stats.activation_bytes = size
+        read = 0
+        if mutated:
+            for value in mutated:
+                if self.replayer is not None:
+                    self.replayer.written(builder.ref(value))
+                outputs_ids.append(register(value, node_id))
+                base = value._base
+                if base is not None and builder.ref(base) is not None:
+                    outputs_ids.append(register(base, node_id))
+            for value in tensors:  # its inputs but those it writes into
+                for written in mutated:
+                    if value is written:
+                        break
+                else:
+                    read += value.numel() * value.element_size()
+        elif aliased != len(fresh):  # a view reads nothing
+            for value in tensors:
+                read += value.numel() * value.element_size()
+        stats.read_bytes = read
         for value in same:
             tensor_id = builder.ref(value)
             if tensor_id is not None and tensor_id not in outputs_ids:
                 outputs_ids.append(tensor_id)
-        node.stats.flops = self._runner.flops
-        node.stats.activation_bytes = size
-        read = 0
-        for value in () if view else tensors:  # its inputs but those it writes into; a view
-            for written in mutated:               # reads nothing
-                if value is written:
-                    break
-            else:
-                read += value.numel() * value.element_size()
-        node.stats.read_bytes = read
-        if self._runner.missing:
-            self._uncounted(node, self._runner.missing)
+        if runner.missing:
+            self._uncounted(node, runner.missing)
         slices = self._slices
         if reads or slices.tracked or slices.pending:
             slices.observe(info, node, args, kwargs, reads, builder.tensors, builder.nodes)

@@ -82,6 +82,8 @@ class SourceIndex:
         self._model_code: dict[int, tuple[CodeType, bool]] = {}
         self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
         self._files: dict[str, str] = {}
+        self._spans: dict[Any, SourceSpan | None] = {}  # this trace's, from _CLASS_SPANS: a
+        # weak dictionary takes 1 us a look-up, and every module call asks
 
     def call_site(self, frame: FrameType | None, in_torch_function: bool = False
                   ) -> SourceLocation | None:
@@ -126,23 +128,29 @@ class SourceIndex:
             entry = self._locations[(id(code), line)] = (code, location)
         return entry[1]
 
-    @staticmethod
-    def class_span(cls: Any) -> SourceSpan | None:
-        """Where ``cls`` (a class or function) is defined, or None without Python source.
+    def class_span(self, cls: Any) -> SourceSpan | None:
+        """Where ``cls`` (a class or function) is defined, or None without Python source."""
+        try:
+            return self._spans[cls]
+        except KeyError:
+            span = self._spans[cls] = _class_span(cls)
+            return span
 
-        Kept for the whole process, like ``linecache``: finding a class in its file parses
-        the file (20 ms for one of transformers' modeling files), which would be most of the
-        time of tracing a small model; a file is parsed once for all its classes.
-        """
-        if cls not in _CLASS_SPANS:
-            try:
-                lines, start = _class_source(cls) if inspect.isclass(cls) \
-                    else inspect.getsourcelines(cls)
-                file = relative_source_path(inspect.getsourcefile(cls) or "")
-                _CLASS_SPANS[cls] = SourceSpan(file, start, start + len(lines) - 1)
-            except (OSError, TypeError):
-                _CLASS_SPANS[cls] = None
-        return _CLASS_SPANS[cls]
+
+def _class_span(cls: Any) -> SourceSpan | None:
+    """Where ``cls`` is defined; kept for the whole process, like ``linecache``: finding a
+    class in its file parses the file (20 ms for one of transformers' modeling files), which
+    would be most of the time of tracing a small model; a file is parsed once for all its
+    classes."""
+    if cls not in _CLASS_SPANS:
+        try:
+            lines, start = _class_source(cls) if inspect.isclass(cls) \
+                else inspect.getsourcelines(cls)
+            file = relative_source_path(inspect.getsourcefile(cls) or "")
+            _CLASS_SPANS[cls] = SourceSpan(file, start, start + len(lines) - 1)
+        except (OSError, TypeError):
+            _CLASS_SPANS[cls] = None
+    return _CLASS_SPANS[cls]
 
 
 _CLASS_STARTS: dict[str, tuple[list[str], dict[str, int]]] = {}

@@ -135,7 +135,7 @@ def test_class_spans_are_those_inspect_finds_from_one_parse_per_file() -> None:
 
     for cls in (_Decorated, _Decorated.Nested, _local_class(), TwoLayer):
         lines, start = inspect.getsourcelines(cls)
-        span = SourceIndex.class_span(cls)
+        span = SourceIndex().class_span(cls)
         assert span is not None
         assert (span.file, span.start, span.end) == \
             (relative_source_path(inspect.getsourcefile(cls)), start, start + len(lines) - 1)
