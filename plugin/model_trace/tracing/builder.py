@@ -78,14 +78,14 @@ class GraphBuilder:
                    kind: str = "module") -> str:
         module_id = f"m{self.next_module}"
         self.next_module += 1
-        call_index = self.calls_before(path) if kind == "module" else 0
         if kind == "module":
+            call_index = self.calls_before(path)
             self.calls_per_path[path] = call_index + 1
             self._latest_call[path] = module_id
-        self.modules[module_id] = ModuleCall(
-            id=module_id, path=path, cls=cls, parent=parent, call_index=call_index,
-            kind=kind,  # type: ignore[arg-type]
-        )
+        else:
+            call_index = 0
+        self.modules[module_id] = ModuleCall(module_id, path, cls, parent, [], call_index,
+                                             kind=kind)  # type: ignore[arg-type]
         self.call_modules[module_id] = module
         if parent is not None:
             self.modules[parent].children.append(module_id)

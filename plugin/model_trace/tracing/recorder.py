@@ -189,8 +189,7 @@ class Recorder(TorchFunctionMode):
         builder = self.builder
         if module is self._root_module and not self._root_entered:
             self._root_entered = True
-            self._describe(builder.root, module)
-            self._record_module_inputs(builder.root, module, args)
+            self._describe(builder.modules[builder.root], module, args)
             if self.replayer is not None:
                 self.replayer.entered(module)
             return
@@ -206,8 +205,7 @@ class Recorder(TorchFunctionMode):
             self._enter_opaque(module, path, args)
             return
         module_id = builder.new_module(type(module).__name__, path, builder.stack[-1], module)
-        self._describe(module_id, module)
-        self._record_module_inputs(module_id, module, args)
+        self._describe(builder.modules[module_id], module, args)
         builder.stack.append(module_id)
         builder.stack_objects.append(module)
         if self.replayer is not None:
@@ -245,30 +243,31 @@ class Recorder(TorchFunctionMode):
         del builder.stack[index:]
         del objects[index:]
 
-    def _record_module_inputs(self, module_id: str, module: torch.nn.Module,
-                              args: tuple[Any, ...]) -> None:
-        names = self._argument_names.get(type(module))
-        if names is None:
-            names = self._argument_names[type(module)] = argument_names(type(module).forward)
-        refs: list[str] = []
-        named: dict[str, str] = {}
-        for position, value in enumerate(args):
-            for tensor_id in self.builder.refs(tensors_in((value,), {})):
-                if tensor_id not in refs:
-                    refs.append(tensor_id)
-                    named[tensor_id] = names[position] if position < len(names) else \
-                        f"arg{position}"
-        self.builder.modules[module_id].inputs = refs
-        if named:
-            self.builder.input_names[module_id] = named
-
-    def _describe(self, module_id: str, module: torch.nn.Module) -> None:
-        call = self.builder.modules[module_id]
+    def _describe(self, call: ModuleCall, module: torch.nn.Module, args: tuple[Any, ...]
+                  ) -> None:
+        """A module call's ``extra_repr``, class source and named inputs."""
+        cls = type(module)
         try:
             call.extra_repr = module.extra_repr()
         except Exception:  # a broken extra_repr must not break the trace
             call.extra_repr = ""
-        call.source = self.sources.class_span(type(module))
+        call.source = self.sources.class_span(cls)
+        names = self._argument_names.get(cls)
+        if names is None:
+            names = self._argument_names[cls] = argument_names(cls.forward)
+        builder = self.builder
+        refs: list[str] = []
+        named: dict[str, str] = {}
+        for position, value in enumerate(args):
+            for tensor_id in builder.refs([value] if isinstance(value, torch.Tensor)
+                                          else tensors_in((value,), {})):
+                if tensor_id not in refs:
+                    refs.append(tensor_id)
+                    named[tensor_id] = names[position] if position < len(names) else \
+                        f"arg{position}"
+        call.inputs = refs
+        if named:
+            builder.input_names[call.id] = named
 
     def _enter_opaque(self, module: torch.nn.Module, path: str, args: tuple[Any, ...]) -> None:
         self.opaque_paths.add(path)
