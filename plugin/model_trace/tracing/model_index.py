@@ -56,6 +56,7 @@ class ModelIndex:
         self._outside: dict[int, str] = {}  # modules outside the tree, by id
         self._shared: set[int] = set()  # places of modules holding something shared
         self._keys: list[int] | None = None
+        self._last: tuple[Any, int] = (object(), -1)  # the last module _place found, and where
         self._all_owners: dict[int, int] | None = None  # made on the first name not found
         if root is not None:
             self._walk(root)
@@ -110,11 +111,16 @@ class ModelIndex:
                         self._shared.update((self._shared_tensors[id(tensor)], place))
 
     def _place(self, module: torch.nn.Module) -> int | None:
-        """Where a module is in ``order`` (None: not in the tree)."""
+        """Where a module is in ``order`` (None: not in the tree). The last module found is
+        remembered: the tracer names a module call, then the parameters it reads."""
+        if module is self._last[0]:
+            return self._last[1]
         ids = self._ids
         at = bisect_left(ids, id(module))
         if at < len(ids) and ids[at] == id(module):
-            return self._places[at]
+            place = self._places[at]
+            self._last = (module, place)
+            return place
         return None
 
     # -- names -------------------------------------------------------------------------
