@@ -91,11 +91,11 @@ class ModelIndex:
                 ends[parent] = ends[place]
         self._end = ends
         ids = numpy.fromiter(at, dtype=numpy.int64, count=len(at))
-        places = numpy.fromiter(at.values(), dtype=numpy.int64, count=len(at))
         by_id = numpy.argsort(ids)
-        self._ids.frombytes(ids[by_id].tobytes())
-        self._places.frombytes(places[by_id].tobytes())
-        del at
+        self._ids.frombytes(memoryview(ids[by_id]).cast("B"))
+        self._places.frombytes(memoryview(
+            numpy.fromiter(at.values(), dtype=numpy.int64, count=len(at))[by_id]).cast("B"))
+        del at, by_id
         ids = numpy.sort(numpy.frombuffer(held, dtype=numpy.int64))  # no Python int per id
         twice = set(ids[1:][ids[1:] == ids[:-1]].tolist())
         if twice:
