@@ -54,9 +54,13 @@ folding that `trace` runs after it. Both see the same op calls (the count is che
 figure is (recorded - reference) / recorded op nodes, in µs, and its ratio to the
 reference's own time per intercepted op. Medians of `--rounds` rounds, the two forwards
 interleaved after a warm-up of each, the garbage collector paused in both (as `trace`
-does). Models, all on the meta device, tokens (1, 128): the zoo's tiny DeepSeek-V3, its
-671B config cut to 4 layers (3 dense, 1 MoE), and transformers' `LlamaForCausalLM` from a
-config (8 layers of Llama-3-8B's sizes). Target: <= 5 µs per recorded op.
+does); times are the tracing thread's CPU time, which the other processes of a busy machine
+disturb far less than wall time. Models, all on the meta device: over tokens (1, 128), the
+zoo's tiny DeepSeek-V3, its 671B config cut to 4 layers (3 dense, 1 MoE), and
+transformers' `LlamaForCausalLM` from a config (8 layers of Llama-3-8B's sizes); and two
+that split the cost, over a (128, 64) tensor: `ops-4000`, 4,000 torch ops in one module (the
+cost of an op alone), and `linear-2000`, 2,000 `nn.Linear` modules of one op each (an op
+with its module call and its parameter). Target: <= 5 µs per recorded op.
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ LAYER_COUNTS = (4, 8, 16, 32, 61)
 TOKENS = (1, 128)
 MODELS = ("encoder-12", "linear-relu-200", "deepseek-default-2")
 TOOLS = ("model-trace", "torchvista", "torchview")
-RECORD_MODELS = ("deepseek-tiny", "deepseek-671b-4", "llama-8-layers")
+RECORD_MODELS = ("deepseek-tiny", "deepseek-671b-4", "llama-8-layers", "ops-4000",
+                 "linear-2000")
 TARGET_RECORD_US = 5.0
 FULL_DEPTH = 100
 """torchvista's ``forced_module_tracing_depth``: trace inside every module, torch's own
@@ -360,16 +365,19 @@ def report_compare(rounds: int) -> bool:
 
 
 # -- part 4: recording cost per op ---------------------------------------------------------
-def build_record_case(name: str) -> Any:
-    """The model of a ``record`` case, built on the meta device."""
+def build_record_case(name: str) -> tuple[Any, Any]:
+    """The model of a ``record`` case, built on the meta device, and its input: token ids
+    (concrete, as ``trace`` makes them) or a float meta tensor."""
     import torch
 
+    tokens = torch.zeros(TOKENS, dtype=torch.int64)
+    x = torch.empty(TOKENS[1], 64, device="meta")
     if name.startswith("deepseek-"):
         from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
 
         args = load_config("tiny") if name == "deepseek-tiny" else load_config("671B",
                                                                                 n_layers=4)
-        return Transformer(args, RuntimeOptions(world_size=1, rank=0, device="meta"))
+        return Transformer(args, RuntimeOptions(world_size=1, rank=0, device="meta")), tokens
     if name == "llama-8-layers":
         from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -377,7 +385,19 @@ def build_record_case(name: str) -> Any:
                              num_hidden_layers=8, num_attention_heads=32,
                              num_key_value_heads=8, attn_implementation="eager")
         with torch.device("meta"):
-            return LlamaForCausalLM(config).eval()
+            return LlamaForCausalLM(config).eval(), tokens
+    if name == "ops-4000":
+        class OpChain(torch.nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                for _ in range(1000):
+                    x = torch.relu(x).view(-1) * 2
+                    x = x.reshape(TOKENS[1], 64)
+                return x
+
+        return OpChain(), x
+    if name == "linear-2000":
+        return torch.nn.Sequential(*(torch.nn.Linear(64, 64, bias=False, device="meta")
+                                     for _ in range(2000))), x
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(RECORD_MODELS)}")
 
 
@@ -429,8 +449,7 @@ def measure_record(name: str, rounds: int) -> dict[str, Any]:
                 self.calls += 1
             return super().__torch_function__(func, types, args, kwargs)
 
-    model = build_record_case(name)
-    tokens = torch.zeros(TOKENS, dtype=torch.int64)  # token ids: concrete, as trace makes them
+    model, x = build_record_case(name)
 
     def values() -> ConcreteValues:
         policy = routing_policy(None)
@@ -443,46 +462,48 @@ def measure_record(name: str, rounds: int) -> dict[str, Any]:
         with collector_paused(), torch.no_grad():
             start = time.thread_time()
             with mode:
-                model(tokens)
+                model(x)
             seconds = time.thread_time() - start
         return seconds, mode.calls
 
-    def recorded(counting: bool = False) -> tuple[float, int]:
+    def recorded(counting: bool = False) -> tuple[float, int, int]:
         cls = CountingRecorder if counting else Recorder
         recorder = cls(model, type(model).__name__, TraceOptions(early_fold=False), values())
-        recorder.record_input("tokens", tokens)
+        recorder.record_input("x", x)
         gc.collect()
         with collector_paused():
             start = time.thread_time()
             with recorder.recording():
-                model(tokens)
+                model(x)
             seconds = time.thread_time() - start
         nodes = sum(1 for node in recorder.builder.nodes.values() if node.kind == "op")
+        modules = len(recorder.builder.modules)
         if counting:
             calls = recorder.calls  # type: ignore[attr-defined]
             if calls != bare_calls:
                 raise SystemExit(f"{name}: the recorder saw {calls} op calls, the bare "
                                  f"mode {bare_calls}")
-        recorder.release((tokens,))
-        return seconds, nodes
+        recorder.release((x,))
+        return seconds, nodes, modules
 
     bare()  # warm-ups: lazy imports, meta kernels, and the model's own lazy state
     recorded()
     _, bare_calls = bare()
-    _, nodes = recorded(counting=True)
+    _, nodes, modules = recorded(counting=True)
     bare_times, recorded_times = [], []
     for _ in range(rounds):
         bare_times.append(bare()[0])
         recorded_times.append(recorded()[0])
-    return {"calls": bare_calls, "nodes": nodes, "bare_s": statistics.median(bare_times),
+    return {"calls": bare_calls, "nodes": nodes, "modules": modules,
+            "bare_s": statistics.median(bare_times),
             "recorded_s": statistics.median(recorded_times)}
 
 
 def report_record(rounds: int) -> bool:
-    print(f"\nRecording cost per op on the meta device, tokens {TOKENS}: median of {rounds} "
+    print(f"\nRecording cost per op on the meta device: thread CPU time, median of {rounds} "
           "rounds in one fresh process per model")
-    print(f"  {'model':<18}{'op calls':>10}{'op nodes':>10}{'bare ms':>9}{'recorded ms':>13}"
-          f"{'bare us/call':>14}{'recording us/op':>17}{'ratio':>7}")
+    print(f"  {'model':<18}{'op calls':>10}{'op nodes':>10}{'modules':>9}{'bare ms':>9}"
+          f"{'recorded ms':>13}{'bare us/call':>14}{'recording us/op':>17}{'ratio':>7}")
     worst = 0.0
     for name in RECORD_MODELS:
         result = _in_fresh_process(["--measure-record", name, "--rounds", str(rounds)])
@@ -490,8 +511,9 @@ def report_record(rounds: int) -> bool:
         per_op = 1e6 * (result["recorded_s"] - result["bare_s"]) / result["nodes"]
         worst = max(worst, per_op)
         print(f"  {name:<18}{result['calls']:>10,}{result['nodes']:>10,}"
-              f"{1000 * result['bare_s']:>9.1f}{1000 * result['recorded_s']:>13.1f}"
-              f"{per_call:>14.2f}{per_op:>17.2f}{per_op / per_call:>6.1f}x")
+              f"{result['modules']:>9,}{1000 * result['bare_s']:>9.1f}"
+              f"{1000 * result['recorded_s']:>13.1f}{per_call:>14.2f}{per_op:>17.2f}"
+              f"{per_op / per_call:>6.1f}x")
     ok = worst <= TARGET_RECORD_US
     print(f"  recording us/op: (recorded - bare) / op nodes; ratio: to bare us/call. Worst "
           f"{worst:.2f} us: {'meets' if ok else 'MISSES'} the target (<= "
