@@ -220,11 +220,13 @@ class Recorder(TorchFunctionMode):
             return
         builder = self.builder
         objects = builder.stack_objects
-        for index in range(len(objects) - 1, -1, -1):
-            if objects[index] is module:
-                break
-        else:
-            return
+        top = index = len(objects) - 1
+        if objects[top] is not module:  # a call that ended without its inner ones
+            for index in range(top - 1, -1, -1):
+                if objects[index] is module:
+                    break
+            else:
+                return
         call = builder.modules[builder.stack[index]]
         if kwargs:
             names = builder.input_names.setdefault(call.id, {})
