@@ -206,12 +206,13 @@ class Version:
 
 
 def check_imports(version: Version) -> None:
-    """Stop unless a build of ``version`` imports model-trace and the zoo from its tree."""
+    """Stop unless a build of ``version`` imports model-trace and the zoo from its tree (as
+    a build does: run outside this checkout)."""
     found = subprocess.run(
         [sys.executable, "-c", "import model_trace, model_zoo; "
          "print(model_trace.__file__); print(model_zoo.__file__)"],
         env={**os.environ, **version.environment(version.root)}, check=True,
-        capture_output=True, text=True).stdout.split()
+        capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout.split()
     if not all(Path(path).is_relative_to(version.root) for path in found):
         raise SystemExit(f"{version.name}: a build would import {found}, not {version.root}")
 
