@@ -25,8 +25,9 @@ builds fast" and early folding), unpacked with ``git archive`` into the temporar
 build runs its package and zoo by putting them first on ``PYTHONPATH``. "now" is this
 checkout. For every site and version, in this order, so that machine load hits them alike:
 
-- reference: the same site with its fences turned into plain YAML blocks (nothing to draw),
-  the median of ``--repeat`` builds;
+- reference: the site with its fences turned into plain YAML blocks (nothing to draw), as
+  this checkout has it and built by it for both versions (the older plugin's own start-up
+  cost stays out of it), the median of ``--repeat`` builds;
 - cold: an empty site cache and an empty folder of shared traces (every fence traced);
 - shared (now only): a second copy of the site in a new folder, its own cache empty, reading
   the traces the cold build left in the shared folder (what a new site pays for models
@@ -249,42 +250,51 @@ def fence_count(docs: Path) -> int:
                for page in docs.rglob("*.md"))
 
 
-def measure(site: str, version: Version, folder: Path, repeat: int) -> list[str]:
-    """The table rows of one site built by one version: reference (median of ``repeat``),
-    cold and (now) shared."""
+def measure(site: str, version: Version, now: Version, folder: Path,
+            repeat: int) -> dict[str, float]:
+    """Build one site by one version, printing a row per build: the reference (this
+    checkout's site with plain YAML blocks, built by it: median of ``repeat``), the cold
+    build and (now) a new site reading the shared traces. Returns each build's ratio to the
+    reference."""
     make = SITES[site]
     work = folder / site / version.name.replace(" ", "-")
     shared = work / "shared"
-    builds = {"reference": make(work / "reference", fences=False, source=version.root),
+    builds = {"reference": make(work / "reference", fences=False),
               "cold": make(work / "cold", fences=True, source=version.root)}
-    if version.name == "now":  # the code before had no shared folder
+    if version == now:  # the code before had no shared folder
         builds["shared"] = make(work / "new-site", fences=True, source=version.root)
     label = f"{site} ({fence_count(builds['cold'] / 'docs')} fences)"
-    rows, reference = [], 0.0
+    ratios: dict[str, float] = {}
+    reference = 0.0
     for kind, project in builds.items():
         load = os.getloadavg()[0]
-        seconds = statistics.median(build(project, version.environment(shared))
+        builder = now if kind == "reference" else version
+        seconds = statistics.median(build(project, builder.environment(shared))
                                     for _ in range(repeat if kind == "reference" else 1))
         reference = reference or seconds
-        rows.append(f"{label:<20} {version.name:<15} {kind:<9} {seconds:7.1f} s "
-                    f"{seconds / reference:6.2f} x  {load:5.1f}")
-    return rows
+        ratios[kind] = seconds / reference
+        print(f"{label:<20} {version.name:<15} {kind:<9} {seconds:7.1f} s "
+              f"{ratios[kind]:6.2f} x  {load:5.1f}", flush=True)
+    return ratios
 
 
 def compare_versions(before: str, sites: list[str], repeat: int) -> None:
     """Print the cold builds of ``sites`` by the tree of ``before`` and by this checkout."""
     with tempfile.TemporaryDirectory(prefix="model-trace-cold-") as name:
         folder = Path(name)
-        versions = [unpack(before, folder / "before-tree"), Version("now", ROOT)]
-        for version in versions:
+        old, now = unpack(before, folder / "before-tree"), Version("now", ROOT)
+        for version in (old, now):
             check_imports(version)
         print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the start", flush=True)
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the start")
         print(f"{'site':<20} {'version':<15} {'build':<9} {'wall':>9} {'ratio':>8}  load",
               flush=True)
         for site in sites:
-            for version in versions:
-                print("\n".join(measure(site, version, folder, repeat)), flush=True)
+            earlier, later = (measure(site, v, now, folder, repeat) for v in (old, now))
+            print(f"{site}: cold build now {earlier['cold'] / later['cold']:.2f} x faster than "
+                  f"{old.name}, a new site reading shared traces "
+                  f"{earlier['cold'] / later['shared']:.2f} x (ratios to the reference)",
+                  flush=True)
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
