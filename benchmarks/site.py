@@ -23,19 +23,20 @@ Two sites, each built by real ``mkdocs build`` processes in a temporary folder:
 The code "before" is the tree of ``--before`` (default ``d11edbd``, the commit before "Zoo
 builds fast" and early folding), unpacked with ``git archive`` into the temporary folder; a
 build runs its package and zoo by putting them first on ``PYTHONPATH``. "now" is this
-checkout. For every site and version, in this order, so that machine load hits them alike:
+checkout. For every site and version, one after the other, so that load hits them alike:
 
 - reference: the site with its fences turned into plain YAML blocks (nothing to draw), as
   this checkout has it and built by it for both versions (the older plugin's own start-up
-  cost stays out of it), the median of ``--repeat`` builds;
+  cost stays out of it): the mean of ``--repeat`` builds before the version's builds and as
+  many after them;
 - cold: an empty site cache and an empty folder of shared traces (every fence traced);
 - shared (now only): a second copy of the site in a new folder, its own cache empty, reading
   the traces the cold build left in the shared folder (what a new site pays for models
   another site on the machine traced). The code before had no shared folder.
 
 Times are wall seconds of the whole ``mkdocs build`` process, and each as a ratio to the
-reference built just before it; the 1-minute load average at the start of each build is
-printed beside it, since these machines are shared.
+reference built around it; the 1-minute load average at the end of each build is printed
+beside it, since these machines are shared.
 """
 
 from __future__ import annotations
@@ -252,30 +253,30 @@ def fence_count(docs: Path) -> int:
 
 def measure(site: str, version: Version, now: Version, folder: Path,
             repeat: int) -> dict[str, float]:
-    """Build one site by one version, printing a row per build: the reference (this
-    checkout's site with plain YAML blocks, built by it: median of ``repeat``), the cold
-    build and (now) a new site reading the shared traces. Returns each build's ratio to the
+    """Build one site by one version, printing a row per build: the cold build, (now) a new
+    site reading the shared traces, and the reference around them (this checkout's site with
+    plain YAML blocks, built by it ``repeat`` times before and after: their mean, so that a
+    change of load during the builds weighs on it too). Returns each build's ratio to the
     reference."""
     make = SITES[site]
     work = folder / site / version.name.replace(" ", "-")
     shared = work / "shared"
-    builds = {"reference": make(work / "reference", fences=False),
-              "cold": make(work / "cold", fences=True, source=version.root)}
+    plain = make(work / "reference", fences=False)
+    builds = {"cold": make(work / "cold", fences=True, source=version.root)}
     if version == now:  # the code before had no shared folder
         builds["shared"] = make(work / "new-site", fences=True, source=version.root)
     label = f"{site} ({fence_count(builds['cold'] / 'docs')} fences)"
-    ratios: dict[str, float] = {}
-    reference = 0.0
+    references = [build(plain, now.environment(shared)) for _ in range(repeat)]
+    measured = {}
     for kind, project in builds.items():
-        load = os.getloadavg()[0]
-        builder = now if kind == "reference" else version
-        seconds = statistics.median(build(project, builder.environment(shared))
-                                    for _ in range(repeat if kind == "reference" else 1))
-        reference = reference or seconds
-        ratios[kind] = seconds / reference
+        measured[kind] = (build(project, version.environment(shared)), os.getloadavg()[0])
+    references += [build(plain, now.environment(shared)) for _ in range(repeat)]
+    measured["reference"] = (statistics.mean(references), os.getloadavg()[0])
+    reference = measured["reference"][0]
+    for kind, (seconds, load) in measured.items():
         print(f"{label:<20} {version.name:<15} {kind:<9} {seconds:7.1f} s "
-              f"{ratios[kind]:6.2f} x  {load:5.1f}", flush=True)
-    return ratios
+              f"{seconds / reference:6.2f} x  {load:5.1f}", flush=True)
+    return {kind: seconds / reference for kind, (seconds, _) in measured.items()}
 
 
 def compare_versions(before: str, sites: list[str], repeat: int) -> None:
