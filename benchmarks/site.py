@@ -292,10 +292,9 @@ def compare_versions(before: str, sites: list[str], repeat: int) -> None:
               flush=True)
         for site in sites:
             earlier, later = (measure(site, v, now, folder, repeat) for v in (old, now))
-            print(f"{site}: cold build now {earlier['cold'] / later['cold']:.2f} x faster than "
-                  f"{old.name}, a new site reading shared traces "
-                  f"{earlier['cold'] / later['shared']:.2f} x (ratios to the reference)",
-                  flush=True)
+            print(f"{site}, ratios to the reference: cold now / cold {old.name} = "
+                  f"{later['cold'] / earlier['cold']:.2f}, new site reading shared traces / "
+                  f"cold {old.name} = {later['shared'] / earlier['cold']:.2f}", flush=True)
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
