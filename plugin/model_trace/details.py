@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from model_trace.caveats import node_caveats
 from model_trace.dims import shape_text
 from model_trace.graph import BYTES_WORDS, Graph, ModuleCall, Node, Stats, Tensor
-from model_trace.naming import format_bytes, format_count, format_seconds
+from model_trace.naming import format_bytes, format_count, format_seconds, never_called
 from model_trace.tracing.summary import run_seconds
 from model_trace.view_tree import ViewTree
 
@@ -95,7 +95,7 @@ def _module_text(tree: ViewTree, module: ModuleCall) -> ItemText:
         rows.append(("repeat", f"\u00d7{module.repeat.count}{note}; figures below are of "
                                "one member"))
     if not module.called:
-        rows.append(("not called", "the forward never called it"))
+        rows.append(("called", never_called(module)))
     elif tree.items[module.id].category == "idle":
         rows.append(("no ops", "called, but ran no op (e.g. dropout in eval mode)"))
     if module.extra_repr:

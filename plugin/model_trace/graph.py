@@ -70,7 +70,8 @@ class Stats:
     copies of weights nor the model's own state."""
     activated_params: int = 0
     """Parameters one token goes through: for a mixture of experts only its routed experts'
-    share (equal to ``params`` for dense modules)."""
+    share (equal to ``params`` for dense modules); for a module the forward never called,
+    those of its parameters some op read directly (0 if none was read)."""
     workspace_bytes: int = 0
     """Bytes of the other new tensors: made from weights alone (a dequantised fp8 weight, a
     cast copy) or kept by the model as its state (a KV cache allocated on the first forward).

@@ -106,3 +106,14 @@ def display_class(graph: Graph, call: ModuleCall) -> str:
         classes = list(dict.fromkeys(graph.nodes[c].name for c in call.children
                                      if c in graph.nodes))[:3]
     return "/".join(classes) if classes else "loop"
+
+
+def never_called(call: ModuleCall) -> str:
+    """Why a call ran nothing, in the words the table and the tooltip use ("" for a call the
+    forward made): its weights count as activated only where an op read them directly
+    (``wkv_b.weight`` in absorbed attention), which the reader must be told apart from a
+    module nothing touched (an expert without tokens, a skipped vision tower)."""
+    if call.called:
+        return ""
+    return "never called; weights read directly" if call.stats.activated_params \
+        else "never called"

@@ -7,10 +7,13 @@ written.
 - ``activated_params``: the parameters one token goes through. A *routed group* is a set of
   sibling modules of one class in one container (``ffn.experts.*``) whose inputs are rows
   picked by an index (``x[idx]``): each member counts in proportion to the rows it got over
-  the rows its parent got, so 8 of 256 experts per token count 8 experts. Everything else
-  counts fully. Experts stored as one stacked parameter count by the share of their slices
-  the tokens used (``stacked``). For an op node, the parameters it reads (at their first
-  read in the trace).
+  the rows its parent got, so 8 of 256 experts per token count 8 experts. A module the
+  forward never called counts the parameters of it and its submodules that some op read
+  (``wkv_b.weight``, which absorbed attention reads without calling ``wkv_b``) and nothing
+  for the others (a vision tower a text-only forward skips). Everything else counts fully.
+  Experts stored as one stacked parameter count by the share of their slices the tokens
+  used (``stacked``). For an op node, the parameters it reads (at their first read in the
+  trace).
 - ``flops`` and the bytes: per op, summed into every enclosing module call. The bytes of the
   new tensors an op writes (views excluded) are ``workspace_bytes`` when the tensors are made
   from weights alone (``weight_dequant`` of an fp8 weight, a cast, a reshaped weight) or are
@@ -119,13 +122,18 @@ def _is_block_scale(module: torch.nn.Module, name: str, param: torch.Tensor) -> 
                for p in module._parameters.values())
 
 
+Counts = tuple[int, int, int, int, int, int]
+"""Parameters of a module: (own, own block scales, subtree, subtree block scales, subtree
+ones some op read, subtree block scales some op read)."""
+
+
 def _subtree_parameters(roots: list[torch.nn.Module],
-                        replayed: dict[int, torch.nn.Module] | None = None
-                        ) -> dict[int, tuple[int, int, int, int]]:
-    """(own, own block scales, subtree, subtree block scales) per module object, each
-    parameter counted once. ``replayed``: modules whose subtree is not walked, counted as
-    the module they repeat (in the order given: a module repeated inside a later one first).
-    """
+                        replayed: dict[int, torch.nn.Module] | None = None,
+                        read: frozenset[int] = frozenset()) -> dict[int, Counts]:
+    """``Counts`` per module object, each parameter counted once (at the first module
+    holding it). ``replayed``: modules whose subtree is not walked, counted as the module
+    they repeat (in the order given: a module repeated inside a later one first). ``read``:
+    the ids of the parameters some op read."""
     replayed = replayed or {}
     seen: set[int] = set()
     own: dict[int, list[int]] = {}
@@ -139,36 +147,57 @@ def _subtree_parameters(roots: list[torch.nn.Module],
                 continue
             parent_of[id(module)] = parent
             if id(module) in replayed:
-                own[id(module)] = [0, 0, 0, 0]
+                own[id(module)] = [0] * 6
                 continue
-            count = scales = 0
+            mine = [0] * 6
             for name, param in module._parameters.items():
                 if param is None or id(param) in seen:
                     continue
                 seen.add(id(param))
-                count += param.numel()
-                if _is_block_scale(module, name, param):
-                    scales += param.numel()
-            own[id(module)] = [count, scales, count, scales]
+                size = param.numel()
+                scales = size if _is_block_scale(module, name, param) else 0
+                mine[0] += size
+                mine[1] += scales
+                if id(param) in read:
+                    mine[4] += size
+                    mine[5] += scales
+            mine[2:4] = mine[0:2]
+            own[id(module)] = mine
             order.append((module, parent))
             stack.extend((child, module) for child in reversed(module._modules.values())
                          if child is not None)
     for module, parent in reversed(order):
         if parent is not None:
-            mine, theirs = own[id(module)], own[id(parent)]
-            theirs[2] += mine[2]
-            theirs[3] += mine[3]
+            _add_subtree(own[id(parent)], own[id(module)])
     for module_id, template in replayed.items():
         if module_id not in own:
             continue
         own[module_id] = list(own[id(template)])
         ancestor = parent_of[module_id]
         while ancestor is not None:
-            totals = own[id(ancestor)]
-            totals[2] += own[module_id][2]
-            totals[3] += own[module_id][3]
+            _add_subtree(own[id(ancestor)], own[module_id])
             ancestor = parent_of[id(ancestor)]
-    return {key: (v[0], v[1], v[2], v[3]) for key, v in own.items()}
+    return {key: (v[0], v[1], v[2], v[3], v[4], v[5]) for key, v in own.items()}
+
+
+def _add_subtree(totals: list[int], below: list[int]) -> None:
+    """Add a submodule's subtree figures (all but its own) to an ancestor's."""
+    for at in range(2, 6):
+        totals[at] += below[at]
+
+
+def _read_parameters(graph: Graph, root: torch.nn.Module | None) -> frozenset[int]:
+    """The ids of the parameters of ``root`` that some op of the trace read."""
+    if root is None:
+        return frozenset()
+    names = {name for node in graph.nodes.values() for name in node.params}
+    found = set()
+    for name in sorted(names):
+        try:
+            found.add(id(root.get_parameter(name)))
+        except AttributeError:  # held outside the model (a function's own module)
+            continue
+    return frozenset(found)
 
 
 def _rows(graph: Graph, call: ModuleCall) -> int | None:
@@ -317,7 +346,8 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                       if isinstance(m, torch.nn.Module)}.values())
     stubs = replayed.stubs if replayed else {}
     counts = _subtree_parameters(roots, {id(stub.module): call_modules[stub.template.call]
-                                         for stub in stubs.values()})
+                                         for stub in stubs.values()},
+                                 _read_parameters(graph, root))
     groups = routed_groups(graph, replayed)
     uses = stacked_uses(graph, lambda call: _gathered(graph, call, replayed))
     unused = _unused_stacked(graph, call_modules, uses)
@@ -330,14 +360,14 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     for call in modules:
         obj = call_modules.get(call.id)
         first = call.kind == "module" and call.call_index == 0 and obj is not None
-        own, own_scales, total, total_scales = counts.get(id(obj), (0, 0, 0, 0)) if first \
-            else (0, 0, 0, 0)
+        own, own_scales, total, _, read, read_scales = \
+            counts.get(id(obj), (0,) * 6) if first else (0,) * 6
         call.stats = Stats(params=total)
         stub = stubs.get(call.id)
         if stub is not None:
             activated[call.id] = activated[stub.template.call]
-        elif not call.called:
-            activated[call.id] = (float(total), float(total_scales))
+        elif not call.called:  # the parameters ops read without calling it
+            activated[call.id] = (read - _unused_below(unused, call.path), float(read_scales))
         else:
             act, act_scales = float(own) - (unused.get(call.path, 0.0) if first else 0.0), \
                 float(own_scales)
@@ -404,6 +434,12 @@ def _unused_stacked(graph: Graph, call_modules: dict[str, Any],
             if name in numel and node.stats.activated_params >= numel[name]:
                 node.stats.activated_params -= round(numel.pop(name) * (1 - uses[name].share))
     return unused
+
+
+def _unused_below(unused: dict[str, float], path: str) -> float:
+    """The unused stacked parameters of the module at ``path`` and its submodules."""
+    return sum(count for owner, count in unused.items()
+               if owner == path or owner.startswith(path + "."))
 
 
 _SUMMED = tuple(name for name in STAT_NAMES if name not in ("params", "activated_params"))
@@ -484,7 +520,7 @@ def _moved(summaries: list[tuple[str, dict[str, Any]]], stub: Any
 
 def _describe_totals(graph: Graph, summaries: list[tuple[str, dict[str, Any]]],
                      activated: dict[str, tuple[float, float]],
-                     counts: dict[int, tuple[int, int, int, int]],
+                     counts: dict[int, Counts],
                      roots: list[torch.nn.Module]) -> None:
     root = graph.modules[graph.root]
     scales = sum(counts[id(r)][3] for r in roots)

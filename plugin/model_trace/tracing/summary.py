@@ -24,6 +24,7 @@ from model_trace.naming import (
     format_count,
     format_seconds,
     module_name,
+    never_called,
 )
 
 COLUMNS = ("module", "class", "parameters", "activated per token", "FLOPs",
@@ -131,7 +132,7 @@ def _row(graph: Graph, call: ModuleCall, level: int, each: bool) -> SummaryRow:
     elif each:
         cls += " (each)"
     if not call.called:
-        cls += " (never called)"
+        cls += f" ({never_called(call)})"
     measured = None
     if "execution" in graph.meta:
         seconds = run_seconds(call)

@@ -58,3 +58,20 @@ def test_every_moe_family_traces_with_its_experts_counted(folder: str) -> None:
     else:
         assert graph.meta.get("experts"), "no routed experts found"
         assert 0 < totals["activated_params"] < totals["params"]
+
+
+def test_a_vision_tower_the_text_forward_skips_activates_nothing() -> None:
+    """DeepSeek-OCR-2 over token ids runs its language model only: the vision tower (10.9B
+    parameters) and the projector are never called and no op reads their weights, so the
+    model activates what its language model traced alone does, plus the model's own
+    parameter (``view_separator``, counted as a called module's own)."""
+    with torch.device("meta"):
+        model = build_family("deepseek_ocr2")
+    inputs = family_inputs("deepseek_ocr2")
+    graph = trace(model, fold=False, **inputs)
+    skipped = {c.path: c.stats for c in graph.modules.values() if not c.called}
+    assert skipped.keys() == {"vision_tower", "multi_modal_projector"}
+    assert all(s.params > 0 and s.activated_params == 0 for s in skipped.values())
+    alone = trace(model.language_model, fold=False, **inputs).meta["totals"]
+    own = sum(p.numel() for p in model._parameters.values())
+    assert graph.meta["totals"]["activated_params"] == alone["activated_params"] + own
