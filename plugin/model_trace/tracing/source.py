@@ -72,7 +72,7 @@ _CLASS_SPANS: weakref.WeakKeyDictionary[Any, SourceSpan | None] = weakref.WeakKe
 
 
 class SourceIndex:
-    """Caches of call sites (per code object and line) and class spans (per class).
+    """Caches of call sites (per code object and instruction) and class spans (per class).
 
     Code objects are keyed by ``id``: hashing one hashes its whole contents (0.5 us for a
     long function, on every op). Each entry keeps its code object, so an id cannot be
@@ -82,6 +82,7 @@ class SourceIndex:
         self._model_code: dict[int, tuple[CodeType, bool]] = {}
         self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
         self._files: dict[str, str] = {}
+        self._sites: dict[tuple[int, int], SourceLocation] = {}  # by code and offset
         self._spans: dict[Any, SourceSpan | None] = {}  # this trace's, from _CLASS_SPANS: a
         # weak dictionary takes 1 us a look-up, and every module call asks
 
@@ -104,9 +105,19 @@ class SourceIndex:
                     return None
                 entry = known[id(code)] = (code, is_model_code(code))
             if entry[1]:
-                return self._location(code, frame.f_lineno)
+                return self._site(frame)
             frame = frame.f_back
         return None
+
+    def _site(self, frame: FrameType) -> SourceLocation:
+        """The location of the instruction ``frame`` is at, looked up by its bytecode offset:
+        a frame's line number decodes the line table from the function's start (2 us, deep
+        in a long ``forward``)."""
+        key = (id(frame.f_code), frame.f_lasti)
+        location = self._sites.get(key)
+        if location is None:
+            location = self._sites[key] = self._location(frame.f_code, frame.f_lineno)
+        return location
 
     def _torch_call_site(self, frame: FrameType | None) -> SourceLocation | None:
         while frame is not None:
