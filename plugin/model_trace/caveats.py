@@ -10,7 +10,7 @@ say them in these words. No torch here: rendering a saved graph does not need it
 from __future__ import annotations
 
 from model_trace.graph import Graph, Node
-from model_trace.naming import format_count, format_seconds
+from model_trace.naming import format_count, format_seconds, natural_key
 
 ASSUMED: dict[str, str] = {
     "input": "integer input given on the meta device, so without values: taken as zeros",
@@ -84,7 +84,8 @@ def if_only_chosen_experts_ran(graph: Graph) -> tuple[int, int] | None:
     if not dense or not totals:
         return None
     params, flops = float(totals["activated_params"]), float(totals["flops"])
-    for entry in dense.values():
+    for path in sorted(dense, key=natural_key):  # the tracer's order, also when read back
+        entry = dense[path]
         unchosen = 1 - entry["chosen"] / entry["count"]
         params -= entry["params"] * unchosen
         flops -= entry["flops"] * unchosen
@@ -95,7 +96,9 @@ def _dense_experts_caveats(graph: Graph) -> list[str]:
     """Experts run densely: why activated parameters and FLOPs count them all, and what
     they would be had only the chosen experts run."""
     kinds: dict[tuple[str, int, int], list[str]] = {}
-    for path, entry in graph.meta.get("dense_experts", {}).items():
+    dense = graph.meta.get("dense_experts", {})
+    for path in sorted(dense, key=natural_key):  # the tracer's order, also when read back
+        entry = dense[path]
         kinds.setdefault((entry["cls"], entry["count"], entry["chosen"]), []).append(path)
     if not kinds:
         return []

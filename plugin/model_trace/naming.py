@@ -10,6 +10,9 @@ tooltips and legend, the fence's table and the CLI's summary, so they never disa
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from model_trace.graph import Graph, ModuleCall
 
 _COUNT_UNITS = (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3))
@@ -46,6 +49,12 @@ def _in_units(value: float, units: tuple[tuple[str, float], ...], separator: str
             text = f"{number:.3g}" if abs(number) < 1000 else f"{number:,.0f}"
             return f"{text}{separator}{unit}"
     return None
+
+
+def natural_key(path: str) -> tuple[Any, ...]:
+    """Sort key putting ``layers.3`` before ``layers.10`` (a graph's JSON sorts its dicts'
+    keys as strings, so an order read back from it must be restored with this)."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
 
 
 def relative_name(path: str, parent_path: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from model_trace.errors import SpecError
 from model_trace.graph import Graph
+from model_trace.naming import natural_key
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class ExpertLoad:
             raise SpecError(f"{graph.meta.get('model', 'the model')} has no routed experts (the "
                             "trace found no mixture-of-experts layer); `view: experts` needs "
                             "one", field="view")
-        containers = list(experts)
+        containers = sorted(experts, key=natural_key)  # layer order, also when read back
         routing = graph.meta.get("routing", {})
         policy = routing.get("policy", "real")
         if "seed" in routing:

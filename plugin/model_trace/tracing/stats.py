@@ -31,13 +31,13 @@ although a router chose fewer (``stacked.dense_experts``).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model_trace.graph import STAT_NAMES, Graph, ModuleCall, Node, Stats
+from model_trace.naming import natural_key
 from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.op_info import writes_in_place
 from model_trace.tracing.op_table import gathers_rows, is_view
@@ -225,10 +225,6 @@ def _gathered(graph: Graph, call: ModuleCall, replayed: ReplayedCalls | None) ->
     return False
 
 
-def _natural_key(path: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path))
-
-
 def routed_groups(graph: Graph, replayed: ReplayedCalls | None = None
                   ) -> dict[str, dict[str, Any]]:
     """Routed groups by container path: parent call, class, members (call ids, natural
@@ -250,7 +246,7 @@ def routed_groups(graph: Graph, replayed: ReplayedCalls | None = None
             if len(calls) < 2 or not called or not all(_gathered(graph, c, replayed)
                                                         for c in called):
                 continue
-            calls.sort(key=lambda c: _natural_key(c.path))
+            calls.sort(key=lambda c: natural_key(c.path))
             rows = [(_rows(graph, c) or 0) if c.called else 0 for c in calls]
             groups[container or parent.path] = {"parent": parent.id, "cls": cls,
                                                 "members": [c.id for c in calls], "rows": rows,
@@ -397,7 +393,7 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     if uses:
         graph.meta["experts"] = dict(sorted({**graph.meta.get("experts", {}),
                                              **expert_load(graph, uses)}.items(),
-                                            key=lambda kv: _natural_key(kv[0])))
+                                            key=lambda kv: natural_key(kv[0])))
 
 
 def _parameter_sizes(graph: Graph, call_modules: dict[str, Any]) -> Callable[[str], int]:
@@ -533,4 +529,4 @@ def _describe_totals(graph: Graph, summaries: list[tuple[str, dict[str, Any]]],
         **{name: getattr(root.stats, name) for name in _SUMMED},
     }
     if summaries:
-        graph.meta["experts"] = dict(sorted(summaries, key=lambda kv: _natural_key(kv[0])))
+        graph.meta["experts"] = dict(sorted(summaries, key=lambda kv: natural_key(kv[0])))

@@ -94,6 +94,26 @@ def test_expert_heat_map_counts_equal_the_traced_expert_counts() -> None:
     assert f"max/mean {overall.max_over_mean:.2f}" in output.html
 
 
+def test_expert_heat_map_keeps_layer_order_when_drawn_from_a_graph_read_back() -> None:
+    """A shared or cached trace is drawn from its JSON, whose dicts are sorted as strings:
+    the rows still run layers.1, layers.2, ... layers.11, not layers.1, layers.10, ..."""
+    from model_trace.dataviews.run import draw_experts_view
+    from model_trace.graph import Graph
+    from model_trace.pipeline import trace_spec
+
+    spec = parse_spec("view: experts\nmodel: deepseek-v3\nconfig: tiny\n"
+                      "overrides: {n_layers: 12}\nfold: false\n"
+                      ).with_defaults(depth=1, routing="balanced", export=())
+    traced = trace_spec(spec)
+    read_back = Graph.from_json(traced.to_json())
+    assert list(read_back.meta["experts"]) != list(traced.meta["experts"])  # sorted as text
+    rows = [f"layers.{i}.ffn.experts" for i in range(1, 12)]
+    for graph in (traced, read_back):
+        shown = json.loads(re.search(r'<template class="mt-dv-data">(.*?)</template>',
+                                     draw_experts_view(graph, spec).html, re.S).group(1))
+        assert shown["containers"] == rows
+
+
 def test_imbalance_figures() -> None:
     even = Imbalance.of([4, 4, 4, 4])
     assert (even.max_over_mean, even.idle_share, even.gini) == (1.0, 0.0, 0.0)
