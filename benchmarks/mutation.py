@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import bisect
 import contextlib
 import dataclasses
 import gc
@@ -52,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import js_mutants
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +68,18 @@ class Target:
     """Below ``plugin/model_trace``."""
     tests: tuple[str, ...]
     """Test files or folders, relative to the repository root; globs allowed."""
+    sample: int | None = None
+    """Mutants chosen by default, where not ``DEFAULT_SAMPLE``."""
 
+    @property
+    def javascript(self) -> bool:
+        return self.path.endswith(".js")
+
+
+FIGURE_TESTS = ("tests/model_trace/test_layout.py", "tests/model_trace/test_render.py",
+                "tests/model_trace/test_figure_integrity.py", "tests/model_trace/test_exports.py",
+                "tests/model_trace/test_annotate.py", "tests/model_trace/test_compare.py")
+"""The fast tests that run the figure engine (the viewer's JavaScript, in mini-racer's V8)."""
 
 # The one table to update as modules move: name -> module and the tests that cover it.
 TARGETS: dict[str, Target] = {
@@ -74,6 +87,13 @@ TARGETS: dict[str, Target] = {
     "folding": Target("tracing/folding.py", ("tests/model_trace/tracing",)),
     "routing": Target("tracing/routing.py", ("tests/model_trace/tracing",)),
     "stats": Target("tracing/stats.py", ("tests/model_trace/tracing",)),
+    "recorder": Target("tracing/recorder.py", ("tests/model_trace/tracing",), sample=60),
+    "op_table": Target("tracing/op_table.py", ("tests/model_trace/tracing",), sample=60),
+    "concrete": Target("tracing/concrete.py", ("tests/model_trace/tracing",), sample=60),
+    "replay": Target("tracing/replay.py", ("tests/model_trace/tracing",), sample=60),
+    "builder": Target("tracing/builder.py", ("tests/model_trace/tracing",), sample=60),
+    "execution": Target("tracing/execution.py", ("tests/model_trace/tracing",), sample=60),
+    "route_rule": Target("tracing/route_rule.py", ("tests/model_trace/tracing",), sample=60),
     "view_tree": Target("view_tree.py", ("tests/model_trace/test_view_tree*.py",
                                          "tests/model_trace/test_layout.py",
                                          "tests/model_trace/test_render.py")),
@@ -83,6 +103,8 @@ TARGETS: dict[str, Target] = {
     "integrity": Target("integrity.py", ("tests/model_trace/test_integrity.py",)),
     "view_data": Target("view_data.py", ("tests/model_trace/test_view_data.py",
                                          "tests/model_trace/test_render.py")),
+    "layout_js": Target("assets/viewer/2-layout.js", FIGURE_TESTS, sample=60),
+    "render_js": Target("assets/viewer/3-render.js", FIGURE_TESTS, sample=60),
 }
 
 SLOW_FIXTURES = frozenset({"traced_671b", "browser", "open_page", "build_site"})
@@ -480,20 +502,44 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def find_mutants(target: str, source: str) -> list[Mutant]:
-    """Every mutant of a module, in source order, each with its occurrence number."""
+    """Every mutant of a Python module, in source order, each with its occurrence number."""
     finder = _MutantFinder(target, source)
     finder.visit(ast.parse(source))
+    return [m for m in _numbered(finder.found, source) if _compiles(m.apply(source))]
+
+
+def find_js_mutants(target: str, source: str) -> list[Mutant]:
+    """Every mutant of a JavaScript file that V8 parses. No test maps to a line of it, so
+    each mutant runs every test of its target (``at_import``)."""
+    changes = js_mutants.find_js_changes(source)
+    starts = [0, *(i + 1 for i, c in enumerate(source) if c == "\n")]
+
+    def line(offset: int) -> int:
+        return bisect.bisect_right(starts, offset)
+
+    found = [Mutant(target=target, operator=c.operator, function=c.function, at_import=True,
+                    line=line(c.start), end_line=line(c.end), start=c.start, end=c.end,
+                    original=source[c.start:c.end], replacement=c.replacement)
+             for c in changes]
+    numbered = _numbered(found, source)
+    parsed = js_mutants.parses(source, [js_mutants.JsChange(m.operator, m.function, m.start,
+                                                            m.end, m.replacement)
+                                        for m in numbered])
+    return [m for m, ok in zip(numbered, parsed, strict=True) if ok]
+
+
+def _numbered(found: list[Mutant], source: str) -> list[Mutant]:
+    """The mutants in source order with their occurrence numbers, one per distinct text."""
     seen: dict[tuple[str, str, str], int] = {}
     numbered = []
-    for mutant in sorted(finder.found, key=lambda m: (m.start, m.end, m.operator,
-                                                      m.replacement)):
+    for mutant in sorted(found, key=lambda m: (m.start, m.end, m.operator, m.replacement)):
         key = (mutant.function, mutant.operator, mutant.change)
         numbered.append(dataclasses.replace(mutant, occurrence=seen.get(key, 0)))
         seen[key] = seen.get(key, 0) + 1
     unique: dict[str, Mutant] = {}
     for mutant in numbered:
         unique.setdefault(mutant.apply(source), mutant)  # two ways to the same text: one
-    return [m for text, m in unique.items() if text != source and _compiles(text)]
+    return [m for text, m in unique.items() if text != source]
 
 
 def _compiles(source: str) -> bool:
@@ -854,9 +900,9 @@ def _stop(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"names from TARGETS: {', '.join(TARGETS)}")
-    parser.add_argument("--sample", type=int, default=DEFAULT_SAMPLE,
+    parser.add_argument("--sample", type=int,
                         help=f"at most this many mutants per module, chosen by --seed "
-                             f"(default {DEFAULT_SAMPLE}; 0: all of them)")
+                             f"(default {DEFAULT_SAMPLE}, or the target's own; 0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once")
     parser.add_argument("--goal", type=float, default=0.8)
@@ -877,8 +923,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen: dict[str, tuple[list[Mutant], int]] = {}
     for name in names:
         source = (ROOT / PACKAGE / TARGETS[name].path).read_text(encoding="utf-8")
-        mutants = find_mutants(name, source)
-        chosen[name] = (sample(mutants, args.sample or None, args.seed), len(mutants))
+        target = TARGETS[name]
+        mutants = (find_js_mutants if target.javascript else find_mutants)(name, source)
+        limit = target.sample or DEFAULT_SAMPLE if args.sample is None else args.sample
+        chosen[name] = (sample(mutants, limit or None, args.seed), len(mutants))
     if args.list:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
         for name, (mutants, total) in chosen.items():

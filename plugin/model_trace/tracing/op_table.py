@@ -124,7 +124,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
                    "clone copy_ fill_ zero_ pad constant_pad_nd hstack vstack concat "
                    "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split "
-                   "split_copy expand_copy as_strided_"),
+                   "split_copy expand_copy view_as_real_copy as_strided_"),
     _rows("shape", "broadcast_to", role="view"),
     _rows("quant", "act_quant weight_dequant weight_quant"),
     _rows("collective", "all_reduce all_gather all_gather_into_tensor reduce_scatter "
@@ -145,7 +145,7 @@ _TABLE: dict[str, OpFacts] = _table(
                    "is_inference _grad_fn _backward_hooks __dict__ __class__", role="query"),
     _rows("other", "expand_as split_with_sizes tensor_split unbind narrow select T mT H mH "
                    "movedim moveaxis swapaxes swapdims diagonal as_strided real imag detach "
-                   "alias unfold data conj resolve_conj resolve_neg view_as_real_copy "
+                   "alias unfold data conj resolve_conj resolve_neg "
                    "view_as reshape_as", role="view"),
     _rows("other", "argmin sort argsort multinomial kthvalue mode median nanmedian",
           role="routing"),

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import operator
+from typing import get_args
+
 import pytest
 import torch
 
 from model_trace.tracing.op_info import OpInfo
-from model_trace.tracing.op_table import _rows, _table, category_of, facts_of, gathers_rows
+from model_trace.tracing.op_table import (
+    _TABLE,
+    CATEGORIES,
+    FlopRule,
+    Made,
+    Role,
+    _rows,
+    _table,
+    category_of,
+    facts_of,
+    gathers_rows,
+)
 
 
 def test_an_op_listed_twice_is_refused() -> None:
@@ -37,3 +51,51 @@ def test_distributed_functions_are_collectives_where_torch_names_collide() -> No
     assert facts_of("gather", distributed=True).category == "collective"
     assert category_of("aten::mm.default") == "matmul" and category_of("frobnicate") == "other"
     assert gathers_rows("index_select") and not gathers_rows("embedding")
+
+
+def test_every_row_names_a_known_category_role_flop_rule_and_origin() -> None:
+    """A row with an unknown category would draw in no colour; a row whose fields slipped
+    (a name where the category goes) would file its ops under a category nobody draws."""
+    for name, facts in _TABLE.items():
+        assert facts.category in CATEGORIES, name
+        assert facts.role in get_args(Role) and facts.flops in get_args(FlopRule), name
+        # only factories say where their values come from, and every factory says it
+        assert (facts.made in get_args(Made)) and bool(facts.made) == (
+            facts.role in ("factory", "like")), name
+        assert facts.known and name == name.strip() and " " not in name
+
+
+# Names the table lists that torch does not spell the same way: our own kernels (the FP8
+# model's), ATen names the dispatcher reports without their underscore, and attributes the
+# recorder sees through Python's descriptor protocol.
+_NOT_IN_TORCH = frozenset({
+    "fp8_gemm", "act_quant", "weight_dequant", "weight_quant", "batch_norm_legit",
+    "batch_norm_legit_no_training", "gelu_tanh", "rsub_", "where_", "matmul_", "__set__",
+    "has_names", "names", "__eq_ne_metadata"})
+
+
+def test_every_op_the_table_lists_is_one_torch_has() -> None:
+    """A misspelt name is a row that never matches: its op falls back to ``other``."""
+    spaces = (torch, torch.Tensor, torch.nn.functional, torch.linalg, torch.distributed,
+              torch.ops.aten, operator)
+
+    def in_torch(name: str) -> bool:
+        return any(hasattr(space, spelling) for space in spaces
+                   for spelling in (name, f"__{name}__", f"_{name}"))
+
+    assert sorted(n for n in _TABLE if not in_torch(n)) == sorted(_NOT_IN_TORCH)
+
+
+def test_view_rows_are_views_in_aten_too() -> None:
+    """Where ATen has the op, its schema says the output aliases the input (no bytes are
+    written: the statistics count nothing for a view). ``x.data`` shares ``x``'s storage
+    though ATen's schema does not say so."""
+    checked = 0
+    for name, facts in _TABLE.items():
+        overload = getattr(getattr(torch.ops.aten, name, None), "default", None)
+        if facts.role != "view" or overload is None or name == "data":
+            continue
+        returns = overload._schema.returns
+        assert returns[0].alias_info is not None, name
+        checked += 1
+    assert checked >= 10
