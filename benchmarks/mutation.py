@@ -1,6 +1,6 @@
 """Mutation score of the core modules: how many small bugs the fast tests notice.
 
-    python benchmarks/mutation.py                       # 100 mutants of each module in TARGETS
+    python benchmarks/mutation.py                       # 100 (or 60) mutants of each target
     python benchmarks/mutation.py folding routing       # some of the modules
     python benchmarks/mutation.py --sample 0            # every mutant (about 4x longer)
     python benchmarks/mutation.py --sample 40 --seed 1  # another choice of 40 per module
@@ -18,8 +18,14 @@ private copy of ``plugin/`` and the fast tests that run the mutated line are run
 
 Which tests run a line is measured once per module by a baseline run that records the lines
 each test (and each fixture it uses) executes; a mutant outside any function (a constant, a
-default argument) runs every mapped test. "Fast" leaves out tests that use a fixture in
-``SLOW_FIXTURES`` or carry a marker in ``SLOW_MARKERS``.
+default argument) or on a line run while the tests are collected (a table a function builds
+at import) runs every mapped test, and so does every mutant of a JavaScript file. "Fast"
+leaves out tests that use a fixture in ``SLOW_FIXTURES`` or carry a marker in
+``SLOW_MARKERS``.
+
+The viewer's layout and rendering (``assets/viewer/2-layout.js``, ``3-render.js``) are
+mutated too: ``js_mutants.py`` finds token-level mutants of the same kinds, and the figure
+tests (which run the engine in mini-racer's V8) judge them.
 
 The mutants are chosen deterministically: each has a stable name (its function, operator and
 text, not its line number), and ``--sample N`` keeps the N whose seeded hash is smallest, so
@@ -574,6 +580,8 @@ class _FastOnly:
         self.fixtures: dict[str, list[str]] = {}
         self.durations: dict[str, float] = {}
         self.failed: list[str] = []
+        self.at_collection: set[int] = set()
+        """Lines run while the tests are collected (imports: tables built by functions)."""
 
     def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
         slow = [item for item in items
@@ -603,6 +611,10 @@ class _FastOnly:
             return (yield)
         finally:
             self.active = [other for other in self.active if other is not lines]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: Any) -> Iterator[Any]:
+        return (yield from self._traced(self.at_collection))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Iterator[Any]:
@@ -692,6 +704,7 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
             tests = sorted(plugin.durations)
             result_file.write_text(json.dumps({
                 "code": code, "failed": plugin.failed,
+                "at_collection": sorted(plugin.at_collection),
                 "tests": {t: {"duration": plugin.durations[t],
                               "lines": sorted(plugin.lines_of(t))} for t in tests},
             }))
@@ -733,6 +746,8 @@ class Baseline:
     lines: dict[str, set[int]]
     failed: list[str]
     seconds: float
+    at_collection: set[int] = field(default_factory=set)
+    """Lines run when the tests are collected: every test depends on what they build."""
 
 
 @dataclass
@@ -790,14 +805,15 @@ def run_baseline(name: str, target: Target, workspace: Workspace, scratch: Path)
                          f"{scratch / f'{name}.baseline.log'}")
     return Baseline(durations={t: v["duration"] for t, v in data["tests"].items()},
                     lines={t: set(v["lines"]) for t, v in data["tests"].items()},
-                    failed=data["failed"], seconds=time.monotonic() - started)
+                    failed=data["failed"], seconds=time.monotonic() - started,
+                    at_collection=set(data["at_collection"]))
 
 
 def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
     """The passing fast tests that run the mutated lines, quickest first."""
     span = set(range(mutant.line, mutant.end_line + 1))
     usable = [t for t in baseline.durations if t not in baseline.failed]
-    if not mutant.at_import:
+    if not mutant.at_import and not baseline.at_collection & span:
         usable = [t for t in usable if baseline.lines[t] & span]
     return sorted(usable, key=lambda t: (baseline.durations[t], t))
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import pytest
 import torch
 
+from model_trace import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing import trace
 
@@ -112,7 +114,6 @@ def test_modules_carry_their_class_source_and_extra_repr() -> None:
     assert first.extra_repr == "in_features=8, out_features=16, bias=True"
 
 
-
 @dataclasses.dataclass
 class _Decorated:
     """A decorated class: its span starts at the decorator."""
@@ -139,3 +140,45 @@ def test_class_spans_are_those_inspect_finds_from_one_parse_per_file() -> None:
         assert span is not None
         assert (span.file, span.start, span.end) == \
             (relative_source_path(inspect.getsourcefile(cls)), start, start + len(lines) - 1)
+def test_a_module_drawn_as_one_op_sits_in_its_parent_and_produces_what_it_returns() -> None:
+    inner = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    model = torch.nn.Sequential(torch.nn.Sequential(inner), torch.nn.Linear(4, 2))
+    graph = trace(model, torch.randn(2, 4), module_depth=2, fold=False)
+    opaque = {n.args["path"]: n for n in graph.nodes.values() if "path" in n.args}
+    assert sorted(opaque) == ["0.0.0", "0.0.1"]
+    for node in opaque.values():
+        assert node.category == "module"
+        assert graph.modules[node.parent].path == "0.0"  # its parent, not a grandparent
+    # the ReLU's output is what the last Linear reads
+    (last,) = (n for n in graph.nodes.values() if n.name == "linear")
+    assert graph.tensors[last.inputs[0]].producer == opaque["0.0.1"].id
+    assert graph.tensors[opaque["0.0.1"].inputs[0]].producer == opaque["0.0.0"].id
+
+
+def test_a_forward_taking_more_arguments_than_it_names_is_traced() -> None:
+    class Sum(torch.nn.Module):
+        def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+            return x + rest[0] + rest[1]
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sum = Sum()
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            return self.sum(a, b, c)
+
+    graph = trace(Outer(), *(torch.randn(2) for _ in range(3)), fold=False)
+    root, inner = graph.walk_modules()
+    assert inner.path == "sum" and inner.inputs == root.inputs and len(inner.inputs) == 3
+
+
+def test_a_forward_failing_between_ops_names_the_last_op_it_ran() -> None:
+    class Boom(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            torch.relu(x)
+            raise RuntimeError("boom")
+
+    with pytest.raises(TraceError, match=r"in module '<root>' \(Boom\) at op 'relu': "
+                                         r"RuntimeError: boom"):
+        trace(Boom(), torch.randn(2))
