@@ -47,6 +47,9 @@ class DrawOptions:
     theme: str = "light"
     """The palette of a standalone file: light or dark."""
     legend: bool = True
+    state: str = ""
+    """A state the reader can reach, as the page's address encodes it (``e:<open ids>;
+    u:<unfolded repeats>;s:<selected>``, ``1-state.js``), over the one ``depth`` opens."""
 
 
 class _Engine:
@@ -87,7 +90,7 @@ def draw(view_data: dict[str, Any] | str, options: DrawOptions) -> Drawing:
     text = view_data if isinstance(view_data, str) else json.dumps(view_data)
     result = _engine().call("modelTrace.drawFigure", text, {
         "depth": options.depth, "overlay": options.overlay, "direction": options.direction,
-        "prefix": options.prefix,
+        "prefix": options.prefix, "state": options.state,
         "standalone": options.standalone, "theme": options.theme, "legend": options.legend})
     return Drawing(result["svg"], float(result["width"]), float(result["height"]))
 
@@ -98,7 +101,8 @@ def place(view_data: dict[str, Any] | str, options: DrawOptions) -> dict[str, An
     ``labels`` (text, x, y, width), ``order`` (reading order), ``runs`` (groups laid out)."""
     text = view_data if isinstance(view_data, str) else json.dumps(view_data)
     return _engine().call("modelTrace.placeFigure", text, {
-        "depth": options.depth, "overlay": options.overlay, "direction": options.direction})
+        "depth": options.depth, "overlay": options.overlay, "direction": options.direction,
+        "state": options.state})
 
 
 def evaluate(function: str, *args: Any) -> Any:

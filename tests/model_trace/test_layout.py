@@ -197,3 +197,33 @@ def test_routes_start_and_end_on_the_borders_they_name(encoder: Graph) -> None:
                 assert y == pytest.approx(box["y"], abs=0.11), end
             else:
                 assert y == pytest.approx(box["y"] + box["h"], abs=0.11), end
+
+
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+def test_an_unfolded_repeat_is_a_chain_of_its_members(direction: str) -> None:
+    """A reader who unfolds ``blocks.0–3 ×4`` sees the four calls one after another: the
+    input enters the first, each feeds the next, the last feeds what came after the run."""
+    model = nn.Sequential(nn.Linear(8, 8), *(nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+                                             for _ in range(4)), nn.Linear(8, 2))
+    figure = FigureData.of(trace(model, torch.randn(2, 8)))
+    (repeat,) = (i for i, item in figure.tree.items.items() if item.kind == "module"
+                 and item.label.endswith("×4"))
+    members = sorted(i for i, item in figure.tree.items.items() if item.kind == "member")
+    assert len(members) == 3
+    folded = place(figure.json, DrawOptions(depth=0, direction=direction))
+    unfolded = place(figure.json, DrawOptions(depth=0, direction=direction,
+                                              state=f"u:{repeat}"))
+    assert not set(members) & set(folded["boxes"]) and set(members) <= set(unfolded["boxes"])
+
+    def links(placed: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(r["src"], r["dst"]) for r in placed["routes"]}
+
+    (before,) = (src for src, dst in links(folded) if dst == repeat)
+    (after,) = (dst for src, dst in links(folded) if src == repeat)
+    chain = [before, repeat, *members, after]
+    assert set(itertools.pairwise(chain)) <= links(unfolded)
+    assert (repeat, after) not in links(unfolded)
+    # the members stand one after another along the flow
+    axis = "y" if direction == "TB" else "x"
+    starts = [unfolded["boxes"][i][axis] for i in chain]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)

@@ -302,10 +302,12 @@
     }
     return result;
   };
-  // The state a figure opens in: `depth` levels open, the fence's overlay and direction.
+  // The state a figure opens in: `depth` levels open, the fence's overlay and direction;
+  // or any state the reader can reach, encoded as the page's address encodes it.
   MT.initialState = function (model, options) {
     var depth = options.depth < 0 ? Infinity : options.depth;
-    return new MT.ViewState(MT.ViewState.atDepth(model, depth), -1,
-                            options.overlay || "none", new Set(), options.direction || "TB");
+    var state = new MT.ViewState(MT.ViewState.atDepth(model, depth), -1,
+                                 options.overlay || "none", new Set(), options.direction || "TB");
+    return options.state ? MT.ViewState.decode(model, options.state, state) : state;
   };
 })(globalThis.modelTrace = globalThis.modelTrace || {});
