@@ -227,3 +227,26 @@ def test_an_unfolded_repeat_is_a_chain_of_its_members(direction: str) -> None:
     axis = "y" if direction == "TB" else "x"
     starts = [unfolded["boxes"][i][axis] for i in chain]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+def test_an_input_read_late_waits_beside_its_reader(direction: str) -> None:
+    """A source is drawn on the rank just before its first consumer, not at the top with a
+    long edge down the whole figure (a residual's second operand, a mask read at the end)."""
+    class Late(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.second = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            return self.second(torch.relu(self.first(x))) + bias
+
+    figure = FigureData.of(trace(Late(), torch.randn(2, 8), torch.randn(2, 8)))
+    items = figure.tree.items
+    (x,) = (i for i, item in items.items() if item.label == "x")
+    (bias,) = (i for i, item in items.items() if item.label == "bias")
+    (add,) = (i for i, item in items.items() if item.label == "add")
+    (first,) = (i for i, item in items.items() if item.label.startswith("first"))
+    boxes = place(figure.json, DrawOptions(depth=0, direction=direction))["boxes"]
+    axis = "y" if direction == "TB" else "x"
+    assert boxes[x][axis] < boxes[first][axis] < boxes[bias][axis] < boxes[add][axis]
