@@ -99,3 +99,11 @@ def test_view_rows_are_views_in_aten_too() -> None:
         assert returns[0].alias_info is not None, name
         checked += 1
     assert checked >= 10
+
+
+def test_every_collective_is_a_function_of_torch_distributed() -> None:
+    from model_trace.tracing.op_table import _COLLECTIVES
+
+    assert all(callable(getattr(torch.distributed, name, None)) for name in _COLLECTIVES)
+    assert all(facts_of(name, distributed=True).category == "collective"
+               for name in _COLLECTIVES)
