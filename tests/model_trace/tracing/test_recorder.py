@@ -182,3 +182,18 @@ def test_a_forward_failing_between_ops_names_the_last_op_it_ran() -> None:
     with pytest.raises(TraceError, match=r"in module '<root>' \(Boom\) at op 'relu': "
                                          r"RuntimeError: boom"):
         trace(Boom(), torch.randn(2))
+
+
+def test_torch_functions_traced_into_one_after_another_are_siblings() -> None:
+    """Each call of a Python-level torch function opens its own group and closes it: the
+    second call is traced into as the first was, beside it, not inside it."""
+    def twice(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.nn.functional.normalize(x) * 2)
+
+    graph = trace(twice, torch.randn(2, 8), trace_depth=1, fold=False)
+    groups = [c for c in graph.modules.values() if c.kind == "function"]
+    assert [(c.cls, c.parent) for c in groups] == [("normalize", graph.root)] * 2
+    inside = [[graph.nodes[n].name for n in c.children] for c in groups]
+    assert inside == [["norm", "clamp_min", "expand_as", "div"]] * 2
+    assert [n.name for n in graph.nodes.values() if n.parent == graph.root
+            and n.kind == "op"] == ["mul"]
