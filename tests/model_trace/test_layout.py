@@ -250,3 +250,32 @@ def test_an_input_read_late_waits_beside_its_reader(direction: str) -> None:
     boxes = place(figure.json, DrawOptions(depth=0, direction=direction))["boxes"]
     axis = "y" if direction == "TB" else "x"
     assert boxes[x][axis] < boxes[first][axis] < boxes[bias][axis] < boxes[add][axis]
+
+
+def _segments_through_boxes(placed: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(route source, route end, box) for every straight piece between two route points that
+    passes through a closed box the route neither starts nor ends at."""
+    closed = [(i, b["x"] + 1, b["y"] + 1, b["x"] + b["w"] - 1, b["y"] + b["h"] - 1)
+              for i, b in placed["boxes"].items() if not b["open"]]
+    found = []
+    for route in placed["routes"]:
+        ends = {route["src"].split(":")[0], route["dst"].split(":")[0]}
+        for (x0, y0), (x1, y1) in itertools.pairwise(route["pts"]):
+            samples = [(x0 + (x1 - x0) * k / 16, y0 + (y1 - y0) * k / 16) for k in range(1, 16)]
+            for box_id, left, top, right, bottom in closed:
+                if (box_id not in ends and max(x0, x1) > left and min(x0, x1) < right
+                        and max(y0, y1) > top and min(y0, y1) < bottom
+                        and any(left < x < right and top < y < bottom for x, y in samples)):
+                    found.append((route["src"], route["dst"], box_id))
+    return found
+
+
+@pytest.mark.parametrize("name", ["encoder layer", "resnet-like", "gpt-2"])
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+def test_no_edge_runs_through_a_box_it_does_not_join(name: str, direction: str) -> None:
+    """Between its points an edge is drawn straight or nearly: a point placed on the wrong
+    side of a rank, or a rank too thin for what it holds, sends it through other boxes."""
+    figure = FigureData.of(FIGURE_MODELS[name]())
+    for depth in [*range(figure.tree.deepest_level() + 1), -1]:
+        placed = place(figure.json, DrawOptions(depth=depth, direction=direction))
+        assert _segments_through_boxes(placed) == [], depth
