@@ -268,3 +268,32 @@ def test_a_meta_trace_runs_its_cpu_work_on_one_thread_and_restores_the_count(
     trace(model, torch.zeros(2, 3, device=device))
     assert model.threads == (1 if device == "meta" else threads)
     assert torch.get_num_threads() == threads
+
+
+def test_floats_made_or_moved_from_real_tensors_go_to_meta() -> None:
+    """Rule 1 holds for floats that start real: a float moved ``.to("meta")`` is on meta,
+    and so is ``zeros_like`` of a real float (no memory made); their integer counterparts
+    stay concrete, values and all."""
+    def mixed(x: torch.Tensor, real: torch.Tensor, counts: torch.Tensor
+              ) -> tuple[torch.Tensor, ...]:
+        return (real.to("meta"), torch.zeros_like(real), counts.to("meta") + 1,
+                torch.zeros_like(counts), x * 2)
+
+    graph = trace(mixed, torch.empty(3, 4, device="meta"), torch.randn(3, 4),
+                  torch.tensor([1, 2]))
+    devices = [graph.tensors[n.inputs[0]].device for n in graph.nodes.values()
+               if n.kind == "output"]
+    assert devices == ["meta", "meta", "cpu", "cpu", "meta"]
+
+
+def test_map_tensors_keeps_named_tuples_and_containers() -> None:
+    from collections import namedtuple
+
+    from model_trace.tracing.concrete import map_tensors
+
+    pair = namedtuple("pair", "values count")
+    t = torch.ones(2)
+    mapped = map_tensors({"a": [pair(t, 3), (t, "x")]}, lambda v: v * 2)
+    (named, plain) = mapped["a"]
+    assert type(named) is pair and named.count == 3 and named.values.tolist() == [2, 2]
+    assert type(plain) is tuple and plain[1] == "x" and plain[0].tolist() == [2, 2]
