@@ -924,6 +924,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goal", type=float, default=0.8)
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--json", type=Path, help="also write every outcome here")
+    parser.add_argument("--killed-before", type=Path, metavar="JSON",
+                        help="a --json file of an earlier run: its killed mutants are taken "
+                             "over, only the others run (after adding tests, not changing "
+                             "the modules)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch folder (pytest logs of each run)")
@@ -950,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in mutants:
                 print(f"  {m.line}: {m.name}")
         return 0
+    before = _killed_before(args.killed_before) if args.killed_before else {}
     signal.signal(signal.SIGTERM, _stop)  # so the scratch folder and children are cleaned up
     for module in PREIMPORTS:
         __import__(module)
@@ -964,8 +969,12 @@ def main(argv: list[str] | None = None) -> int:
             mutants, total = chosen[name]
             if not args.quiet:
                 print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants", flush=True)
-            results.append(run_module(name, TARGETS[name], mutants, total, workspaces,
-                                      scratch, not args.quiet))
+            carried = [Outcome(m, *before[m.name]) for m in mutants if m.name in before]
+            results.append(run_module(name, TARGETS[name],
+                                      [m for m in mutants if m.name not in before], total,
+                                      workspaces, scratch, not args.quiet))
+            results[-1].outcomes = sorted([*carried, *results[-1].outcomes],
+                                          key=lambda o: (o.mutant.start, o.mutant.name))
             if not args.quiet:
                 print(f"  {_summary_line(results[-1])}", flush=True)
             if args.json:  # after every module: a stopped run keeps what it measured
@@ -977,6 +986,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         print(report(results, time.monotonic() - started, args.goal), flush=True)
     return 0
+
+
+def _killed_before(path: Path) -> dict[str, tuple[str, int, float]]:
+    """Mutant name -> (status, tests, seconds) of the mutants an earlier run killed."""
+    return {o["name"]: (o["status"], o["tests"], o["seconds"])
+            for module in json.loads(path.read_text()) for o in module["outcomes"]
+            if o["status"] in ("killed", "timeout")}
 
 
 def _write_json(path: Path, results: list[ModuleResult]) -> None:

@@ -297,3 +297,51 @@ def test_map_tensors_keeps_named_tuples_and_containers() -> None:
     (named, plain) = mapped["a"]
     assert type(named) is pair and named.count == 3 and named.values.tolist() == [2, 2]
     assert type(plain) is tuple and plain[1] == "x" and plain[0].tolist() == [2, 2]
+
+
+def test_a_real_mask_picks_meta_rows_by_its_values() -> None:
+    """Indexing ops take their real indices as they are: a mask's count of True values is the
+    number of rows, not an assumption."""
+    def pick(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x[mask]
+
+    graph = trace(pick, torch.empty(4, 8, device="meta"),
+                  torch.tensor([True, False, True, True]))
+    (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
+    assert output.shape == [3, 8] and not graph.meta["assumptions"]
+
+
+def test_real_indices_and_values_meet_a_meta_target() -> None:
+    """An indexing op with a meta target and real indices and values runs on meta (the
+    values moved there) instead of failing on mixed devices."""
+    def add_rows(x: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return x.index_add(0, index, rows)
+
+    graph = trace(add_rows, torch.empty(4, 8, device="meta"), torch.tensor([0, 2]),
+                  torch.randn(2, 8))
+    (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
+    assert (output.shape, output.device) == ([4, 8], "meta")
+
+
+def test_known_values_written_in_place_by_unknown_ones_are_forgotten() -> None:
+    """``arange`` is known without data; multiplied in place by a meta float it is not: a
+    later ``.item()`` must fail, not read the stale values."""
+    def stale(x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(4.0)
+        positions.mul_(x.sum())
+        return x * positions.sum().item()
+
+    with pytest.raises(TraceError, match="at op 'item'"):
+        trace(stale, torch.empty(4, device="meta"))
+
+
+def test_routing_ops_on_real_scores_are_run_not_chosen_by_the_policy() -> None:
+    """The policy answers for meta scores only: real ones have their own top-k."""
+    def top(x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        best = scores.topk(2).indices
+        return x[: int(best.max()) + 1]
+
+    graph = trace(top, torch.empty(6, 8, device="meta"), torch.tensor([0.1, 0.9, 0.5, 0.7]),
+                  routing="first")
+    (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
+    assert output.shape == [4, 8]  # rows 1 and 3 won: x[:4]; the policy's 0 and 1: x[:2]
