@@ -345,3 +345,14 @@ def test_routing_ops_on_real_scores_are_run_not_chosen_by_the_policy() -> None:
                   routing="first")
     (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
     assert output.shape == [4, 8]  # rows 1 and 3 won: x[:4]; the policy's 0 and 1: x[:2]
+
+
+def test_ones_like_a_meta_tensor_is_known_without_data() -> None:
+    """``ones_like`` takes a shape, not values: its values are known, so code that counts
+    them runs (a small result; a large one stays unknown)."""
+    def count(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(int(torch.ones_like(x).sum().long()))
+
+    graph = trace(count, torch.empty(3, 5, device="meta"))
+    (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
+    assert output.shape == [15]
