@@ -8,10 +8,11 @@ integer off by one, ``true``/``false`` flipped, a name-like string changed, an `
 ``while`` condition negated, ``Math.min``/``Math.max`` and ``some``/``every`` swapped,
 ``continue``/``break`` swapped and an expression statement dropped. Comments, strings,
 template literals and regular expressions are masked first, so only code is mutated; a
-mutant that V8 does not parse is left out (``parses``). Palette colours, the sizes in
-``MT.LAYOUT`` (font sizes, paddings, gaps), text joined with ``+`` and whole function
-definitions are not mutated: the first two are design choices, not logic, the others only make
-``NaN`` or a ReferenceError that every test meets.
+mutant that V8 does not parse is left out (``parses``). Palette colours, the constants of
+upper-case design tables (``MT.LAYOUT``'s font sizes, paddings and gaps, the overlay ``RAMP``),
+text joined with ``+`` and whole function definitions are not mutated: the first two are
+design choices, not logic, the others only make ``NaN`` or a ReferenceError that every test
+meets.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def find_js_changes(source: str) -> list[JsChange]:
     code, strings = _scan(source)
     function_at = _function_names(code)
     design = [(m.end() - 1, _matching(code, m.end() - 1))
-              for m in re.finditer(r"MT\.LAYOUT\s*=\s*\{", code)]
+              for m in re.finditer(r"(?:\bvar\s+|\bMT\.)[A-Z][A-Z_]*\s*=\s*[\[{]", code)]
     found = {(start, end, new): JsChange(operator, function_at(start), start, end, new)
              for operator, start, end, new in _candidates(source, code, strings)
              if not (operator == "constant" and any(a < start < b for a, b in design))}
