@@ -177,6 +177,13 @@ EQUIVALENT: dict[str, str] = {
     "integrity:_reachable:constant:\":\" -> ':_x'#1":
         "ports added to the reached set change nothing: it is only asked about items, whose "
         "ids have no colon",
+    "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
+        "a query op that raised (.item() of a meta tensor) then falls through to the op "
+        "runner, which runs it again and raises the same error; the failure was already "
+        "noted at the first raise, so the message names the same op and line",
+    "layout_js:layoutGroup:drop:maxU = 0 -> #0":
+        "minU stays infinite only in a group with no nodes; only open groups are laid out and "
+        "a group opens only with children (isOpenable), so every layout has a kid's node",
     "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
     "not (e := _extra(t, _KNOWN_TENSOR))#0":
         "Tensor has no field the encoder does not know, so every tensor's extra is empty: "
