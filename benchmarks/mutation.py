@@ -177,6 +177,9 @@ EQUIVALENT: dict[str, str] = {
     "integrity:_reachable:constant:\":\" -> ':_x'#1":
         "ports added to the reached set change nothing: it is only asked about items, whose "
         "ids have no colon",
+    "folding:find_runs:flow:break -> continue#1":
+        "periods only grow as j moves right: once one does not fit twice before the end, "
+        "none after it does, so continuing only tries them in vain until index() stops",
     "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "

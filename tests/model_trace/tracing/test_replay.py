@@ -153,6 +153,41 @@ class Counter(torch.nn.Module):
         return x * self.calls
 
 
+class _Sub(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+        self.unused = torch.nn.Linear(8, 8)  # never called: listed as such
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * scale
+
+
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.subs = torch.nn.ModuleList(_Sub() for _ in range(3))
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        for sub in self.subs:
+            x = sub(x, scale)
+        return x
+
+
+class Nested(torch.nn.Module):
+    """Replayed calls inside replayed calls, each with a submodule it never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(_Block() for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.ones(8)
+        for block in self.blocks:
+            x = block(x, scale)
+        return x
+
+
 class Masked(torch.nn.Module):
     """Layers given a causal mask, whose values are known on the meta device; with
     ``shifted`` each layer's mask has another diagonal (equal metadata, other values)."""
@@ -187,6 +222,7 @@ class Attend(torch.nn.Module):
     (InPlace, (3,), False),  # writes into a tensor made before it
     (Cached, (2, 4), True),  # the buffer is replayed, and read from outside
     (Counting, (3,), False),  # changes its own attribute
+    (Nested, (2, 8), True),  # the unfolded sizes count uncalled modules in nested replays
 ])
 def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:
