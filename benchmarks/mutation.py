@@ -591,7 +591,11 @@ class _FastOnly:
         self.durations: dict[str, float] = {}
         self.failed: list[str] = []
         self.at_collection: set[int] = set()
-        """Lines run while the tests are collected (imports: tables built by functions)."""
+        """Lines run before the first test (conftest and test imports: tables that
+        functions build at import)."""
+        if traced_file:
+            self.active.append(self.at_collection)
+            sys.settrace(self._global_trace)
 
     def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
         slow = [item for item in items
@@ -622,9 +626,8 @@ class _FastOnly:
         finally:
             self.active = [other for other in self.active if other is not lines]
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_collection(self, session: Any) -> Iterator[Any]:
-        return (yield from self._traced(self.at_collection))
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.active = [lines for lines in self.active if lines is not self.at_collection]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Iterator[Any]:
