@@ -4,6 +4,7 @@ and the files a fence exports."""
 from __future__ import annotations
 
 import html.parser
+import itertools
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from torch import nn
 
 from model_trace import trace
 from model_trace.details import item_text
-from model_trace.engine import DrawOptions, draw
+from model_trace.engine import DrawOptions, draw, evaluate
 from model_trace.graph import Graph
 from model_trace.naming import format_count
 from model_trace.pipeline import export_files, view_options
@@ -308,3 +309,14 @@ def test_exports_honour_depth_overlay_direction_constants_and_legend() -> None:
     tall = ET.fromstring(plain)
     assert float(wide.get("width")) / float(wide.get("height")) > \
         float(tall.get("width")) / float(tall.get("height"))
+
+
+def test_the_overlay_ramp_runs_from_light_yellow_to_dark_red_growing_darker() -> None:
+    """A heavier op is never drawn lighter than a lighter one: the ramp's luminance falls
+    with the value, from its first stop to its last, out-of-range values clamped."""
+    samples = [evaluate("modelTrace.rampColour", k / 40) for k in range(41)]
+    assert (samples[0], samples[-1]) == ("#fff7bc", "#521402")
+    assert evaluate("modelTrace.rampColour", -1) == samples[0]
+    assert evaluate("modelTrace.rampColour", 2) == samples[-1]
+    white = [evaluate("modelTrace.contrast", colour, "#ffffff") for colour in samples]
+    assert all(a < b for a, b in itertools.pairwise(white)), white
