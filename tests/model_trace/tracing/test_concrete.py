@@ -356,3 +356,17 @@ def test_ones_like_a_meta_tensor_is_known_without_data() -> None:
     graph = trace(count, torch.empty(3, 5, device="meta"))
     (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
     assert output.shape == [15]
+
+
+def test_random_factories_are_not_known_values() -> None:
+    """``rand`` has a shape but no values anyone could cite: converting them to integers is
+    an assumption, marked; ``ones`` next to it, made from its arguments alone, is known."""
+    def count(x: torch.Tensor, factory: Any) -> torch.Tensor:
+        return x.new_zeros(int(factory(4).sum().long()))
+
+    for factory, size, assumed in ((torch.ones, 4, []), (torch.rand, 0, ["zeros", "branch"])):
+        graph = trace(count, torch.empty(2, device="meta"), factory)
+        (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values()
+                     if n.kind == "output")
+        assert output.shape == [size]
+        assert [a["kind"] for a in graph.meta["assumptions"]] == assumed
