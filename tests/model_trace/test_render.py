@@ -320,3 +320,12 @@ def test_the_overlay_ramp_runs_from_light_yellow_to_dark_red_growing_darker() ->
     assert evaluate("modelTrace.rampColour", 2) == samples[-1]
     white = [evaluate("modelTrace.contrast", colour, "#ffffff") for colour in samples]
     assert all(a < b for a, b in itertools.pairwise(white)), white
+
+
+def test_contrast_is_wcag_s_ratio_and_text_takes_the_stronger_colour() -> None:
+    """WCAG 2's contrast ratio: 21:1 for black on white, 4.54:1 for #767676 on white (the
+    lightest grey that passes AA); text on a fill is black or white, whichever is stronger."""
+    assert evaluate("modelTrace.contrast", "#ffffff", "#000000") == pytest.approx(21)
+    assert evaluate("modelTrace.contrast", "#767676", "#ffffff") == pytest.approx(4.54, abs=0.01)
+    assert evaluate("modelTrace.textOn", "#fff7bc") == "#111111"
+    assert evaluate("modelTrace.textOn", "#521402") == "#ffffff"
