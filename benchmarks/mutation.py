@@ -194,8 +194,11 @@ EQUIVALENT: dict[str, str] = {
 }
 
 DEFAULT_SAMPLE = 100
-"""Mutants per module by default: each module takes 1 to 18 minutes on two shared cores (its
-time is printed); all eight about an hour."""
+"""Mutants per module by default (60 for the tracer's later modules and the JavaScript, see
+``Target.sample``). Each module takes 1 to 20 minutes on two cores; on a machine shared with
+other heavy jobs up to three times that (its time is printed). All seventeen take more than an
+hour: name the modules you changed, and after adding tests rerun only the survivors
+(``--killed-before``)."""
 
 PREIMPORTS = ("torch", "numpy", "yaml", "hypothesis", "jinja2", "markdown",
               "mkdocs.commands.build", "mkdocs.config")
