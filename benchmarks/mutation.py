@@ -180,6 +180,14 @@ EQUIVALENT: dict[str, str] = {
     "folding:find_runs:flow:break -> continue#1":
         "periods only grow as j moves right: once one does not fit twice before the end, "
         "none after it does, so continuing only tries them in vain until index() stops",
+    "folding:_Folder.fold_children:compare:len(items) > 1 -> len(items) >= 1#0":
+        "find_runs finds no run in a single item, so the guard only saves the call",
+    "folding:_Folder.without_shared:constant:True -> False#0":
+        "zip's strict check: the items and their signatures are built together, one for one",
+    "folding:_Folder.resolve_tensor:compare:0 <= index < len(theirs) -> "
+    "0 <= index <= len(theirs)#0":
+        "a member's producer and the node standing for it have the same signature, which "
+        "counts outputs, so an index found among one's outputs is always below the other's",
     "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "
