@@ -329,3 +329,22 @@ def test_contrast_is_wcag_s_ratio_and_text_takes_the_stronger_colour() -> None:
     assert evaluate("modelTrace.contrast", "#767676", "#ffffff") == pytest.approx(4.54, abs=0.01)
     assert evaluate("modelTrace.textOn", "#fff7bc") == "#111111"
     assert evaluate("modelTrace.textOn", "#521402") == "#ffffff"
+
+
+def test_a_selected_box_marks_the_edges_into_it_and_out_of_it() -> None:
+    """The state a reader reaches by clicking a box: its inputs' edges are drawn as ``in``,
+    its outputs' as ``out``, every other edge plain, and the box itself selected."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    figure = FigureData.of(trace(model, torch.randn(2, 8)))
+    (relu,) = (i for i, item in figure.tree.items.items() if item.label == "1: ReLU")
+    svg = draw(figure.json, DrawOptions(depth=0, state=f"s:{relu}")).svg
+    edges = re.findall(r'<g class="mt-edge([^"]*)" data-src="([^"]+)" data-dst="([^"]+)"', svg)
+    marked = {(src, dst): classes.strip() for classes, src, dst in edges}
+    assert {k for k, v in marked.items() if v == "mt-in"} == {(k[0], relu) for k in marked
+                                                              if k[1] == relu}
+    assert {k for k, v in marked.items() if v == "mt-out"} == {(relu, k[1]) for k in marked
+                                                               if k[0] == relu}
+    assert sum(v == "" for v in marked.values()) == len(marked) - 2
+    assert re.search(rf'class="[^"]*mt-selected[^"]*" data-id="{relu}"', svg)
+    plain = draw(figure.json, DrawOptions(depth=0)).svg
+    assert "mt-selected" not in plain and 'class="mt-edge mt-in"' not in plain
