@@ -188,6 +188,13 @@ EQUIVALENT: dict[str, str] = {
     "0 <= index <= len(theirs)#0":
         "a member's producer and the node standing for it have the same signature, which "
         "counts outputs, so an index found among one's outputs is always below the other's",
+    "folding:_number:constant:\"abcdefghijklmnopqrstuvwxyz\" -> "
+    "'abcdefghijklmnopqrstuvwxyz_x'#0":
+        "ids are a letter and digits (a member adds ~k), never an underscore: stripping '_' "
+        "as well changes no id's number",
+    "folding:_number:constant:62 -> (63)#0":
+        "the key of an id without a number only has to sort after every real number: 2**62 "
+        "and 2**63 both do",
     "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "
