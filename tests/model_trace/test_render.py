@@ -348,3 +348,12 @@ def test_a_selected_box_marks_the_edges_into_it_and_out_of_it() -> None:
     assert re.search(rf'class="[^"]*mt-selected[^"]*" data-id="{relu}"', svg)
     plain = draw(figure.json, DrawOptions(depth=0)).svg
     assert "mt-selected" not in plain and 'class="mt-edge mt-in"' not in plain
+
+
+def test_an_edge_is_straight_where_its_points_line_up_and_curves_between_ranks() -> None:
+    """Path data through route points: a straight piece where two points share the cross
+    axis, else a cubic that leaves and reaches each point along the rank axis (halfway)."""
+    route = "modelTrace.routePath"
+    assert evaluate(route, [[0, 0], [0, 10], [6, 30]], False) == "M0,0 L0,10 C0,20 6,20 6,30"
+    assert evaluate(route, [[0, 0], [10, 0], [30, 6]], True) == "M0,0 L10,0 C20,0 20,6 30,6"
+    assert evaluate(route, [[0, 0], [0.04, 10]], False) == "M0,0 L0,10"  # within 0.05 px
