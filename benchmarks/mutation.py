@@ -849,15 +849,16 @@ def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
     return sorted(usable, key=lambda t: (baseline.durations[t], t))
 
 
-def run_module(name: str, target: Target, mutants: list[Mutant], total: int,
+def run_module(name: str, target: Target, source: str, mutants: list[Mutant], total: int,
                workspaces: list[Workspace], scratch: Path, verbose: bool) -> ModuleResult:
+    """Run the mutants of ``source`` (the module's text when they were made: a checkout that
+    changes during a long run does not misplace them)."""
     result = ModuleResult(name, target, total)
     started = time.monotonic()
     baseline = result.baseline = run_baseline(name, target, workspaces[0], scratch)
     if verbose:
         print(f"  {name}: baseline {len(baseline.durations)} fast tests in "
               f"{baseline.seconds:.1f} s, {len(baseline.failed)} failing", flush=True)
-    source = (ROOT / PACKAGE / target.path).read_text(encoding="utf-8")
     pending = list(mutants)
     running: dict[int, tuple[Child, Mutant, Workspace, list[str]]] = {}
     free = list(workspaces)
@@ -972,8 +973,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{TARGETS[name].path}: not in this checkout; skipped (update TARGETS)")
     names = [n for n in names if n not in missing]
     chosen: dict[str, tuple[list[Mutant], int]] = {}
+    sources: dict[str, str] = {}
     for name in names:
-        source = (ROOT / PACKAGE / TARGETS[name].path).read_text(encoding="utf-8")
+        source = sources[name] = (ROOT / PACKAGE / TARGETS[name].path).read_text(
+            encoding="utf-8")
         target = TARGETS[name]
         mutants = (find_js_mutants if target.javascript else find_mutants)(name, source)
         limit = target.sample or DEFAULT_SAMPLE if args.sample is None else args.sample
@@ -1001,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quiet:
                 print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants", flush=True)
             carried = [Outcome(m, *before[m.name]) for m in mutants if m.name in before]
-            results.append(run_module(name, TARGETS[name],
+            results.append(run_module(name, TARGETS[name], sources[name],
                                       [m for m in mutants if m.name not in before], total,
                                       workspaces, scratch, not args.quiet))
             results[-1].outcomes = sorted([*carried, *results[-1].outcomes],
