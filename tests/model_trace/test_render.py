@@ -357,3 +357,23 @@ def test_an_edge_is_straight_where_its_points_line_up_and_curves_between_ranks()
     assert evaluate(route, [[0, 0], [0, 10], [6, 30]], False) == "M0,0 L0,10 C0,20 6,20 6,30"
     assert evaluate(route, [[0, 0], [10, 0], [30, 6]], True) == "M0,0 L10,0 C20,0 20,6 30,6"
     assert evaluate(route, [[0, 0], [0.04, 10]], False) == "M0,0 L0,10"  # within 0.05 px
+
+
+def test_an_unfolded_repeat_draws_its_members_as_calls_of_the_run() -> None:
+    """Unfolded, a run's members are drawn as members (dashed, no expand control of their
+    own, no module path of their own to link); the representative stays a module, no
+    longer marked folded."""
+    model = nn.Sequential(*(nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(3)))
+    figure = FigureData.of(trace(model, torch.randn(2, 8)))
+    (repeat,) = (i for i, item in figure.tree.items.items() if item.label.endswith("×3"))
+    members = sorted(i for i, item in figure.tree.items.items() if item.kind == "member")
+    svg = draw(figure.json, DrawOptions(depth=0, state=f"u:{repeat}")).svg
+    groups = {item: tag for tag, item in re.findall(
+        r'<g (class="mt-module[^"]*" data-id="([^"]+)"[^>]*)>', svg)}
+    for member in members:
+        tag = groups[member]
+        assert "mt-kind-member" in tag and "aria-expanded" not in tag and "data-path" not in tag
+        assert 'stroke-dasharray="4 3"' in svg.split(f'data-id="{member}"')[1].split("</g>")[0]
+    assert "mt-folded" not in groups[repeat] and 'aria-expanded="false"' in groups[repeat]
+    folded = draw(figure.json, DrawOptions(depth=0)).svg
+    assert "mt-folded" in folded and not any(f'data-id="{m}"' in folded for m in members)
