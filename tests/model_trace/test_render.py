@@ -377,3 +377,23 @@ def test_an_unfolded_repeat_draws_its_members_as_calls_of_the_run() -> None:
     assert "mt-folded" not in groups[repeat] and 'aria-expanded="false"' in groups[repeat]
     folded = draw(figure.json, DrawOptions(depth=0)).svg
     assert "mt-folded" in folded and not any(f'data-id="{m}"' in folded for m in members)
+
+
+def test_inputs_and_outputs_are_pills_and_every_closed_label_is_centred() -> None:
+    """Tensors entering and leaving the model are drawn round-ended (rx half their height),
+    ops as boxes with small corners; a closed box's label sits in its middle."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    figure = FigureData.of(trace(model, torch.randn(2, 8)))
+    svg = draw(figure.json, DrawOptions(depth=-1)).svg
+    items = re.findall(r'<g class="(mt-node|mt-module)([^"]*)"[^>]*>(?:<title>[^<]*</title>)?'
+                       r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" '
+                       r'rx="([\d.]+)"[^>]*/>(<text x="([\d.]+)" y="([\d.]+)")?', svg)
+    kinds = {}
+    for family, classes, x, y, w, h, rx, _, tx, ty in items:
+        x, y, w, h = float(x), float(y), float(w), float(h)
+        if family == "mt-node":
+            kinds.setdefault("io" if re.search(r"mt-kind-(input|output)", classes) else "op",
+                             set()).add(float(rx))
+        if tx and "mt-open" not in classes:
+            assert abs(float(tx) - (x + w / 2)) <= 0.1 and y < float(ty) < y + h, classes
+    assert kinds == {"io": {13.0}, "op": {4.0}}
