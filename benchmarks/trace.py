@@ -411,7 +411,7 @@ def measure_record(name: str, rounds: int) -> dict[str, Any]:
     from model_trace.tracing.arguments import tensors_in
     from model_trace.tracing.concrete import ConcreteValues
     from model_trace.tracing.folding import collector_paused
-    from model_trace.tracing.op_info import OpInfo
+    from model_trace.tracing.op_info import OpInfos
     from model_trace.tracing.op_runner import OpRunner
     from model_trace.tracing.options import TraceOptions
     from model_trace.tracing.recorder import Recorder
@@ -423,16 +423,14 @@ def measure_record(name: str, rounds: int) -> dict[str, Any]:
         def __init__(self, values: ConcreteValues) -> None:
             super().__init__()
             self.values = values
-            self.infos: dict[Any, OpInfo] = {}
+            self.infos = OpInfos()
             self.runner = OpRunner(values, self.infos)
             self.calls = 0
 
         def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                                kwargs: dict[str, Any] | None = None) -> Any:
             kwargs = kwargs or {}
-            info = self.infos.get(func)
-            if info is None:
-                info = self.infos[func] = OpInfo.of(func)
+            info = self.infos[func]
             if info.passthrough:
                 return func(*args, **kwargs)
             self.calls += 1
@@ -445,7 +443,7 @@ def measure_record(name: str, rounds: int) -> dict[str, Any]:
 
         def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                                kwargs: dict[str, Any] | None = None) -> Any:
-            if not (self._infos.get(func) or OpInfo.of(func)).passthrough:
+            if not self._infos[func].passthrough:
                 self.calls += 1
             return super().__torch_function__(func, types, args, kwargs)
 

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import Graph, Measured, ModuleCall
 from model_trace.tracing.arguments import tensors_in, tensors_out
-from model_trace.tracing.op_info import OpInfo
+from model_trace.tracing.op_info import OpInfos
 from model_trace.tracing.structures import map_structure
 
 Key = tuple[str, int]
@@ -102,14 +102,12 @@ class _OpTimer(TorchFunctionMode):
     def __init__(self, meter: _Meter) -> None:
         super().__init__()
         self.meter = meter
-        self.infos: dict[Any, OpInfo] = {}
+        self.infos = OpInfos()
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        info = self.infos.get(func)
-        if info is None:
-            info = self.infos[func] = OpInfo.of(func)
+        info = self.infos[func]
         if info.passthrough:
             return func(*args, **kwargs)
         start = time.perf_counter()

@@ -78,6 +78,16 @@ class OpInfo:
                    mutates=mutates, cacheable=cacheable, in_place=in_place, made=facts.made)
 
 
+class OpInfos(dict[Any, OpInfo]):
+    """``OpInfo`` by function, computed the first time one is asked for (``infos[func]``), for
+    a mode's per-op lookup; ``get`` does not compute (the op runner asks it about functions
+    the mode may not have seen)."""
+
+    def __missing__(self, func: Any) -> OpInfo:
+        info = self[func] = OpInfo.of(func)
+        return info
+
+
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     """The short name of an op (``linear``, ``add_`` for ``__iadd__``) and whether it is a
     property getter (``x.T``)."""

@@ -28,7 +28,7 @@ from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.flops import op_cost
-from model_trace.tracing.op_info import OpInfo, argument_names, function_body
+from model_trace.tracing.op_info import OpInfo, OpInfos, argument_names, function_body
 from model_trace.tracing.op_runner import AtenRecording, OpRunner
 from model_trace.tracing.op_table import category_of
 from model_trace.tracing.options import TraceOptions
@@ -78,7 +78,7 @@ class Recorder(TorchFunctionMode):
         self.builder = GraphBuilder(root, root_name, options.parameters)
         self.sources = SourceIndex()
         self.opaque_paths: set[str] = set()  # modules drawn as one op node (module_depth)
-        self._infos: dict[Any, OpInfo] = {}
+        self._infos = OpInfos()
         self._bodies: dict[Any, types.FunctionType] = {}
         self._root_module = root
         self._root_entered = False
@@ -300,9 +300,7 @@ class Recorder(TorchFunctionMode):
                            ) -> Any:
         if kwargs is None:
             kwargs = {}
-        info = self._infos.get(func)
-        if info is None:
-            info = self._infos[func] = OpInfo.of(func)
+        info = self._infos[func]
         if info.passthrough:
             if self._assumed_tensors and info.name in VALUE_READS:
                 self._check_read(info.name, args)
