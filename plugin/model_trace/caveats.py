@@ -9,6 +9,8 @@ say them in these words. No torch here: rendering a saved graph does not need it
 
 from __future__ import annotations
 
+from typing import Any
+
 from model_trace.graph import Graph, Node
 from model_trace.naming import format_count, format_seconds, natural_key
 
@@ -79,26 +81,30 @@ def if_only_chosen_experts_ran(graph: Graph) -> tuple[int, int] | None:
     """Activated parameters and FLOPs had a model whose code runs its experts densely
     (``graph.meta["dense_experts"]``) run only those its routers chose, as published active
     counts assume; None for other models."""
-    dense = graph.meta.get("dense_experts", {})
+    dense = _dense_experts(graph)
     totals = graph.meta.get("totals")
     if not dense or not totals:
         return None
     params, flops = float(totals["activated_params"]), float(totals["flops"])
-    for path in sorted(dense, key=natural_key):  # the tracer's order, also when read back
-        entry = dense[path]
+    for _path, entry in dense:
         unchosen = 1 - entry["chosen"] / entry["count"]
         params -= entry["params"] * unchosen
         flops -= entry["flops"] * unchosen
     return round(params), round(flops)
 
 
+def _dense_experts(graph: Graph) -> list[tuple[str, dict[str, Any]]]:
+    """``graph.meta["dense_experts"]`` as (path, entry) in layer order, the tracer's, also
+    for a graph read back from JSON (which sorts the paths as text)."""
+    dense = graph.meta.get("dense_experts", {})
+    return [(path, dense[path]) for path in sorted(dense, key=natural_key)]
+
+
 def _dense_experts_caveats(graph: Graph) -> list[str]:
     """Experts run densely: why activated parameters and FLOPs count them all, and what
     they would be had only the chosen experts run."""
     kinds: dict[tuple[str, int, int], list[str]] = {}
-    dense = graph.meta.get("dense_experts", {})
-    for path in sorted(dense, key=natural_key):  # the tracer's order, also when read back
-        entry = dense[path]
+    for path, entry in _dense_experts(graph):
         kinds.setdefault((entry["cls"], entry["count"], entry["chosen"]), []).append(path)
     if not kinds:
         return []
