@@ -179,8 +179,9 @@ def measured_seconds(tree: ViewTree, item_id: str) -> float | None:
     if item_id in tree.graph.nodes:
         measured = tree.graph.nodes[item_id].measured
         return measured.wall_time_s if measured is not None else None
-    parts = [measured_seconds(tree, child) for child in item.children]
-    return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
+    known = [s for s in (measured_seconds(tree, child) for child in item.children)
+             if s is not None]
+    return sum(known) if known else None
 
 
 def overlay_text(value: float, overlay: str) -> str:
