@@ -214,10 +214,8 @@ class SharedTraces:
             entry = json.loads(self.path.read_bytes())
         except (OSError, ValueError, RecursionError):
             return None
-        if not (isinstance(entry, dict) and entry.get("schema") == SCHEMA
-                and entry.get("key") == self.key and isinstance(entry.get("graph"), str)
-                and isinstance(entry.get("warnings"), list)
-                and all(isinstance(w, str) for w in entry["warnings"])):
+        if not (_is_entry(entry, self.key) and isinstance(entry.get("graph"), str)
+                and _is_lines(entry.get("warnings"))):
             return None
         return entry["graph"], tuple(entry["warnings"])
 
@@ -289,11 +287,21 @@ class DiskStore:
                     path.unlink()
 
 
+def _is_entry(entry: Any, key: str) -> bool:
+    """Whether a file's JSON is an entry of this schema under ``key`` (a site's cache or the
+    shared traces)."""
+    return isinstance(entry, dict) and entry.get("schema") == SCHEMA and entry.get("key") == key
+
+
+def _is_lines(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(line, str) for line in value)
+
+
 def _entry_output(entry: Any, key: str) -> FenceOutput | None:
     """The output an entry file holds, if it has this schema: {schema, key, about, html,
     exports: {format: base64}}."""
-    if not (isinstance(entry, dict) and entry.get("schema") == SCHEMA and entry.get("key") == key
-            and isinstance(entry.get("html"), str) and isinstance(entry.get("exports"), dict)):
+    if not (_is_entry(entry, key) and isinstance(entry.get("html"), str)
+            and isinstance(entry.get("exports"), dict)):
         return None
     exports: dict[str, bytes] = {}
     for fmt, data in entry["exports"].items():
@@ -304,8 +312,7 @@ def _entry_output(entry: Any, key: str) -> FenceOutput | None:
         except binascii.Error:
             return None
     lines = {name: entry.get(name, []) for name in ("warnings", "notes")}
-    if not all(isinstance(value, list) and all(isinstance(line, str) for line in value)
-               for value in lines.values()):
+    if not all(_is_lines(value) for value in lines.values()):
         return None
     return FenceOutput(html=entry["html"], exports=exports, warnings=tuple(lines["warnings"]),
                        notes=tuple(lines["notes"]))
