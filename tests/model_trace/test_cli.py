@@ -115,7 +115,11 @@ def test_summary_prints_the_per_module_table(capsys) -> None:
     assert row[:3] == ["Linear", "Linear", "36"]  # 8 * 4 weights + 4 biases
     assert row[4] == "192"  # 2 * 3 * 8 * 4 FLOPs
     assert row[5:11] == ["144", "B", "48", "B", "0", "B"]  # float32: 36 read, (3, 4) written
-    assert any(line.startswith("Totals: 36 parameters") for line in lines)
+    (totals,) = [line for line in lines if line.startswith("Totals: ")]
+    assert totals.startswith("Totals: 36 parameters")
+    # the total says what it counts: a reader must not take 192 for every op's FLOPs
+    assert "192 FLOPs per forward pass (matrix products, convolutions and attention; " \
+        "elementwise ops count 0)" in totals
 
 
 def test_summary_depth_limits_the_rows(capsys) -> None:

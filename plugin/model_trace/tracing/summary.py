@@ -33,6 +33,8 @@ MEASURED_COLUMN = "measured time"
 """The column a trace with a measured run (``execute``) adds after ``COLUMNS``."""
 NUMERIC = frozenset(range(2, len(COLUMNS) + 1))
 """Columns of numbers (right-aligned)."""
+FLOPS_COUNTED = "matrix products, convolutions and attention; elementwise ops count 0"
+"""What the FLOPs total counts (``flops``), said beside it so no reader takes it for every op."""
 SHAPE_COLUMNS = ("in", "out")
 """The text table's last columns: the call's input and output shapes (symbolic when the
 trace names its dimensions)."""
@@ -84,7 +86,7 @@ class Totals:
         """(number, words) of the totals sentence."""
         return [(f"{self.params - self.scales:,}", "parameters"),
                 (f"{self.activated - self.activated_scales:,}", "activated per token"),
-                (f"{self.flops:,}", "FLOPs per forward pass"),
+                (f"{self.flops:,}", f"FLOPs per forward pass ({FLOPS_COUNTED})"),
                 *((format_bytes(getattr(self, stat)), f"of {words}")
                   for stat, words in BYTES_WORDS.items())]
 
