@@ -160,12 +160,12 @@ def shared_or_traced(spec: FenceSpec, policy: ImportPolicy | None,
         with contextlib.suppress(ValueError, KeyError, TypeError):
             return Graph.from_json(found[0]), list(found[1]), True
     with raised_warnings() as model_warnings:
-        graph = trace_spec(spec, policy=policy)
-    if shared is not None:  # drawn from the graph read back, as the other sites will
-        text = graph.to_json()
+        text = trace_spec(spec, policy=policy).to_json()
+    if shared is not None:
         shared.write(text, model_warnings)
-        graph = Graph.from_json(text)
-    return graph, model_warnings, False
+    # drawn from the graph read back, as the other sites will: the JSON's sorted keys (of
+    # meta, of an op's keyword arguments) then give the same page whether shared or not
+    return Graph.from_json(text), model_warnings, False
 
 
 def _drawn(draw_one: Callable[[], FenceOutput]) -> FenceOutput | ModelTraceError:

@@ -62,6 +62,15 @@ def test_a_new_site_draws_a_model_another_site_traced(tmp_path: Path, tiny_model
     assert _figure(second) == _figure(first)
 
 
+def test_a_site_without_the_shared_folder_makes_the_same_page(tmp_path: Path, tiny_models,
+                                                              own_shared_traces: Path) -> None:
+    shared = _figure(_site(tmp_path / "a", "One"))
+    assert "<template" in shared  # the graph data, whose dicts keep the order they are read in
+    assert _figure(_site(tmp_path / "b", "One", shared_cache=False)) == shared
+    assert _figure(_site(tmp_path / "c", "One")) == shared  # read from the first site's trace
+    assert tiny_models.builds() == ["Tiny 8"] * 2
+
+
 def test_an_edited_model_or_a_site_that_keeps_its_traces_traces_again(
         tmp_path: Path, tiny_models, own_shared_traces: Path) -> None:
     _site(tmp_path / "a", "One")
