@@ -165,7 +165,8 @@ class Linear(nn.Module):
         return linear(x, self.weight, self.bias, self.scale_fmt, self.gemm_impl)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, dtype={self.weight.dtype}"
+        weight = self.weight  # looked up once: a tracer asks at every call
+        return f"{weight.shape[1]}, {weight.shape[0]}, dtype={weight.dtype}"
 
     def _attach_scale(self) -> None:
         if self.scale is not None:

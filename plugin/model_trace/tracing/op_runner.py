@@ -30,6 +30,9 @@ class OpRunner:
         self.values = values  # None: real tensors, no meta rules
         self.flops = 0
         self.missing: tuple[str, ...] = ()
+        self.from_cache = False
+        """Whether the last call's outputs were made from the cache of meta outputs: new
+        tensors, none a view of an input (the recorder need not compare storages)."""
         self.aten = aten
         self._infos = infos
         self._flop_counter = FlopCounter()
@@ -43,12 +46,14 @@ class OpRunner:
         """The op's result; its FLOPs are in ``self.flops`` afterwards."""
         self.flops = 0
         self.missing = ()
+        self.from_cache = False
         if self.values is not None:
             return self.values.run(info, func, args, kwargs, tensors, self.call)
         return self.call(func, args, kwargs)
 
     def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run the op, counting its FLOPs (added up if the meta rules call it twice)."""
+        self.from_cache = False
         info = self._infos.get(func)
         kind = info.flops if info is not None else ""
         aten = self.aten
@@ -65,6 +70,7 @@ class OpRunner:
             if key is not None:
                 hit = results.get(key)
                 if hit is not None:
+                    self.from_cache = True
                     flops, missing = hit[1]
                     self.flops += flops
                     if missing:

@@ -387,9 +387,10 @@ class Recorder(TorchFunctionMode):
         register = builder.register
         size = 0
         aliased = 0  # outputs sharing an input's memory: views, a slicing getitem, not a
-        for value in fresh:  # reshape that had to copy; a view writes and reads nothing
+        made = runner.from_cache  # reshape that had to copy; a view writes and reads nothing
+        for value in fresh:
             outputs_ids.append(register(value, node_id))
-            shared = shares_memory(value, tensors)
+            shared = False if made else shares_memory(value, tensors)
             if shared or (shared is None and view):
                 aliased += 1
             else:
