@@ -216,7 +216,8 @@ class Measured:
     """What a real run of one module call cost: wall time and peak memory above its start."""
 
     wall_time_s: float
-    """Seconds from the call's start to its end (CUDA synchronised at both)."""
+    """Seconds from the call's start to its end (CUDA synchronised at both), to the
+    microsecond (an op's to a tenth of one)."""
     peak_memory_bytes: int
     """Peak memory above the call's start: the CUDA allocator's, or on the CPU the resident
     set size sampled at module boundaries."""

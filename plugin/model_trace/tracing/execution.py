@@ -17,6 +17,7 @@ boundaries, above its value at the call's start (a coarse figure).
 
 from __future__ import annotations
 
+import mmap
 import os
 import platform
 import time
@@ -27,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import Graph, Measured, ModuleCall
 from model_trace.tracing.arguments import tensors_in, tensors_out
+from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.op_info import OpInfos
 from model_trace.tracing.structures import map_structure
 
@@ -38,8 +40,8 @@ OpKey = tuple[str, int, str, int]
 class _Meter:
     def __init__(self, root: torch.nn.Module | None, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        self.paths = ({id(m): n for n, m in root.named_modules(remove_duplicate=False)}
-                      if root is not None else {})
+        self.index = ModelIndex(root)  # names a module as the trace does (a module at two
+        # paths by the first)
         self.calls: dict[str, int] = {}
         self.stack: list[tuple[Key, float, int, int]] = []  # key, start, base memory, peak
         self.results: dict[Key, Measured] = {}
@@ -68,7 +70,9 @@ class _Meter:
             self.stack[-1] = (key, start, base, max(peak, self._peak()))
 
     def enter(self, module: torch.nn.Module, _args: Any) -> None:
-        path = self.paths.get(id(module), type(module).__name__)
+        path = self.index.path_of(module)
+        if path is None:  # made during the run, outside the model's tree
+            path = type(module).__name__
         index = self.calls.get(path, 0)
         self.calls[path] = index + 1
         if self.cuda:
@@ -123,7 +127,7 @@ class _OpTimer(TorchFunctionMode):
 def _resident_bytes() -> int:
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * 4096
+            return int(statm.read().split()[1]) * mmap.PAGESIZE  # 4 KiB, or 16 or 64 on ARM
     except OSError:
         return 0
 
@@ -183,7 +187,8 @@ def attach_measurements(graph: Graph, measurements: Measurements) -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__.split("+")[0],
         "total_s": measurements.total_s,
-        "measured_calls": sum(1 for c in graph.modules.values() if c.measured is not None),
+        "measured_calls": sum(1 for c in graph.modules.values()
+                              if c.kind == "module" and c.measured is not None),
         "called_modules": sum(1 for c in graph.modules.values()
                               if c.kind == "module" and c.called),
         "measured_ops": sum(1 for n in ops if n.measured is not None),

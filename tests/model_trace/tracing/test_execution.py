@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
+
+import pytest
 import torch
 
 from model_trace.tracing import trace
+from model_trace.tracing.execution import Measurements, attach_measurements, machine_name
+
+from .models import TwoLayer
 
 
 def test_a_real_run_records_time_memory_and_tokens_per_expert(build_tiny, tiny_tokens) -> None:
@@ -26,6 +34,7 @@ def test_a_real_run_records_time_memory_and_tokens_per_expert(build_tiny, tiny_t
     calls = [c for c in graph.modules.values() if c.kind == "module" and c.called]
     assert all(c.measured is not None for c in calls)
     assert graph.meta["execution"]["measured_calls"] == len(calls)
+    assert graph.meta["execution"]["called_modules"] == len(calls)
     for call in calls:
         assert call.measured.wall_time_s >= 0 and call.measured.peak_memory_bytes >= 0
         parent = graph.modules.get(call.parent) if call.parent else None
@@ -37,3 +46,158 @@ def test_a_real_run_records_time_memory_and_tokens_per_expert(build_tiny, tiny_t
     assert idle == [f"layers.{layer}.ffn.experts.{i}" for layer, load in zip((1, 2), loads,
                                                                                strict=True)
                     for i, tokens in enumerate(load) if not tokens]
+
+
+class _Reused(torch.nn.Module):
+    """One module at two paths and called three times, the same op twice in one call on
+    tensors of different sizes, an op after a child call, an in-place op of two tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.square = torch.nn.Linear(8, 8)
+        self.alias = self.square  # the same module, reachable as "alias" too
+        self.widen = torch.nn.Linear(8, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.alias(torch.relu(self.square(x)))
+        y = torch.relu(self.widen(self.square(x)))  # relu again, on twice the bytes
+        return y.add_(torch.ones_like(y))
+
+
+def _bytes(graph, tensor_ids: list[str]) -> int:
+    return sum(math.prod(graph.tensors[t].shape) * getattr(torch, graph.tensors[t].dtype)
+               .itemsize for t in tensor_ids)
+
+
+def test_every_call_and_op_is_matched_to_its_own_measurement() -> None:
+    graph = trace(_Reused(), torch.randn(2, 8), execute="cpu", fold=False)
+    calls = [c for c in graph.modules.values() if c.kind == "module"]
+    # a module reachable at two paths is measured under the path the trace names it by
+    assert [(c.path, c.call_index) for c in calls] == [
+        ("", 0), ("square", 0), ("square", 1), ("square", 2), ("widen", 0)]
+    assert all(c.measured is not None for c in calls)
+    ops = [n for n in graph.nodes.values() if n.kind == "op"]
+    assert [n.name for n in ops].count("relu") == 2
+    assert all(n.measured is not None for n in ops)
+    for node in ops:  # bytes of new tensors: an in-place op's output is its own input
+        fresh = 0 if node.name.endswith("_") else _bytes(graph, node.outputs)
+        assert node.measured.peak_memory_bytes == fresh, node.name
+    run = graph.meta["execution"]
+    assert run["measured_calls"] == run["called_modules"] == len(calls)
+    assert run["measured_ops"] == run["ops"] == len(ops)
+    assert run["device"] == "cpu" and run["threads"] == torch.get_num_threads()
+    assert run["torch"] == torch.__version__.split("+")[0]
+    assert run["total_s"] >= graph.modules[graph.root].measured.wall_time_s > 0
+
+
+def test_times_are_kept_to_the_microsecond_and_ops_to_a_tenth() -> None:
+    graph = trace(_Reused(), torch.randn(2, 8), execute="cpu", fold=False)
+    calls = [c.measured.wall_time_s for c in graph.modules.values() if c.measured]
+    ops = [n.measured.wall_time_s for n in graph.nodes.values() if n.measured]
+    total = graph.meta["execution"]["total_s"]
+    assert all(round(s, 6) == s for s in [*calls, total])
+    assert all(round(s, 7) == s for s in ops)
+    # not coarser: of so many times, some are not whole multiples of the next digit up
+    assert any(round(s, 5) != s for s in [*calls, total])
+    assert any(round(s, 6) != s for s in ops)
+
+
+def test_function_groups_are_timed_as_one_op_and_counted_apart_from_module_calls() -> None:
+    class Normalised(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.normalize(torch.nn.functional.normalize(x) * 2)
+
+    graph = trace(Normalised(), torch.randn(2, 8), execute="cpu", trace_depth=1, fold=False)
+    groups = [c for c in graph.modules.values() if c.kind == "function"]
+    assert [c.cls for c in groups] == ["normalize", "normalize"]
+    assert all(c.measured is not None for c in groups)
+    inside = {n for c in groups for n in c.children}
+    ops = [n for n in graph.nodes.values() if n.kind == "op"]
+    assert [n.name for n in ops if n.id not in inside] == ["mul"]
+    assert all((n.measured is None) == (n.id in inside) for n in ops)
+    run = graph.meta["execution"]
+    # the caption says "N of M module calls timed": function groups are not module calls
+    assert run["measured_calls"] == run["called_modules"] == 1
+    assert run["measured_ops"] == 1 and run["ops"] == len(ops) > 1
+
+
+def test_a_traced_function_is_measured_as_one_call() -> None:
+    def double(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) * 2
+
+    graph = trace(double, torch.randn(2, 8), execute="cpu")
+    root = graph.modules[graph.root]
+    assert root.measured.wall_time_s == graph.meta["execution"]["total_s"] > 0
+    assert root.measured.peak_memory_bytes == 0
+    assert [n.measured is not None for n in graph.nodes.values() if n.kind == "op"] == [True] * 2
+
+
+def test_a_parent_call_peaks_at_least_as_high_as_a_child_that_came_before() -> None:
+    size = 64 << 20  # above glibc's largest mmap threshold: freed memory leaves the process
+
+    class Allocates(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ones(size // 4) + x.sum()
+
+    class Parent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.big, self.small = Allocates(), torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            first = self.big(x)[:8].clone()  # the 64 MiB are freed here
+            return self.small(x) + first
+
+    graph = trace(Parent(), torch.randn(2, 8), execute="cpu", fold=False)
+    by_path = {c.path: c.measured for c in graph.modules.values()}
+    assert by_path["big"].peak_memory_bytes >= size * 0.9
+    assert by_path[""].peak_memory_bytes >= by_path["big"].peak_memory_bytes - (4 << 20)
+
+
+def test_the_warm_up_run_takes_a_module_s_first_call_costs() -> None:
+    class SlowFirst(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 1:  # lazy set-up, as a compiled kernel or a cache
+                time.sleep(0.3)
+            return x * 2
+
+    model = SlowFirst()
+    graph = trace(model, torch.randn(2, 8), execute="cpu")
+    assert model.calls == 3  # warm-up, measured run, trace
+    assert graph.modules[graph.root].measured.wall_time_s < 0.2
+
+
+def test_measuring_leaves_no_global_module_hook_behind() -> None:
+    module = torch.nn.modules.module
+    before = (len(module._global_forward_pre_hooks), len(module._global_forward_hooks))
+    trace(TwoLayer(), torch.randn(3, 8), execute="cpu")
+    assert (len(module._global_forward_pre_hooks), len(module._global_forward_hooks)) == before
+
+
+def test_the_execution_note_names_the_device_of_the_graph_s_tensors() -> None:
+    graph = trace(TwoLayer(), torch.empty(3, 8, device="meta"))
+    attach_measurements(graph, Measurements({}, {}, 0.5))
+    run = graph.meta["execution"]
+    assert run["device"] == "meta" and run["total_s"] == 0.5
+    assert run["measured_calls"] == run["measured_ops"] == 0
+    assert run["called_modules"] == 3 and run["ops"] == 3
+    graph.tensors.clear()
+    attach_measurements(graph, Measurements({}, {}, 0.5))
+    assert graph.meta["execution"]["device"] == "cpu"
+
+
+def test_the_machine_is_named_by_its_processor() -> None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [line.split(":", 1)[1].strip() for line in info
+                     if line.startswith("model name")]
+    except OSError:
+        names = []
+    if not names:
+        pytest.skip("no processor name in /proc/cpuinfo")
+    assert machine_name() == f"{names[0]}, {os.cpu_count()} cores"
