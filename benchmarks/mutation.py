@@ -16,12 +16,12 @@ statement dropped (a call, an ``+=``, a ``raise``, a ``continue``...), ``min``/`
 private copy of ``plugin/`` and the fast tests that run the mutated line are run against it
 (``pytest -x``); a failing test or a timeout kills it, a passing run lets it survive.
 
-Which tests run a line is measured once per module by a baseline run that records the lines
-each test (and each fixture it uses) executes; a mutant outside any function (a constant, a
-default argument) or on a line run while the tests are collected (a table a function builds
-at import) runs every mapped test, and so does every mutant of a JavaScript file. "Fast"
-leaves out tests that use a fixture in ``SLOW_FIXTURES`` or carry a marker in
-``SLOW_MARKERS``.
+Which tests run a line is measured by a baseline run that records the lines each test (and
+each fixture it uses) executes, once for all the modules of a run that share their tests (the
+tracer's modules do); a mutant outside any function (a constant, a default argument) or on
+a line run while the tests are collected (a table a function builds at import) runs every
+mapped test, and so does every mutant of a JavaScript file. "Fast" leaves out tests that use
+a fixture in ``SLOW_FIXTURES`` or carry a marker in ``SLOW_MARKERS``.
 
 The viewer's layout and rendering (``assets/viewer/2-layout.js``, ``3-render.js``) are
 mutated too: ``js_mutants.py`` finds token-level mutants of the same kinds, and the figure
@@ -100,6 +100,10 @@ TARGETS: dict[str, Target] = {
     "builder": Target("tracing/builder.py", ("tests/model_trace/tracing",), sample=60),
     "execution": Target("tracing/execution.py", ("tests/model_trace/tracing",), sample=60),
     "route_rule": Target("tracing/route_rule.py", ("tests/model_trace/tracing",), sample=60),
+    **{name: Target(f"tracing/{name}.py", ("tests/model_trace/tracing",), sample=30)
+       for name in ("flops", "meta_cache", "stacked", "selections", "sharing", "widening",
+                    "summary", "source", "arguments", "model_index", "backward",
+                    "known_values", "assumptions")},
     "view_tree": Target("view_tree.py", ("tests/model_trace/test_view_tree*.py",
                                          "tests/model_trace/test_layout.py",
                                          "tests/model_trace/test_render.py")),
@@ -209,11 +213,11 @@ EQUIVALENT: dict[str, str] = {
 }
 
 DEFAULT_SAMPLE = 100
-"""Mutants per module by default (60 for the tracer's later modules and the JavaScript, see
-``Target.sample``). Each module takes 1 to 20 minutes on two cores; on a machine shared with
-other heavy jobs up to three times that (its time is printed). All seventeen take more than an
-hour: name the modules you changed, and after adding tests rerun only the survivors
-(``--killed-before``)."""
+"""Mutants per module by default (60 for the tracer's later modules and the JavaScript, 30 for
+its smaller helpers, see ``Target.sample``). Each module takes 1 to 20 minutes on two cores;
+on a machine shared with other heavy jobs up to three times that (its time is printed). All of
+them take more than an hour: name the modules you changed, and after adding tests rerun only
+the survivors (``--killed-before``)."""
 
 PREIMPORTS = ("torch", "numpy", "yaml", "hypothesis", "jinja2", "markdown",
               "mkdocs.commands.build", "mkdocs.config")
@@ -597,21 +601,25 @@ def sample(mutants: list[Mutant], limit: int | None, seed: int) -> list[Mutant]:
 
 
 # -- running tests in forked children ------------------------------------------------------
+Line = tuple[str, int]
+"""A line of a traced file: (file name, line number)."""
+
+
 class _FastOnly:
     """pytest plugin: deselects slow tests and records what each test runs."""
 
-    def __init__(self, traced_file: str | None = None) -> None:
-        self.traced_file = traced_file
-        self.active: list[set[int]] = []
-        self.by_test: dict[str, set[int]] = {}
-        self.by_fixture: dict[str, set[int]] = {}
+    def __init__(self, traced_files: frozenset[str] = frozenset()) -> None:
+        self.traced_files = traced_files
+        self.active: list[set[Line]] = []
+        self.by_test: dict[str, set[Line]] = {}
+        self.by_fixture: dict[str, set[Line]] = {}
         self.fixtures: dict[str, list[str]] = {}
         self.durations: dict[str, float] = {}
         self.failed: list[str] = []
-        self.at_collection: set[int] = set()
+        self.at_collection: set[Line] = set()
         """Lines run before the first test (conftest and test imports: tables that
         functions build at import)."""
-        if traced_file:
+        if traced_files:
             self.active.append(self.at_collection)
             sys.settrace(self._global_trace)
 
@@ -624,20 +632,21 @@ class _FastOnly:
             items[:] = [item for item in items if item not in slow]
 
     def _global_trace(self, frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code.co_filename == self.traced_file and self.active:
+        if frame.f_code.co_filename in self.traced_files and self.active:
             return self._line_trace
         return None
 
     def _line_trace(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line":
+            line = (frame.f_code.co_filename, frame.f_lineno)
             for lines in self.active:
-                lines.add(frame.f_lineno)
+                lines.add(line)
         return self._line_trace
 
-    def _traced(self, lines: set[int]) -> Iterator[Any]:
+    def _traced(self, lines: set[Line]) -> Iterator[Any]:
         """A hook wrapper body: ``lines`` collects what runs inside the wrapped hook."""
         self.active.append(lines)
-        if self.traced_file:
+        if self.traced_files:
             sys.settrace(self._global_trace)
         try:
             return (yield)
@@ -661,7 +670,7 @@ class _FastOnly:
         if report.failed:
             self.failed.append(report.nodeid)
 
-    def lines_of(self, nodeid: str) -> set[int]:
+    def lines_of(self, nodeid: str) -> set[Line]:
         lines = set(self.by_test.get(nodeid, ()))
         for name in self.fixtures.get(nodeid, ()):
             lines |= self.by_fixture.get(name, set())
@@ -703,7 +712,8 @@ class Child:
 
 
 def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: float,
-                 result_file: Path | None = None, traced_file: str | None = None) -> Child:
+                 result_file: Path | None = None,
+                 traced_files: frozenset[str] = frozenset()) -> Child:
     """Fork a child running ``pytest args`` on the workspace's package."""
     started = time.monotonic()
     pid = os.fork()
@@ -727,7 +737,7 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
 
         hypothesis.settings.register_profile("mutation", database=None, derandomize=True)
         hypothesis.settings.load_profile("mutation")
-        plugin = _FastOnly(traced_file)
+        plugin = _FastOnly(traced_files)
         code = int(pytest.main(["-q", "-p", "no:cacheprovider", "--no-header",
                                 "-W", "ignore::pytest.PytestAssertRewriteWarning", *args],
                                plugins=[plugin]))
@@ -735,9 +745,9 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
             tests = sorted(plugin.durations)
             result_file.write_text(json.dumps({
                 "code": code, "failed": plugin.failed,
-                "at_collection": sorted(plugin.at_collection),
+                "at_collection": _by_file(plugin.at_collection),
                 "tests": {t: {"duration": plugin.durations[t],
-                              "lines": sorted(plugin.lines_of(t))} for t in tests},
+                              "lines": _by_file(plugin.lines_of(t))} for t in tests},
             }))
     except BaseException as error:  # the child must never return into the parent's loop
         print(f"mutation child failed: {error!r}", file=sys.stderr)
@@ -745,6 +755,13 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _by_file(lines: set[Line]) -> dict[str, list[int]]:
+    by_file: dict[str, list[int]] = {}
+    for file, number in sorted(lines):
+        by_file.setdefault(file, []).append(number)
+    return by_file
 
 
 def finished(child: Child) -> int | None:
@@ -779,6 +796,8 @@ class Baseline:
     seconds: float
     at_collection: set[int] = field(default_factory=set)
     """Lines run when the tests are collected: every test depends on what they build."""
+    shared_with: list[str] = field(default_factory=list)
+    """The other targets whose lines the same run recorded (their tests are the same)."""
 
 
 @dataclass
@@ -820,24 +839,32 @@ def test_paths(target: Target) -> list[str]:
     return paths
 
 
-def run_baseline(name: str, target: Target, workspace: Workspace, scratch: Path) -> Baseline:
-    result_file = scratch / f"{name}.baseline.json"
+def run_baselines(names: list[str], workspace: Workspace, scratch: Path
+                  ) -> dict[str, Baseline]:
+    """One baseline run of the tests the targets ``names`` share, recording the lines of
+    each target's module: the tracer's modules share their tests, and a run of them all
+    takes minutes."""
+    label = names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}"
+    result_file = scratch / f"{label}.baseline.json"
+    log = scratch / f"{label}.baseline.log"
+    files = {name: str(workspace.module_file(TARGETS[name])) for name in names}
     started = time.monotonic()
-    child = start_pytest(workspace, test_paths(target), scratch / f"{name}.baseline.log",
-                         timeout=1800, result_file=result_file,
-                         traced_file=str(workspace.module_file(target)))
+    child = start_pytest(workspace, test_paths(TARGETS[names[0]]), log, timeout=1800,
+                         result_file=result_file, traced_files=frozenset(files.values()))
     wait(child)
     if not result_file.exists():
-        raise SystemExit(f"{name}: the baseline run did not finish; see "
-                         f"{scratch / f'{name}.baseline.log'}")
+        raise SystemExit(f"{label}: the baseline run did not finish; see {log}")
     data = json.loads(result_file.read_text())
     if data["code"] not in (0, 1):  # 1: some tests fail; they are left out of every run
-        raise SystemExit(f"{name}: pytest stopped with status {data['code']}; see "
-                         f"{scratch / f'{name}.baseline.log'}")
-    return Baseline(durations={t: v["duration"] for t, v in data["tests"].items()},
-                    lines={t: set(v["lines"]) for t, v in data["tests"].items()},
-                    failed=data["failed"], seconds=time.monotonic() - started,
-                    at_collection=set(data["at_collection"]))
+        raise SystemExit(f"{label}: pytest stopped with status {data['code']}; see {log}")
+    seconds = time.monotonic() - started
+    return {name: Baseline(durations={t: v["duration"] for t, v in data["tests"].items()},
+                           lines={t: set(v["lines"].get(file, ())) for t, v in
+                                  data["tests"].items()},
+                           failed=data["failed"], seconds=seconds,
+                           at_collection=set(data["at_collection"].get(file, ())),
+                           shared_with=[n for n in names if n != name])
+            for name, file in files.items()}
 
 
 def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
@@ -850,15 +877,24 @@ def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
 
 
 def run_module(name: str, target: Target, source: str, mutants: list[Mutant], total: int,
-               workspaces: list[Workspace], scratch: Path, verbose: bool) -> ModuleResult:
+               workspaces: list[Workspace], scratch: Path, verbose: bool,
+               baselines: dict[str, Baseline], group: list[str]) -> ModuleResult:
     """Run the mutants of ``source`` (the module's text when they were made: a checkout that
-    changes during a long run does not misplace them)."""
+    changes during a long run does not misplace them). ``baselines`` holds the baselines
+    run so far; the first target of ``group`` (those of this run with the same tests) runs
+    the group's, and its time counts as that target's."""
     result = ModuleResult(name, target, total)
     started = time.monotonic()
-    baseline = result.baseline = run_baseline(name, target, workspaces[0], scratch)
-    if verbose:
-        print(f"  {name}: baseline {len(baseline.durations)} fast tests in "
-              f"{baseline.seconds:.1f} s, {len(baseline.failed)} failing", flush=True)
+    if name not in baselines:
+        baselines.update(run_baselines(group, workspaces[0], scratch))
+        baseline = baselines[name]
+        if verbose:
+            shared = (f" (lines of {', '.join(baseline.shared_with)} recorded too)"
+                      if baseline.shared_with else "")
+            print(f"  {name}: baseline {len(baseline.durations)} fast tests in "
+                  f"{baseline.seconds:.1f} s, {len(baseline.failed)} failing{shared}",
+                  flush=True)
+    baseline = result.baseline = baselines[name]
     pending = list(mutants)
     running: dict[int, tuple[Child, Mutant, Workspace, list[str]]] = {}
     free = list(workspaces)
@@ -999,14 +1035,19 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     try:
         workspaces = [Workspace.create(scratch, i) for i in range(max(1, args.jobs))]
+        baselines: dict[str, Baseline] = {}
         for name in names:
             mutants, total = chosen[name]
             if not args.quiet:
                 print(f"{TARGETS[name].path}: {len(mutants)} of {total} mutants", flush=True)
             carried = [Outcome(m, *before[m.name]) for m in mutants if m.name in before]
+            group = [n for n in names if n not in baselines
+                     and TARGETS[n].tests == TARGETS[name].tests
+                     and not TARGETS[n].javascript]
             results.append(run_module(name, TARGETS[name], sources[name],
                                       [m for m in mutants if m.name not in before], total,
-                                      workspaces, scratch, not args.quiet))
+                                      workspaces, scratch, not args.quiet, baselines,
+                                      group if not TARGETS[name].javascript else [name]))
             results[-1].outcomes = sorted([*carried, *results[-1].outcomes],
                                           key=lambda o: (o.mutant.start, o.mutant.name))
             if not args.quiet:

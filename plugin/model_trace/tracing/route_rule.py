@@ -37,7 +37,8 @@ class RoutingRule:
         self.policy = policy
         self.decisions = 0
         self._groups: tuple[int, int, torch.Tensor] | None = None
-        self._groups_digest: tuple[int, int, bytes] | None = None
+        self._groups_digest: tuple[Any, tuple[int, int, bytes]] | None = None
+        """The pending group choice and its digest (made once per choice)."""
 
     # -- what early folding (``replay``) needs to replay a call's routing ----------------
     def state(self) -> tuple[Any, Any]:
@@ -47,9 +48,9 @@ class RoutingRule:
         groups = self._groups
         if groups is None:
             return self.policy.replay_state(), None
-        if self._groups_digest is None or self._groups_digest[:2] != groups[:2]:
-            self._groups_digest = (groups[0], groups[1], groups[2].numpy().tobytes())
-        return self.policy.replay_state(), self._groups_digest
+        if self._groups_digest is None or self._groups_digest[0] is not groups:
+            self._groups_digest = (groups, (groups[0], groups[1], groups[2].numpy().tobytes()))
+        return self.policy.replay_state(), self._groups_digest[1]
 
     def saved(self) -> tuple[Any, Any]:
         """The policy's state and the pending group choice, for ``restore``."""
