@@ -203,6 +203,13 @@ EQUIVALENT: dict[str, str] = {
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "
         "noted at the first raise, so the message names the same op and line",
+    "execution:_OpTimer.__init__:drop:super().__init__() -> pass#0":
+        "TorchFunctionMode.__init__ does nothing (its body is pass); the call is kept for a "
+        "torch that gives it work",
+    "route_rule:ForcedRouting.run:boolean:info.role == \"routing\" and tensors -> "
+    "info.role == \"routing\" or tensors#0":
+        "route() changes only ops it names, and every name it handles has the routing role; "
+        "any other op falls through to its last line and comes back as it ran",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

@@ -122,6 +122,8 @@ def test_multinomial_draws_from_the_policy_unless_it_asks_for_more_than_there_ar
     weights = SCORES.softmax(-1)
     routed, _ = _route("multinomial", torch.multinomial, weights, 2)
     assert torch.equal(routed, _policy_indices(weights.shape, -1, 2))
+    routed, _ = _route("multinomial", torch.multinomial, weights, 6)  # every choice, once
+    assert torch.equal(routed, _policy_indices(weights.shape, -1, 6))
     routed, result = _route("multinomial", torch.multinomial, weights, 8, True)
     assert routed is result
     routed, result = _route("kthvalue", torch.kthvalue, SCORES, 2)
@@ -187,3 +189,12 @@ def test_the_replay_state_names_the_pending_group_choice_each_time_it_changes() 
     rule.indices((2, 4), 1, 2)
     rule.restore(saved)
     assert rule.state() == states[-1]
+
+
+def test_a_group_choice_limits_only_a_choice_over_its_rows_and_a_multiple_of_its_groups(
+        ) -> None:
+    for rows, choices in ((4, 16), (8, 10), (8, 4)):
+        rule = RoutingRule(BalancedRouting())
+        rule.indices((8, 4), 1, 2)  # 2 of 4 groups for 8 rows
+        free = RoutingRule(BalancedRouting()).indices((rows, choices), 1, 2)
+        assert torch.equal(rule.indices((rows, choices), 1, 2), free), (rows, choices)
