@@ -92,7 +92,8 @@ def _trace_model(args: argparse.Namespace) -> Graph:
 
     spec = _spec_from_options(args)
     try:
-        graph, model_warnings, _ = shared_or_traced(spec, None, _shared(spec, args))
+        shared = _shared(spec, args)
+        graph, model_warnings, _ = shared_or_traced(spec, None, shared[0] if shared else None)
     except ModelTraceError:
         raise
     except Exception as error:  # the model's own code failed while being built
@@ -103,12 +104,12 @@ def _trace_model(args: argparse.Namespace) -> Graph:
     return graph
 
 
-def _shared(spec: FenceSpec, args: argparse.Namespace) -> SharedTraces | None:
-    """Where the spec's trace is kept for later runs, in the folder where sites share theirs
-    (keyed under no import policy, so apart from the sites' entries); None with
+def _shared(spec: FenceSpec, args: argparse.Namespace) -> tuple[SharedTraces, ...]:
+    """Where the spec's traces are kept for later runs, in the folder where sites share theirs
+    (keyed under no import policy, so apart from the sites' entries); none with
     ``--no-shared-cache``."""
     if args.no_shared_cache:
-        return None
+        return ()
     from model_trace.cache import user_cache_dir
     from model_trace.session import TraceSession
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from model_trace.annotate import DEFAULT_COLOUR, Annotations, find
-from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput
+from model_trace.cache import PREFIX_PLACEHOLDER, FenceOutput, SharedTraces
 from model_trace.caveats import build_notes
 from model_trace.dims import symbolic_shape
 from model_trace.errors import ModelTraceError, SpecError, brief
@@ -64,6 +64,10 @@ class Traced:
 
     variants: list[Variant]
     graphs: list[Graph]
+    model_warnings: list[str] = field(default_factory=list)
+    """The Python warnings their models raised, as build-log lines (``model_warnings``)."""
+    shared: int = 0
+    """How many graphs were read from the folder of traces shared between sites."""
 
 
 @dataclass
@@ -191,20 +195,28 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def trace_compare(spec: FenceSpec, *, policy: ImportPolicy | None = None) -> Traced:
-    """Trace every variant of a ``compare`` fence (each checked against ``policy`` first)."""
-    from model_trace.pipeline import trace_spec
+def trace_compare(spec: FenceSpec, *, policy: ImportPolicy | None = None,
+                  shared: tuple[SharedTraces, ...] = ()) -> Traced:
+    """Trace every variant of a ``compare`` fence (each checked against ``policy`` first).
+    ``shared``: where each variant's trace is shared with other sites, in the order of
+    ``variants`` (empty: none is); a variant another site or fence traced is read from there."""
+    from model_trace.pipeline import shared_or_traced
 
     found = variants(spec)
     for variant in found:
         check_allowed(variant.spec, policy)
-    graphs = []
-    for variant in found:
+    graphs: list[Graph] = []
+    lines: list[str] = []
+    read = 0
+    for variant, place in zip(found, shared or [None] * len(found), strict=True):
         try:
-            graphs.append(trace_spec(variant.spec, policy=policy))
+            graph, model_warnings, from_shared = shared_or_traced(variant.spec, policy, place)
         except ModelTraceError as error:
             raise type(error)(f"variant '{variant.title}': {error}") from error
-    return Traced(found, graphs)
+        graphs.append(graph)
+        lines += [line for line in model_warnings if line not in lines]
+        read += from_shared
+    return Traced(found, graphs, lines, read)
 
 
 # ------------------------------------------------------------------ the diff

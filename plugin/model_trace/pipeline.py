@@ -110,7 +110,7 @@ def view_options(spec: FenceSpec, theme: str = "auto") -> ViewOptions:
 
 
 def run_fence(spec: FenceSpec, theme: str = "auto", *,
-              shared: SharedTraces | None = None) -> FenceOutput:
+              shared: tuple[SharedTraces, ...] = ()) -> FenceOutput:
     """Trace and render one fence, with the export files it asks for (``shared``: as for
     ``run_fences``)."""
     (output,) = run_fences([spec], theme, shared=shared).outputs
@@ -121,31 +121,36 @@ def run_fence(spec: FenceSpec, theme: str = "auto", *,
 
 def run_fences(specs: list[FenceSpec], theme: str = "auto", *,
                policy: ImportPolicy | None = None,
-               shared: SharedTraces | None = None) -> JobResult:
+               shared: tuple[SharedTraces, ...] = ()) -> JobResult:
     """Trace ``specs[0]`` once (under ``policy``, see ``trace_spec``) and draw every spec from
     that graph (they must share ``trace_identity``); a problem with one spec's view is
     returned in its place (``JobResult.outputs``). Python warnings raised while the model is
     built or traced are added to every figure's warnings (see ``model_warnings``).
-    ``shared``: where the trace is kept for other sites (``cache.SharedTraces``), and taken
-    from if it is there (``JobResult.shared``)."""
+    ``shared``: where the traces are kept for other sites (``cache.SharedTraces``, one per
+    trace: ``TraceJob.shared``), and taken from if they are there (``JobResult.shared``)."""
     assert all(s.trace_identity() == specs[0].trace_identity() for s in specs)
-    from_shared = False
-    if specs[0].view in CAPTURE_VIEWS:
+    if specs[0].view in CAPTURE_VIEWS:  # real values of a run: never shared
         from model_trace.dataviews.run import run_data_views
 
         with raised_warnings() as model_warnings:
             outputs = run_data_views(specs, policy, theme)
+        traced, from_shared = 1, 0
     elif specs[0].compare is not None:  # several traces, drawn side by side
         from model_trace.compare import draw_compare, trace_compare
 
-        with raised_warnings() as model_warnings:
-            traced = trace_compare(specs[0], policy=policy)
-        outputs = [_drawn(lambda spec=spec: draw_compare(traced, spec, theme)) for spec in specs]
+        variants = trace_compare(specs[0], policy=policy, shared=shared)
+        outputs = [_drawn(lambda spec=spec: draw_compare(variants, spec, theme))
+                   for spec in specs]
+        model_warnings = variants.model_warnings
+        from_shared = variants.shared
+        traced = len(variants.graphs) - from_shared
     else:
-        graph, model_warnings, from_shared = shared_or_traced(specs[0], policy, shared)
+        graph, model_warnings, read = shared_or_traced(specs[0], policy,
+                                                       shared[0] if shared else None)
         outputs = [_drawn(lambda spec=spec: draw(graph, spec, theme)) for spec in specs]
+        traced, from_shared = int(not read), int(read)
     return JobResult([dataclasses.replace(o, warnings=(*o.warnings, *model_warnings))
-                      if isinstance(o, FenceOutput) else o for o in outputs], from_shared)
+                      if isinstance(o, FenceOutput) else o for o in outputs], traced, from_shared)
 
 
 def shared_or_traced(spec: FenceSpec, policy: ImportPolicy | None,

@@ -28,7 +28,7 @@ from model_trace.cache import (
     cache_key,
     trace_key,
 )
-from model_trace.dataviews import check_view_fields
+from model_trace.dataviews import CAPTURE_VIEWS, check_view_fields
 from model_trace.errors import ModelTraceError
 from model_trace.loader import (
     DEFAULT_ALLOWED_ROOTS,
@@ -103,10 +103,12 @@ class TraceSession:
         self.drawn: list[str] = []
         """Where the fences are that this build drew (the others came from the site's cache)."""
         self.traces = 0
-        """How many traces this build started for them."""
+        """How many traces this build made for them (a job not finished counts as one)."""
+        self.shared_traces = 0
+        """How many traces it read from the folder shared between sites instead."""
         self.from_shared: list[int] = []
-        """Of those, one item per trace read from the folder shared between sites: how many
-        figures it drew (appended from the workers' threads)."""
+        """One item per job that read all its traces from that folder: how many figures it
+        drew (appended from the workers' threads)."""
         self._pending: dict[str, Future[FenceOutput]] = {}
         self._pool: TracePool | None = None
         self._toolchain: str | None = None
@@ -118,6 +120,7 @@ class TraceSession:
         self.sources = {}
         self.drawn = []
         self.traces = 0
+        self.shared_traces = 0
         self.from_shared = []
         self._toolchain = None
 
@@ -142,8 +145,8 @@ class TraceSession:
         shared = sum(self.from_shared)
         traced = len(self.drawn) - failures - stopped - shared
         return (f"model-trace: {len(self._pending)} figures: {traced} traced "
-                f"({_count(self.traces - len(self.from_shared), 'new trace')}), "
-                f"{shared} from the shared cache ({_count(len(self.from_shared), 'trace')}), "
+                f"({_count(self.traces, 'new trace')}), "
+                f"{shared} from the shared cache ({_count(self.shared_traces, 'trace')}), "
                 f"{len(self._pending) - len(self.drawn)} from the site's cache"
                 + (f", {failures} failed" if failures else "")
                 + (f", {stopped} stopped when the build ended" if stopped else ""))
@@ -199,9 +202,13 @@ class TraceSession:
             # a queued trace is cancelled when its build ends early (a page failed)
             error = (TraceStopped(f"tracing {job.label} was cancelled: the build ended")
                      if done.cancelled() else done.exception())
-            if error is None and done.result().shared:
-                self.from_shared.append(sum(not isinstance(output, BaseException)
-                                       for output in done.result().outputs))
+            if error is None:
+                result = done.result()
+                self.traces += result.traced - 1  # counted as one when it started
+                self.shared_traces += result.shared
+                if not result.traced:
+                    self.from_shared.append(sum(not isinstance(output, BaseException)
+                                                for output in result.outputs))
             for index, (key, _, origin) in enumerate(members):
                 result = error or done.result().outputs[index]
                 if isinstance(result, BaseException):
@@ -228,13 +235,26 @@ class TraceSession:
         return cache_key(spec.identity(), self.settings.theme, self._toolchain_of(),
                          self._sources_of(spec), self.settings.policy)
 
-    def shared(self, spec: FenceSpec) -> SharedTraces | None:
-        """Where the spec's trace is shared with other sites (None: it is not)."""
-        if self.settings.shared_dir is None:
-            return None
-        return SharedTraces(self.settings.shared_dir,
-                            trace_key(spec.trace_identity(), self._toolchain_of(),
-                                      self._sources_of(spec), self.settings.policy))
+    def shared(self, spec: FenceSpec) -> tuple[SharedTraces, ...]:
+        """Where the spec's traces are shared with other sites: its own, or one per variant of
+        a comparison; none for a data view or a real run (their values are not shared) or
+        without a shared folder."""
+        if (self.settings.shared_dir is None or spec.view in CAPTURE_VIEWS
+                or spec.execute is not None):
+            return ()
+        if spec.compare is None:
+            traced = [spec]
+        else:
+            from model_trace.compare import variants
+
+            try:
+                traced = [variant.spec for variant in variants(spec)]
+            except ModelTraceError:  # the fence's own error comes when it is traced
+                return ()
+        return tuple(SharedTraces(self.settings.shared_dir,
+                                  trace_key(s.trace_identity(), self._toolchain_of(),
+                                            self._sources_of(s), self.settings.policy))
+                     for s in traced)
 
     def _toolchain_of(self) -> str:
         if self._toolchain is None:

@@ -71,24 +71,26 @@ class TraceStopped(ModelTraceError):
 @dataclass(frozen=True)
 class TraceJob:
     """Fences that share one trace (equal ``trace_identity``, defaults filled in), the theme,
-    what the site allows them to import, a label for logs, and where the trace is shared
-    with other sites (``cache.SharedTraces``; None: not shared)."""
+    what the site allows them to import, a label for logs, and where their traces are shared
+    with other sites (``cache.SharedTraces``, one per trace the fences need: a comparison's
+    one per variant; empty: not shared)."""
 
     specs: list[FenceSpec]
     theme: str
     label: str
     policy: ImportPolicy | None = None
-    shared: SharedTraces | None = None
+    shared: tuple[SharedTraces, ...] = ()
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a job drew: one output, or the error of that fence's view, per spec; and whether
-    its trace was read from the folder of traces shared between sites
-    (``cache.SharedTraces``) instead of made, for the build's summary."""
+    """What a job drew: one output, or the error of that fence's view, per spec; and, for
+    the build's summary, how many traces it made and how many it read from the folder of
+    traces shared between sites (``cache.SharedTraces``) instead."""
 
     outputs: list[FenceOutput | ModelTraceError]
-    shared: bool = False
+    traced: int = 1
+    shared: int = 0
 
 
 class _Worker:
@@ -189,9 +191,9 @@ class TracePool:
         self._give_back(worker)
         if status != "ok":
             raise _error(payload)
-        described, shared = payload
+        described, traced, shared = payload
         return JobResult([output if kind == "ok" else _error(output)
-                          for kind, output in described], shared)
+                          for kind, output in described], traced, shared)
 
     def _wait(self, worker: _Worker, job: TraceJob) -> None:
         start = time.monotonic()
@@ -291,8 +293,8 @@ def _send(outgoing: Connection, message: Any) -> None:
 
 def serve(incoming: Connection, outgoing: Connection) -> None:
     """A worker's main loop: receive (specs, theme, policy, shared), reply with one output or
-    error per spec and whether the trace was shared, or with the error that stopped the trace
-    they share."""
+    error per spec and how many traces were made and read from the shared folder, or with the
+    error that stopped the trace they share."""
     sys.path[:] = incoming.recv()
     sys.dont_write_bytecode = True  # no __pycache__ writes into watched model folders
     # Ctrl-C in a terminal reaches every process of the build: the build stops, and the
@@ -318,7 +320,8 @@ def serve(incoming: Connection, outgoing: Connection) -> None:
             continue
         _send(outgoing, ("ok", ([("ok", output) if not isinstance(output, Exception)
                                  else ("error", _describe_error(output))
-                                 for output in result.outputs], result.shared)))
+                                 for output in result.outputs], result.traced,
+                                result.shared)))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ def _figure(page: str) -> str:
     return re.sub(r"<figcaption.*?</figcaption>", "", found[0], flags=re.S)
 
 
+def _without_build_date(page: str) -> str:
+    """The page without the comment where MkDocs writes when it was built."""
+    return re.sub(r"<!--\s*MkDocs version.*?-->", "", page, flags=re.S)
+
+
 def test_a_new_site_draws_a_model_another_site_traced(tmp_path: Path, tiny_models,
                                                        own_shared_traces: Path) -> None:
     first = _site(tmp_path / "a", "First site")
@@ -113,6 +118,25 @@ def test_the_build_log_counts_figures_traced_and_read_from_each_cache(
         "0 from the site's cache",
         "model-trace: 3 figures: 1 traced (1 new trace), 1 from the shared cache (1 trace), "
         "1 from the site's cache"]
+
+
+def test_a_comparison_shares_the_trace_of_each_variant(
+        tmp_path: Path, tiny_models, own_shared_traces: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mkdocs.plugins.model_trace")
+    _site(tmp_path / "a", "Plain")  # the comparison's first variant, folded
+    compare = {"index.md": FENCE.format(caption="Folded or not").replace(
+        "```\n", "compare: {fold: [true, false]}\n```\n")}
+    made = _without_build_date(_site(tmp_path / "b", "", pages=compare))
+    assert tiny_models.builds() == ["Tiny 8", "Tiny 8"]  # only the unfolded variant is new
+    assert _without_build_date(_site(tmp_path / "c", "", pages=compare)) == made
+    assert tiny_models.builds() == ["Tiny 8", "Tiny 8"]
+    assert made.count('<div class="mt-compare-cell">') == 2
+    assert _summaries(caplog)[1:] == [
+        "model-trace: 1 figures: 1 traced (1 new trace), 0 from the shared cache (1 trace), "
+        "0 from the site's cache",
+        "model-trace: 1 figures: 0 traced (0 new traces), 1 from the shared cache (2 traces), "
+        "0 from the site's cache"]
 
 
 def test_a_sphinx_project_draws_a_model_another_project_traced(tmp_path: Path, tiny_models,
