@@ -247,10 +247,13 @@ class Recorder(TorchFunctionMode):
 
     def _describe(self, call: ModuleCall, module: torch.nn.Module, args: tuple[Any, ...]
                   ) -> None:
-        """A module call's ``extra_repr``, class source and named inputs."""
+        """A module call's ``extra_repr``, class source and named inputs. ``extra_repr`` runs
+        with torch functions off: it is the model's description, not its forward, and each
+        tensor attribute it reads (``weight.shape``) would go through this mode (3 us)."""
         cls = type(module)
         try:
-            call.extra_repr = module.extra_repr()
+            with torch._C.DisableTorchFunction():
+                call.extra_repr = module.extra_repr()
         except Exception:  # a broken extra_repr must not break the trace
             call.extra_repr = ""
         call.source = self.sources.class_span(cls)
