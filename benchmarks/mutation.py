@@ -210,6 +210,13 @@ EQUIVALENT: dict[str, str] = {
     "info.role == \"routing\" or tensors#0":
         "route() changes only ops it names, and every name it handles has the routing role; "
         "any other op falls through to its last line and comes back as it ran",
+    "flops:FlopCounter.__init__:drop:super().__init__() -> pass#0":
+        "TorchDispatchMode sets up its state lazily on __enter__ when __init__ was not called",
+    "flops:_triangular_solve_flops:constant:-1 -> (-2)#0":
+        "a triangular matrix is square: its last two dimensions are the same n",
+    "meta_cache:_key:constant:\"slice\" -> 'slice_x'#0":
+        "the tag only keeps a slice's description apart from a tuple of three values; any "
+        "other string does that as well",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

@@ -29,6 +29,7 @@ from torch.utils.flop_counter import flop_registry, mm_flop, sdpa_flop_count
 
 from model_trace.tracing.arguments import tensors_in, tensors_out
 from model_trace.tracing.op_table import without_flops
+from model_trace.tracing.structures import map_structure
 
 FlopFormula = Callable[..., int]
 """(*args, out_val=output, **kwargs) -> FLOPs, args as the op received them (tensors)."""
@@ -111,7 +112,19 @@ def op_cost(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) ->
         return int(formula(*args, **kwargs, out_val=out)), ()
     if counts_no_flops(op) or not _computes_floats(args, kwargs, out):
         return 0, ()
+    decomposes = getattr(op, "_can_decompose", None)
+    if decomposes is not None and decomposes():
+        # Under inference mode a composite op (linear, einsum) reaches an ATen trace whole:
+        # its decomposition, run on meta copies, holds the products to count.
+        counter = FlopCounter()
+        with counter:
+            op.decompose(*map_structure(args, _on_meta), **map_structure(kwargs, _on_meta))
+        return counter.flops, tuple(counter.missing)
     return 0, (qualified_name(op),)
+
+
+def _on_meta(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.is_meta else tensor.to("meta")
 
 
 def qualified_name(op: Any) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from model_trace.graph import Graph
 from model_trace.tracing import register_flop_formula, trace
+from model_trace.tracing.flops import FlopCounter
+
+from .models import TwoLayer
 
 
 @pytest.mark.parametrize(("shape", "m"), [((5, 12), 5), ((2, 7, 12), 14), ((12,), 1)])
@@ -119,3 +125,60 @@ def test_pooling_counts_0_like_the_reductions_it_is() -> None:
         graph = trace(layers, torch.empty(1, 4, 16, 16, device=device))
         assert graph.meta["totals"]["flops"] == 0
         assert graph.meta["flops_without_formula"] == {}
+
+
+def _counted(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, list[str]]:
+    """FLOPs and ops without a formula of one call under the tracer's ``FlopCounter``."""
+    counter = FlopCounter()
+    with counter:
+        func(*args, **kwargs)
+    return counter.flops, list(counter.missing)
+
+
+def test_grouped_products_count_2_m_n_k_in_each_of_their_forms() -> None:
+    meta = {"dtype": torch.bfloat16, "device": "meta"}
+    offsets = torch.tensor([4, 4, 16], dtype=torch.int32, device="meta")
+    # (M, K) x (K, N), K split by the offsets (a weight gradient): one product in all
+    assert _counted(torch._grouped_mm, torch.empty(8, 16, **meta), torch.empty(16, 24, **meta),
+                    offs=offsets) == (2 * 8 * 16 * 24, [])
+    # (G, M, K) x (G, K, N): a product per group
+    assert _counted(torch._grouped_mm, torch.empty(3, 8, 16, **meta),
+                    torch.empty(3, 16, 24, **meta)) == (2 * 3 * 8 * 24 * 16, [])
+
+
+def test_the_zoo_s_fp8_product_counts_as_the_product_it_stands_for() -> None:
+    import model_zoo.deepseek_v3.kernels  # noqa: F401  (registers model_zoo::fp8_gemm)
+
+    fp8 = {"dtype": torch.float8_e4m3fn, "device": "meta"}
+    a, b = torch.empty(4, 256, **fp8), torch.empty(384, 256, **fp8)
+    scales = torch.empty(4, 2, device="meta"), torch.empty(3, 2, device="meta")
+    assert _counted(torch.ops.model_zoo.fp8_gemm, a, scales[0], b, scales[1], torch.bfloat16,
+                    "torch") == (2 * 4 * 384 * 256, [])
+
+
+def test_a_triangular_solve_counts_n_squared_per_column_of_every_batch() -> None:
+    a, b = torch.randn(3, 4, 4).triu() + 4 * torch.eye(4), torch.randn(3, 4, 2)
+    graph = trace(lambda a, b: torch.linalg.solve_triangular(a, b, upper=True), a, b)
+    assert _op_flops(graph) == {"solve_triangular": 4 * 4 * 3 * 2}
+    assert graph.meta["flops_without_formula"] == {}
+
+
+def test_attention_on_the_cpu_counts_both_products() -> None:
+    """The CPU runs its own flash-attention kernel, which torch's counter has no formula
+    for: 2 b h s_q s_k d for the scores, as much again for the weighted values."""
+    q, kv = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 7, 8)
+    graph = trace(torch.nn.functional.scaled_dot_product_attention, q, kv, kv)
+    assert _op_flops(graph) == {"scaled_dot_product_attention": 2 * 2 * (2 * 5 * 7 * 8)}
+    assert graph.meta["flops_without_formula"] == {}
+
+
+def test_an_aten_trace_counts_composite_ops_under_inference_mode() -> None:
+    """Under inference mode ``aten::linear`` reaches the tracer whole, not as ``addmm``: its
+    decomposition is counted, as in a trace without inference mode."""
+    plain = trace(TwoLayer(), torch.empty(3, 8, device="meta"), aten=True)
+    with torch.inference_mode():
+        inference = trace(TwoLayer(), torch.empty(3, 8, device="meta"), aten=True)
+    assert [n.name for n in inference.nodes.values() if n.kind == "op"].count("aten::linear") == 2
+    assert inference.meta["totals"]["flops"] == plain.meta["totals"]["flops"] == 2 * 3 * (
+        8 * 16 + 16 * 4)
+    assert inference.meta["flops_without_formula"] == {}

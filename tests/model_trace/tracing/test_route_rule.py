@@ -122,6 +122,8 @@ def test_multinomial_draws_from_the_policy_unless_it_asks_for_more_than_there_ar
     weights = SCORES.softmax(-1)
     routed, _ = _route("multinomial", torch.multinomial, weights, 2)
     assert torch.equal(routed, _policy_indices(weights.shape, -1, 2))
+    routed, _ = _route("multinomial", torch.multinomial, weights, num_samples=2)
+    assert torch.equal(routed, _policy_indices(weights.shape, -1, 2))
     routed, _ = _route("multinomial", torch.multinomial, weights, 6)  # every choice, once
     assert torch.equal(routed, _policy_indices(weights.shape, -1, 6))
     routed, result = _route("multinomial", torch.multinomial, weights, 8, True)
@@ -198,3 +200,26 @@ def test_a_group_choice_limits_only_a_choice_over_its_rows_and_a_multiple_of_its
         rule.indices((8, 4), 1, 2)  # 2 of 4 groups for 8 rows
         free = RoutingRule(BalancedRouting()).indices((rows, choices), 1, 2)
         assert torch.equal(rule.indices((rows, choices), 1, 2), free), (rows, choices)
+
+
+def test_on_meta_scores_the_values_stay_the_kernel_s_and_the_indices_the_policy_s() -> None:
+    scores = torch.empty(6, 6, device="meta")
+    for name, func in (("max", torch.max), ("min", torch.min), ("topk", torch.topk)):
+        args = (scores, 2, 1) if name == "topk" else (scores, 1)
+        routed, result = _route(name, func, *args)
+        assert routed.values is result.values and not routed.indices.is_meta
+        assert torch.equal(routed.indices, _policy_indices((6, 6), 1, 2 if name == "topk"
+                                                           else 1).squeeze(-1)
+                           if name != "topk" else _policy_indices((6, 6), 1, 2))
+
+
+def test_pending_group_choices_with_the_same_indices_over_other_shapes_differ() -> None:
+    """Balanced answers over (2 rows, 4 groups, 4 kept) and (4 rows, 4 groups, 2 kept) are the
+    same numbers, as are (2, 4, 2) and (2, 8, 2); what they allow next is not."""
+    for first, second in ((((2, 4), 4), ((4, 4), 2)), (((2, 4), 2), ((2, 8), 2))):
+        states = []
+        for shape, k in (first, second):
+            rule = RoutingRule(BalancedRouting())
+            rule.indices(shape, 1, k)
+            states.append(rule.state())
+        assert states[0] != states[1]
