@@ -87,3 +87,50 @@ def test_the_caveat_survives_a_saved_graph() -> None:
     graph = Graph.from_json(_traced(DenseMoe()).to_json())
     assert [c[:28] for c in trace_caveats(graph)] == ["Experts run densely: the mod"]
     assert sum(1 for n in graph.nodes.values() if node_caveats(n)) == 2
+
+
+class Gate(nn.Module):
+    """A router of its own: scores with the top one per token kept, the others 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(WIDTH, EXPERTS, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.proj(x)
+        top, picked = torch.topk(logits, 1, dim=1)
+        return torch.zeros_like(logits).scatter_(1, picked, top.sigmoid())
+
+
+class Layer(nn.Module):
+    """DenseMoe's dense experts, routed by a gate module, by the layer itself, or by none
+    (every expert weighted by a fixed score: no choice made)."""
+
+    def __init__(self, router: str) -> None:
+        super().__init__()
+        self.gate = Gate() if router == "gate" else None
+        self.own = Gate() if router == "own" else None
+        self.experts = DenseMoe().experts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            scores = self.gate(x)
+        elif self.own is not None:  # the gate's code run as this forward's own lines
+            scores = Gate.forward(self.own, x)
+        else:
+            scores = torch.full((x.shape[0], EXPERTS), 0.5)
+        routed = x.repeat(EXPERTS, 1) * scores.t().reshape(-1, 1)
+        hidden = torch.bmm(routed.view(EXPERTS, -1, WIDTH), self.experts.up).relu()
+        return torch.bmm(hidden, self.experts.down).sum(dim=0)
+
+
+def test_a_layer_s_experts_are_matched_to_the_router_in_that_layer_only() -> None:
+    """The router's op runs in the layer's own forward (layer 0) or in a module inside it
+    (layer 1); layer 2 has none, and the routers of the layers before it are not its own."""
+    graph = _traced(nn.Sequential(Layer("own"), Layer("gate"), Layer("none")))
+    routers = sorted({graph.modules[n.parent].path for n in graph.nodes.values()
+                      if n.name == "topk"})
+    assert routers == ["0", "1.gate"]
+    dense = graph.meta["dense_experts"]
+    assert sorted(dense) == ["0.experts", "1.experts"]
+    assert all(entry["chosen"] == 1 and entry["count"] == EXPERTS for entry in dense.values())
