@@ -425,7 +425,7 @@ class Recorder(TorchFunctionMode):
         if runner.missing:
             self._uncounted(node, runner.missing)
         slices = self._slices
-        if reads or slices.tracked or slices.pending:
+        if reads or slices.following:
             slices.observe(info, node, args, kwargs, reads, builder.tensors, builder.nodes)
             reads.clear()
         return node

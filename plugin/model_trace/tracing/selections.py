@@ -49,6 +49,14 @@ class SliceTracker:
     def __init__(self) -> None:
         self.tracked: dict[str, tuple[str, int]] = {}  # tensor id -> (param, slices)
         self.pending: dict[str, tuple[str, int, int]] = {}  # slice taken -> (param, slices, i)
+        self.drawn: dict[str, tuple[str, torch.Tensor]] = {}  # a parameter of fewer than
+        # three dimensions drawn as a node (``parameters="nodes"``), by its tensor id: only
+        # its first reader gets it as a read, later ones as an input
+
+    @property
+    def following(self) -> bool:
+        """Whether an op without parameter reads may still use stacked experts."""
+        return bool(self.tracked or self.pending or self.drawn)
 
     def observe(self, info: OpInfo, node: Node, args: tuple[Any, ...], kwargs: dict[str, Any],
                 reads: list[tuple[str, torch.Tensor, str | None]],
@@ -57,8 +65,15 @@ class SliceTracker:
         read directly (name, tensor, tensor id if drawn as a node): those of three or more
         dimensions, and for a view any; ``tensors`` and ``nodes`` the trace's, by id."""
         for name, value, tensor_id in reads:
-            if tensor_id is not None and value.dim() >= STACKED_MIN_DIM:
-                self.tracked[tensor_id] = (name, value.shape[0])
+            if tensor_id is not None:
+                if value.dim() >= STACKED_MIN_DIM:
+                    self.tracked[tensor_id] = (name, value.shape[0])
+                else:
+                    self.drawn[tensor_id] = (name, value)
+        if self.drawn and (info.view or info.name in PICKS_ROWS):
+            known = {tensor_id for _, _, tensor_id in reads}
+            reads = [*reads, *((*self.drawn[t], t) for t in node.inputs
+                               if t in self.drawn and t not in known)]
         if info.view:
             self._follow_view(node, reads, tensors)
             return
