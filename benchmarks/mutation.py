@@ -217,6 +217,9 @@ EQUIVALENT: dict[str, str] = {
     "meta_cache:_key:constant:\"slice\" -> 'slice_x'#0":
         "the tag only keeps a slice's description apart from a tuple of three values; any "
         "other string does that as well",
+    "selections:_routed:drop:seen.add(tensor_id) -> pass#0":
+        "tensors and their producers form no cycle (an in-place write makes a new version), "
+        "so without it a tensor reached twice is only walked twice: the answer is the same",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
