@@ -82,7 +82,8 @@ class Target:
         return self.path.endswith(".js")
 
 
-FIGURE_TESTS = ("tests/model_trace/test_layout.py", "tests/model_trace/test_render.py",
+FIGURE_TESTS = ("tests/model_trace/test_layout.py", "tests/model_trace/test_layout_properties.py",
+                "tests/model_trace/test_render.py",
                 "tests/model_trace/test_figure_integrity.py", "tests/model_trace/test_exports.py",
                 "tests/model_trace/test_annotate.py", "tests/model_trace/test_compare.py")
 """The fast tests that run the figure engine (the viewer's JavaScript, in mini-racer's V8)."""
@@ -223,6 +224,11 @@ EQUIVALENT: dict[str, str] = {
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
+    "layout_js:straighten:constant:1 -> 0#0":
+        "chain[0] is the link's own source (a box, port or label), never a dummy: starting at "
+        "it only empties a run of dummies that is still empty",
+    "layout_js:closeUp:compare:> -> >=#0":
+        "with no slack the move is by 0 px: the same positions",
     "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
     "not (e := _extra(t, _KNOWN_TENSOR))#0":
         "Tensor has no field the encoder does not know, so every tensor's extra is empty: "

@@ -111,7 +111,7 @@ def test_no_open_box_keeps_an_empty_band_down_its_left_side(name: str) -> None:
     figure = FigureData.of(FIGURE_MODELS[name]())
     for depth in range(figure.tree.deepest_level() + 1):
         bands = left_bands(place(figure.json, DrawOptions(depth=depth)))
-        assert all(band <= 1 for band in bands.values()), (depth, bands)
+        assert all(band <= 0.2 for band in bands.values()), (depth, bands)
 
 
 @pytest.mark.parametrize("name", [n for n in FIGURE_MODELS if "671B" not in n])

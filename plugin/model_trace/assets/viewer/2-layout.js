@@ -176,8 +176,8 @@
       node.id = nodes.length; node.ins = []; node.outs = []; nodes.push(node);
       return node;
     }
-    function edge(a, b, offA, offB, minlen, link) {
-      var e = { a: a, b: b, offA: offA, offB: offB, minlen: minlen, link: link };
+    function edge(a, b, offA, offB, minlen) {
+      var e = { a: a, b: b, offA: offA, offB: offB, minlen: minlen };
       a.outs.push(e); b.ins.push(e); edges.push(e);
       return e;
     }
@@ -216,15 +216,15 @@
                            size: tw + 8, textWidth: tw }
                        : { type: "label", text: l.label, lu: 3, ru: tw + 6,
                            size: C.labelHeight, textWidth: tw });
-          fan.fanEdge = edge(s.node, fan, 0, 0, 1, -1);
+          fan.fanEdge = edge(s.node, fan, 0, 0, 1);
           fans.set(fanKey, fan);
         }
         info.fan = fan;
-        info.edge = edge(fan, t.node, 0, t.off, 1, index);
+        info.edge = edge(fan, t.node, 0, t.off, 1);
       } else if (back) {
-        info.edge = edge(t.node, s.node, t.off, s.off, 2, index);
+        info.edge = edge(t.node, s.node, t.off, s.off, 2);
       } else {
-        info.edge = edge(s.node, t.node, s.off, t.off, 2, index);
+        info.edge = edge(s.node, t.node, s.off, t.off, 2);
       }
       l.info = info;
     });
@@ -269,8 +269,7 @@
     edges.forEach(function (e) {
       for (var k = 0; k + 1 < e.chain.length; k++) {
         var a = e.chain[k], b = e.chain[k + 1];
-        var w = a.type === "dummy" && b.type === "dummy" ? 8 :
-          a.type === "box" && b.type === "box" ? 1 : 2;
+        var w = a.type === "dummy" && b.type === "dummy" ? 8 : 2;  // long links pull hardest
         var seg = { a: a, b: b, w: w, offA: k === 0 ? e.offA : 0,
                     offB: k + 2 === e.chain.length ? e.offB : 0 };
         down[a.id].push(seg); up[b.id].push(seg);
@@ -572,7 +571,7 @@
       var floor = n.rank === title.rank ? title.u + title.ru + gap(title, n) : 0;
       slack = Math.min(slack, n.u - n.lu - floor);
     });
-    if (slack > 0.5 && isFinite(slack)) {
+    if (slack > 0 && isFinite(slack)) {
       nodes.forEach(function (n) { if (n !== title) n.u -= slack; });
     }
   }
