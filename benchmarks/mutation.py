@@ -224,6 +224,9 @@ EQUIVALENT: dict[str, str] = {
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
+    "layout_js:layoutGroup:constant:1 -> 2#2":
+        "the last node of a topological order has no outgoing edge (back links are reversed, "
+        "so the edges form a DAG): the loop that moves sources down skips it anyway",
     "layout_js:straighten:constant:1 -> 0#0":
         "chain[0] is the link's own source (a box, port or label), never a dummy: starting at "
         "it only empties a run of dummies that is still empty",

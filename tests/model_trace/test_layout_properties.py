@@ -92,6 +92,18 @@ def test_every_small_graph_is_laid_out_well(graph: dict[str, Any]) -> None:
     assert check_all(lay_out(graph)) == []
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(), st.randoms(use_true_random=False))
+def test_boxes_do_not_depend_on_the_order_links_are_listed_in(graph: dict[str, Any],
+                                                              random: Any) -> None:
+    """Links come in the order flows were recorded; only the call order of the children (and
+    their shapes) may decide where they go."""
+    shuffled = dict(graph, links=random.sample(graph["links"], len(graph["links"])))
+    first = evaluate("modelTrace.layoutGroup", graph)
+    second = evaluate("modelTrace.layoutGroup", shuffled)
+    assert (first["kids"], first["w"], first["h"]) == (second["kids"], second["w"], second["h"])
+
+
 @pytest.mark.parametrize("direction", ["TB", "LR"])
 def test_a_chain_is_one_straight_line(direction: str) -> None:
     widths = [136, 44, 90, 58, 44]
