@@ -552,7 +552,9 @@ class Recorder(TorchFunctionMode):
             builder.drop_module(group)
             self._record(info, args, kwargs, tensors, result, sys._getframe(2))
             return
-        last = builder.nodes.get(call.children[-1])
+        nodes = builder.nodes
+        last = next((nodes[c] for c in reversed(call.children)  # not a source node drawn
+                     if c in nodes and nodes[c].kind == "op"), None)  # for an input
         for value in tensors_out(result):  # values the meta rules replaced
             if builder.ref(value) is None and last is not None:
                 last.outputs.append(builder.register(value, last.id))

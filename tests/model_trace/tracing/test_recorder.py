@@ -3,8 +3,11 @@ parameters and buffers, modules below ``module_depth``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -197,3 +200,155 @@ def test_torch_functions_traced_into_one_after_another_are_siblings() -> None:
     assert inside == [["norm", "clamp_min", "expand_as", "div"]] * 2
     assert [n.name for n in graph.nodes.values() if n.parent == graph.root
             and n.kind == "op"] == ["mul"]
+
+
+def test_rows_picked_by_an_assumed_mask_are_a_warning_naming_the_mask_origin() -> None:
+    def pick(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return x[ids > 0]
+
+    graph = trace(pick, torch.empty(8, 4, device="meta"),
+                  torch.empty(8, dtype=torch.int64, device="meta"), fold=False)
+    marks = {n.name: n.assumed for n in graph.nodes.values() if n.assumed}
+    assert marks == {"ids": "input", "getitem": "rows"}
+    given, rows = graph.meta["assumptions"]
+    assert (given["kind"], given["op"]) == ("input", "ids")
+    assert (rows["kind"], rows["op"], rows["warning"], rows["origin"]) == (
+        "rows", "getitem", True, "input at 'ids'")
+    assert rows["code"] == "return x[ids > 0]"
+
+
+def test_a_value_made_from_two_assumed_ones_is_traced_back_to_the_first_it_read() -> None:
+    def branches(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        total = b + a
+        if total.any():
+            return total * 2
+        return total
+
+    graph = trace(branches, torch.empty(3, dtype=torch.int64, device="meta"),
+                  torch.empty(3, dtype=torch.int64, device="meta"), fold=False)
+    (branch,) = (a for a in graph.meta["assumptions"] if a["kind"] == "branch")
+    assert branch["origin"] == "input at 'b'" and branch["code"] == "if total.any():"
+    assert {n.name: n.assumed for n in graph.nodes.values() if n.assumed} == {
+        "a": "input", "b": "input", "any": "branch"}
+
+
+def test_an_in_place_op_reads_its_other_inputs_and_writes_no_new_memory() -> None:
+    def accumulate(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = y * 1
+        y.add_(z[:, :2])
+        return y
+
+    graph = trace(accumulate, torch.empty(3, 2, device="meta"),
+                  torch.empty(3, 4, dtype=torch.float64, device="meta"), fold=False)
+    add = next(n for n in graph.nodes.values() if n.name == "add_")
+    assert (add.stats.read_bytes, add.stats.activation_bytes) == (3 * 2 * 8, 0)
+    assert all(n.stats.read_bytes >= 0 for n in graph.nodes.values())
+
+
+class _Spectrum(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft(x).real  # no FLOP formula for the FFT
+
+
+@pytest.mark.parametrize("drawn", ["opaque", "aten"])
+def test_an_op_without_a_flop_formula_is_named_on_the_node_that_ran_it(drawn: str) -> None:
+    model = torch.nn.Sequential(torch.nn.Sequential(_Spectrum()), torch.nn.Linear(4, 4))
+    options = {"module_depth": 1} if drawn == "opaque" else {"aten": True}
+    graph = trace(model, torch.empty(3, 4, device="meta"), fold=False, **options)
+    assert graph.meta["flops_without_formula"] == {"aten::_fft_r2c": 1}
+    uncounted = [(n.name, n.uncounted_flops) for n in graph.nodes.values() if n.uncounted_flops]
+    ran_it = "_Spectrum" if drawn == "opaque" else "aten::_fft_r2c"
+    assert uncounted == [(ran_it, ["aten::_fft_r2c"])]
+
+
+def _close(x: torch.Tensor) -> torch.Tensor:
+    return torch.isclose(x, x * 2)
+
+
+def _ends_in_a_constant(x: torch.Tensor) -> torch.Tensor:
+    return torch.bucketize(x, torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(("model", "op"), [(_close, "isclose"),
+                                           (_ends_in_a_constant, "bucketize")])
+def test_an_aten_group_hands_out_what_its_last_aten_op_made(model: Callable[..., Any],
+                                                           op: str) -> None:
+    """On the meta device a boolean or integer result is replaced by concrete values (no
+    ATen op made them): the group's last op produces them, not a source node its kernels
+    read (bucketize's boundaries, moved to the meta device, are a constant drawn last)."""
+    graph = trace(model, torch.empty(3, 5, device="meta"), aten=True, fold=False)
+    (group,) = (c for c in graph.modules.values() if c.cls == op)
+    ops = [graph.nodes[c] for c in group.children
+           if c in graph.nodes and graph.nodes[c].kind == "op"]
+    assert len(ops) >= 1 and group.outputs
+    for tensor_id in group.outputs:
+        assert graph.tensors[tensor_id].producer == ops[-1].id
+    (output,) = (n for n in graph.nodes.values() if n.kind == "output")
+    assert output.inputs == group.outputs
+
+
+def test_an_op_whose_kernels_record_nothing_is_drawn_as_the_torch_op() -> None:
+    """``new_tensor`` of a meta tensor runs no ATen op the drill-down sees: the op is drawn
+    as itself, at its line, with no empty group around it."""
+
+    def constant_plus(x: torch.Tensor) -> torch.Tensor:
+        return x.new_tensor([3.0]) + x.sum()
+
+    graph = trace(constant_plus, torch.empty(2, device="meta"), aten=True, fold=False)
+    (made,) = (n for n in graph.nodes.values() if n.name == "new_tensor")
+    assert made.parent == graph.root and made.outputs
+    assert made.source is not None and made.source.code == \
+        "return x.new_tensor([3.0]) + x.sum()"
+    assert all(c.children for c in graph.modules.values() if c.kind == "function")
+    assert [c.cls for c in graph.modules.values() if c.kind == "function"] == ["sum", "add"]
+
+
+def test_an_observer_sees_each_recorded_op_with_its_module_path() -> None:
+    seen: list[tuple[str, int, str, str]] = []
+
+    def observe(op: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+                path: str) -> None:
+        seen.append((op, len(args), type(result).__name__, path))
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    trace(model, torch.randn(2, 4), observe=observe)
+    assert seen == [("linear", 3, "Tensor", "0"), ("relu", 1, "Tensor", "1")]
+
+
+class _Stop(BaseException):
+    """Not an ``Exception``: torch's always-called forward hooks do not run for it."""
+
+
+class _Quits(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise _Stop
+
+
+class _Catches(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.quits = _Quits()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with contextlib.suppress(_Stop):
+            self.quits(x)
+        return x * 2
+
+
+class _Outer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Catches()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).relu()
+
+
+def test_a_call_that_ends_without_its_inner_ones_ends_them_too() -> None:
+    """The inner call never ran its exit hook: when its caller returns, both end, and the
+    ops after them are recorded in the caller's caller."""
+    graph = trace(_Outer(), torch.randn(2, 3), fold=False)
+    relu = next(n for n in graph.nodes.values() if n.name == "relu")
+    assert relu.parent == graph.root
+    inner = next(c for c in graph.modules.values() if c.path == "inner")
+    assert inner.outputs == relu.inputs
