@@ -372,6 +372,8 @@ class Replayer:
             for suffix, first, count in stub.template.calls:
                 _count_call(calls, below + suffix, first, count)
             hidden_edges += stub.hidden_edges
+        if any(first for first, _ in calls.values()):
+            return None  # a submodule was called before it: its statistics are that call's
         boundary = []
         edges = builder.edges
         for edge in itertools.islice(edges, window.edge_base, None):
@@ -610,8 +612,9 @@ class ReplayedCalls:
         return bool(self.stubs)
 
     def locate(self, item: str) -> tuple[Stub, str] | None:
-        """The stub whose reserved ids hold ``item``, and the id it stands for in the
-        template's recording (which may lie in a stub again); None for any other id."""
+        """The stub whose reserved ids hold ``item`` (a node or module call), and the id it
+        stands for in the template's recording (which may lie in a stub again); None for any
+        other id."""
         kind, digits = item[:1], item[1:]
         found = self._by_base.get(kind)
         if found is None or not digits.isdigit():
@@ -640,12 +643,6 @@ class ReplayedCalls:
             item = found[1]
         return nodes[item]
 
-    def template_tensor(self, stub: Stub, tensor_id: str) -> str:
-        """The template's tensor that ``tensor_id`` (the stub's) stands for."""
-        template = stub.template
-        return _same_tensor(tensor_id, (stub.tensor_base, stub.input_ids),
-                            (template.tensor_base, template.input_ids), template.tensor_count)
-
     def stub_tensor(self, stub: Stub, tensor_id: str) -> str:
         """The stub's tensor that the template's ``tensor_id`` stands for."""
         template = stub.template
@@ -668,8 +665,9 @@ def _same_tensor(tensor_id: str, source: tuple[int, list[str]], target: tuple[in
     return tensor_id
 
 
-_KINDS = {"n": "node", "t": "tensor", "m": "module"}
-"""Id prefixes and the names of their counters."""
+_KINDS = {"n": "node", "m": "module"}
+"""Id prefixes and the names of their counters: the items a fold places (a stub's tensors
+are mapped by ``stub_tensor``)."""
 
 
 def record_survivors(recorder: Recorder, stubs: list[Stub]) -> None:

@@ -11,6 +11,7 @@ import torch
 from model_trace.errors import TraceError
 from model_trace.tracing import replay, trace
 from model_trace.tracing.model_index import NO_KEY, ModelIndex
+from model_trace.tracing.routing import RoutingPolicy
 from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
 
 POLICIES = ["balanced", "random", "first", "fixed"]
@@ -215,6 +216,170 @@ class Attend(torch.nn.Module):
         return x + self.proj(scores @ x)
 
 
+class _MaskedProj(torch.nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).masked_fill(mask, 0.0)
+
+
+class BigMask(torch.nn.Module):
+    """Layers given a concrete mask of ``rows`` x 256 booleans: a call key compares masks up
+    to ``replay.MAX_CONCRETE_ELEMENTS`` by value, larger ones not at all."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__()
+        self.rows = rows
+        self.layers = torch.nn.ModuleList(_MaskedProj(256) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(self.rows, 256, dtype=torch.bool).triu(1)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class _TakesPair(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, pair: tuple[torch.Tensor, list[torch.Tensor]]) -> torch.Tensor:
+        x, (scale, shift) = pair
+        return self.proj(x) * scale + shift
+
+
+class Pairs(torch.nn.Module):
+    """Layers given a tuple holding a list: described item by item in the call key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_TakesPair() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = x.mean(), x.std()
+        for layer in self.layers:
+            x = layer((x, [scale, shift]))
+        return x
+
+
+class Reuses(torch.nn.Module):
+    """A submodule of a replayed layer called again from outside: its second call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.layers[2][0](x)
+
+
+class _Spectral(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.fft.fft(x).real)  # no FLOP formula for the FFT
+
+
+class Spectral(torch.nn.Module):
+    """Layers running an op without a FLOP formula: replays count it too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_Spectral() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.proj(x) + skip, skip  # hands back its second argument
+
+
+class PassesOn(torch.nn.Module):
+    """Layers returning one of their arguments as it is, beside a new tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_Residual() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = x * 2
+        for layer in self.layers:
+            x, skip = layer(x, skip)
+        return x * skip
+
+
+class _Twice(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.proj(x).relu())
+
+
+class CallsTwice(torch.nn.Module):
+    """Layers that call their submodule twice: a replay stands for both calls. With
+    ``warm``, each submodule is called twice before (so no layer is replayed: a replay
+    stands for a module's first calls, whose statistics count its parameters)."""
+
+    def __init__(self, warm: bool = False) -> None:
+        super().__init__()
+        self.warm = warm
+        self.layers = torch.nn.ModuleList(_Twice() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.warm:
+            for layer in self.layers:
+                x = layer.proj(layer.proj(x))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _Mixer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + context
+
+
+class SharedFromReplayed(torch.nn.Module):
+    """A tensor every layer receives, made by a replayed call: each layer's own source node
+    names the op that made it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoders = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+        self.layers = torch.nn.ModuleList(_Mixer() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = x
+        for encoder in self.encoders:  # folded: the last one's output is the first's
+            context = encoder(context)
+        for layer in self.layers:
+            x = layer(x, context)
+        return x
+
+
 @pytest.mark.parametrize(("model", "shape", "replays"), [
     (Masked, (2, 3, 4), True),  # the same known mask: layers 1 and 2 repeat layer 0
     (functools.partial(Masked, shifted=True), (2, 3, 4), False),  # masks of other values
@@ -223,6 +388,15 @@ class Attend(torch.nn.Module):
     (Cached, (2, 4), True),  # the buffer is replayed, and read from outside
     (Counting, (3,), False),  # changes its own attribute
     (Nested, (2, 8), True),  # the unfolded sizes count uncalled modules in nested replays
+    (functools.partial(BigMask, 256), (256, 256), True),  # a mask of the largest size compared
+    (functools.partial(BigMask, 257), (257, 256), False),  # one row more: not compared
+    (Pairs, (2, 8), True),
+    (Reuses, (2, 8), True),
+    (Spectral, (2, 8), True),
+    (PassesOn, (2, 8), True),
+    (CallsTwice, (2, 8), True),
+    (functools.partial(CallsTwice, warm=True), (2, 8), False),  # not the first calls
+    (SharedFromReplayed, (2, 8), True),
 ])
 def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:
@@ -303,3 +477,137 @@ def test_a_failed_trace_keeps_every_replayed_call_in_its_partial_graph() -> None
         graphs.append(failure.value.graph)
     assert graphs[1].to_json() == graphs[0].to_json()
     assert [n.name for n in graphs[1].nodes.values()].count("linear") == 4
+
+
+class Twice(torch.nn.Module):
+    """Exactly two layers built alike: the second repeats the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+        self.head = torch.nn.Linear(8, 2)  # alone with its structure: recorded as usual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class _Again(torch.nn.Module):
+    """Calls itself once more from inside its forward: its layers are set up for replay by
+    a call that is already inside one that set them up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+
+    def forward(self, x: torch.Tensor, again: bool = True) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self(x, again=False) if again else x
+
+
+class Recursive(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _Again()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize(("model", "shape"), [(Twice, (2, 8)), (Recursive, (2, 8)),
+                                           (Nested, (2, 8)), (Cached, (2, 4)),
+                                           (Failing, (2, 8))])
+def test_a_traced_model_is_left_as_it_was(model: Callable[[], torch.nn.Module],
+                                          shape: tuple[int, ...]) -> None:
+    """Replaying swaps in a forward on the modules that may repeat a sibling; after the
+    trace (and after a failed one) every module runs its class's forward again."""
+    with torch.device("meta"):
+        built = model()
+    before = {name: dict(m.__dict__) for name, m in built.named_modules()}
+    try:
+        trace(built, torch.empty(*shape, device="meta"))
+    except TraceError:
+        assert model is Failing
+    for name, module in built.named_modules():
+        assert "forward" not in module.__dict__, name
+        assert module.__dict__.keys() == before[name].keys(), name
+
+
+@pytest.mark.parametrize("model", [Twice, Recursive])
+def test_small_repeats_are_replayed_too(model: Callable[[], torch.nn.Module]) -> None:
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return model()
+
+    full, early, replayed = _both_ways(build, torch.empty(2, 8, device="meta"))
+    assert early == full
+    assert replayed > 0
+
+
+class Alternating(RoutingPolicy):
+    """Picks the first choices, then the next ones, then the first again: its state (whose
+    turn) decides its next answer, and a call of two decisions leaves it as it was."""
+
+    name = "alternating"
+
+    def __init__(self) -> None:
+        self.turn = 0
+
+    def reset(self) -> None:
+        self.turn = 0
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        picked = (torch.arange(k) + self.turn * k) % choices
+        self.turn = 1 - self.turn
+        return picked.expand(rows, k).clone()
+
+    def replay_state(self) -> int:
+        return self.turn
+
+    def restore_state(self, state: int) -> None:
+        self.turn = state
+
+
+class _Router(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):  # the width summed is the choice made
+            pick = int(self.gate(x).topk(1, dim=-1).indices[0, 0, 0])
+            x = x + x[..., :pick + 1].sum(-1, keepdim=True)
+        return x
+
+
+class RoutedPairs(torch.nn.Module):
+    """Routed layers in Pair's pattern (layer 1, kept by the fold, is a replay of layer 0),
+    then one more decision: the state at the end is not the one layer 1 began in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            _Router() if i % 3 < 2 else torch.nn.Sequential(torch.nn.Linear(8, 8),
+                                                             torch.nn.ReLU())
+            for i in range(9))
+        self.final = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        pick = int(self.final(x).topk(1, dim=-1).indices[0, 0, 0])
+        return x[..., :pick + 1]
+
+
+def test_a_kept_replay_is_recorded_under_the_routing_state_of_its_own_time() -> None:
+    def build() -> torch.nn.Module:
+        with torch.device("meta"):
+            return RoutedPairs()
+
+    full, early, replayed = _both_ways(build, torch.empty(1, 2, 8, device="meta"),
+                                       routing=Alternating())
+    assert early == full
+    assert replayed > 0
