@@ -221,6 +221,65 @@ EQUIVALENT: dict[str, str] = {
     "selections:_routed:drop:seen.add(tensor_id) -> pass#0":
         "tensors and their producers form no cycle (an in-place write makes a new version), "
         "so without it a tensor reached twice is only walked twice: the answer is the same",
+    "recorder:Recorder.release:drop:self.values.release() -> pass#0":
+        "only frees memory sooner: the meta-result cache holds output metadata, no tensors, "
+        "and nothing reads it once the trace is over",
+    "recorder:Recorder._record_aten:constant:False -> True#0":
+        "the default is never used: a dispatch mode is handed OpOverloads, which all have "
+        "is_view",
+    "replay:Replayer._find_candidates:call:reversed(module._modules.values()) -> "
+    "list(module._modules.values())#0":
+        "the order only decides the order the overrides are installed and removed in; each "
+        "candidate gets its own, and which modules are candidates is the same",
+    "replay:Replayer._find_candidates:constant:1 -> (2)#0":
+        "it makes every module a candidate, also one alone with its structure key: a call "
+        "key holds the parent call and the structure key, and a later call of the same "
+        "module has call_index > 0 (no key), so no call ever matches its template",
+    "replay:Replayer._forward:drop:self._windows.pop() -> pass#0":
+        "closed windows left on the stack are never read again; they have smaller tensor "
+        "bases than every window opened after them, so the open ones are marked impure "
+        "exactly as before",
+    "replay:Replayer._replay:constant:0 -> (1)#1":
+        "a template's uncounted ops were counted when it was recorded, before any replay "
+        "of it: the name is always there",
+    "replay:_count_call:constant:0 -> (1)#1":
+        "a template is kept only when every first index is 0; calls of a path are visited "
+        "latest first and a nested replay's entry (first 0) comes after them, so the last "
+        "value folded in is 0 exactly when one is: min(count, 0) is 0 as min(first, 0) is",
+    "replay:_same_tensor:compare:0 <= offset < count -> 0 <= offset <= count#0":
+        "it only maps the outputs of a template's nodes, which were made during the "
+        "template (offset < count) or handed to it; the first id after it never reaches it",
+    "replay:record_survivors:swap:builder.calls_per_path.get(path, first + count) -> "
+    "builder.calls_per_path.get(first + count, path)#0":
+        "the count restored after a kept replay is recorded is read by no later step: the "
+        "paths below a replayed call are its own (a replay is its module's first call and "
+        "each recording sets the counts of its own paths first), and after the forward "
+        "nothing else numbers calls",
+    "replay:record_survivors:arithmetic:first + count -> first - count#0":
+        "the count restored after a kept replay is recorded is read by no later step: the "
+        "paths below a replayed call are its own (a replay is its module's first call and "
+        "each recording sets the counts of its own paths first), and after the forward "
+        "nothing else numbers calls",
+    "replay:record_survivors:drop:chain.reverse() -> pass#0":
+        "while a kept replay is recorded only the top of the stack (the call it pushes on "
+        "it) and the stack's length are read; the order of its ancestors below is not",
+    "builder:GraphBuilder.replayed_at:constant:0 -> (1)#0":
+        "it only differs for a dot at index 0, and a module path never starts with one",
+    "builder:GraphBuilder._unknown_tensor:constant:-1 -> (0)#0":
+        "where the search for a tensor's name starts is a shortcut: a tensor held by one "
+        "module has one name wherever it starts (those held by several are looked up by id "
+        "first), and from the root it covers the whole tree",
+    "builder:GraphBuilder._unknown_tensor:constant:\"constant\" -> 'constant_x'#3":
+        "a constant's name is always \"constant\" (tensor_name names only parameters and "
+        "buffers), whose last dotted part is itself",
+    "builder:GraphBuilder._unknown_tensor:compare:kind != \"constant\" -> "
+    "kind == \"constant\"#2":
+        "register has already marked the tensor with its id (or keyed it by object id if "
+        "it takes no attribute), so the next read finds it either way",
+    "builder:GraphBuilder._unknown_tensor:constant:3 -> (2)#1":
+        "a 2-D parameter handed to the slice tracker is ignored there: it tracks reads of "
+        "three or more dimensions, and views and row picks (passed on already, by "
+        "reading_view and PICKS_ROWS)",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

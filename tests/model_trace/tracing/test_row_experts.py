@@ -39,10 +39,14 @@ class Model(nn.Module):
         return self.moe(self.embed(ids))
 
 
-def test_rows_a_router_picked_count_per_token_and_the_token_embedding_whole() -> None:
+@pytest.mark.parametrize("parameters", ["attach", "nodes"])
+def test_rows_a_router_picked_count_per_token_and_the_token_embedding_whole(
+        parameters: str) -> None:
+    """The same whether the tables are listed on the ops or drawn as nodes."""
     with torch.device("meta"):
         model = Model()
-    graph = trace(model, torch.arange(TOKENS).unsqueeze(0), fold=False)
+    graph = trace(model, torch.arange(TOKENS).unsqueeze(0), fold=False,
+                  parameters=parameters)  # type: ignore[arg-type]
     totals = graph.meta["totals"]
     tables = 2 * EXPERTS * WIDTH
     assert totals["params"] == VOCAB * WIDTH + EXPERTS * WIDTH + tables
