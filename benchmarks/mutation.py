@@ -276,10 +276,6 @@ EQUIVALENT: dict[str, str] = {
     "kind == \"constant\"#2":
         "register has already marked the tensor with its id (or keyed it by object id if "
         "it takes no attribute), so the next read finds it either way",
-    "builder:GraphBuilder._unknown_tensor:constant:3 -> (2)#1":
-        "a 2-D parameter handed to the slice tracker is ignored there: it tracks reads of "
-        "three or more dimensions, and views and row picks (passed on already, by "
-        "reading_view and PICKS_ROWS)",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
