@@ -251,6 +251,80 @@ def find_js_changes(source: str) -> list[JsChange]:
     return sorted(found.values(), key=lambda c: (c.start, c.end, c.operator, c.replacement))
 
 
+CALLED = "__mutationCalled"
+"""The global object in which ``instrument``'s notes say which blocks ran."""
+
+
+def _opening(code: str, close_at: int) -> int:
+    """The index of the ``(`` that the ``)`` at ``close_at`` closes (in masked code)."""
+    depth = 0
+    for k in range(close_at, -1, -1):
+        if code[k] == ")":
+            depth += 1
+        elif code[k] == "(":
+            depth -= 1
+            if not depth:
+                return k
+    return -1
+
+
+def _blocks(code: str) -> list[tuple[int, int]]:
+    """The braces of every block of statements, in source order: function bodies and the
+    bodies of ``if``, ``else``, ``for``, ``while``, ``do``, ``try``, ``catch`` and
+    ``finally`` (not object literals, not ``switch`` bodies, whose cases come first)."""
+    found = []
+    for m in re.finditer(r"\{", code):
+        before = code[:m.start()].rstrip()
+        if before.endswith(")"):
+            word = re.search(r"([\w$]+)\s*$", code[:max(0, _opening(code, len(before) - 1))])
+            if word and word.group(1) == "switch":
+                continue
+        elif not (before.endswith("=>") or re.search(r"\b(else|do|try|finally)$", before)):
+            continue
+        close = _matching(code, m.start())
+        if close > 0:
+            found.append((m.start(), close))
+    return found
+
+
+def block_finder(source: str) -> Callable[[int], int]:
+    """A look-up of the innermost block of statements at an offset of ``source``, by the
+    number ``instrument`` notes it under (-1 outside every block)."""
+    blocks = _blocks(mask(source))
+
+    def at(offset: int) -> int:
+        inner = [(close - start, i) for i, (start, close) in enumerate(blocks)
+                 if start < offset < close]
+        return min(inner)[1] if inner else -1
+
+    return at
+
+
+_DIRECTIVE = re.compile(r"""\s*(["'])use strict\1;?""")
+
+
+def instrument(source: str) -> str:
+    """``source`` with every block of statements noting, as it starts, that it ran (in
+    ``globalThis[CALLED]``, under its ``block_finder`` number as a string): what the baseline
+    run reads after every test to map blocks to the tests that run them, as the Python
+    modules' lines are traced. Nothing else changes: each note is a statement of its own at
+    the start of its block (after a "use strict" directive, which must stay first)."""
+    pieces, at = [f"globalThis.{CALLED} = globalThis.{CALLED} || {{}};\n"], 0
+    for index, (start, _close) in enumerate(_blocks(mask(source))):
+        directive = _DIRECTIVE.match(source, start + 1)
+        body = directive.end() if directive else start + 1
+        pieces += [source[at:body], f"{CALLED}['{index}'] = 1;"]
+        at = body
+    pieces.append(source[at:])
+    return "".join(pieces)
+
+
+TAKE_CALLED = (f"(function () {{ var ids = Object.keys(globalThis.{CALLED} || {{}}); "
+               f"globalThis.{CALLED} = {{}}; return ids; }})")
+"""A JavaScript function that returns the blocks noted since it was last called, and forgets
+them."""
+
+
 _PARSE_CHECK = """
 import json, os, sys
 from py_mini_racer import MiniRacer

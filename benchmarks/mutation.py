@@ -14,18 +14,23 @@ one, a ``True``/``False`` flipped, a name-like string changed, a condition negat
 statement dropped (a call, an ``+=``, a ``raise``, a ``continue``...), ``min``/``max`` or
 ``any``/``all`` swapped, a sort removed, two arguments swapped. The mutant is written into a
 private copy of ``plugin/`` and the fast tests that run the mutated line are run against it
-(``pytest -x``); a failing test or a timeout kills it, a passing run lets it survive.
+(``pytest -x``); a failing test or a timeout kills it, a passing run lets it survive. The
+tests that killed most of the module's mutants so far run first, then the quickest, so a
+killed mutant usually costs one test.
 
 Which tests run a line is measured by a baseline run that records the lines each test (and
 each fixture it uses) executes, once for all the modules of a run that share their tests (the
 tracer's modules do); a mutant outside any function (a constant, a default argument) or on
 a line run while the tests are collected (a table a function builds at import) runs every
-mapped test, and so does every mutant of a JavaScript file. "Fast" leaves out tests that use
-a fixture in ``SLOW_FIXTURES`` or carry a marker in ``SLOW_MARKERS``.
+mapped test. "Fast" leaves out tests that use a fixture in ``SLOW_FIXTURES`` or carry a
+marker in ``SLOW_MARKERS``.
 
 The viewer's layout and rendering (``assets/viewer/2-layout.js``, ``3-render.js``) are
 mutated too: ``js_mutants.py`` finds token-level mutants of the same kinds, and the figure
-tests (which run the engine in mini-racer's V8) judge them.
+tests (which run the engine in mini-racer's V8) judge them. Their baseline runs the engine
+on an instrumented copy of the file, in which every block of statements (a function's body,
+an ``if``'s branch, a loop's body...) notes that it ran, so a mutant runs only the tests
+that run its innermost block, as a Python mutant runs those that run its line.
 
 The mutants are chosen deterministically: each has a stable name (its function, operator and
 text, not its line number), and ``--sample N`` keeps the N whose seeded hash is smallest, so
@@ -85,7 +90,8 @@ class Target:
 FIGURE_TESTS = ("tests/model_trace/test_layout.py", "tests/model_trace/test_layout_properties.py",
                 "tests/model_trace/test_render.py",
                 "tests/model_trace/test_figure_integrity.py", "tests/model_trace/test_exports.py",
-                "tests/model_trace/test_annotate.py", "tests/model_trace/test_compare.py")
+                "tests/model_trace/test_annotate.py", "tests/model_trace/test_compare.py",
+                "tests/model_trace/test_render_svg.py")
 """The fast tests that run the figure engine (the viewer's JavaScript, in mini-racer's V8)."""
 
 # The one table to update as modules move: name -> module and the tests that cover it.
@@ -287,6 +293,10 @@ EQUIVALENT: dict[str, str] = {
         "it only empties a run of dummies that is still empty",
     "layout_js:closeUp:compare:> -> >=#0":
         "with no slack the move is by 0 px: the same positions",
+    "render_js:edge:constant:0 -> 1#1":
+        "key 0 is never a weight's: view_tree._flows lists a graph's edges before the weights "
+        "read from outside, and a graph that reads a weight has an edge (into its output), so "
+        "keys[0] >= 1 and >= 0 tell the same edges dashed",
     "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
     "not (e := _extra(t, _KNOWN_TENSOR))#0":
         "Tensor has no field the encoder does not know, so every tensor's extra is empty: "
@@ -301,8 +311,10 @@ them take more than an hour: name the modules you changed, and after adding test
 the survivors (``--killed-before``)."""
 
 PREIMPORTS = ("torch", "numpy", "yaml", "hypothesis", "jinja2", "markdown",
-              "mkdocs.commands.build", "mkdocs.config")
-"""Imported once by the parent so that forked children start warm (nothing of ours)."""
+              "mkdocs.commands.build", "mkdocs.config", "cairosvg", "trio", "triton",
+              "pytest_benchmark.plugin", "transformers.models.gpt2.modeling_gpt2")
+"""Imported once by the parent so that forked children start warm (nothing of ours): what
+the tests' modules and fixtures import (GPT-2 alone takes seconds), where installed."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +336,9 @@ class Mutant:
     replacement: str
     occurrence: int = 0
     """How many mutants before this one share its function, operator and text."""
+    block: int = -1
+    """JavaScript: the innermost block of statements it lies in (``js_mutants.block_finder``),
+    which the baseline maps to the tests that run it (-1: outside every block)."""
 
     @property
     def name(self) -> str:
@@ -628,17 +643,20 @@ def find_mutants(target: str, source: str) -> list[Mutant]:
 
 
 def find_js_mutants(target: str, source: str) -> list[Mutant]:
-    """Every mutant of a JavaScript file that V8 parses. No test maps to a line of it, so
-    each mutant runs every test of its target (``at_import``)."""
+    """Every mutant of a JavaScript file that V8 parses. Tests map to its blocks of
+    statements (``js_mutants.instrument``): a mutant outside every block (``at_import``) runs
+    every test of its target."""
     changes = js_mutants.find_js_changes(source)
+    block_at = js_mutants.block_finder(source)
     starts = [0, *(i + 1 for i, c in enumerate(source) if c == "\n")]
 
     def line(offset: int) -> int:
         return bisect.bisect_right(starts, offset)
 
-    found = [Mutant(target=target, operator=c.operator, function=c.function, at_import=True,
-                    line=line(c.start), end_line=line(c.end), start=c.start, end=c.end,
-                    original=source[c.start:c.end], replacement=c.replacement)
+    found = [Mutant(target=target, operator=c.operator, function=c.function,
+                    at_import=block_at(c.start) < 0, line=line(c.start), end_line=line(c.end),
+                    start=c.start, end=c.end, original=source[c.start:c.end],
+                    replacement=c.replacement, block=block_at(c.start))
              for c in changes]
     numbered = _numbered(found, source)
     parsed = js_mutants.parses(source, [js_mutants.JsChange(m.operator, m.function, m.start,
@@ -683,14 +701,19 @@ def sample(mutants: list[Mutant], limit: int | None, seed: int) -> list[Mutant]:
 
 # -- running tests in forked children ------------------------------------------------------
 Line = tuple[str, int]
-"""A line of a traced file: (file name, line number)."""
+"""A line of a traced file: (file name, line number); in a JavaScript file, the number of a
+block of statements (``js_mutants.block_finder``)."""
 
 
 class _FastOnly:
-    """pytest plugin: deselects slow tests and records what each test runs."""
+    """pytest plugin: deselects slow tests and records what each test runs: the lines of
+    Python modules (``traced_files``), the blocks of a JavaScript file that the engine loads
+    instrumented (``js_file``)."""
 
-    def __init__(self, traced_files: frozenset[str] = frozenset()) -> None:
+    def __init__(self, traced_files: frozenset[str] = frozenset(),
+                 js_file: str | None = None) -> None:
         self.traced_files = traced_files
+        self.js_file = js_file
         self.active: list[set[Line]] = []
         self.by_test: dict[str, set[Line]] = {}
         self.by_fixture: dict[str, set[Line]] = {}
@@ -699,9 +722,10 @@ class _FastOnly:
         self.failed: list[str] = []
         self.at_collection: set[Line] = set()
         """Lines run before the first test (conftest and test imports: tables that
-        functions build at import)."""
-        if traced_files:
+        functions build at import, figures drawn at import)."""
+        if traced_files or js_file:
             self.active.append(self.at_collection)
+        if traced_files:
             sys.settrace(self._global_trace)
 
     def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
@@ -724,17 +748,32 @@ class _FastOnly:
                 lines.add(line)
         return self._line_trace
 
+    def _take_js_blocks(self) -> None:
+        """Note the JavaScript blocks run since the last call in every active set (V8 runs
+        synchronously inside the calls of the hooks, so what ran in between belongs to the
+        sets active then)."""
+        engine = sys.modules.get("model_trace.engine")
+        if (self.js_file is None or engine is None or engine._ENGINE is None
+                or os.getpid() != engine._ENGINE_PID):
+            return
+        blocks = [(self.js_file, int(b)) for b in engine._ENGINE.call(js_mutants.TAKE_CALLED)]
+        for lines in self.active:
+            lines.update(blocks)
+
     def _traced(self, lines: set[Line]) -> Iterator[Any]:
         """A hook wrapper body: ``lines`` collects what runs inside the wrapped hook."""
+        self._take_js_blocks()
         self.active.append(lines)
         if self.traced_files:
             sys.settrace(self._global_trace)
         try:
             return (yield)
         finally:
+            self._take_js_blocks()
             self.active = [other for other in self.active if other is not lines]
 
     def pytest_collection_finish(self, session: Any) -> None:
+        self._take_js_blocks()
         self.active = [lines for lines in self.active if lines is not self.at_collection]
 
     @pytest.hookimpl(wrapper=True)
@@ -794,8 +833,12 @@ class Child:
 
 def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: float,
                  result_file: Path | None = None,
-                 traced_files: frozenset[str] = frozenset()) -> Child:
-    """Fork a child running ``pytest args`` on the workspace's package."""
+                 traced_files: frozenset[str] = frozenset(),
+                 instrumented_js: tuple[str, str, str] | None = None) -> Child:
+    """Fork a child running ``pytest args`` on the workspace's package. ``traced_files``:
+    Python modules whose lines each test runs are noted; ``instrumented_js``: a JavaScript
+    file's name, text and ``js_mutants.instrument``-ed text, which the engine's V8 loads
+    instead, so that the blocks each test runs are noted."""
     started = time.monotonic()
     pid = os.fork()
     if pid:
@@ -818,7 +861,9 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
 
         hypothesis.settings.register_profile("mutation", database=None, derandomize=True)
         hypothesis.settings.load_profile("mutation")
-        plugin = _FastOnly(traced_files)
+        plugin = _FastOnly(traced_files, instrumented_js[0] if instrumented_js else None)
+        if instrumented_js is not None:
+            _load_instrumented(*instrumented_js, at_load=plugin.at_collection)
         code = int(pytest.main(["-q", "-p", "no:cacheprovider", "--no-header",
                                 "-W", "ignore::pytest.PytestAssertRewriteWarning", *args],
                                plugins=[plugin]))
@@ -836,6 +881,28 @@ def start_pytest(workspace: Workspace, args: list[str], log: Path, timeout: floa
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _load_instrumented(file: str, plain: str, instrumented: str, at_load: set[Line]) -> None:
+    """Make every V8 context of this process evaluate ``instrumented`` where it is asked to
+    evaluate ``plain`` (the engine loads its scripts with ``MiniRacer.eval``), and note in
+    ``at_load`` the blocks that run while the engine loads its scripts (tables built at load,
+    such as the palettes: every test depends on them, whichever loaded the engine)."""
+    from py_mini_racer import MiniRacer
+
+    from model_trace import engine
+
+    evaluate, load = MiniRacer.eval, engine._Engine.__init__
+
+    def swapped(self: MiniRacer, code: str, *args: Any, **kwargs: Any) -> Any:
+        return evaluate(self, instrumented if code == plain else code, *args, **kwargs)
+
+    def load_noting(self: Any) -> None:
+        load(self)
+        at_load.update((file, int(b)) for b in self.call(js_mutants.TAKE_CALLED))
+
+    MiniRacer.eval = swapped  # type: ignore[method-assign]
+    engine._Engine.__init__ = load_noting  # type: ignore[method-assign]
 
 
 def _by_file(lines: set[Line]) -> dict[str, list[int]]:
@@ -889,6 +956,8 @@ class Outcome:
     tests: int = 0
     seconds: float = 0.0
     equivalent: str = ""
+    killer: str = ""
+    """The test that failed (killed mutants)."""
 
 
 @dataclass
@@ -924,14 +993,18 @@ def run_baselines(names: list[str], workspace: Workspace, scratch: Path
                   ) -> dict[str, Baseline]:
     """One baseline run of the tests the targets ``names`` share, recording the lines of
     each target's module: the tracer's modules share their tests, and a run of them all
-    takes minutes."""
+    takes minutes. A JavaScript target runs alone, its blocks recorded instead of lines."""
     label = names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}"
     result_file = scratch / f"{label}.baseline.json"
     log = scratch / f"{label}.baseline.log"
     files = {name: str(workspace.module_file(TARGETS[name])) for name in names}
+    coverage: dict[str, Any] = {"traced_files": frozenset(files.values())}
+    if TARGETS[names[0]].javascript:
+        text = Path(files[names[0]]).read_text(encoding="utf-8")
+        coverage = {"instrumented_js": (files[names[0]], text, js_mutants.instrument(text))}
     started = time.monotonic()
     child = start_pytest(workspace, test_paths(TARGETS[names[0]]), log, timeout=1800,
-                         result_file=result_file, traced_files=frozenset(files.values()))
+                         result_file=result_file, **coverage)
     wait(child)
     if not result_file.exists():
         raise SystemExit(f"{label}: the baseline run did not finish; see {log}")
@@ -948,13 +1021,15 @@ def run_baselines(names: list[str], workspace: Workspace, scratch: Path
             for name, file in files.items()}
 
 
-def tests_for(mutant: Mutant, baseline: Baseline) -> list[str]:
-    """The passing fast tests that run the mutated lines, quickest first."""
-    span = set(range(mutant.line, mutant.end_line + 1))
+def tests_for(mutant: Mutant, baseline: Baseline, kills: dict[str, int]) -> list[str]:
+    """The passing fast tests that run the mutated lines (in JavaScript, its block): those
+    that killed the most of the module's mutants so far first, then the quickest."""
+    span = ({mutant.block} if TARGETS[mutant.target].javascript
+            else set(range(mutant.line, mutant.end_line + 1)))
     usable = [t for t in baseline.durations if t not in baseline.failed]
     if not mutant.at_import and not baseline.at_collection & span:
         usable = [t for t in usable if baseline.lines[t] & span]
-    return sorted(usable, key=lambda t: (baseline.durations[t], t))
+    return sorted(usable, key=lambda t: (-kills.get(t, 0), baseline.durations[t], t))
 
 
 def run_module(name: str, target: Target, source: str, mutants: list[Mutant], total: int,
@@ -967,6 +1042,7 @@ def run_module(name: str, target: Target, source: str, mutants: list[Mutant], to
     result = ModuleResult(name, target, total)
     started = time.monotonic()
     if name not in baselines:
+        workspaces[0].write(target, source)  # the text the mutants were made from
         baselines.update(run_baselines(group, workspaces[0], scratch))
         baseline = baselines[name]
         if verbose:
@@ -979,11 +1055,14 @@ def run_module(name: str, target: Target, source: str, mutants: list[Mutant], to
     pending = list(mutants)
     running: dict[int, tuple[Child, Mutant, Workspace, list[str]]] = {}
     free = list(workspaces)
+    kills: dict[str, int] = {}
+    """Mutants each test killed so far: a test that kills many runs first (``-x`` stops at
+    the first failure), so a killed mutant usually costs one test."""
     try:
         while pending or running:
             while pending and free:
                 mutant = pending.pop(0)
-                tests = tests_for(mutant, baseline)
+                tests = tests_for(mutant, baseline, kills)
                 if not tests:
                     result.outcomes.append(Outcome(mutant, "uncovered"))
                     continue
@@ -991,7 +1070,9 @@ def run_module(name: str, target: Target, source: str, mutants: list[Mutant], to
                 workspace.write(target, mutant.apply(source))
                 timeout = 20 + 3 * sum(baseline.durations[t] for t in tests)
                 log = scratch / f"{name}.mutant.{workspaces.index(workspace)}.log"
-                child = start_pytest(workspace, ["-x", *tests], log, timeout)
+                log.with_suffix(".json").unlink(missing_ok=True)
+                child = start_pytest(workspace, ["-x", *tests], log, timeout,
+                                     result_file=log.with_suffix(".json"))
                 running[child.pid] = (child, mutant, workspace, tests)
             for pid, (child, mutant, workspace, tests) in list(running.items()):
                 status = finished(child)
@@ -1002,8 +1083,13 @@ def run_module(name: str, target: Target, source: str, mutants: list[Mutant], to
                 free.append(workspace)
                 verdict = ("timeout" if status == -1 else "survived" if status == 0
                            else "killed")
+                killer = _first_failure(scratch / f"{name}.mutant."
+                                        f"{workspaces.index(workspace)}.json")
+                if verdict == "killed" and killer:
+                    kills[killer] = kills.get(killer, 0) + 1
                 result.outcomes.append(Outcome(mutant, verdict, len(tests),
-                                               time.monotonic() - child.started))
+                                               time.monotonic() - child.started,
+                                               killer=killer))
                 if verbose and verdict == "survived":
                     print(f"    survived {target.path}:{mutant.line} {mutant.change}",
                           flush=True)
@@ -1021,6 +1107,14 @@ def run_module(name: str, target: Target, source: str, mutants: list[Mutant], to
     result.outcomes.sort(key=lambda o: (o.mutant.start, o.mutant.name))
     result.seconds = time.monotonic() - started
     return result
+
+
+def _first_failure(result_file: Path) -> str:
+    """The test that failed first in a child's run ("" if none, or if it wrote nothing)."""
+    with contextlib.suppress(OSError, ValueError):
+        failed = json.loads(result_file.read_text())["failed"]
+        return failed[0] if failed else ""
+    return ""
 
 
 # -- report --------------------------------------------------------------------------------
@@ -1108,7 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
     before = _killed_before(args.killed_before) if args.killed_before else {}
     signal.signal(signal.SIGTERM, _stop)  # so the scratch folder and children are cleaned up
     for module in PREIMPORTS:
-        __import__(module)
+        with contextlib.suppress(ImportError):
+            __import__(module)
     assert "model_trace" not in sys.modules, "the parent must not import the package"
     gc.freeze()  # children's collections skip what the parent made
     started = time.monotonic()
@@ -1144,9 +1239,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _killed_before(path: Path) -> dict[str, tuple[str, int, float]]:
-    """Mutant name -> (status, tests, seconds) of the mutants an earlier run killed."""
-    return {o["name"]: (o["status"], o["tests"], o["seconds"])
+def _killed_before(path: Path) -> dict[str, tuple[str, int, float, str, str]]:
+    """Mutant name -> (status, tests, seconds, "", killer) of the mutants an earlier run
+    killed."""
+    return {o["name"]: (o["status"], o["tests"], o["seconds"], "", o.get("killer", ""))
             for module in json.loads(path.read_text()) for o in module["outcomes"]
             if o["status"] in ("killed", "timeout")}
 
@@ -1157,10 +1253,13 @@ def _write_json(path: Path, results: list[ModuleResult]) -> None:
          "outcomes": [{"line": o.mutant.line, "function": o.mutant.function,
                        "operator": o.mutant.operator, "change": o.mutant.change,
                        "name": o.mutant.name,
-                       "status": o.status, "equivalent": o.equivalent,
+                       "status": o.status, "equivalent": o.equivalent, "killer": o.killer,
                        "tests": o.tests, "seconds": round(o.seconds, 2)}
                       for o in r.outcomes]} for r in results], indent=1))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # skips the teardown, where preimported native modules report leaks

@@ -177,7 +177,7 @@
              esc(model.label[ref]) + "</text>";
     }
     function title(ref) {
-      return o.titles === false ? "" : "<title>" + esc(model.tooltip(ref)) + "</title>";
+      return "<title>" + esc(model.tooltip(ref)) + "</title>";
     }
     function group(ref, b) {
       var kind = model.kind[ref], idle = model.category[ref] === "idle";
@@ -185,11 +185,11 @@
       var cls = "mt-module" + (kind === "chunk" ? " mt-chunk" : "") + (idle ? " mt-idle" : "") +
                 (kind === "member" ? " mt-kind-member" : "") + (b.open ? " mt-open" : "") +
                 (folded ? " mt-folded" : "") + classes(ref);
-      var heat = decor.heat.get(ref);
-      var fill = heat || (b.open ? P.open : idle ? P.idle : kind === "chunk" ? P.chunk :
+      var heat = decor.heat.get(ref), muted = idle || kind === "member";  // as the stylesheet
+      var fill = heat || (b.open ? P.open : muted ? P.idle : kind === "chunk" ? P.chunk :
                  P.modules[model.depth[ref] % 2]);
-      var text = heat ? textOn(heat) : idle || kind === "member" ? P.idleText : P.text;
-      var dash = idle || kind === "chunk" || kind === "member" ? ' stroke-dasharray="4 3"' : "";
+      var text = heat ? textOn(heat) : muted ? P.idleText : P.text;
+      var dash = muted || kind === "chunk" ? ' stroke-dasharray="4 3"' : "";
       var path = model.path[ref];
       return '<g class="' + cls + '" data-id="' + esc(model.ids[ref]) + '"' +
              (path && kind === "module" ? ' data-path="' + esc(path) + '"' : "") +
@@ -225,7 +225,7 @@
       var tip = r.keys[0] < 0 ? "" : r.keys.map(function (k) { return model.keyTip[k]; }).join("\n");
       return '<g class="mt-edge' + (param ? " mt-param" : "") + (rel ? " mt-" + rel : "") +
              '" data-src="' + esc(r.src) + '" data-dst="' + esc(r.dst) + '">' +
-             (tip && o.titles !== false ? "<title>" + esc(tip) + "</title>" : "") +
+             (tip ? "<title>" + esc(tip) + "</title>" : "") +
              '<path d="' + routePath(r.pts, lr) + '" fill="none" stroke="' + colour + '"' +
              (rel ? ' stroke-width="2"' : "") + (param ? ' stroke-dasharray="4 3"' : "") +
              (toPort ? "" : ' marker-end="url(#' + esc(prefix) + "-arrow" + (rel ? "-" + rel : "") + ')"') +
@@ -264,8 +264,7 @@
     var decor = decorate(model, placed, state, o.extra);
     var legend = state.overlay !== "none" && decor.top >= 0 && o.legend !== false;
     var w = placed.width + 2 * pad, h = placed.height + 2 * pad + (legend ? 28 : 0);
-    var body = renderContent(model, placed, state, { prefix: prefix, palette: P, decor: decor,
-                                                     titles: o.titles });
+    var body = renderContent(model, placed, state, { prefix: prefix, palette: P, decor: decor });
     return '<svg xmlns="http://www.w3.org/2000/svg" width="' + num(w) + '" height="' + num(h) +
       '" viewBox="' + -pad + " " + -pad + " " + num(w) + " " + num(h) + '" font-family="' + FONTS +
       '" font-size="' + C.font + '"><title>' + esc(model.title) + "</title>" + markers(prefix, P) +
