@@ -370,3 +370,24 @@ def test_random_factories_are_not_known_values() -> None:
                      if n.kind == "output")
         assert output.shape == [size]
         assert [a["kind"] for a in graph.meta["assumptions"]] == assumed
+
+
+def test_widened_ops_write_into_their_target_or_out_tensor() -> None:
+    """An in-place op and an ``out=`` op run widened write their answer where the model's
+    code expects it, in its own dtype."""
+    seen: dict[str, Any] = {}
+
+    def grouped(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        counts = torch.empty(4, dtype=torch.int32)
+        seen["out"] = (counts, torch.histc(experts.int(), bins=4, min=0, max=3, out=counts))
+        halves = experts.to(torch.uint16)
+        seen["in place"] = (halves, halves.floor_divide_(2))
+        return x * 2
+
+    graph = trace(grouped, torch.empty(6, 8, device="meta"), torch.tensor([0, 2, 2, 3, 1, 2]))
+    for target, returned in seen.values():
+        assert returned is target
+    assert seen["out"][0].tolist() == [1, 1, 3, 1] and seen["out"][0].dtype == torch.int32
+    assert seen["in place"][0].tolist() == [0, 1, 1, 1, 0, 1]
+    assert seen["in place"][0].dtype == torch.uint16
+    assert graph.meta["assumptions"] == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model_trace.tracing import trace
+from model_trace.tracing.sharing import leading_shared_names, plan_shared_uses
 
 
 def test_rotary_table_and_mask_get_one_source_per_layer(build_tiny) -> None:
@@ -39,3 +41,103 @@ def test_a_tensor_used_by_unrelated_calls_keeps_one_source() -> None:
 
     graph = trace(Branches(), torch.randn(2, 4))
     assert not [n for n in graph.nodes.values() if n.kind == "shared"]
+
+
+class Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                rotary: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.proj(x) * mask
+        return x if rotary is None else x + rotary
+
+
+def _shared(graph) -> list[tuple[str, str]]:
+    return [(graph.modules[n.parent].path, n.name) for n in graph.nodes.values()
+            if n.kind == "shared"]
+
+
+def test_shared_sources_come_in_the_order_of_their_tensors_not_of_first_use() -> None:
+    """``rotary`` is made before ``mask`` but every layer reads ``mask`` first; ids of
+    different lengths (t9, t12) sort by number, not as text."""
+
+    class Layers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Block() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rotary = x.new_ones(4) * 2
+            for _ in range(8):  # ops between the two: ids of another length
+                x = x + 0
+            mask = x.new_ones(4, 4).tril()
+            for layer in self.layers:
+                x = layer(x, mask, rotary)
+            return x
+
+    graph = trace(Layers(), torch.randn(4, 4), fold=False)
+    sources = [n for n in graph.nodes.values() if n.kind == "shared"]
+    ids = [n.outputs[0] for n in sources]
+    assert len(set(map(len, ids))) == 2  # the premise: ids of two lengths
+    assert ids == sorted(ids, key=lambda t: int(t[1:]))
+    assert [n.name for n in sources] == ["rotary"] * 3 + ["mask"] * 3
+    # each layer starts with its sources, the last planned first
+    for i in range(3):
+        call = next(c for c in graph.modules.values() if c.path == f"layers.{i}")
+        assert [graph.nodes[c].name for c in call.children[:2]] == ["mask", "rotary"]
+        names = {c: {graph.nodes[n].outputs[0]: graph.nodes[n].name for n in
+                     graph.modules[c].children if graph.nodes.get(n, None) is not None
+                     and graph.nodes[n].kind == "shared"} for c in graph.modules}
+        assert leading_shared_names(plan_shared_uses(graph, names))[call.id] == [
+            "mask", "rotary"]
+
+
+@pytest.mark.parametrize(("calls", "linked", "shared"), [(3, 1, True), (7, 2, False),
+                                                          (5, 2, True)])
+def test_only_calls_that_mostly_feed_each_other_get_sources_of_their_own(
+        calls: int, linked: int, shared: bool) -> None:
+    """A stack of layers: at least half the consecutive pairs linked; branches: fewer."""
+
+    class Calls(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(calls))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mask = x.new_ones(4, 4).tril()
+            h = self.blocks[0](x, mask)
+            for block in self.blocks[1:linked + 1]:  # fed the call before
+                h = block(h, mask)
+            return h + sum(block(x, mask) for block in self.blocks[linked + 1:])
+
+    graph = trace(Calls(), torch.randn(4, 4), fold=False)
+    assert bool(_shared(graph)) == shared
+    if shared:
+        assert _shared(graph) == [(f"blocks.{i}", "mask") for i in range(calls)]
+
+
+def test_a_tensor_also_used_outside_its_maker_is_shared_among_the_calls_inside() -> None:
+    class Stack(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Block() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mask = x.new_ones(4, 4).tril()
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x, mask
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack, self.head = Stack(), Block()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x, mask = self.stack(x)
+            return self.head(x, mask)
+
+    graph = trace(Outer(), torch.randn(4, 4), fold=False)
+    assert _shared(graph) == [(f"stack.layers.{i}", "mask") for i in range(3)]
