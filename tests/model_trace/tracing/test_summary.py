@@ -1,0 +1,90 @@
+"""The per-module table: folded runs summed with their members' spread, the modules inside
+a run counted for one member, numbers right-aligned, the measured time where there is one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_trace.graph import Graph
+from model_trace.naming import format_count
+from model_trace.tracing import trace
+from model_trace.tracing.summary import (
+    COLUMNS,
+    MEASURED_COLUMN,
+    columns,
+    summary_rows,
+    summary_table,
+)
+from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
+
+from .models import TwoLayer
+
+
+@pytest.fixture(scope="module")
+def folded() -> Graph:
+    """Tiny DeepSeek-V3 with 3 MoE layers folded into one run, tokens routed at random (so
+    the experts' members differ in FLOPs)."""
+    model = Transformer(load_config("tiny", n_layers=4), RuntimeOptions(device="meta"))
+    return trace(model, torch.zeros(1, 8, dtype=torch.int64, device="meta"), routing="random")
+
+
+def test_a_folded_run_sums_its_members_and_the_modules_inside_count_one(folded: Graph) -> None:
+    rows = summary_rows(folded)
+    (run,) = (r for r in rows if r.cls == "Block \u00d73")
+    inside = rows[rows.index(run) + 1:]
+    inside = inside[:next(i for i, r in enumerate(inside) if r.level <= run.level)]
+    assert inside and all("(each)" in r.cls or "\u00d7" in r.cls for r in inside)
+    assert not any("(each)" in r.cls for r in rows if r not in inside)
+    members = folded.modules[run.call].repeat.member_stats
+    assert run.flops == sum(s.flops for s in members)
+    assert run.params == sum(s.params for s in members)
+
+
+def test_members_of_different_flops_show_their_least_and_most(folded: Graph) -> None:
+    spreads = {}
+    for row in summary_rows(folded):
+        repeat = folded.modules[row.call].repeat
+        if repeat is None:
+            assert row.per_member == ""
+            continue
+        flops = [s.flops for s in repeat.member_stats]
+        low, high = min(flops), max(flops)
+        spreads[row.cls.split(" ")[0]] = row.per_member
+        assert row.per_member == (format_count(low) if low == high
+                                  else f"{format_count(low)} \u2013 {format_count(high)}")
+    assert "\u2013" in spreads["Expert"]  # random routing: experts' loads differ
+    assert "\u2013" not in spreads["Block"]
+
+
+def test_the_text_table_right_aligns_numbers_and_ends_with_the_totals(folded: Graph) -> None:
+    text = summary_table(folded, max_depth=1)
+    header, rule, *lines = text.splitlines()
+    widths = [len(cell) for cell in rule.split("  ")]
+    starts = [sum(widths[:i]) + 2 * i for i in range(len(widths))]
+    rows = summary_rows(folded, max_depth=1)
+    for row, line in zip(rows, lines, strict=False):
+        for i, cell in enumerate(row.cells()[1:], start=1):
+            placed = line[starts[i]:starts[i] + widths[i]]
+            if i >= 2:  # numbers: right-aligned
+                assert placed == cell.rjust(widths[i]), (i, line)
+            else:
+                assert placed == cell.ljust(widths[i]), (i, line)
+    root = folded.modules[folded.root].stats
+    totals = next(line for line in lines if line.startswith("Totals: "))
+    assert totals.startswith(f"Totals: {root.params:,} parameters, "
+                             f"{root.activated_params:,} activated per token, "
+                             f"{root.flops:,} FLOPs per forward pass")
+    assert header.split()[:2] == ["module", "class"] and MEASURED_COLUMN not in header
+
+
+def test_a_measured_trace_adds_each_call_s_time() -> None:
+    plain = trace(TwoLayer(), torch.randn(3, 8))
+    assert columns(plain) == COLUMNS
+    assert all(row.measured is None for row in summary_rows(plain))
+    measured = trace(TwoLayer(), torch.randn(3, 8), execute="cpu")
+    assert columns(measured) == (*COLUMNS, MEASURED_COLUMN)
+    rows = summary_rows(measured)
+    assert all(row.measured and row.measured != "\u2013" for row in rows)
+    assert all(row.cells()[-1] == row.measured for row in rows)
+    assert MEASURED_COLUMN in summary_table(measured).splitlines()[0]
