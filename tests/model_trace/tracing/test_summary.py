@@ -70,6 +70,8 @@ def test_the_text_table_right_aligns_numbers_and_ends_with_the_totals(folded: Gr
                 assert placed == cell.rjust(widths[i]), (i, line)
             else:
                 assert placed == cell.ljust(widths[i]), (i, line)
+    # the last columns: the call's input and output shapes (token ids in, logits out)
+    assert lines[0].split()[-4:] == ["(1,", "8)", "(1,", "256)"]
     root = folded.modules[folded.root].stats
     totals = next(line for line in lines if line.startswith("Totals: "))
     assert totals.startswith(f"Totals: {root.params:,} parameters, "
