@@ -112,3 +112,36 @@ def test_a_class_without_its_definition_in_its_file_has_no_span() -> None:
     with pytest.raises(OSError, match="no definition of Nowhere"):
         source._class_source(fake)
     assert SourceIndex().class_span(fake) is None
+
+
+def test_a_call_from_inside_torch_points_at_the_model_line_that_called_torch() -> None:
+    """A frame in torch's internals (here ``torch.autograd.functional``, calling back into
+    the model's function) is not where an op comes from: the model's line above it is."""
+    found = {}
+
+    def model_function(x: torch.Tensor) -> torch.Tensor:
+        torch_frame = sys._getframe(1)
+        assert not is_model_code(torch_frame.f_code)
+        found["site"] = SourceIndex().call_site(torch_frame)
+        found["inside"] = SourceIndex().call_site(torch_frame, in_torch_function=True)
+        return x * 2
+
+    line = inspect.currentframe().f_lineno + 1
+    torch.autograd.functional.jacobian(model_function, torch.ones(2))
+    assert (found["site"].file.endswith("tracing/test_source.py"), found["site"].line) == (
+        True, line)
+    assert found["site"].code.startswith("torch.autograd.functional.jacobian(")
+    assert found["inside"].file == "torch/autograd/functional.py"
+
+
+def test_a_file_that_changed_is_parsed_again(tmp_path, monkeypatch) -> None:
+    module_file = tmp_path / "changing_module.py"
+    module_file.write_text("class Moved:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import changing_module
+
+    assert source._class_source(changing_module.Moved)[1] == 1
+    module_file.write_text("# a line\n# another\nclass Moved:\n    pass\n")
+    os.utime(module_file, (1, 1))  # a stamp linecache cannot mistake for the old one
+    assert source._class_source(changing_module.Moved)[1] == 3
+    monkeypatch.delitem(sys.modules, "changing_module")
