@@ -54,7 +54,8 @@ class GraphBuilder:
         # counts them in its stats)
         # parameters the current op read that may be stacked experts (see ``selections``):
         # those of three or more dimensions, and any when the op is a view (``reading_view``)
-        # or picks rows of a table (``PICKS_ROWS``)
+        # or picks rows of a table (``PICKS_ROWS``); every one drawn as a node, at its first
+        # reader (the tracker keeps it for later views and row picks, which read its node)
         self.param_reads: list[tuple[str, torch.Tensor, str | None]] = []
         self.reading_view = False
         self.root = self.new_module(root_name, "", None, root)
@@ -190,9 +191,8 @@ class GraphBuilder:
         tensor_id = self.register(value, source_id)
         if kind != "constant":
             self._fixed_tensors[id(value)] = tensor_id
-        if kind == "parameter" and (value.dim() >= 3 or self.reading_view
-                                    or node.name in PICKS_ROWS):
-            self.param_reads.append((name, value, tensor_id))
+        if kind == "parameter":  # every one: only this first reader reads it as a parameter,
+            self.param_reads.append((name, value, tensor_id))  # a later view picks experts
         self.nodes[source_id].outputs.append(tensor_id)
         return tensor_id
 

@@ -363,8 +363,7 @@ class _Mixer(torch.nn.Module):
 
 
 class SharedFromReplayed(torch.nn.Module):
-    """A tensor every layer receives, made by a replayed call: each layer's own source node
-    names the op that made it."""
+    """A tensor every layer receives, made by a replayed call (the last of a folded run)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,6 +377,33 @@ class SharedFromReplayed(torch.nn.Module):
         for layer in self.layers:
             x = layer(x, context)
         return x
+
+
+class _Picker(torch.nn.Module):
+    """Picks the rows routed to one expert (a module of its own, as some dispatchers are)."""
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return x[rows]
+
+
+class PickedByModules(torch.nn.Module):
+    """Every token goes to every expert (top 4 of 4): each picker gets the same rows, so
+    pickers 1-3 replay picker 0, and the experts' inputs are made inside replayed calls
+    (still rows picked by an index: the experts are a routed group)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = torch.nn.Linear(8, 4)
+        self.pickers = torch.nn.ModuleList(_Picker() for _ in range(4))
+        self.experts = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chosen = self.gate(x).topk(4, dim=-1).indices
+        out = torch.zeros_like(x)
+        for index, (picker, expert) in enumerate(zip(self.pickers, self.experts, strict=True)):
+            rows = torch.where(chosen == index)[0]
+            out = out.index_add(0, rows, expert(picker(x, rows)))
+        return out
 
 
 @pytest.mark.parametrize(("model", "shape", "replays"), [
@@ -397,6 +423,7 @@ class SharedFromReplayed(torch.nn.Module):
     (CallsTwice, (2, 8), True),
     (functools.partial(CallsTwice, warm=True), (2, 8), False),  # not the first calls
     (SharedFromReplayed, (2, 8), True),
+    (PickedByModules, (6, 8), True),
 ])
 def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:

@@ -5,6 +5,7 @@ rows one expert's call was fed."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -53,3 +54,25 @@ def test_a_loop_over_picked_rows_counts_one_expert_per_token() -> None:
     (load,) = graph.meta["experts"].values()
     assert load["active_per_token"] == 1.0 and sum(load["tokens"]) == TOKENS
     assert load["stacked"] == ["w1", "w2"]
+
+
+class ReadWholeFirst(LoopedExperts):
+    """Reads each flat expert weight whole first (a norm), then expert by expert."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.mlp.w1.norm() + self.mlp.w2.norm()
+        return super().forward(x) * scale
+
+
+@pytest.mark.parametrize("model", [LoopedExperts, ReadWholeFirst])
+def test_experts_count_alike_whether_parameters_are_listed_or_drawn(
+        model: type[LoopedExperts]) -> None:
+    """A parameter drawn as a node is read as a parameter by its first reader only: a
+    view that picks experts from it later still counts them."""
+    graphs = [trace(model().to("meta"), torch.empty(TOKENS, WIDTH, device="meta"),
+                    fold=False, parameters=parameters)  # type: ignore[arg-type]
+              for parameters in ("attach", "nodes")]
+    attached, drawn = (g.meta for g in graphs)
+    assert drawn["totals"]["activated_params"] == attached["totals"]["activated_params"] \
+        == EXPERTS * WIDTH + 2 * HIDDEN * WIDTH
+    assert drawn["experts"] == attached["experts"]
