@@ -285,6 +285,13 @@ EQUIVALENT: dict[str, str] = {
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
+    "layout_js:Scene.visible:compare:< -> <=#0":
+        "the root is item 0 (items are listed in pre-order) and the only item whose parent is "
+        "0 or less besides it are its children: with the root open both branches answer the "
+        "child itself; with it closed nothing but the root box is laid out",
+    "layout_js:route:arithmetic:- -> +#0":
+        "the two extra first steps read past the end of down: they add a port and links to a "
+        "group keyed undefined, which no open group's layout reads",
     "layout_js:layoutGroup:constant:1 -> 2#2":
         "the last node of a topological order has no outgoing edge (back links are reversed, "
         "so the edges form a DAG): the loop that moves sources down skips it anyway",

@@ -188,9 +188,10 @@ def _owner(end: str) -> str:
 
 
 # -- the checks ----------------------------------------------------------------------------
-def check_spacing(group: Group) -> list[str]:
+def check_spacing(group: Group, row_gap: float | None = None) -> list[str]:
     """Boxes inside the frame by its padding; boxes side by side at least ``nodeSep`` apart;
-    one above another at least two rank gaps and an (empty) label rank apart."""
+    one above another at least ``row_gap`` apart (by default two rank gaps and an empty
+    label rank: room for an edge between them)."""
     c, problems = constants(), []
     if group.frame is not None:
         f = group.frame
@@ -204,7 +205,8 @@ def check_spacing(group: Group) -> list[str]:
                     problems.append(f"{name} {b} overlaps the title {group.title}")
             if not group.lr and f.w < group.title.w + 2 * c["pad"] - EPS:
                 problems.append(f"the title ({group.title.w} px) does not fit {f}")
-    row_gap = 2 * c["rankGap"] + c["emptyLabelRank"]
+    if row_gap is None:
+        row_gap = 2 * c["rankGap"] + c["emptyLabelRank"]
     for (m, a), (n, b) in itertools.combinations(group.boxes.items(), 2):
         if a.y < b.bottom and b.y < a.bottom:  # side by side
             gap = max(b.x - a.right, a.x - b.right)
@@ -368,7 +370,9 @@ def _forward(route: Route) -> bool:
 def check_spread(group: Group) -> list[str]:
     """Edges leaving a plain box: one tensor (through one label) leaves from one point, the
     box's centre when it is the only one; different ones from different points, in the
-    order of where they go next. The same for edges entering a box, each at its own point."""
+    order of where they go next, evenly spread around the centre (``endSpread`` apart, or
+    closer, to stay 6 px in from the corners). The same for edges entering a box, each at
+    its own point."""
     problems = []
     for leaving in (True, False):
         by_box: dict[str, list[Route]] = {}
@@ -387,9 +391,12 @@ def check_spread(group: Group) -> list[str]:
                 if not same and a == b:
                     problems.append(f"{name}: {r.src}->{r.dst} and {s.src}->{s.dst} share "
                                     f"the point {a}")
-            if len(set(ends)) == 1 and abs(ends[0][0] - box.centre) > EPS:
-                problems.append(f"{name}: its only edge end {ends[0]} is off its centre "
-                                f"{box.centre}")
+            xs = sorted({p[0] for p in ends})
+            step = min(constants()["endSpread"], (box.w - 12) / max(1, len(xs) - 1))
+            if abs(sum(xs) / len(xs) - box.centre) > EPS or any(
+                    abs(b - a - step) > 2 * EPS for a, b in itertools.pairwise(xs)):
+                problems.append(f"{name}: edge ends {xs} are not spread {step:.1f} px apart "
+                                f"around its centre {box.centre}")
             for (a, n), (b, m) in itertools.combinations(zip(ends, nexts, strict=True), 2):
                 if (a[0] - b[0]) * (n[0] - m[0]) < -EPS:
                     problems.append(f"{name}: edge ends at {a} and {b} cross on their way "

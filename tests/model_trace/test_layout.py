@@ -6,6 +6,7 @@ both directions work, and the result is deterministic."""
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from figure_models import FIGURE_MODELS
 from torch import nn
 
 from model_trace import trace
-from model_trace.engine import DrawOptions, evaluate, place
+from model_trace.engine import DrawOptions, draw, evaluate, place
 from model_trace.graph import Edge, Graph, ModuleCall, Node, Tensor
 from model_trace.render_html import FigureData
 from model_trace.view_tree import CHUNK_LIMIT, CHUNK_SIZE, ViewTree
@@ -227,6 +228,13 @@ def test_an_unfolded_repeat_is_a_chain_of_its_members(direction: str) -> None:
     axis = "y" if direction == "TB" else "x"
     starts = [unfolded["boxes"][i][axis] for i in chain]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    # selecting a member marks the link from the one before as its input, to the next as output
+    svg = draw(figure.json, DrawOptions(depth=0, direction=direction,
+                                        state=f"u:{repeat};s:{members[1]}")).svg
+    edges = re.findall(r'<g class="mt-edge (mt-in|mt-out)" data-src="([^"]*)" data-dst="([^"]*)"',
+                       svg)
+    marked = {f"{src}>{dst}": relation for relation, src, dst in edges}
+    assert marked == {f"{members[0]}>{members[1]}": "mt-in", f"{members[1]}>{members[2]}": "mt-out"}
 
 
 @pytest.mark.parametrize("direction", ["TB", "LR"])

@@ -18,6 +18,7 @@ from layout_properties import (
     check_ends,
     check_figure,
     check_labels,
+    check_spacing,
     check_spread,
     constants,
     crossings,
@@ -102,6 +103,26 @@ def test_boxes_do_not_depend_on_the_order_links_are_listed_in(graph: dict[str, A
     first = evaluate("modelTrace.layoutGroup", graph)
     second = evaluate("modelTrace.layoutGroup", shuffled)
     assert (first["kids"], first["w"], first["h"]) == (second["kids"], second["w"], second["h"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(WIDTHS), st.sampled_from((26, 30))), min_size=9,
+                max_size=40),
+       st.sampled_from(("Idle", "not called: 250 of 256 Expert modules of model.layers.61.mlp")))
+def test_many_unlinked_boxes_wait_in_an_aligned_grid(sizes: list[tuple[int, int]],
+                                                     title: str) -> None:
+    """Modules that never ran have no links: rows under the title, each box centred in its
+    column, nothing overlapping, the title fitting."""
+    group = lay_out(layout_input([{"w": w, "h": h} for w, h in sizes], [], title=title))
+    assert check_spacing(group, row_gap=constants()["rankGap"]) == []
+    rows: dict[float, list[Any]] = {}
+    for box in group.boxes.values():
+        rows.setdefault(box.y, []).append(box)
+    columns = [sorted(row, key=lambda b: b.x) for _, row in sorted(rows.items())]
+    assert 1 < len(columns) < len(sizes)
+    for j in range(len(columns[0])):
+        centres = {round(row[j].centre, 1) for row in columns if j < len(row)}
+        assert len(centres) == 1, (j, centres)
 
 
 @pytest.mark.parametrize("direction", ["TB", "LR"])
