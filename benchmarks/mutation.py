@@ -271,6 +271,9 @@ EQUIVALENT: dict[str, str] = {
         "it) and the stack's length are read; the order of its ancestors below is not",
     "builder:GraphBuilder.replayed_at:constant:0 -> (1)#0":
         "it only differs for a dot at index 0, and a module path never starts with one",
+    "builder:GraphBuilder.register_source:constant:-1 -> (0)#0":
+        "its one caller, record_input, runs before the forward, while the stack holds only "
+        "the root",
     "builder:GraphBuilder._unknown_tensor:constant:-1 -> (0)#0":
         "where the search for a tensor's name starts is a shortcut: a tensor held by one "
         "module has one name wherever it starts (those held by several are looked up by id "
