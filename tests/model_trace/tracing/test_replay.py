@@ -216,6 +216,19 @@ class Attend(torch.nn.Module):
         return x + self.proj(scores @ x)
 
 
+class Layers(torch.nn.Module):
+    """``count`` layers made by ``make``, each fed the one before's output."""
+
+    def __init__(self, make: Callable[[], torch.nn.Module], count: int = 3) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(make() for _ in range(count))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 class _MaskedProj(torch.nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -265,18 +278,14 @@ class Pairs(torch.nn.Module):
         return x
 
 
-class Reuses(torch.nn.Module):
+class Reuses(Layers):
     """A submodule of a replayed layer called again from outside: its second call."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.layers = torch.nn.ModuleList(
-            torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()) for _ in range(3))
+        super().__init__(lambda: torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return self.layers[2][0](x)
+        return self.layers[2][0](super().forward(x))
 
 
 class _Spectral(torch.nn.Module):
@@ -286,19 +295,6 @@ class _Spectral(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(torch.fft.fft(x).real)  # no FLOP formula for the FFT
-
-
-class Spectral(torch.nn.Module):
-    """Layers running an op without a FLOP formula: replays count it too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = torch.nn.ModuleList(_Spectral() for _ in range(3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
 
 
 class _Residual(torch.nn.Module):
@@ -334,23 +330,17 @@ class _Twice(torch.nn.Module):
         return self.proj(self.proj(x).relu())
 
 
-class CallsTwice(torch.nn.Module):
-    """Layers that call their submodule twice: a replay stands for both calls. With
-    ``warm``, each submodule is called twice before (so no layer is replayed: a replay
-    stands for a module's first calls, whose statistics count its parameters)."""
+class Warmed(Layers):
+    """Layers whose submodule is called twice before them (so no layer is replayed: a
+    replay stands for a module's first calls, whose statistics count its parameters)."""
 
-    def __init__(self, warm: bool = False) -> None:
-        super().__init__()
-        self.warm = warm
-        self.layers = torch.nn.ModuleList(_Twice() for _ in range(3))
+    def __init__(self) -> None:
+        super().__init__(_Twice)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.warm:
-            for layer in self.layers:
-                x = layer.proj(layer.proj(x))
         for layer in self.layers:
-            x = layer(x)
-        return x
+            x = layer.proj(layer.proj(x))
+        return super().forward(x)
 
 
 class _Mixer(torch.nn.Module):
@@ -418,10 +408,10 @@ class PickedByModules(torch.nn.Module):
     (functools.partial(BigMask, 257), (257, 256), False),  # one row more: not compared
     (Pairs, (2, 8), True),
     (Reuses, (2, 8), True),
-    (Spectral, (2, 8), True),
+    (functools.partial(Layers, _Spectral), (2, 8), True),  # replays count uncounted ops
     (PassesOn, (2, 8), True),
-    (CallsTwice, (2, 8), True),
-    (functools.partial(CallsTwice, warm=True), (2, 8), False),  # not the first calls
+    (functools.partial(Layers, _Twice), (2, 8), True),  # a replay stands for both calls
+    (Warmed, (2, 8), False),  # not the first calls
     (SharedFromReplayed, (2, 8), True),
     (PickedByModules, (6, 8), True),
 ])
@@ -506,18 +496,11 @@ def test_a_failed_trace_keeps_every_replayed_call_in_its_partial_graph() -> None
     assert [n.name for n in graphs[1].nodes.values()].count("linear") == 4
 
 
-class Twice(torch.nn.Module):
+class Twice(Layers):
     """Exactly two layers built alike: the second repeats the first."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.layers = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
-        self.head = torch.nn.Linear(8, 2)  # alone with its structure: recorded as usual
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(x)
+        super().__init__(lambda: torch.nn.Linear(8, 8), count=2)
 
 
 class _Again(torch.nn.Module):
