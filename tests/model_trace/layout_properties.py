@@ -205,6 +205,10 @@ def check_spacing(group: Group, row_gap: float | None = None) -> list[str]:
                     problems.append(f"{name} {b} overlaps the title {group.title}")
             if not group.lr and f.w < group.title.w + 2 * c["pad"] - EPS:
                 problems.append(f"the title ({group.title.w} px) does not fit {f}")
+            for port, x in group.port_x.items():  # in-ports share the title's rank
+                beside = x - 3 - group.title.right
+                if not group.lr and port[0] == "i" and beside < c["boxToLine"] - EPS:
+                    problems.append(f"in-port {port} is {beside:.1f} px from the title")
     if row_gap is None:
         row_gap = 2 * c["rankGap"] + c["emptyLabelRank"]
     for (m, a), (n, b) in itertools.combinations(group.boxes.items(), 2):
