@@ -298,6 +298,10 @@ EQUIVALENT: dict[str, str] = {
     "layout_js:layoutGroup:constant:1 -> 2#2":
         "the last node of a topological order has no outgoing edge (back links are reversed, "
         "so the edges form a DAG): the loop that moves sources down skips it anyway",
+    "layout_js:align:compare:< -> <=#0":
+        "the extra fourth candidate is undefined, and it is only tried when the three real "
+        "ones failed, that is when some dummy of the run has a neighbour in the way: every "
+        "comparison with undefined is false, so it fails too and the run stays as it was",
     "layout_js:straighten:constant:1 -> 0#0":
         "chain[0] is the link's own source (a box, port or label), never a dummy: starting at "
         "it only empties a run of dummies that is still empty",
