@@ -307,6 +307,15 @@ EQUIVALENT: dict[str, str] = {
         "it only empties a run of dummies that is still empty",
     "layout_js:closeUp:compare:> -> >=#0":
         "with no slack the move is by 0 px: the same positions",
+    "render_js:decorate:constant:1 -> 2#1":
+        "the scale when no box has a value: overlay values are never negative, so every box "
+        "then has 0, and log1p(0) / 1 = log1p(0) / 2 = 0",
+    "render_js:group:constant:8 -> 9#0":
+        "a closed box is its label's width plus 2 * padX (20 px) wide at least (2-layout.js), "
+        "so a bar never reaches the room w - 8 or w - 9: it is as wide as the text",
+    "render_js:initialState:constant:1 -> 2#0":
+        "no selection: every reader of ViewState.selected asks selected >= 0, so -2 and -1 "
+        "mean the same",
     "render_js:edge:constant:0 -> 1#1":
         "key 0 is never a weight's: view_tree._flows lists a graph's edges before the weights "
         "read from outside, and a graph that reads a weight has an edge (into its output), so "

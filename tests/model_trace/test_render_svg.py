@@ -290,6 +290,10 @@ def test_an_exported_file_has_a_margin_a_background_and_the_overlay_s_legend(
                    key=lambda i: values[i])
     assert top.text == f"{texts[heaviest]} (log scale)"
     assert {float(t.get("y")) for t in (name, zero, top)} == {float(ramp.get("y")) + 9}
+    stops = [(float(stop.get("offset")), stop.get("stop-color"))
+             for stop in root.iter(f"{SVG}stop")]
+    assert [offset for offset, _ in stops] == [0, 0.25, 0.5, 0.75, 1]  # the ramp, evenly
+    assert all(colour == evaluate("modelTrace.rampColour", offset) for offset, colour in stops)
 
 
 def test_the_legend_s_scale_starts_as_far_from_every_overlay_s_name() -> None:
