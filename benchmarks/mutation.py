@@ -285,6 +285,17 @@ EQUIVALENT: dict[str, str] = {
     "kind == \"constant\"#2":
         "register has already marked the tensor with its id (or keyed it by object id if "
         "it takes no attribute), so the next read finds it either way",
+    "model_index:ModelIndex.__init__:constant:-1 -> (0)#0":
+        "the place of the last module found starts beside a fresh object() that no module "
+        "is: the place is never read",
+    "model_index:ModelIndex.add_module:constant:False -> True#0":
+        "a module inside the added one at two paths keeps its first either way (setdefault): "
+        "leaving the second out of the walk changes nothing",
+    "widening:run_widened:swap:zip(outputs, expected, strict=True) -> "
+    "zip(expected, outputs, strict=True)#0":
+        "the pairs are compared with != only, which does not care about the order",
+    "widening:run_widened:constant:True -> False#1":
+        "the outputs and the expected tensors are of the same number (checked just before)",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

@@ -107,6 +107,8 @@ def test_what_makes_a_structure_key_differ_or_vanish() -> None:
 
     same = _key_pair(lambda module: None)
     assert same[0] == same[1] != NO_KEY
+    pair = nn.ModuleList([nn.Sequential(_meta_linear(), nn.Dropout(0.1)) for _ in range(2)])
+    assert ModelIndex(pair).key(pair) not in (NO_KEY, same[0])  # the root has one too
     first, second = _key_pair(setter("p", 0.2))  # another plain attribute's value
     assert NO_KEY not in (first, second) and first != second
     first, second = _key_pair(setter("sizes", (1, Frozen(2))))  # immutable values: a key
