@@ -165,3 +165,21 @@ def test_a_fence_draws_the_backward_graph_and_refuses_a_stray_loss() -> None:
         depth=1, routing="balanced", export=())
     with pytest.raises(TraceError, match="inference_mode"):
         trace_spec(zoo)
+
+
+def test_calls_sum_their_parts_list_saved_tensors_first_and_leave_no_hooks() -> None:
+    model = TwoLayers()
+    graph = trace_backward(model, torch.randn(8, 16), fold=False)
+    assert not model._forward_hooks and not model._forward_pre_hooks
+    nodes = graph.nodes.values()
+    root = graph.modules[graph.root].stats
+    assert root.activation_bytes == sum(n.stats.activation_bytes for n in nodes) > 0
+    assert root.flops == sum(n.stats.flops for n in nodes) > 0
+    assert {k: graph.meta["totals"][k] for k in ("flops", "activation_bytes")} == {
+        "flops": root.flops, "activation_bytes": root.activation_bytes}
+    mixed = 0
+    for call in graph.modules.values():  # equal layers list equal children
+        kinds = [graph.nodes[c].kind == "constant" for c in call.children if c in graph.nodes]
+        assert kinds == sorted(kinds, reverse=True), call.path
+        mixed += len(set(kinds)) == 2
+    assert mixed >= 2  # fc1 and fc2 hold saved tensors and backward ops
