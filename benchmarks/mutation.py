@@ -296,6 +296,9 @@ EQUIVALENT: dict[str, str] = {
         "the pairs are compared with != only, which does not care about the order",
     "widening:run_widened:constant:True -> False#1":
         "the outputs and the expected tensors are of the same number (checked just before)",
+    "backward:_gradient_into:constant:\"AccumulateGrad\" -> 'AccumulateGrad_x'#0":
+        "an AccumulateGrad node's one input metadata is its leaf's shape and dtype: the "
+        "general branch reads the same gradient shape",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

@@ -183,3 +183,29 @@ def test_calls_sum_their_parts_list_saved_tensors_first_and_leave_no_hooks() -> 
         assert kinds == sorted(kinds, reverse=True), call.path
         mixed += len(set(kinds)) == 2
     assert mixed >= 2  # fc1 and fc2 hold saved tensors and backward ops
+
+
+def test_a_parameter_s_gradient_sits_in_its_owner_even_when_read_outside_it() -> None:
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(16, 16)
+            self.scale = nn.Parameter(torch.ones(16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) * self.inner.scale  # read by the parent's own op
+
+    graph = trace_backward(Outer(), torch.randn(8, 16), fold=False)
+    outputs = {(n.name, n.params[0], graph.modules[n.parent].path)
+               for n in graph.nodes.values() if n.kind == "output"}
+    assert ("grad scale", "inner.scale", "inner") in outputs
+    (mul,) = (n for n in graph.nodes.values() if n.name == "MulBackward0")
+    assert graph.modules[mul.parent].path == ""  # where its gradient comes from
