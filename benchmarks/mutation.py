@@ -299,6 +299,14 @@ EQUIVALENT: dict[str, str] = {
     "backward:_gradient_into:constant:\"AccumulateGrad\" -> 'AccumulateGrad_x'#0":
         "an AccumulateGrad node's one input metadata is its leaf's shape and dtype: the "
         "general branch reads the same gradient shape",
+    "backward:_Builder._forward_node:call:max(1, len(fn._input_metadata)) -> "
+    "min(1, len(fn._input_metadata))#0":
+        "the recorder registers every tensor an op returns and the watcher notes each with "
+        "its autograd node and output number, so an autograd node's output 0 is always "
+        "found first: looking further only matters for outputs never recorded",
+    "known_values:<module>:constant:\"_model_trace_known\" -> '_model_trace_known_x'#0":
+        "the attribute's name only has to be one no tensor has; every reader and writer uses "
+        "the constant",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

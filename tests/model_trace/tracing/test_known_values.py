@@ -26,8 +26,10 @@ def test_small_tables_of_the_same_shape_are_carried_and_can_be_forgotten() -> No
     forget(tensor)
     assert known(tensor) is None
     forget(tensor)  # nothing to forget: no error
-    assert known(_meta_with(torch.zeros(MAX_KNOWN_ELEMENTS))) is not None
-    assert known(_meta_with(torch.zeros(MAX_KNOWN_ELEMENTS + 1))) is None  # too big to carry
+    # up to 256 KB of float32 (2**16 values): one-hots, masks, tables; no more
+    assert MAX_KNOWN_ELEMENTS == 1 << 16
+    assert known(_meta_with(torch.zeros(1 << 16))) is not None
+    assert known(_meta_with(torch.zeros((1 << 16) + 1))) is None
     other = torch.empty(2, 8, device="meta")
     attach(other, torch.zeros(4, 4))  # the same number of values, another shape
     assert known(other) is None
