@@ -307,6 +307,9 @@ EQUIVALENT: dict[str, str] = {
     "known_values:<module>:constant:\"_model_trace_known\" -> '_model_trace_known_x'#0":
         "the attribute's name only has to be one no tensor has; every reader and writer uses "
         "the constant",
+    "known_values:attach:swap:contextlib.suppress(AttributeError, RuntimeError) -> "
+    "contextlib.suppress(RuntimeError, AttributeError)#0":
+        "suppress() catches any of its exceptions whatever their order",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",
