@@ -3,11 +3,14 @@ and rows are warnings."""
 
 from __future__ import annotations
 
+import numpy
 import pytest
+import torch
 
 from model_trace.caveats import ASSUMED
 from model_trace.graph import SourceLocation
-from model_trace.tracing.assumptions import AssumptionLog
+from model_trace.tracing import trace
+from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 
 
 def _at(line: int) -> SourceLocation:
@@ -41,3 +44,25 @@ def test_only_branches_and_rows_are_warnings(kind: str) -> None:
     assert log.describe()[0]["warning"] == (kind in ("branch", "rows"))
     assert entry.label() == f"{kind} at 'item' (model.py:3)"
     assert AssumptionLog().add(kind, "item", "", None).label() == f"{kind} at 'item'"
+
+
+READS = {  # each way Python takes a tensor's values, on an integer result of meta floats
+    "__bool__": lambda n: bool(n), "item": lambda n: n.item(), "tolist": lambda n: n.tolist(),
+    "__int__": lambda n: int(n), "__index__": lambda n: [0, 1][n],
+    "__float__": lambda n: float(n), "is_nonzero": lambda n: n.is_nonzero(),
+    "equal": lambda n: torch.equal(n, n), "numpy": lambda n: n.numpy(),
+    "__array__": lambda n: numpy.asarray(n), "__format__": lambda n: f"{n:d}",
+}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_python_reading_assumed_values_is_a_branch_warning(read: str) -> None:
+    assert read in VALUE_READS
+
+    def model(h: torch.Tensor) -> torch.Tensor:
+        READS[read]((h > 0).sum())
+        return h * 2
+
+    graph = trace(model, torch.empty(4, device="meta"))
+    kinds = [(a["kind"], a["op"]) for a in graph.meta["assumptions"]]
+    assert ("branch", read) in kinds and kinds[0] == ("zeros", "gt")
