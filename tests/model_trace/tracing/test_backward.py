@@ -209,3 +209,18 @@ def test_a_parameter_s_gradient_sits_in_its_owner_even_when_read_outside_it() ->
     assert ("grad scale", "inner.scale", "inner") in outputs
     (mul,) = (n for n in graph.nodes.values() if n.name == "MulBackward0")
     assert graph.modules[mul.parent].path == ""  # where its gradient comes from
+
+
+def test_a_backward_op_without_a_formula_is_named_on_its_node_and_in_the_graph() -> None:
+    class Distances(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cdist(self.fc(x), x)
+
+    graph = trace_backward(Distances(), torch.randn(3, 4), fold=False)
+    assert graph.meta["flops_without_formula"] == {"aten::_cdist_backward": 1}
+    assert [(n.name, n.uncounted_flops) for n in graph.nodes.values() if n.uncounted_flops] == [
+        ("CdistBackward0", ["aten::_cdist_backward"])]
