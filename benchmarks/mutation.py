@@ -310,6 +310,14 @@ EQUIVALENT: dict[str, str] = {
     "known_values:attach:swap:contextlib.suppress(AttributeError, RuntimeError) -> "
     "contextlib.suppress(RuntimeError, AttributeError)#0":
         "suppress() catches any of its exceptions whatever their order",
+    "flops:_on_meta:negate:tensor.is_meta -> not (tensor.is_meta)#0":
+        "a decomposition's FLOPs depend on shapes alone: running it on the real tensors "
+        "instead of meta copies only does the arithmetic too",
+    "meta_cache:_key:constant:-1 -> (-2)#2":
+        "its callers only ask whether the count is below 0",
+    "widening:run_widened:constant:False -> True#0":
+        "out= holds one tensor per output, and the widened run returned as many outputs as "
+        "the meta kernel (checked above): zip's strict check never fires",
     "layout_js:layoutGroup:drop:maxU = 0 -> #0":
         "minU stays infinite only in a group with no nodes; only open groups are laid out and "
         "a group opens only with children (isOpenable), so every layout has a kid's node",

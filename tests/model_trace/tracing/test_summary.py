@@ -12,9 +12,11 @@ from model_trace.tracing import trace
 from model_trace.tracing.summary import (
     COLUMNS,
     MEASURED_COLUMN,
+    Totals,
     columns,
     summary_rows,
     summary_table,
+    totals,
 )
 from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, load_config
 
@@ -70,11 +72,15 @@ def test_the_text_table_right_aligns_numbers_and_ends_with_the_totals(folded: Gr
                 assert placed == cell.rjust(widths[i]), (i, line)
             else:
                 assert placed == cell.ljust(widths[i]), (i, line)
-    # the last columns: the call's input and output shapes (token ids in, logits out)
+    # the last columns: the call's input and output shapes (token ids in, logits out), two
+    # at most and how many more
     assert lines[0].split()[-4:] == ["(1,", "8)", "(1,", "256)"]
+    layer = next(c for c in folded.modules.values() if c.path == "layers.0")
+    (line,) = (line for line in lines if line.strip().startswith("layers.0 "))
+    assert len(layer.inputs) > 2 and f" +{len(layer.inputs) - 2}  " in line
     root = folded.modules[folded.root].stats
     totals = next(line for line in lines if line.startswith("Totals: "))
-    assert totals.startswith(f"Totals: {root.params:,} parameters, "
+    assert totals.endswith(".") and totals.startswith(f"Totals: {root.params:,} parameters, "
                              f"{root.activated_params:,} activated per token, "
                              f"{root.flops:,} FLOPs per forward pass")
     assert header.split()[:2] == ["module", "class"] and MEASURED_COLUMN not in header
@@ -90,3 +96,26 @@ def test_a_measured_trace_adds_each_call_s_time() -> None:
     assert all(row.measured and row.measured != "\u2013" for row in rows)
     assert all(row.cells()[-1] == row.measured for row in rows)
     assert MEASURED_COLUMN in summary_table(measured).splitlines()[0]
+
+
+def test_a_run_of_two_members_shows_their_flops_per_member() -> None:
+    model = Transformer(load_config("tiny", n_layers=3), RuntimeOptions(device="meta"))
+    graph = trace(model, torch.zeros(1, 8, dtype=torch.int64, device="meta"))
+    (run,) = (r for r in summary_rows(graph) if r.cls == "Block \u00d72")
+    (member,) = {s.flops for s in graph.modules[run.call].repeat.member_stats}
+    assert run.per_member == format_count(member)
+
+
+def test_totals_are_the_tracer_s_or_else_the_root_s() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8))
+    meta = graph.meta["totals"]
+    assert totals(graph) == Totals(meta["params"], meta["activated_params"], meta["flops"],
+                                   meta["block_scale_params"],
+                                   meta["activated_block_scale_params"], meta["weight_bytes"],
+                                   meta["activation_bytes"], meta["workspace_bytes"])
+    del graph.meta["totals"]  # a graph without the tracer's totals: the root's, no scales
+    root = graph.modules[graph.root].stats
+    assert totals(graph) == Totals(root.params, root.activated_params, root.flops, 0, 0,
+                                   root.weight_bytes, root.activation_bytes,
+                                   root.workspace_bytes)
+    assert totals(graph).note() == ""
