@@ -103,8 +103,11 @@ def test_class_starts_by_qualified_name_the_first_definition_winning() -> None:
             "    class C:\n"
             "        pass\n"
             "class A:\n"
-            "    pass\n")
-    assert _class_starts(text) == {"A": 0, "A.B": 1, "f.<locals>.C": 4}
+            "    pass\n"
+            "if True:\n"
+            "    class D:\n"
+            "        pass\n")
+    assert _class_starts(text) == {"A": 0, "A.B": 1, "f.<locals>.C": 4, "D": 10}
 
 
 def test_a_class_without_its_definition_in_its_file_has_no_span() -> None:
