@@ -124,3 +124,16 @@ def test_parameters_drawn_as_nodes_give_the_same_expert_load(model: str) -> None
         return graph.meta["experts"], graph.meta["totals"]["activated_params"]
 
     assert traced("nodes") == traced("attach")
+
+
+def test_a_slice_used_with_a_scalar_or_with_another_slice_counts_one_row() -> None:
+    class Slices(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(EXPERTS, 4, 4, device="meta"))
+
+        def forward(self, scale: torch.Tensor) -> torch.Tensor:
+            return (scale * self.weight[1]).sum() + (self.weight[0] @ self.weight[2]).sum()
+
+    graph = trace(Slices(), torch.empty((), device="meta"), fold=False)
+    assert graph.meta["experts"][""]["tokens"] == [1, 1, 1]
