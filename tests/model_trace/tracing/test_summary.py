@@ -119,3 +119,19 @@ def test_totals_are_the_tracer_s_or_else_the_root_s() -> None:
                                    root.weight_bytes, root.activation_bytes,
                                    root.workspace_bytes)
     assert totals(graph).note() == ""
+
+
+def test_fp8_totals_are_the_bf16_model_s_plus_the_block_scales_they_leave_out() -> None:
+    """An fp8 model has the bf16 model's weights and, beside them, float32 block scales: the
+    totals count the weights alone, and the note names the scales and how many are read."""
+    tokens = torch.zeros(1, 8, dtype=torch.int64, device="meta")
+    bf16, fp8 = (totals(trace(Transformer(load_config("tiny", n_layers=2, dtype=dtype),
+                                          RuntimeOptions(device="meta")), tokens))
+                 for dtype in ("bf16", "fp8"))
+    assert bf16.scales == bf16.activated_scales == 0
+    assert 0 < fp8.activated_scales < fp8.scales
+    assert fp8.params - fp8.scales == bf16.params
+    assert fp8.activated - fp8.activated_scales == bf16.activated
+    assert dict(fp8.parts())[f"{bf16.activated:,}"] == "activated per token"
+    assert f"{fp8.scales:,} float32 fp8 block scales, {fp8.activated_scales:,} of them" \
+        in fp8.note()
