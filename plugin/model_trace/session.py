@@ -28,7 +28,7 @@ from model_trace.cache import (
     cache_key,
     trace_key,
 )
-from model_trace.dataviews import CAPTURE_VIEWS, check_view_fields
+from model_trace.dataviews import check_view_fields
 from model_trace.errors import ModelTraceError
 from model_trace.loader import (
     DEFAULT_ALLOWED_ROOTS,
@@ -237,10 +237,9 @@ class TraceSession:
 
     def shared(self, spec: FenceSpec) -> tuple[SharedTraces, ...]:
         """Where the spec's traces are shared with other sites: its own, or one per variant of
-        a comparison; none for a data view or a real run (their values are not shared) or
-        without a shared folder."""
-        if (self.settings.shared_dir is None or spec.view in CAPTURE_VIEWS
-                or spec.execute is not None):
+        a comparison; none without a shared folder. (A data view or a real run never uses
+        its place: ``run_fences`` and ``shared_or_traced`` decide what is shared.)"""
+        if self.settings.shared_dir is None:
             return ()
         if spec.compare is None:
             traced = [spec]

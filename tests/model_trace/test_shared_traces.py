@@ -90,6 +90,15 @@ def test_an_edited_model_or_a_site_that_keeps_its_traces_traces_again(
     assert len(list(own_shared_traces.glob("*.json"))) == 2
 
 
+def test_a_real_run_is_never_shared(tmp_path: Path, tiny_models,
+                                   own_shared_traces: Path) -> None:
+    measured = {"index.md": FENCE.format(caption="Run").replace("```\n", "execute: cpu\n```\n")}
+    for site in ("a", "b"):
+        assert "measured" in _site(tmp_path / site, "", pages=measured)
+    assert tiny_models.builds() == ["Tiny 8", "Tiny 8"]  # each site measured its own run
+    assert list(own_shared_traces.glob("*.json")) == []
+
+
 def test_a_damaged_shared_trace_is_traced_again(tmp_path: Path, tiny_models,
                                                 own_shared_traces: Path) -> None:
     _site(tmp_path / "a", "One")
