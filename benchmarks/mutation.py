@@ -54,6 +54,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import sys
@@ -1182,7 +1183,8 @@ def _summary_line(r: ModuleResult) -> str:
             f"{r.equivalent:>6} {r.score:>6.0%} {r.seconds:>6.0f}s")
 
 
-def report(results: list[ModuleResult], seconds: float, goal: float) -> str:
+def report(results: list[ModuleResult], seconds: float, goal: float,
+           cpu_seconds: float | None = None) -> str:
     lines = [f"{'module':<24} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
              f"{'uncovered':>9} {'equiv.':>6} {'score':>6} {'time':>7}"]
     lines += [_summary_line(r) for r in results]
@@ -1191,6 +1193,10 @@ def report(results: list[ModuleResult], seconds: float, goal: float) -> str:
     lines.append(f"{'all':<24} {sum(len(r.outcomes) for r in results):>7} "
                  f"{'':>6} {'':>7} {'':>8} {'':>9} {'':>6} "
                  f"{(killed / scored if scored else 1):>6.0%} {seconds:>6.0f}s")
+    if cpu_seconds is not None:
+        lines.append(f"CPU time of the run and its children: {cpu_seconds:.0f} s "
+                     f"({cpu_seconds / max(seconds, 1e-9):.2f} cores busy on average; wall "
+                     f"{seconds:.0f} s, load average {os.getloadavg()[0]:.1f} at the end)")
     below = [r.name for r in results if r.score < goal]
     lines.append(f"goal {goal:.0%} per module: " + ("met" if not below
                                                     else "missed by " + ", ".join(below)))
@@ -1206,6 +1212,14 @@ def report(results: list[ModuleResult], seconds: float, goal: float) -> str:
                          f"{o.mutant.operator}: {o.mutant.change}{why}\n"
                          f"    {o.mutant.name}")
     return "\n".join(lines)
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its children that have ended: the work a
+    run needs, which, unlike its wall time, does not grow with other jobs on the machine."""
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                    resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -1291,7 +1305,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"logs kept in {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-        print(report(results, time.monotonic() - started, args.goal), flush=True)
+        print(report(results, time.monotonic() - started, args.goal, _cpu_seconds()),
+              flush=True)
     return 0
 
 
