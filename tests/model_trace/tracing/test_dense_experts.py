@@ -134,3 +134,37 @@ def test_a_layer_s_experts_are_matched_to_the_router_in_that_layer_only() -> Non
     dense = graph.meta["dense_experts"]
     assert sorted(dense) == ["0.experts", "1.experts"]
     assert all(entry["chosen"] == 1 and entry["count"] == EXPERTS for entry in dense.values())
+
+
+
+class SliceAndWhole(DenseMoe):
+    """Ops that use ``down`` whole beside another stacked parameter: one reads expert 0's
+    slice of ``up`` too, one a stack of a single slice (``mix``, which no router chose
+    from). Only ``down`` is a stack of experts run densely beside a router that chose one."""
+
+    def __init__(self) -> None:
+        super().__init__(chosen=1)
+        self.mix = nn.Parameter(torch.randn(1, WIDTH, HIDDEN))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.topk(self.router(x), self.chosen, dim=1)
+        paired = torch.matmul(self.experts.up[0], self.experts.down)  # [E, WIDTH, WIDTH]
+        mixed = torch.matmul(self.mix, self.experts.down)
+        return x @ (paired + mixed).sum(dim=0)
+
+
+def test_every_stack_an_op_used_whole_is_matched_to_a_router_whatever_else_it_used() -> None:
+    graph = _traced(SliceAndWhole())
+    paired, mixed = (n for n in graph.nodes.values() if n.selections)
+    assert [(s.param, s.whole) for s in paired.selections] == [
+        ("experts.up", False), ("experts.down", True)]
+    assert [(s.param, s.whole) for s in mixed.selections] == [
+        ("mix", True), ("experts.down", True)]
+    assert graph.meta["dense_experts"] == {"experts": {
+        "cls": "Module", "count": EXPERTS, "chosen": 1, "stacked": ["down"],
+        "params": EXPERTS * HIDDEN * WIDTH, "flops": paired.stats.flops + mixed.stats.flops}}
+    assert [s.chosen for n in (paired, mixed) for s in n.selections] == [0, 1, 0, 1]
+    marked = [node_caveats(n) for n in graph.nodes.values() if node_caveats(n)]
+    assert marked == 2 * [[
+        "every expert for every row: experts.down holds 4 experts, the router chose 1 per "
+        "token, and this op ran all of them"]]
