@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -11,7 +13,8 @@ from torch import nn
 
 from model_trace.errors import SpecError, TraceError
 from model_trace.graph import Graph
-from model_trace.tracing.backward import trace_backward
+from model_trace.tracing.backward import _GradFns, trace_backward
+from model_trace.tracing.builder import REF_ATTRIBUTE
 
 
 class TwoLayers(nn.Module):
@@ -224,3 +227,62 @@ def test_a_backward_op_without_a_formula_is_named_on_its_node_and_in_the_graph()
     assert graph.meta["flops_without_formula"] == {"aten::_cdist_backward": 1}
     assert [(n.name, n.uncounted_flops) for n in graph.nodes.values() if n.uncounted_flops] == [
         ("CdistBackward0", ["aten::_cdist_backward"])]
+
+
+def test_an_op_that_returns_a_parameter_unchanged_still_places_its_new_output() -> None:
+    """``atleast_2d(table, x)`` hands the 2-D parameter back as it is (no recorded id) beside
+    a new view of ``x``: the view's backward sits in the module whose op made it, and the
+    tensor it keeps is named after that op."""
+
+    class Lift(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(2, 16))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            table, row = torch.atleast_2d(self.table, x)
+            assert table is self.table
+            return table, row
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lift = Lift()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            table, row = self.lift(x)
+            return table * row
+
+    graph = trace_backward(Model(), torch.randn(16, requires_grad=True), fold=False)
+    placed = sorted((n.name, graph.modules[n.parent].path) for n in graph.nodes.values())
+    assert placed == [("MulBackward0", ""), ("SumBackward0", ""),
+                      ("UnsqueezeBackward0", "lift"), ("grad input", "lift"),
+                      ("grad table", "lift"), ("loss", ""), ("saved atleast_2d", ""),
+                      ("saved table", "")]
+
+
+class _Canary:
+    """Hangs on an autograd node (its ``metadata``): alive exactly as long as the node."""
+
+
+def test_the_watcher_keeps_what_it_noted_alive_so_each_id_names_one_object() -> None:
+    """The watcher's maps are keyed by ``id()``: a tensor or autograd node freed after it
+    was noted would leave its id to the next object made at its address (a weight's
+    transpose that ``F.linear`` saves, drawn as "saved mul"), so it keeps them all, also
+    a view's node that autograd replaces after its base changed in place."""
+    watcher = _GradFns()
+    base = torch.ones(2, 3, requires_grad=True) * 1
+    view = base[0]
+    setattr(view, REF_ATTRIBUTE, (object(), "t7"))
+    canary = _Canary()
+    view.grad_fn.metadata["canary"] = canary
+    node_alive, tensor_alive = weakref.ref(canary), weakref.ref(view)
+    del canary
+    watcher.note((torch.ones(3), [view]))  # a tensor without a recorded id comes first
+    assert watcher.objects == {id(view): "t7"}
+    assert watcher.made_by == {(id(view.grad_fn), 0): "t7"}
+    base.add_(1)
+    assert view.grad_fn.name() == "AsStridedBackward0"  # the noted node is let go of
+    del view, base
+    gc.collect()
+    assert tensor_alive() is not None and node_alive() is not None
