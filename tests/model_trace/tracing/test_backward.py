@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from model_trace.caveats import build_notes
 from model_trace.errors import SpecError, TraceError
 from model_trace.graph import Graph
 from model_trace.tracing.backward import _GradFns, trace_backward
@@ -286,3 +287,31 @@ def test_the_watcher_keeps_what_it_noted_alive_so_each_id_names_one_object() -> 
     del view, base
     gc.collect()
     assert tensor_alive() is not None and node_alive() is not None
+
+
+def test_a_backward_that_fails_leaves_its_flops_uncounted_and_says_why() -> None:
+    class NoGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            raise NotImplementedError("no gradient for this function")
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return NoGradient.apply(self.fc(x))
+
+    graph = trace_backward(Model(), torch.randn(3, 4), fold=False)
+    assert graph.meta["flops_without_formula"] == {"backward (NotImplementedError)": 1}
+    assert build_notes(graph) == ["FLOPs are a lower bound: ops without a FLOP formula are not "
+                                  "counted (backward (NotImplementedError) ×1)."]
+    names = {n.name for n in graph.nodes.values()}
+    assert {"NoGradientBackward", "AddmmBackward0"} <= names  # drawn all the same
+    # the run stopped in the first node: nothing after it ran, so nothing was counted
+    assert graph.meta["totals"]["flops"] == 0
