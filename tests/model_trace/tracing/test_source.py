@@ -6,6 +6,7 @@ import functools
 import inspect
 import os
 import sys
+import types
 
 import pytest
 import torch
@@ -115,6 +116,21 @@ def test_a_class_without_its_definition_in_its_file_has_no_span() -> None:
     with pytest.raises(OSError, match="no definition of Nowhere"):
         source._class_source(fake)
     assert SourceIndex().class_span(fake) is None
+
+
+def test_a_class_whose_module_file_is_gone_has_no_span(tmp_path, monkeypatch) -> None:
+    """A module loaded from a file since deleted, with no loader to ask for its text: no
+    file is read or parsed for its classes."""
+    module = types.ModuleType("model_trace_gone")
+    module.__file__ = str(tmp_path / "gone.py")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    gone = type("Gone", (), {"__module__": module.__name__})
+    assert inspect.getsourcefile(gone) is None
+    parsed_before = dict(source._CLASS_STARTS)
+    with pytest.raises(OSError, match="no source file for Gone"):
+        source._class_source(gone)
+    assert SourceIndex().class_span(gone) is None
+    assert parsed_before == source._CLASS_STARTS  # nothing parsed, no entry for no file
 
 
 def test_a_call_from_inside_torch_points_at_the_model_line_that_called_torch() -> None:
