@@ -169,6 +169,19 @@ def test_integer_ops_without_a_cpu_kernel_for_their_dtype_run_widened() -> None:
     assert graph.meta["assumptions"] == []  # computed, not assumed
 
 
+def test_a_widened_op_that_fails_for_another_reason_names_that_reason() -> None:
+    """``uint16 // 0``: the CPU lacks the uint16 kernel, and on int64 the division by zero
+    is the model's own error, reported as it is (not retried, not hidden)."""
+
+    def divide(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        experts.to(torch.uint16) // torch.zeros(len(experts), dtype=torch.uint16)
+        return x * 2
+
+    with pytest.raises(TraceError,
+                       match=r"at op 'floordiv' at .*`: RuntimeError: ZeroDivisionError$"):
+        trace(divide, torch.empty(6, 8, device="meta"), torch.tensor([0, 2, 2, 3, 1, 2]))
+
+
 def test_an_op_with_no_kernel_at_all_is_assumed_and_marked() -> None:
     library = torch.library.Library("model_trace_nokernel", "DEF")
     library.define("bucket(Tensor x) -> Tensor")
