@@ -214,6 +214,8 @@ EQUIVALENT: dict[str, str] = {
     "execution:_OpTimer.__init__:drop:super().__init__() -> pass#0":
         "TorchFunctionMode.__init__ does nothing (its body is pass); the call is kept for a "
         "torch that gives it work",
+    "execution:_Meter.exit:swap:_higher(parent[3], peak) -> _higher(peak, parent[3])#0":
+        "_higher is symmetric: the larger of two readings, None if either is None",
     "route_rule:ForcedRouting.run:boolean:info.role == \"routing\" and tensors -> "
     "info.role == \"routing\" or tensors#0":
         "route() changes only ops it names, and every name it handles has the routing role; "

@@ -102,8 +102,9 @@ def _module_text(tree: ViewTree, module: ModuleCall) -> ItemText:
         rows.append(("config", module.extra_repr))
     rows += _stat_rows(module.stats)
     if module.measured is not None:
-        rows.append(("measured", f"{format_seconds(module.measured.wall_time_s)}, peak "
-                                 f"{format_bytes(module.measured.peak_memory_bytes)}"))
+        peak = module.measured.peak_memory_bytes
+        rows.append(("measured", f"{format_seconds(module.measured.wall_time_s)}, " + (
+            f"peak {format_bytes(peak)}" if peak is not None else "peak memory not measured")))
     if module.source is not None:
         rows.append(("source", f"{module.source.file}:{module.source.start}"
                                f"\u2013{module.source.end}"))

@@ -218,9 +218,10 @@ class Measured:
     wall_time_s: float
     """Seconds from the call's start to its end (CUDA synchronised at both), to the
     microsecond (an op's to a tenth of one)."""
-    peak_memory_bytes: int
+    peak_memory_bytes: int | None
     """Peak memory above the call's start: the CUDA allocator's, or on the CPU the resident
-    set size sampled at module boundaries."""
+    set size sampled at module boundaries; None where it was not measured (no resident set
+    size to read on this system, or a traced function: no module boundary to sample at)."""
 
 
 @dataclass(slots=True)

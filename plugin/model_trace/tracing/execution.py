@@ -12,7 +12,9 @@ call they ran in, their name and how many ops of that name ran before in that ca
 
 Peak memory: on CUDA, the allocator's peak above the allocation at the call's start (nested
 calls keep their parents' peaks right); on the CPU, the resident set size sampled at module
-boundaries, above its value at the call's start (a coarse figure).
+boundaries, above its value at the call's start (a coarse figure). Where the system has no
+resident set size to read (no ``/proc``: macOS, Windows), and for a traced function (no module
+boundary to sample at), peak memory is None: not measured, never shown as 0.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class _Meter:
         self.index = ModelIndex(root)  # names a module as the trace does (a module at two
         # paths by the first)
         self.calls: dict[str, int] = {}
-        self.stack: list[tuple[Key, float, int, int]] = []  # key, start, base memory, peak
+        self.stack: list[tuple[Key, float, int | None, int | None]] = []  # key, start, base
+        # memory, peak (None where the system gives no reading)
         self.results: dict[Key, Measured] = {}
         self.ops: dict[OpKey, Measured] = {}
         self.op_counts: dict[tuple[Key, str], int] = {}
@@ -56,18 +59,18 @@ class _Meter:
         self.op_counts[(key, name)] = index + 1
         self.ops[(*key, name, index)] = Measured(round(seconds, 7), new_bytes)
 
-    def _memory(self) -> int:
+    def _memory(self) -> int | None:
         if self.cuda:
             return torch.cuda.memory_allocated()
         return _resident_bytes()
 
-    def _peak(self) -> int:
+    def _peak(self) -> int | None:
         return torch.cuda.max_memory_allocated() if self.cuda else _resident_bytes()
 
     def _lift_parent_peak(self) -> None:
         if self.stack:
             key, start, base, peak = self.stack[-1]
-            self.stack[-1] = (key, start, base, max(peak, self._peak()))
+            self.stack[-1] = (key, start, base, _higher(peak, self._peak()))
 
     def enter(self, module: torch.nn.Module, _args: Any) -> None:
         path = self.index.path_of(module)
@@ -75,12 +78,11 @@ class _Meter:
             path = type(module).__name__
         index = self.calls.get(path, 0)
         self.calls[path] = index + 1
-        if self.cuda:
+        if self.cuda:  # the parent's peak so far, before the allocator's is reset (on the
+            # CPU the child's first sample, its base, reaches the parent when it exits)
             torch.cuda.synchronize()
             self._lift_parent_peak()
             torch.cuda.reset_peak_memory_stats()
-        else:
-            self._lift_parent_peak()
         memory = self._memory()
         self.stack.append(((path, index), time.perf_counter(), memory, memory))
 
@@ -90,14 +92,20 @@ class _Meter:
         if self.cuda:
             torch.cuda.synchronize()
         key, start, base, peak = self.stack.pop()
-        peak = max(peak, self._peak())
-        self.results[key] = Measured(wall_time_s=round(time.perf_counter() - start, 6),
-                                     peak_memory_bytes=max(peak - base, 0))
+        peak = _higher(peak, self._peak())
+        self.results[key] = Measured(
+            wall_time_s=round(time.perf_counter() - start, 6),
+            peak_memory_bytes=None if peak is None or base is None else max(peak - base, 0))
         if self.stack:  # the parent's peak includes this call's
             parent = self.stack[-1]
-            self.stack[-1] = (parent[0], parent[1], parent[2], max(parent[3], peak))
+            self.stack[-1] = (parent[0], parent[1], parent[2], _higher(parent[3], peak))
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
+
+
+def _higher(peak: int | None, sample: int | None) -> int | None:
+    """The higher of two memory readings; None if either is missing (no reading at all)."""
+    return None if peak is None or sample is None else max(peak, sample)
 
 
 class _OpTimer(TorchFunctionMode):
@@ -124,12 +132,14 @@ class _OpTimer(TorchFunctionMode):
         return result
 
 
-def _resident_bytes() -> int:
+def _resident_bytes() -> int | None:
+    """The process's resident set size; None where the system has no ``/proc/self/statm``
+    (macOS, Windows): peak memory is then reported as not measured, never as 0."""
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
             return int(statm.read().split()[1]) * mmap.PAGESIZE  # 4 KiB, or 16 or 64 on ARM
     except OSError:
-        return 0
+        return None
 
 
 class Measurements:
@@ -168,7 +178,7 @@ def measure(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], device: s
         pre.remove()
         post.remove()
     if root is None:
-        meter.results[("", 0)] = Measured(round(total, 6), 0)
+        meter.results[("", 0)] = Measured(round(total, 6), None)
     return Measurements(meter.results, meter.ops, round(total, 6)), args, kwargs
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
+from typing import Any
 
 import pytest
 import torch
 
+import model_trace.tracing.execution as execution
+from model_trace.details import item_text
 from model_trace.tracing import trace
 from model_trace.tracing.execution import Measurements, attach_measurements, machine_name
+from model_trace.view_tree import ViewTree
 
 from .models import TwoLayer
 
@@ -129,7 +134,7 @@ def test_a_traced_function_is_measured_as_one_call() -> None:
     graph = trace(double, torch.randn(2, 8), execute="cpu")
     root = graph.modules[graph.root]
     assert root.measured.wall_time_s == graph.meta["execution"]["total_s"] > 0
-    assert root.measured.peak_memory_bytes == 0
+    assert root.measured.peak_memory_bytes is None  # no module boundary to sample at
     assert [n.measured is not None for n in graph.nodes.values() if n.kind == "op"] == [True] * 2
 
 
@@ -203,3 +208,30 @@ def test_the_machine_is_named_by_its_processor() -> None:
     if not names:
         pytest.skip("no processor name in /proc/cpuinfo")
     assert machine_name() == f"{names[0]}, {os.cpu_count()} cores"
+
+
+def test_without_proc_peak_memory_is_not_measured_rather_than_zero(monkeypatch) -> None:
+    """macOS and Windows have no ``/proc``: times are measured, peak memory is said to be
+    not measured (not 0 B), and the machine is named by ``platform``."""
+    real_open = open
+
+    def no_proc(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(execution, "open", no_proc, raising=False)
+    graph = trace(TwoLayer(), torch.randn(3, 8), execute="cpu", fold=False)
+    calls = [c for c in graph.modules.values() if c.kind == "module" and c.called]
+    assert len(calls) == 3
+    assert all(c.measured.peak_memory_bytes is None and c.measured.wall_time_s > 0
+               for c in calls)
+    assert graph.meta["execution"]["machine"].endswith(f", {os.cpu_count()} cores")
+    rows = dict(item_text(ViewTree.from_graph(graph), graph.root).rows)
+    assert rows["measured"].endswith(", peak memory not measured")
+    monkeypatch.undo()  # with /proc: every call's peak is a number of bytes
+    graph = trace(TwoLayer(), torch.randn(3, 8), execute="cpu", fold=False)
+    assert all(c.measured.peak_memory_bytes >= 0 for c in graph.modules.values()
+               if c.kind == "module" and c.called)
+    rows = dict(item_text(ViewTree.from_graph(graph), graph.root).rows)
+    assert re.fullmatch(r".+, peak [\d.]+ [kMG]?B", rows["measured"])
