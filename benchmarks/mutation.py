@@ -81,7 +81,7 @@ class Target:
     tests: tuple[str, ...]
     """Test files or folders, relative to the repository root; globs allowed."""
     sample: int | None = None
-    """Mutants chosen by default, where not ``DEFAULT_SAMPLE``."""
+    """Mutants chosen by default, where not ``DEFAULT_SAMPLE`` (0: all of them)."""
 
     @property
     def javascript(self) -> bool:
@@ -112,6 +112,13 @@ TARGETS: dict[str, Target] = {
        for name in ("flops", "meta_cache", "stacked", "selections", "sharing", "widening",
                     "summary", "source", "arguments", "model_index", "backward",
                     "known_values", "assumptions")},
+    "api": Target("tracing/api.py", ("tests/model_trace/tracing",), sample=60),
+    "op_runner": Target("tracing/op_runner.py", ("tests/model_trace/tracing",), sample=60),
+    "op_info": Target("tracing/op_info.py", ("tests/model_trace/tracing",), sample=60),
+    **{name: Target(f"tracing/{name}.py", ("tests/model_trace/tracing",), sample=30)
+       for name in ("options", "structures")},
+    **{name: Target(f"tracing/{name}.py", ("tests/model_trace/tracing",), sample=0)
+       for name in ("threads", "distributed")},
     "view_tree": Target("view_tree.py", ("tests/model_trace/test_view_tree*.py",
                                          "tests/model_trace/test_layout.py",
                                          "tests/model_trace/test_render.py")),
@@ -1262,7 +1269,8 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8")
         target = TARGETS[name]
         mutants = (find_js_mutants if target.javascript else find_mutants)(name, source)
-        limit = target.sample or DEFAULT_SAMPLE if args.sample is None else args.sample
+        limit = (DEFAULT_SAMPLE if target.sample is None else target.sample) \
+            if args.sample is None else args.sample
         chosen[name] = (sample(mutants, limit or None, args.seed), len(mutants))
     if args.list:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head

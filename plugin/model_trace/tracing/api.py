@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from model_trace.errors import TraceError
-from model_trace.graph import Graph
+from model_trace.graph import Graph, SourceLocation
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.execution import attach_measurements, measure
 from model_trace.tracing.folding import collector_paused, fold_repeats, surviving_stubs
@@ -101,11 +101,11 @@ def _trace(model: torch.nn.Module | Callable[..., Any], args: tuple[Any, ...],
             result = model(*args, **kwargs)
     except Exception as error:
         message = _failure_message(recorder, error)
-        partial = _finish(recorder, model, options, values, on_meta, fold=False)
+        partial = _finish(recorder, model, options, values, on_meta, complete=False)
         recorder.release(())
         raise TraceError(message, graph=partial) from error
     recorder.record_outputs(result)
-    graph = _finish(recorder, model, options, values, on_meta, fold=options.fold,
+    graph = _finish(recorder, model, options, values, on_meta, complete=True,
                     measurements=measurements)
     recorder.release((args, kwargs, result))
     return graph
@@ -175,7 +175,13 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
     call, op, source = failure.call, failure.op, failure.source
     where = (call.path or "<root>") if call is not None else "<root>"
     cls = f" ({call.cls})" if call is not None else ""
-    at = f" at {source.file}:{source.line} `{source.code}`" if source is not None else ""
+    if recorder.failed:
+        at = f" at op '{op}'"
+    else:  # raised by Python code between ops (the model's own check, a bad key...)
+        at = f" after op '{op}'" if op != "?" else " before its first op"
+        source = _raised_at(recorder, error)
+    if source is not None:
+        at += f" at {source.file}:{source.line} `{source.code}`"
     hint = ""
     if "meta tensor" in str(error):
         hint = ("; on the meta device float tensors have shapes but no values, so code that "
@@ -189,14 +195,26 @@ def _failure_message(recorder: Recorder, error: Exception) -> str:
                  "give real ones, e.g. integer inputs (token ids, image sizes) as CPU tensors "
                  "rather than on the meta device (in a fence, an `inputs:` factory that "
                  "returns them)")
-    return (f"forward failed in module '{where}'{cls} at op '{op}'{at}: "
+    return (f"forward failed in module '{where}'{cls}{at}: "
             f"{type(error).__name__}: {error}{hint}")
 
 
+def _raised_at(recorder: Recorder, error: Exception) -> SourceLocation | None:
+    """The line of model code where ``error`` was raised (or the innermost one it passed)."""
+    frames = error.__traceback__
+    while frames is not None and frames.tb_next is not None:
+        frames = frames.tb_next
+    return recorder.sources.call_site(frames.tb_frame) if frames is not None else None
+
+
 def _finish(recorder: Recorder, model: Any, options: TraceOptions,
-            values: ConcreteValues | ForcedRouting | None, on_meta: bool, fold: bool,
+            values: ConcreteValues | ForcedRouting | None, on_meta: bool, complete: bool,
             measurements: Any = None) -> Graph:
+    """The graph of what was recorded; ``complete``: the forward returned (a partial graph
+    is neither folded nor given the modules it never reached, which were not "never
+    called")."""
     builder = recorder.builder
+    fold = complete and options.fold
     graph = builder.graph()
     replayed = _replayed_calls(recorder, graph, options, fold)
     graph.meta = _meta(graph, model, options, values, on_meta)
@@ -204,7 +222,7 @@ def _finish(recorder: Recorder, model: Any, options: TraceOptions,
     graph.meta["flops_without_formula"] = dict(sorted(recorder.uncounted.items()))
     root_module = model if isinstance(model, torch.nn.Module) else None
     call_modules = builder.call_modules
-    if fold or measurements is not None or not recorder.failed:
+    if complete:
         add_uncalled_modules(graph, call_modules, root_module, recorder.sources,
                              frozenset(recorder.opaque_paths), builder.index, replayed)
     state = frozenset(filter(None, map(builder.ref, builder.index.buffers()))) \

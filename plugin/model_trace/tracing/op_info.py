@@ -88,6 +88,14 @@ class OpInfos(dict[Any, OpInfo]):
         return info
 
 
+_IN_PLACE_OPERATORS = frozenset(
+    f"__i{op}__" for op in ("add", "sub", "mul", "matmul", "truediv", "div", "floordiv", "mod",
+                            "pow", "lshift", "rshift", "and", "or", "xor"))
+"""The methods behind augmented assignments (``x += y``: ``__iadd__``), which write into
+their first argument; a prefix test would also take ``__invert__`` (``~x``), ``__index__``,
+``__int__`` and ``__iter__`` for them."""
+
+
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     """The short name of an op (``linear``, ``add_`` for ``__iadd__``) and whether it is a
     property getter (``x.T``)."""
@@ -100,9 +108,7 @@ def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     if parts[-1] == "__get__" and len(parts) > 1:
         return parts[-2], True
     short = parts[-1]
-    if short.startswith("__i") and short.endswith("__") and short not in ("__index__",
-                                                                         "__int__",
-                                                                         "__iter__"):
+    if short in _IN_PLACE_OPERATORS:
         return short[3:-2] + "_", False
     if (short.startswith("__") and short.endswith("__")
             and facts_of(short).role != "query"):

@@ -17,6 +17,8 @@ def map_structure(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     dataclasses (iteratively: no recursion limit)."""
     if isinstance(value, torch.Tensor):
         return fn(value)
+    if not _is_container(value):
+        return value  # a number, a string, None: nothing to map
     # each entry: (container, items to rebuild from); rebuilt bottom-up
     built: dict[int, Any] = {}
     order: list[Any] = []

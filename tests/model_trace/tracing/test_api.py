@@ -3,6 +3,7 @@ fails, and that it leaves torch as it found it."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from dataclasses import dataclass
 from typing import Any
@@ -261,3 +262,179 @@ def test_bad_options_are_refused_before_tracing() -> None:
     with pytest.raises(ValueError, match="unknown routing policy 'fastest'; use one of "
                        "balanced, random, first"):
         trace(TwoLayer(), torch.randn(3, 8), routing="fastest")
+
+
+class Layered(torch.nn.Module):
+    """Three layers built alike and a head; ``fail`` raises after the layers: an op that
+    cannot run on meta, a Python error, or one the forward catches and goes on from."""
+
+    def __init__(self, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+        self.head = torch.nn.Linear(8, 2)
+        self.unused = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        if self.fail == "op":
+            x.sum().item()  # no value on the meta device
+        elif self.fail == "python":
+            {"mask": x}["masks"]
+        elif self.fail == "caught":
+            with contextlib.suppress(RuntimeError):
+                x.sum().item()
+        return self.head(x)
+
+
+def test_a_partial_graph_is_unfolded_and_leaves_out_what_the_forward_never_reached() -> None:
+    with torch.device("meta"):
+        model = Layered("op")
+    with pytest.raises(TraceError, match=r"at op 'item' at .*test_api\.py:") as caught:
+        trace(model, torch.empty(2, 8, device="meta"))
+    partial = caught.value.graph
+    # each layer its own call (no fold), and neither the head nor the unused layer is listed
+    # as never called: the forward stopped before it could reach them
+    assert [(m.path, m.repeat) for m in partial.walk_modules()] == [
+        ("", None), ("layers.0", None), ("layers.1", None), ("layers.2", None)]
+
+
+def test_an_error_raised_between_ops_names_the_last_op_and_the_line_that_raised_it() -> None:
+    with pytest.raises(TraceError) as caught:
+        trace(Layered("python"), torch.randn(2, 8))
+    message = str(caught.value)
+    assert message.startswith("forward failed in module '<root>' (Layered) after op "
+                              "'linear' at ")
+    assert 'test_api.py:' in message and '`{"mask": x}["masks"]`: KeyError: ' in message
+    assert [m.path for m in caught.value.graph.walk_modules()] == [
+        "", "layers.0", "layers.1", "layers.2"]
+
+    def refuses(x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("not this shape")
+
+    with pytest.raises(TraceError, match=r"^forward failed in module '<root>' \(.*refuses\) "
+                       r"before its first op at .*test_api.py:\d+ `raise ValueError"):
+        trace(refuses, torch.randn(2))
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_an_error_the_forward_catches_leaves_a_complete_graph(fold: bool) -> None:
+    """The op that raised is noted, but the forward went on: its never-called modules are
+    listed whether or not the graph is folded."""
+    with torch.device("meta"):
+        model = Layered("caught")
+    graph = trace(model, torch.empty(2, 8, device="meta"), fold=fold)
+    called = {m.path: m.called for m in graph.walk_modules()}
+    assert (called["head"], called["unused"]) == (True, False)
+    assert graph.modules[graph.root].stats.params == 3 * 72 + 18 + 72
+
+
+class Spread(torch.nn.Module):
+    """Inputs of every kind: positional, ``*extra``, keyword-only, ``**named``."""
+
+    def forward(self, x: torch.Tensor, *extra: torch.Tensor, scale: float = 1.0,
+                **named: torch.Tensor) -> torch.Tensor:
+        for other in (*extra, *named.values()):
+            x = x + other
+        return x * scale
+
+
+def _inputs(graph: Graph) -> list[str]:
+    return [n.name for n in graph.nodes.values() if n.kind == "input"]
+
+
+def test_inputs_are_named_after_the_forward_s_parameters() -> None:
+    a, b, c, d, e = (torch.randn(2) for _ in range(5))
+    graph = trace(Spread(), a, b, c, zeta=d, alpha=e, scale=2.0)
+    assert _inputs(graph) == ["x", "extra[0]", "extra[1]", "alpha", "zeta"]  # **: by name
+    # a builtin has no signature to bind: positions, then the keywords by name
+    graph = trace(torch.lerp, a, weight=torch.rand(2), end=b)
+    assert _inputs(graph) == ["input 0", "end", "weight"]
+
+
+def test_the_weights_or_any_input_on_meta_make_a_meta_trace() -> None:
+    """On meta: floats keep only shapes and integers are made concrete by the policy."""
+
+    class Table(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            with torch.device("meta"):
+                self.proj = torch.nn.Linear(4, 4)
+            self.register_buffer("scale", torch.ones(4))  # on the CPU, beside meta weights
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x)
+
+    def devices(graph: Graph) -> tuple[str, str]:
+        return graph.meta["device"], graph.meta["routing"]["policy"]
+
+    meta_weights = trace(Table(), torch.randn(2, 4))
+    assert devices(meta_weights) == ("meta", "balanced")
+    assert graph_devices(meta_weights) == {"meta", "cpu"}  # the CPU input stays as it is
+    assert devices(trace(torch.nn.ReLU(), torch.randn(2))) == ("cpu", "real")  # no weights
+    assert devices(trace(torch.relu, torch.randn(2))) == ("cpu", "real")
+    assert devices(trace(torch.relu, torch.empty(2, device="meta"))) == ("meta", "balanced")
+    assert devices(trace(torch.nn.Linear(2, 2), torch.empty(2, device="meta"))) == (
+        "meta", "balanced")
+
+
+def graph_devices(graph: Graph) -> set[str]:
+    return {t.device for t in graph.tensors.values()}
+
+
+def test_integer_inputs_on_the_cpu_keep_their_values_in_a_meta_trace() -> None:
+    """Token ids given on the CPU are used as they are; on meta they have no values, so
+    zeros stand in for them, and the trace says so."""
+
+    def first_columns(h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return h[:, :int(ids.max()) + 1]  # a width the ids' values decide
+
+    h = torch.empty(2, 8, device="meta")
+    given = trace(first_columns, h, torch.tensor([1, 4]))
+    assert given.meta["assumptions"] == []
+    assumed = trace(first_columns, h, torch.empty(2, dtype=torch.int64, device="meta"))
+    kinds = [a["kind"] for a in assumed.meta["assumptions"]]
+    assert "input" in kinds
+
+    def width(graph: Graph) -> list[int]:
+        (sink,) = [n for n in graph.nodes.values() if n.kind == "output"]
+        return graph.tensors[sink.inputs[0]].shape
+
+    assert (width(given), width(assumed)) == ([2, 5], [2, 1])
+    ids = next(n for n in given.nodes.values() if n.name == "ids")
+    assert given.tensors[ids.outputs[0]].device == "cpu"
+
+
+def test_the_graph_names_its_model_torch_and_how_it_was_traced() -> None:
+    graph = trace(TwoLayer(), torch.randn(3, 8), fold=False, trace_depth=1)
+    version = graph.meta["torch"]
+    assert torch.__version__.startswith(version) and "+" not in version
+    assert version.count(".") == 2 and version.split(".")[0].isdigit()
+    assert {k: graph.meta[k] for k in ("model", "device", "routing")} == {
+        "model": "TwoLayer", "device": "cpu", "routing": {"policy": "real"}}
+    assert graph.meta["options"]["fold"] is False and graph.meta["options"]["trace_depth"] == 1
+    assert "tensor_parallel" not in graph.meta
+
+
+def test_ops_without_a_flop_formula_are_listed_by_name() -> None:
+    """In name order, not in the order they ran: the same model lists them alike."""
+    x = torch.randn(5, 7)
+    graph = trace(lambda a: (torch.fft.fft(a).real, torch.cdist(a, a)), x)
+    assert list(graph.meta["flops_without_formula"].items()) == [
+        ("aten::_cdist_forward", 1), ("aten::_fft_r2c", 1)]
+
+
+def test_a_failure_after_assumed_values_lists_them_with_their_lines() -> None:
+    def guesses(h: torch.Tensor) -> torch.Tensor:
+        if (h > 0).any():  # a boolean of meta floats: assumed False
+            h = h * 2
+        return h / h.sum().item()
+
+    with pytest.raises(TraceError) as caught:
+        trace(guesses, torch.empty(4, device="meta"))
+    message = str(caught.value)
+    assert "; before it failed, the trace assumed values it did not have (" in message
+    assert "zeros at 'gt' (" in message and "test_api.py:" in message.split("zeros at")[1]
+    assert message.endswith("rather than on the meta device (in a fence, an `inputs:` "
+                            "factory that returns them)")

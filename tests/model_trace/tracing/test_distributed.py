@@ -42,3 +42,30 @@ def test_the_process_group_is_gone_after_an_error_and_ranks_are_checked() -> Non
     with pytest.raises(ValueError, match=r"rank=2 must be in \[0, world_size=2\)"), \
             tensor_parallel(2, 2):
         pass
+
+
+def test_rank_0_is_the_default_and_every_rank_outside_the_world_is_refused() -> None:
+    with tensor_parallel(2):
+        assert (dist.get_rank(), dist.get_world_size()) == (0, 2)
+    for rank in (-1, 2):
+        with pytest.raises(ValueError, match=rf"rank={rank} must be in \[0, world_size=2\)"), \
+                tensor_parallel(2, rank):
+            pass
+    assert not dist.is_initialized()
+
+
+def test_a_process_group_already_there_is_left_alone() -> None:
+    with tensor_parallel(4, 1):
+        with pytest.raises(RuntimeError, match="a process group is initialised already; "
+                           "tensor_parallel"), tensor_parallel(2, 0):
+            pass
+        assert (dist.get_rank(), dist.get_world_size()) == (1, 4)  # the outer one, intact
+    assert not dist.is_initialized()
+
+
+def test_a_torch_without_distributed_is_told_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dist, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"this torch build has no torch\.distributed"), \
+            tensor_parallel(2, 0):
+        pass
+    assert not dist.is_initialized()

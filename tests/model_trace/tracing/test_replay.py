@@ -22,10 +22,9 @@ def _fixed_list(config: str) -> list[int]:
     return [0, 1, 4, 5] if config == "tiny" else [4, 6, 9, 11, 40, 41, 42, 43]
 
 
-def _both_ways(build: Callable[[], torch.nn.Module], *inputs: torch.Tensor,
-               **options: object) -> tuple[str, str, int]:
-    """The folded graph's JSON with early folding off and on, and how many calls the second
-    trace replayed. A fresh model each time: a forward fills attention caches."""
+def _replayed(model: torch.nn.Module, *inputs: torch.Tensor, **options: object
+              ) -> tuple[str, int]:
+    """The graph's JSON and how many calls its trace replayed."""
     replayed = []
     original = replay.Replayer._replay
 
@@ -34,13 +33,21 @@ def _both_ways(build: Callable[[], torch.nn.Module], *inputs: torch.Tensor,
         replayed.append(result is not replay._NOT_REPLAYED)
         return result
 
-    full = trace(build(), *inputs, early_fold=False, **options).to_json(indent=1)
     replay.Replayer._replay = counting  # type: ignore[method-assign]
     try:
-        early = trace(build(), *inputs, **options).to_json(indent=1)
+        graph = trace(model, *inputs, **options).to_json(indent=1)
     finally:
         replay.Replayer._replay = original  # type: ignore[method-assign]
-    return full, early, sum(replayed)
+    return graph, sum(replayed)
+
+
+def _both_ways(build: Callable[[], torch.nn.Module], *inputs: torch.Tensor,
+               **options: object) -> tuple[str, str, int]:
+    """The folded graph's JSON with early folding off and on, and how many calls the second
+    trace replayed. A fresh model each time: a forward fills attention caches."""
+    full = trace(build(), *inputs, early_fold=False, **options).to_json(indent=1)
+    early, replayed = _replayed(build(), *inputs, **options)
+    return full, early, replayed
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -543,6 +550,25 @@ def test_a_traced_model_is_left_as_it_was(model: Callable[[], torch.nn.Module],
     for name, module in built.named_modules():
         assert "forward" not in module.__dict__, name
         assert module.__dict__.keys() == before[name].keys(), name
+
+
+@pytest.mark.parametrize(("options", "replays"), [
+    ({}, True), ({"fold": False}, False), ({"early_fold": False}, False),
+    ({"aten": True}, False), ({"trace_depth": 1}, False), ({"module_depth": 2}, False),
+    ({"parameters": "nodes"}, False), ({"observe": lambda *_: None}, False),
+    ({"device": "cpu"}, False), ({"device": "cpu", "force_routing": True}, False)])
+def test_calls_are_replayed_only_in_a_meta_trace_that_folds_and_draws_modules_as_recorded(
+        options: dict[str, object], replays: bool) -> None:
+    """A replay stands for a call's torch-level ops: not where the graph shows each call
+    (no fold), ATen ops, the ops inside torch functions or parameter nodes, where modules
+    below a depth are drawn as one op, where an observer is shown every op, nor in a real
+    run (whose values a replay could not repeat)."""
+    options = dict(options)
+    device = options.pop("device", "meta")
+    with torch.device(device):
+        model, x = Twice(), torch.randn(2, 8)
+    _, replayed = _replayed(model, x, **options)
+    assert (replayed > 0) == replays
 
 
 @pytest.mark.parametrize("model", [Twice, Recursive])

@@ -95,10 +95,11 @@ def test_shared_sources_come_in_the_order_of_their_tensors_not_of_first_use() ->
 
 
 @pytest.mark.parametrize(("calls", "linked", "shared"), [(3, 1, True), (7, 2, False),
-                                                          (5, 2, True)])
+                                                          (5, 2, True), (2, 1, False)])
 def test_only_calls_that_mostly_feed_each_other_get_sources_of_their_own(
         calls: int, linked: int, shared: bool) -> None:
-    """A stack of layers: at least half the consecutive pairs linked; branches: fewer."""
+    """A stack of layers: at least half the consecutive pairs linked; branches: fewer; and
+    at least three calls (two are drawn with one source)."""
 
     class Calls(torch.nn.Module):
         def __init__(self) -> None:
