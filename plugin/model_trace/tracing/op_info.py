@@ -105,7 +105,7 @@ def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
         return func.name().split("::")[-1].split(".")[0], False
     qualified = resolve_name(func) or getattr(func, "__name__", None) or repr(func)
     parts = qualified.split(".")
-    if parts[-1] == "__get__" and len(parts) > 1:
+    if qualified.endswith(".__get__"):  # torch.Tensor.T.__get__
         return parts[-2], True
     short = parts[-1]
     if short in _IN_PLACE_OPERATORS:

@@ -5,6 +5,7 @@ Both helpers walk iteratively, so a deeply nested structure cannot hit the recur
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +36,11 @@ def map_structure(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
 
 
 def _is_container(value: Any) -> bool:
-    return isinstance(value, tuple | list | dict) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type))
+    return isinstance(value, tuple | list | dict) or _is_dataclass_instance(value)
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _children(value: Any) -> list[Any]:
@@ -44,17 +48,23 @@ def _children(value: Any) -> list[Any]:
         return list(value.values())
     if isinstance(value, tuple | list):
         return list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if _is_dataclass_instance(value):
         return [getattr(value, f.name) for f in dataclasses.fields(value)]
     return []
 
 
 def _rebuild(value: Any, parts: list[Any]) -> Any:
     if isinstance(value, dict):
-        return type(value)(zip(value.keys(), parts, strict=True))
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*parts)
+        pairs = list(zip(value.keys(), parts, strict=True))
+        try:
+            return type(value)(pairs)
+        except TypeError:  # a defaultdict, whose first argument is its factory
+            rebuilt = copy.copy(value)
+            rebuilt.update(pairs)
+            return rebuilt
     if isinstance(value, tuple | list):
+        if hasattr(value, "_fields"):  # a named tuple
+            return type(value)(*parts)
         try:
             return type(value)(parts)
         except TypeError:
@@ -78,11 +88,11 @@ def named_tensors(value: Any, prefix: str) -> list[tuple[str, torch.Tensor]]:
             continue
         if isinstance(item, dict):
             entries = [(f"{label}[{k!r}]", v) for k, v in item.items()]
-        elif isinstance(item, tuple) and hasattr(item, "_fields"):
-            entries = [(f"{label}.{k}", v) for k, v in zip(item._fields, item, strict=False)]
         elif isinstance(item, tuple | list):
-            entries = [(f"{label}[{i}]", v) for i, v in enumerate(item)]
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            entries = ([(f"{label}.{k}", v) for k, v in zip(item._fields, item, strict=True)]
+                       if hasattr(item, "_fields")  # a named tuple
+                       else [(f"{label}[{i}]", v) for i, v in enumerate(item)])
+        elif _is_dataclass_instance(item):
             entries = [(f"{label}.{f.name}", getattr(item, f.name))
                        for f in dataclasses.fields(item)]
         else:

@@ -79,7 +79,7 @@ def test_facts_of_queries_properties_and_roles() -> None:
     assert not OpInfo.of(torch.add).indexing and not OpInfo.of(torch.Tensor.view).indexing
     assert OpInfo.of(torch.zeros).factory and OpInfo.of(torch.zeros_like).factory
     assert not OpInfo.of(torch.add).factory and not OpInfo.of(torch.Tensor.view).factory
-    assert not OpInfo.of(torch.add).view
+    assert not OpInfo.of(torch.add).view and not OpInfo.of(torch.add).in_place
     # what the meta-output cache may keep: pure ops only
     for func in (torch.Tensor.view, torch.topk, torch.zeros, torch.zeros_like,
                  torch.Tensor.to, torch.Tensor.add_, torch.Tensor.__setitem__):

@@ -182,8 +182,9 @@ def test_a_forward_failing_between_ops_names_the_last_op_it_ran() -> None:
             torch.relu(x)
             raise RuntimeError("boom")
 
-    with pytest.raises(TraceError, match=r"in module '<root>' \(Boom\) at op 'relu': "
-                                         r"RuntimeError: boom"):
+    with pytest.raises(TraceError, match=r"in module '<root>' \(Boom\) after op 'relu' at "
+                                         r".*test_recorder\.py:\d+ `raise RuntimeError\(\"boom"
+                                         r"\"\)`: RuntimeError: boom"):
         trace(Boom(), torch.randn(2))
 
 

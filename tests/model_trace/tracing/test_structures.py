@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import namedtuple
+from collections import OrderedDict, defaultdict, namedtuple
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ def _tensor(number: int) -> torch.Tensor:
 
 
 _LEAVES = st.one_of(st.integers(0, 999).map(_tensor), st.integers(-5, 5), st.none(),
-                    st.text("abc", max_size=3))
+                    st.text("abc", max_size=3), st.just(Box))  # a dataclass, not an instance
 STRUCTURES = st.recursive(_LEAVES, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
     st.dictionaries(st.text("xyz", min_size=1, max_size=2), inner, max_size=3),
@@ -112,6 +112,15 @@ def test_containers_that_cannot_be_rebuilt_alike() -> None:
     derived = Derived(x)
     assert map_structure(derived, lambda t: t + 1) is derived  # left as it is
     assert named_tensors(derived, "d") == [("d.value", x)]
+
+
+def test_dictionaries_keep_their_type_and_a_defaultdict_its_factory() -> None:
+    x = torch.ones(1)
+    ordered = map_structure(OrderedDict(b=x, a=1), lambda t: t + 1)
+    assert type(ordered) is OrderedDict and list(ordered) == ["b", "a"]
+    counts = map_structure(defaultdict(list, {"x": x}), lambda t: t + 1)
+    assert type(counts) is defaultdict and counts.default_factory is list
+    assert counts["x"].tolist() == [2.0] and counts["missing"] == []
 
 
 def test_a_container_met_twice_is_rebuilt_once() -> None:
