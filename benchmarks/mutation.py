@@ -363,6 +363,16 @@ EQUIVALENT: dict[str, str] = {
         "key 0 is never a weight's: view_tree._flows lists a graph's edges before the weights "
         "read from outside, and a graph that reads a weight has an edge (into its output), so "
         "keys[0] >= 1 and >= 0 tell the same edges dashed",
+    "op_runner:OpRunner.__init__:constant:0 -> (1)#0":
+        "run() sets flops to 0 before it runs an op, and nothing reads them before a run",
+    "op_runner:AtenRecording.__init__:drop:super().__init__() -> pass#0":
+        "TorchDispatchMode sets up its state lazily on __enter__ when __init__ was not called",
+    "structures:_rebuild:constant:True -> False#0":
+        "zip's strict check: the parts are made from the dictionary's values, one for one",
+    "structures:_rebuild:constant:True -> False#1":
+        "zip's strict check: the parts are made from the dataclass's fields, one for one",
+    "structures:named_tensors:constant:True -> False#0":
+        "zip's strict check: a named tuple has one item per field",
     "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
     "not (e := _extra(t, _KNOWN_TENSOR))#0":
         "Tensor has no field the encoder does not know, so every tensor's extra is empty: "

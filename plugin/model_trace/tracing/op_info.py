@@ -89,11 +89,12 @@ class OpInfos(dict[Any, OpInfo]):
 
 
 _IN_PLACE_OPERATORS = frozenset(
-    f"__i{op}__" for op in ("add", "sub", "mul", "matmul", "truediv", "div", "floordiv", "mod",
-                            "pow", "lshift", "rshift", "and", "or", "xor"))
-"""The methods behind augmented assignments (``x += y``: ``__iadd__``), which write into
-their first argument; a prefix test would also take ``__invert__`` (``~x``), ``__index__``,
-``__int__`` and ``__iter__`` for them."""
+    f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "lshift",
+                            "rshift", "and", "or", "xor"))
+"""The tensor methods behind augmented assignments (``x |= y``: ``__ior__``), which write
+into their first argument; a prefix test would also take ``__invert__`` (``~x``),
+``__index__``, ``__int__`` and ``__iter__`` for them. (torch names ``__idiv__`` as
+``__itruediv__``, and a tensor has no ``__imatmul__``: ``x @= y`` is ``x = x @ y``.)"""
 
 
 def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
