@@ -17,6 +17,7 @@ from model_trace.spec import (
     FIELDS,
     OVERLAYS,
     FenceSpec,
+    check_field,
     field_table,
     parse_spec,
     spec_from_mapping,
@@ -465,3 +466,52 @@ def test_each_variant_of_a_comparison_is_checked_as_a_fence_field() -> None:
     assert "cannot hold `compare` itself" in str(_error("model: a:b\ncompare: {compare: [1, 2]}"))
     assert "cannot hold `compare` itself" in str(_error("model: a:b\ncompare: [{compare: 1}, {}]"))
     assert "a variant's field 'fold'" in str(_error("model: a:b\ncompare: [{fold: 1}, {}]"))
+
+
+# -- lengths ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", [n for n, r in FIELDS.items()
+                                  if str in r.types or list in r.types])
+def test_every_text_or_list_field_takes_its_longest_value_and_refuses_one_more(name: str) -> None:
+    """At exactly ``max_length`` characters (or items) no length error (another check may
+    still refuse the value); one more is refused by length, with both numbers named."""
+    rule = FIELDS[name]
+    values = ([lambda n: "a" * n] if str in rule.types else []) + (
+        [lambda n: [1] * n] if list in rule.types else [])
+    for make in values:
+        unit = "characters" if isinstance(make(0), str) else "items"
+        with pytest.raises(SpecError, match=f"has {rule.max_length + 1:,} {unit}; "
+                                            f"at most {rule.max_length:,};"):
+            check_field(name, make(rule.max_length + 1))
+        try:
+            check_field(name, make(rule.max_length))
+        except SpecError as error:
+            assert f"{unit}; at most" not in str(error)
+
+
+def test_every_field_that_names_a_path_takes_paths_of_one_length() -> None:
+    """An import path (``model``, ``inputs``, ``loss``, ``tokenizer``) or a module path
+    (``focus``): a user's longest path fits in all of them or in none."""
+    paths = ("model", "inputs", "focus", "loss", "tokenizer")
+    assert len({FIELDS[name].max_length for name in paths}) == 1
+
+
+def test_a_comparison_draws_two_to_six_variants() -> None:
+    for count, allowed in ((1, False), (2, True), (6, True), (7, False)):
+        text = f"model: a:b\ncompare: {{depth: {list(range(count))}}}"
+        if allowed:
+            assert len(parse_spec(text).compare["depth"]) == count
+        else:
+            assert f"has {count} variant(s); compare 2 to 6" in str(_error(text))
+
+
+def test_layers_and_heads_documented_as_all_draw_every_layer_and_head_when_absent() -> None:
+    import torch
+
+    from model_trace.dataviews.attention import AttentionMap
+    from model_trace.dataviews.draw_attention import select_panels
+
+    assert FIELDS["layers"].default == FIELDS["heads"].default == "all"
+    maps = [AttentionMap(f"layers.{i}", "softmax", torch.full((3, 2, 2), 0.5)) for i in range(2)]
+    rows = select_panels(maps, None, None)  # the fence gave neither field
+    assert [[(p.layer, p.head) for p in row] for row in rows] == [
+        [(layer, 0), (layer, 1), (layer, 2), (layer, None)] for layer in (0, 1)]
