@@ -160,9 +160,6 @@ EQUIVALENT: dict[str, str] = {
     "stats:add_uncalled_modules:flow:break -> continue#0":
         "a path joins above_called with all its ancestors, so walking on past one already there "
         "adds nothing: the break only saves time",
-    "routing:BalancedRouting._least_loaded:constant:1 -> (2)#0":
-        "counting each pick twice scales every load alike: load * choices still outweighs the "
-        "round-robin term (< choices), so the order of ranks and the picks are the same",
     "routing:BalancedRouting._spread:constant:1 -> (2)#3":
         "counting each pick twice doubles every load: the costs keep their order (the load "
         "term is a multiple of the stride, the round robin below it), so the picks are the same",

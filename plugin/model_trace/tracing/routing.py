@@ -39,18 +39,22 @@ class RoutingPolicy:
     groups its gate kept); a policy honours it where it can.
     """
 
-    name = "policy"
+    name = ""
+    """How the figure's caption names the policy; a policy of the user's own without one is
+    named by its class."""
 
     def reset(self) -> None:
         """Called at the start of every trace, so each trace routes the same way."""
 
     def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
                ) -> torch.Tensor:
-        raise NotImplementedError
+        """(rows, k) int64 indices, distinct within each row."""
+        raise NotImplementedError(f"the routing policy {type(self).__name__} defines no "
+                                  "choose(rows, choices, k, allowed)")
 
     def describe(self) -> dict[str, Any]:
         """What goes into ``graph.meta["routing"]``."""
-        return {"policy": self.name}
+        return {"policy": self.name or type(self).__name__}
 
     def replay_state(self) -> Any:
         """A hashable value that, with its arguments, decides every later answer, or None
@@ -66,13 +70,13 @@ class RoutingPolicy:
 class BalancedRouting(RoutingPolicy):
     """Least-loaded first, and spread over the allowed groups.
 
-    Without ``allowed``, each row takes the ``k`` choices taken least often so far in this
-    decision (ties go round robin), so every choice gets the same load when rows * k is a
-    multiple of ``choices``. With ``allowed`` (a group-limited gate's experts), each row takes
-    ``k`` choices evenly spaced over its allowed ones (with 4 allowed groups of 32 and k = 8:
-    two in each group), at the offset whose choices are least loaded: every allowed group gets
-    k / (allowed groups) of the row's experts, and the load stays as even as the group choice
-    allows."""
+    Without ``allowed``, the rows take the choices in turn (row ``r`` takes ``r * k`` to
+    ``r * k + k - 1``, modulo ``choices``): always the ``k`` taken least often so far, so
+    every choice gets the same load when rows * k is a multiple of ``choices``. With
+    ``allowed`` (a group-limited gate's experts), each row takes ``k`` choices evenly spaced
+    over its allowed ones (with 4 allowed groups of 32 and k = 8: two in each group), at the
+    offset whose choices are least loaded: every allowed group gets k / (allowed groups) of
+    the row's experts, and the load stays as even as the group choice allows."""
 
     name = "balanced"
 
@@ -86,25 +90,13 @@ class BalancedRouting(RoutingPolicy):
         key = (rows, choices, k, allowed.numpy().tobytes() if allowed is not None else None)
         answer = self._answers.get(key)
         if answer is None:
-            answer = self._least_loaded(rows, choices, k) if allowed is None \
+            answer = (torch.arange(rows * k) % choices).view(rows, k) if allowed is None \
                 else self._spread(rows, choices, k, allowed)
             self._answers[key] = answer
         return answer.clone()
 
     def replay_state(self) -> Any:
         return ()  # an answer depends on its arguments only
-
-    @staticmethod
-    def _least_loaded(rows: int, choices: int, k: int) -> torch.Tensor:
-        load = torch.zeros(choices, dtype=torch.int64)
-        order = torch.arange(choices, dtype=torch.int64)
-        chosen = torch.empty(rows, k, dtype=torch.int64)
-        for row in range(rows):
-            rank = load * choices + (order - row * k) % choices
-            picked = rank.topk(k, largest=False).indices
-            chosen[row] = picked
-            load[picked] += 1
-        return chosen
 
     @staticmethod
     def _spread(rows: int, choices: int, k: int, allowed: torch.Tensor) -> torch.Tensor:
@@ -167,15 +159,16 @@ class FixedRouting(RoutingPolicy):
     with a ``ValueError``: no gate could route a token so.
     """
 
-    name = "fixed"
-
     def __init__(self, experts: Sequence[int] | Sequence[Sequence[int]] | None = None) -> None:
         if experts is None:
             self.table: list[list[int]] | None = None
         elif all(isinstance(e, int) for e in experts):
             self.table = [list(experts)]  # type: ignore[arg-type]
-        else:
+        elif all(isinstance(e, Sequence) for e in experts):
             self.table = [list(row) for row in experts]  # type: ignore[arg-type,union-attr]
+        else:
+            raise ValueError(f"FixedRouting experts {list(experts)} must be a list of expert "
+                             "indices or a list of such lists, one per row, not a mix")
         if self.table is not None:
             for row in self.table:
                 if len(set(row)) != len(row) or any(e < 0 for e in row):

@@ -10,7 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_trace.tracing import BalancedRouting, FixedRouting, RandomRouting, routing_policy
+from model_trace.tracing import (
+    BalancedRouting,
+    FixedRouting,
+    RandomRouting,
+    RoutingPolicy,
+    routing_policy,
+    trace,
+)
 
 
 def _group_mask(rows: int, groups: int, size: int, allowed_groups: list[list[int]]
@@ -241,3 +248,79 @@ def test_a_list_of_experts_is_described_as_fixed_routing() -> None:
     assert routing_policy([3, 1]).describe() == {"policy": "fixed", "experts": [3, 1]}
     assert routing_policy([[0, 1], [2, 3]]).describe() == {"policy": "fixed",
                                                           "experts": [[0, 1], [2, 3]]}
+
+
+# -- a policy of the user's own, the fixed policy's state and inputs -------------------------
+class _Mirrored(RoutingPolicy):
+    """A policy of a user's own, with no name: the last ``k`` choices for every row."""
+
+    def choose(self, rows: int, choices: int, k: int, allowed: torch.Tensor | None
+               ) -> torch.Tensor:
+        return torch.arange(choices - k, choices).expand(rows, k).clone()
+
+
+def test_a_policy_of_the_user_s_own_is_named_by_its_class_and_must_choose() -> None:
+    assert _Mirrored().describe() == {"policy": "_Mirrored"}
+
+    class Undecided(RoutingPolicy):
+        """Forgets ``choose``: the first gate that asks it says so."""
+
+    with pytest.raises(NotImplementedError, match=r"Undecided defines no choose\("):
+        Undecided().choose(2, 4, 1, None)
+
+
+def test_a_traced_gate_under_a_policy_of_the_user_s_own_says_which() -> None:
+    class Gate(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x).topk(2, dim=-1).indices
+
+    graph = trace(Gate(), torch.empty(3, 8, device="meta"), routing=_Mirrored())
+    assert graph.meta["routing"] == {"policy": "_Mirrored", "decisions": 1}
+    (output,) = (n for n in graph.nodes.values() if n.kind == "output")
+    assert graph.tensors[output.inputs[0]].device == "cpu"
+
+
+def test_fixed_refuses_a_mix_of_indices_and_lists() -> None:
+    for experts in ([1, [2, 3]], [[2, 3], 1]):
+        with pytest.raises(ValueError, match="a list of expert indices or a list of such lists"):
+            FixedRouting(experts)  # type: ignore[arg-type]
+
+
+def test_fixed_restores_the_request_it_had_seen() -> None:
+    """Its state is the last request, which decides whether the next one is a group choice
+    whose limit a list must keep: restored, the same list is refused again."""
+    fixed = FixedRouting([0, 8])  # two of 4 groups of 4
+    allowed = _group_mask(2, 4, 4, [[0, 2]])
+    fixed.choose(2, 4, 1, None)  # the gate keeps 1 of its 4 groups
+    state = fixed.replay_state()
+    assert state == ("previous", (4, 1))
+    assert fixed.choose(2, 16, 2, None).tolist() == [[0, 8]] * 2  # no mask: taken
+    assert fixed.choose(2, 16, 2, allowed).tolist() == [[0, 8]] * 2  # not after a group
+    # choice now: taken
+    fixed.restore_state(state)
+    assert fixed.replay_state() == state
+    with pytest.raises(ValueError, match="experts in 2 groups, but the gate keeps at most 1"):
+        fixed.choose(2, 16, 2, allowed)
+
+
+def test_fixed_after_a_choice_over_as_many_choices_checks_no_group_limit() -> None:
+    """A top-2 then a top-4 over the same 16 experts: the first is no choice of groups (16
+    groups of one expert each), so the list is not held to 2 experts."""
+    fixed = FixedRouting([0, 5, 9, 13])
+    fixed.choose(3, 16, 2, None)
+    everything = torch.ones(3, 16, dtype=torch.bool)
+    assert fixed.choose(3, 16, 4, everything).tolist() == [[0, 5, 9, 13]] * 3
+
+
+def test_balanced_takes_exactly_k_allowed_choices_in_their_order() -> None:
+    """A row allowed exactly ``k`` choices takes those, in order, whatever the rows before it
+    took: each row is the same answer."""
+    allowed = _group_mask(6, 4, 4, [[1]])  # one group of 4 for every row, k = 4
+    chosen = BalancedRouting().choose(6, 16, 4, allowed)
+    assert chosen.tolist() == [[4, 5, 6, 7]] * 6
+    everything = torch.ones(5, 6, dtype=torch.bool)
+    assert BalancedRouting().choose(5, 6, 6, everything).tolist() == [list(range(6))] * 5
