@@ -168,6 +168,11 @@ EQUIVALENT: dict[str, str] = {
         "ones; one offset, slots 0..k-1)",
     "routing:FixedRouting.choose:constant:1 -> (0)#0":
         "one more repeat of the table is cut off by [:rows]",
+    "stats:_gathered:boolean:node is None and producer is not None and replayed -> "
+    "node is None or producer is not None and replayed#0":
+        "every tensor the tracer records has a producer, and replayed.node returns a node "
+        "found in graph.nodes as it is: the extra lookups find the node already found, and a "
+        "producer missing from graph.nodes is a replay's reserved id (so replayed is set)",
     "stats:_named_modules:compare:index is not None -> index is None#0":
         "its one caller always passes the model's index, a cache of root.named_modules() that "
         "leaves out the same skipped paths: both branches list the same modules",

@@ -83,9 +83,11 @@ def _token_rows(graph: Graph, node: Node, fed_picked_rows: Callable[[ModuleCall]
     return fewest or 1
 
 
-def expert_load(graph: Graph, uses: dict[str, StackedUse]) -> dict[str, dict[str, Any]]:
+def expert_load(graph: Graph, uses: dict[str, StackedUse],
+                class_of: Callable[[str], str] = lambda path: "") -> dict[str, dict[str, Any]]:
     """``graph.meta["experts"]`` entries for stacked experts, by the path of the module that
-    holds them: the same figures as for experts that are modules of their own."""
+    holds them: the same figures as for experts that are modules of their own. ``class_of``
+    names the class of a holder the graph does not list (inside an uncalled module)."""
     first_call = {}
     for call in graph.modules.values():
         if call.kind == "module":
@@ -99,7 +101,7 @@ def expert_load(graph: Graph, uses: dict[str, StackedUse]) -> dict[str, dict[str
             continue
         owner = first_call.get(use.owner)
         load[use.owner] = {
-            "cls": owner.cls if owner is not None else "",
+            "cls": owner.cls if owner is not None else class_of(use.owner),
             "count": len(use.tokens),
             "called": sum(1 for t in use.tokens if t),
             "active_per_token": round(sum(use.tokens) / use.token_rows, 4),

@@ -30,6 +30,7 @@ although a router chose fewer (``stacked.dense_experts``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -346,7 +347,7 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                                  _read_parameters(graph, root))
     groups = routed_groups(graph, replayed)
     uses = stacked_uses(graph, lambda call: _gathered(graph, call, replayed))
-    unused = _unused_stacked(graph, call_modules, uses)
+    unused = _unused_stacked(graph, call_modules, uses, root)
     weight: dict[str, float] = {}
     for group in groups.values():
         for member, rows in zip(group["members"], group["rows"], strict=True):
@@ -387,18 +388,21 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     if stubs:
         summaries += _replayed_groups(graph, groups, stubs)
     _describe_totals(graph, summaries, activated, counts, roots)
-    dense = dense_experts(graph, _parameter_sizes(graph, call_modules))
+    dense = dense_experts(graph, _parameter_sizes(graph, call_modules, root))
     if dense:
         graph.meta["dense_experts"] = dense
     if uses:
         graph.meta["experts"] = dict(sorted({**graph.meta.get("experts", {}),
-                                             **expert_load(graph, uses)}.items(),
+                                             **expert_load(graph, uses, _class_in(root))
+                                             }.items(),
                                             key=lambda kv: natural_key(kv[0])))
 
 
-def _parameter_sizes(graph: Graph, call_modules: dict[str, Any]) -> Callable[[str], int]:
-    """The number of elements of a parameter by its qualified name (0 if no called module
-    holds it)."""
+def _parameter_sizes(graph: Graph, call_modules: dict[str, Any],
+                     root: torch.nn.Module | None) -> Callable[[str], int]:
+    """The number of elements of a parameter by its qualified name: held by a module of the
+    graph, or by one inside an uncalled module (which the graph lists alone, without its
+    submodules) of ``root``; 0 if neither holds it."""
     objects = {call.path: call_modules.get(call.id) for call in graph.modules.values()
                if call.kind == "module" and call.call_index == 0}
 
@@ -407,16 +411,29 @@ def _parameter_sizes(graph: Graph, call_modules: dict[str, Any]) -> Callable[[st
         module = objects.get(owner)
         param = module._parameters.get(own_name) if isinstance(module, torch.nn.Module) \
             else None
+        if param is None and root is not None:
+            with contextlib.suppress(AttributeError):
+                param = root.get_parameter(name)
         return param.numel() if param is not None else 0
 
     return size_of
 
 
-def _unused_stacked(graph: Graph, call_modules: dict[str, Any],
-                    uses: dict[str, StackedUse]) -> dict[str, float]:
+def _class_in(root: torch.nn.Module | None) -> Callable[[str], str]:
+    """The class name of the module of ``root`` at a path ("" if there is none)."""
+    def class_of(path: str) -> str:
+        with contextlib.suppress(AttributeError):
+            return type(root.get_submodule(path)).__name__ if root is not None else ""
+        return ""
+
+    return class_of
+
+
+def _unused_stacked(graph: Graph, call_modules: dict[str, Any], uses: dict[str, StackedUse],
+                    root: torch.nn.Module | None) -> dict[str, float]:
     """Parameters of stacked experts no token went through, by the path of the module
     holding them; the op that first read each parameter is corrected likewise."""
-    size_of = _parameter_sizes(graph, call_modules)
+    size_of = _parameter_sizes(graph, call_modules, root)
     numel: dict[str, int] = {}
     unused: dict[str, float] = {}
     for name, use in uses.items():

@@ -403,6 +403,48 @@ class PickedByModules(torch.nn.Module):
         return out
 
 
+class _Experts(torch.nn.Module):
+    """Top 2 of 4 experts, each fed the rows routed to it: a routed group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = torch.nn.Linear(8, 4)
+        self.experts = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chosen = self.gate(x).topk(2, dim=-1).indices
+        out = torch.zeros_like(x)
+        for index, expert in enumerate(self.experts):
+            rows = torch.where(chosen == index)[0]
+            out = out.index_add(0, rows, expert(x[rows]))
+        return x + out
+
+
+class _Stage(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_Experts() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class StagedExperts(torch.nn.Module):
+    """Stages of expert layers: stages 1 and 2 replay stage 0, inside which layers 1 and 2
+    replay layer 0, so the routed groups of those layers are found in nested replays."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = torch.nn.ModuleList(_Stage() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
 @pytest.mark.parametrize(("model", "shape", "replays"), [
     (Masked, (2, 3, 4), True),  # the same known mask: layers 1 and 2 repeat layer 0
     (functools.partial(Masked, shifted=True), (2, 3, 4), False),  # masks of other values
@@ -421,6 +463,7 @@ class PickedByModules(torch.nn.Module):
     (Warmed, (2, 8), False),  # not the first calls
     (SharedFromReplayed, (2, 8), True),
     (PickedByModules, (6, 8), True),
+    (StagedExperts, (6, 8), True),  # the expert load of layers replayed in a replay
 ])
 def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from model_trace.graph import Graph
-from model_trace.tracing import stats, trace
+from model_trace.tracing import stats, tensor_parallel, trace
 from model_zoo.deepseek_v3 import RuntimeOptions, Transformer, init_weights, load_config
 
 
@@ -134,3 +135,54 @@ def test_absorbed_attention_slices_its_dequantised_weight_without_a_copy() -> No
     makers = {graph.nodes[c].name for c in attn.children
               if c in graph.nodes and graph.nodes[c].stats.workspace_bytes}
     assert makers == {"weight_dequant", "new_zeros"}
+
+
+
+class _Cache(torch.nn.Module):
+    """A cache made in the forward and updated in place from tensors that were themselves
+    written in place, one of them reached along two paths (``addcmul_(t, s)``, where ``t``
+    was written from ``s``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("cache", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = x.new_zeros(4)
+        scale = x.new_ones(4).mul_(2)
+        shift = x.new_zeros(4).add_(scale)
+        self.cache.addcmul_(shift, scale)
+        return x * 2
+
+
+def test_every_earlier_version_of_the_cache_is_workspace() -> None:
+    """An in-place write's inputs of its shape and dtype count as earlier versions of what it
+    wrote (which one it wrote over is not known): the ops that made them are workspace,
+    however many paths lead back to them; the output is an activation."""
+    graph = trace(_Cache(), torch.ones(3, 4), fold=False)
+    made = [(n.name, n.stats.activation_bytes, n.stats.workspace_bytes)
+            for n in graph.nodes.values() if n.kind == "op" and not n.name.endswith("_")]
+    assert made == [("new_zeros", 0, 16), ("new_ones", 0, 16), ("new_zeros", 0, 16),
+                    ("mul", 3 * 4 * 4, 0)]
+
+
+class _Reduced(torch.nn.Module):
+    """A cache summed across ranks in place (``all_reduce``): the reduced tensor is the
+    cache's next version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("cache", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = x.new_zeros(4)
+        dist.all_reduce(self.cache)
+        return x * 2
+
+
+def test_a_cache_reduced_across_ranks_is_still_workspace() -> None:
+    with tensor_parallel(2, 0):
+        graph = trace(_Reduced(), torch.ones(3, 4), fold=False)
+    made = [(n.name, n.stats.activation_bytes, n.stats.workspace_bytes)
+            for n in graph.nodes.values() if n.kind == "op"]
+    assert made == [("new_zeros", 0, 16), ("all_reduce", 0, 0), ("mul", 3 * 4 * 4, 0)]

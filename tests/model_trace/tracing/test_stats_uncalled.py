@@ -5,6 +5,7 @@ table and the tooltip tell the two apart."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -60,6 +61,57 @@ def test_the_table_and_the_tooltip_say_which_uncalled_modules_had_weights_read()
     assert rows["called"] == "never called; weights read directly"
     rows = dict(item_text(tree, _call(graph, "tower").id).rows)
     assert rows["called"] == "never called" and rows["activated"] == "0"
+
+
+class _Stack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(4, WIDTH, WIDTH))  # 4 stacked experts
+
+
+class _Bank(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Stack()
+
+
+class SlicesOfAnUncalledModule(nn.Module):
+    """Stacked experts in a module that is never called (``bank``, or ``bank.inner`` below
+    it): the parent's ops read the slice of each token's chosen expert."""
+
+    def __init__(self, nested: bool) -> None:
+        super().__init__()
+        self.gate = nn.Linear(WIDTH, 4, bias=False)
+        self.bank = _Bank() if nested else _Stack()
+        self.nested = nested
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stack = self.bank.inner if self.nested else self.bank
+        chosen = self.gate(x).topk(1, dim=-1).indices[:, 0]
+        out = torch.zeros_like(x)
+        for expert in chosen.unique().tolist():
+            rows = torch.where(chosen == expert)[0]
+            out = out.index_add(0, rows, x[rows] @ stack.w[expert])
+        return out
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["holds them", "holds their holder"])
+def test_an_uncalled_module_with_stacked_experts_counts_the_share_the_tokens_used(
+        nested: bool) -> None:
+    """Each of 4 tokens goes to one of 4 experts: one expert's slice per token is activated,
+    also where the module holding them is inside the uncalled one (which the graph lists
+    without its submodules)."""
+    graph = trace(SlicesOfAnUncalledModule(nested), torch.zeros(4, WIDTH, device="meta"),
+                  fold=False)
+    one_expert = WIDTH * WIDTH
+    bank = _call(graph, "bank")
+    assert not bank.called
+    assert (bank.stats.params, bank.stats.activated_params) == (4 * one_expert, one_expert)
+    assert graph.meta["totals"]["activated_params"] == 4 * WIDTH + one_expert
+    holder = "bank.inner" if nested else "bank"
+    assert graph.meta["experts"] == {holder: {
+        "cls": "_Stack", "count": 4, "called": 4, "active_per_token": 1.0,
+        "tokens": [1, 1, 1, 1], "stacked": ["w"]}}
 
 
 def test_deepseek_v3_counts_absorbed_wkv_b_and_not_the_experts_without_tokens() -> None:
