@@ -56,18 +56,27 @@ def _format_slice(value: slice) -> str:
     return ":".join(parts[:2] if value.step is None else parts)
 
 
+_WRITTEN_AS_PYTHON = (int, float, bool, str, type(None))
+"""Types whose text is their ``repr``, as a list writes its items."""
+
+
 def _format_sequence(value: list[Any] | tuple[Any, ...]) -> str | None:
     if len(value) > 8:
         return None
-    items = [format_value(v) for v in value]
-    if any(i is None for i in items):
-        return None
-    inner = ", ".join(items)  # type: ignore[arg-type]
+    for item in value:  # a loop, not all(): shapes and dims are formatted on most ops
+        if type(item) not in _WRITTEN_AS_PYTHON:
+            items = [format_value(v) for v in value]
+            if any(i is None for i in items):
+                return None
+            inner = ", ".join(items)  # type: ignore[arg-type]
+            break
+    else:
+        inner = repr(list(value))[1:-1]
     return f"[{inner}]" if isinstance(value, list) else f"({inner})"
 
 
 _FORMATTERS: dict[type, Callable[[Any], str | None]] = {
-    int: repr, float: repr, bool: repr, str: repr, type(None): repr,
+    **dict.fromkeys(_WRITTEN_AS_PYTHON, repr),
     torch.dtype: lambda v: str(v).removeprefix("torch."),
     torch.device: lambda v: v.type,
     slice: _format_slice,

@@ -58,7 +58,7 @@ class GraphBuilder:
         # reader (the tracker keeps it for later views and row picks, which read its node)
         self.param_reads: list[tuple[str, torch.Tensor, str | None]] = []
         self.reading_view = False
-        self.root = self.new_module(root_name, "", None, root)
+        self.root = self.new_module(root_name, "", None, root).id
         self.stack: list[str] = [self.root]
         self.stack_objects: list[Any] = [root]
 
@@ -76,11 +76,17 @@ class GraphBuilder:
 
     # -- module calls -------------------------------------------------------------------
     def new_module(self, cls: str, path: str, parent: str | None, module: Any,
-                   kind: str = "module") -> str:
+                   kind: str = "module") -> ModuleCall:
+        """A new call of the module at ``path`` (a torch function or loop for other
+        ``kind``s), numbered among the calls of that path, replayed calls included."""
         module_id = f"m{self.next_module}"
         self.next_module += 1
         if kind == "module":
-            call_index = self.calls_before(path)
+            call_index = self.calls_per_path.get(path)
+            if call_index is None:  # its first call, or its first inside a replayed call
+                inside = self.replayed_at(path)
+                call_index = inside[1].call_counts.get(inside[0], 0) if inside is not None \
+                    else 0
             self.calls_per_path[path] = call_index + 1
             self._latest_call[path] = module_id
         else:
@@ -92,15 +98,7 @@ class GraphBuilder:
         self.call_modules[module_id] = module
         if parent is not None:
             self.modules[parent].children.append(module_id)
-        return module_id
-
-    def calls_before(self, path: str) -> int:
-        """How many times the module at ``path`` was called, replayed calls included."""
-        calls = self.calls_per_path.get(path)
-        if calls is None:
-            inside = self.replayed_at(path)
-            calls = inside[1].call_counts.get(inside[0], 0) if inside is not None else 0
-        return calls
+        return call
 
     def replayed_at(self, path: str) -> tuple[str, Any] | None:
         """The path below the replayed call that holds ``path``, and that call's template."""
@@ -173,12 +171,14 @@ class GraphBuilder:
                                                                                "constant")
         if kind == "parameter":
             node.params.append(name)
-            if id(value) not in self.params_read:  # an op's parameters: those it reads first
-                self.params_read.add(id(value))
+            read = self.params_read
+            if id(value) not in read:  # an op's parameters: those it reads first
+                read.add(id(value))
                 inside = self.replayed_at(name)
                 if inside is None or inside[0] not in inside[1].read:  # not read by a replay
-                    node.stats.params += value.numel()
-                    node.stats.activated_params = node.stats.params
+                    stats = node.stats
+                    stats.params += value.numel()
+                    stats.activated_params = stats.params
             if self.parameters != "nodes":
                 if value.dim() >= 3 or self.reading_view or node.name in PICKS_ROWS:
                     self.param_reads.append((name, value, None))

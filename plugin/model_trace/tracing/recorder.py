@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from model_trace.graph import ModuleCall, Node, SourceLocation, Stats
+from model_trace.graph import ModuleCall, Node, SourceLocation, SourceSpan, Stats
 from model_trace.tracing.arguments import format_args, shares_memory, tensors_in, tensors_out
 from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
@@ -82,7 +82,8 @@ class Recorder(TorchFunctionMode):
         self._bodies: dict[Any, types.FunctionType] = {}
         self._root_module = root
         self._root_entered = False
-        self._argument_names: dict[type, list[str]] = {}
+        # per module class: where it is defined, and the names of its forward's arguments
+        self._classes: dict[type, tuple[SourceSpan | None, list[str]]] = {}
         self._function_depth = 0
         self._opaque_node: str | None = None
         self._opaque_depth = 0
@@ -199,14 +200,14 @@ class Recorder(TorchFunctionMode):
             self.resumed = None
             return
         path = builder.path_of(module)
-        depth = len(builder.stack)
         limit = self.options.module_depth
-        if limit is not None and depth > limit:
+        if limit is not None and len(builder.stack) > limit:
             self._enter_opaque(module, path, args)
             return
-        module_id = builder.new_module(type(module).__name__, path, builder.stack[-1], module)
-        self._describe(builder.modules[module_id], module, args)
-        builder.stack.append(module_id)
+        cls = type(module)
+        call = builder.new_module(cls.__name__, path, builder.stack[-1], module)
+        self._describe(call, module, args)
+        builder.stack.append(call.id)
         builder.stack_objects.append(module)
         if self.replayer is not None:
             self.replayer.entered(module)
@@ -256,17 +257,19 @@ class Recorder(TorchFunctionMode):
                 call.extra_repr = module.extra_repr()
         except Exception:  # a broken extra_repr must not break the trace
             call.extra_repr = ""
-        call.source = self.sources.class_span(cls)
-        names = self._argument_names.get(cls)
-        if names is None:
-            names = self._argument_names[cls] = argument_names(cls.forward)
+        known = self._classes.get(cls)
+        if known is None:
+            known = self._classes[cls] = (self.sources.class_span(cls),
+                                          argument_names(cls.forward))
+        call.source, names = known
         builder = self.builder
         refs: list[str] = []
         named: dict[str, str] = {}
         for position, value in enumerate(args):
-            for tensor_id in builder.refs([value] if isinstance(value, torch.Tensor)
-                                          else tensors_in((value,), {})):
-                if tensor_id not in refs:
+            for tensor in (value,) if isinstance(value, torch.Tensor) else \
+                    tensors_in((value,), {}):
+                tensor_id = builder.ref(tensor)
+                if tensor_id is not None and tensor_id not in refs:
                     refs.append(tensor_id)
                     named[tensor_id] = names[position] if position < len(names) else \
                         f"arg{position}"
@@ -355,21 +358,27 @@ class Recorder(TorchFunctionMode):
     def _record(self, info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
                 tensors: list[torch.Tensor], result: Any, frame: Any) -> Node | None:
         mutated = _written(info, args, kwargs) if info.mutates or kwargs else ()
-        fresh: list[torch.Tensor] = []
         same: list[torch.Tensor] = []
-        for value in (result,) if isinstance(result, torch.Tensor) else tensors_out(result):
-            for written in mutated:  # loops, not any(): this runs for every op
-                if value is written:
-                    break
-            else:
-                for read in tensors:
-                    if value is read:
-                        same.append(value)
+        if not mutated and isinstance(result, torch.Tensor):  # most ops: one new tensor
+            for read in tensors:  # loops, not any(): this runs for every op
+                if result is read:
+                    return None  # an op that returned its input unchanged
+            fresh = [result]
+        else:
+            fresh = []
+            for value in tensors_out(result):
+                for written in mutated:
+                    if value is written:
                         break
                 else:
-                    fresh.append(value)
-        if not fresh and not mutated:
-            return None  # a query, or an op that returned its input unchanged
+                    for read in tensors:
+                        if value is read:
+                            same.append(value)
+                            break
+                    else:
+                        fresh.append(value)
+            if not fresh and not mutated:
+                return None  # a query, or an op that returned its input unchanged
         builder = self.builder
         parent = builder.stack[-1]
         node_id = f"n{builder.next_node}"
@@ -510,7 +519,7 @@ class Recorder(TorchFunctionMode):
     def _open_group(self, name: str, kind: str) -> str:
         builder = self.builder
         parent = builder.modules[builder.stack[-1]]
-        group = builder.new_module(name, parent.path, parent.id, None, kind)
+        group = builder.new_module(name, parent.path, parent.id, None, kind).id
         builder.stack.append(group)
         builder.stack_objects.append(None)
         return group

@@ -79,10 +79,10 @@ class SourceIndex:
     reused while its entry exists."""
 
     def __init__(self) -> None:
-        self._model_code: dict[int, tuple[CodeType, bool]] = {}
+        # per code object: None (not model code) or its call sites by bytecode offset
+        self._model_code: dict[int, tuple[CodeType, dict[int, SourceLocation] | None]] = {}
         self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
         self._files: dict[str, str] = {}
-        self._sites: dict[tuple[int, int], SourceLocation] = {}  # by code and offset
         self._spans: dict[Any, SourceSpan | None] = {}  # this trace's, from _CLASS_SPANS: a
         # weak dictionary takes 1 us a look-up, and every module call asks
 
@@ -93,6 +93,8 @@ class SourceIndex:
         The walk stops at model-trace's own frames: those sit below the traced forward, so
         an op called by the tracer itself (or by torch alone) has no location. Inside a torch
         function the tracer descends into, that function's own lines count as model code.
+        A location is looked up by the frame's bytecode offset: a frame's line number
+        decodes the line table from the function's start (2 us, deep in a long ``forward``).
         """
         if in_torch_function:
             return self._torch_call_site(frame)
@@ -103,21 +105,15 @@ class SourceIndex:
             if entry is None:
                 if is_tracer_code(code) and code not in PASS_THROUGH:
                     return None
-                entry = known[id(code)] = (code, is_model_code(code))
-            if entry[1]:
-                return self._site(frame)
+                entry = known[id(code)] = (code, {} if is_model_code(code) else None)
+            sites = entry[1]
+            if sites is not None:
+                location = sites.get(frame.f_lasti)
+                if location is None:
+                    location = sites[frame.f_lasti] = self._location(code, frame.f_lineno)
+                return location
             frame = frame.f_back
         return None
-
-    def _site(self, frame: FrameType) -> SourceLocation:
-        """The location of the instruction ``frame`` is at, looked up by its bytecode offset:
-        a frame's line number decodes the line table from the function's start (2 us, deep
-        in a long ``forward``)."""
-        key = (id(frame.f_code), frame.f_lasti)
-        location = self._sites.get(key)
-        if location is None:
-            location = self._sites[key] = self._location(frame.f_code, frame.f_lineno)
-        return location
 
     def _torch_call_site(self, frame: FrameType | None) -> SourceLocation | None:
         while frame is not None:
