@@ -10,7 +10,9 @@ depth, and on every figure of a built docs site.
 The model set is ``tests/model_trace/figure_models.py``: an encoder layer, a ResNet-like conv
 net, a GPT-2, DeepSeek-V3 tiny and 671B, whole and focused. Each is drawn as a fence draws it
 (constants shown) at every depth from 0 to the deepest, and ``model_trace.integrity`` counts
-missing chains, dead ends, unconnected boxes and detached edge ends in each SVG.
+missing chains, dead ends, unconnected boxes and detached edge ends in each SVG. Beside them
+it counts the edge labels that a line runs through, as the lines are drawn (``crossed_labels``
+of the layout tests), top to bottom and left to right.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "model_trace"))
 from figure_models import FIGURE_MODELS
+from layout_properties import crossed_labels
 
-from model_trace.engine import DrawOptions, draw
+from model_trace.engine import DrawOptions, draw, place
 from model_trace.graph import Graph
 from model_trace.integrity import Report, check_figure
 from model_trace.view_data import decode_graph, encode_view
@@ -37,6 +40,18 @@ def figure_svgs(graph: Graph) -> list[tuple[int, str, ViewTree]]:
     data = encode_view(tree)
     return [(depth, draw(data, DrawOptions(depth=depth)).svg, tree)
             for depth in range(tree.deepest_level() + 1)]
+
+
+def label_counts(graph: Graph, direction: str) -> tuple[int, int]:
+    """(labels crossed by a line, labels) over the figure's depths, laid out in ``direction``."""
+    tree = ViewTree.from_graph(graph, show_constants=True)
+    data = encode_view(tree)
+    crossed = labels = 0
+    for depth in range(tree.deepest_level() + 1):
+        placed = place(data, DrawOptions(depth=depth, direction=direction))
+        crossed += len(crossed_labels(placed, direction))
+        labels += len(placed["labels"])
+    return crossed, labels
 
 
 def check(svg: str, graph: Graph, tree: ViewTree) -> Report:
@@ -66,6 +81,7 @@ def main() -> None:
     parser.add_argument("--skip-671b", action="store_true")
     args = parser.parse_args()
     grand = Report()
+    crossed_total, labels_total = {"TB": 0, "LR": 0}, {"TB": 0, "LR": 0}
     for name, make in FIGURE_MODELS.items():
         if args.skip_671b and "671B" in name:
             continue
@@ -77,7 +93,15 @@ def main() -> None:
             for kind, found in vars(report).items():
                 getattr(grand, kind).extend(found)
         print(f"{name:<40} problems at depth 0..{len(per_depth) - 1}: {per_depth}")
+        for direction in ("TB", "LR"):
+            crossed, labels = label_counts(graph, direction)
+            crossed_total[direction] += crossed
+            labels_total[direction] += labels
+            print(f"{'':<40} {direction}: {crossed} of {labels} edge labels crossed by a line")
     print(f"model set, all depths: {grand.counts()} (total {grand.total})")
+    for direction in ("TB", "LR"):
+        print(f"model set, all depths, {direction}: {crossed_total[direction]} of "
+              f"{labels_total[direction]} edge labels crossed by a line")
     if args.site:
         site_total = Report()
         figures = site_figures(args.site)

@@ -326,37 +326,55 @@ def check_clearance(group: Group) -> list[str]:
 
 
 def check_labels(group: Group) -> list[str]:
-    """Labels overlap no box, title or other label, no line crosses them, and each sits beside
-    its own line: top to bottom, starting 4 px right of it at the middle of its rank; left to
+    """Labels overlap no box, title or other label, no line crosses them (curves included:
+    lines bend only between ranks), and each sits beside its own line: top to bottom,
+    starting 4 px right of a straight stretch of it, at the middle of its rank; left to
     right, centred on it, 4 px above."""
     problems = []
     real = _swap if group.lr else _same
     boxes = {name: _unswapped(group, box) for name, box in group.boxes.items()}
     if group.title is not None:
         boxes["the title"] = group.title
-    routes = [(r, [real(p) for p in r.pts]) for r in group.routes]
     for lab in group.labels:
         rect = lab.rect
         problems += [f"label {lab.text!r} {rect} overlaps {name}"
                      for name, box in boxes.items() if box.overlaps(rect)]
-        if group.lr:  # centred on its line's point, 4 px above it
-            beside = {p for _, pts in routes for p in pts
-                      if -EPS < p[0] - (lab.x + lab.width / 2) < 0.5 + EPS
-                      and abs(p[1] - (lab.y + 4)) < EPS}
-        else:  # 4 px right of its line's point, which is 3.5 px above the baseline
-            beside = {p for _, pts in routes for p in pts
-                      if abs(p[0] - (lab.x - 4)) < EPS and abs(p[1] - (lab.y - 3.5)) < EPS}
-        if not beside:
+        # left to right: centred on its line, 4 px above it; top to bottom: 4 px right of
+        # its line, whose point at the rank's middle is 3.5 px above the baseline
+        anchor = (lab.x + lab.width / 2, lab.y + 4) if group.lr else (lab.x - 4, lab.y - 3.5)
+        if not any(_straight_past(real(a), real(b), anchor, group.lr)
+                   for r in group.routes for a, b in itertools.pairwise(r.pts)):
             problems.append(f"label {lab.text!r} at {(lab.x, lab.y)} is not beside its line")
-        crossed = [(r.src, r.dst) for r, pts in routes
-                   if any(_through(s, rect, 0.3) for s in itertools.pairwise(pts)
-                          if abs(s[0][0] - s[1][0]) < 0.05 or abs(s[0][1] - s[1][1]) < 0.05)]
-        if crossed:  # (lines bend at the middle of a label's rank: diagonals may clip it)
+        crossed = [(r.src, r.dst) for r in group.routes
+                   if any(rect.holds(*real(q), 0.3) for q in drawn(r.pts))]
+        if crossed:
             problems.append(f"label {lab.text!r} {rect} is crossed by {crossed}")
     for a, b in itertools.combinations(group.labels, 2):
         if a.rect.overlaps(b.rect):
             problems.append(f"labels {a.text!r} and {b.text!r} overlap")
     return problems
+
+
+def drawn(pts: list[Point], steps: int = 32) -> Iterator[Point]:
+    """Points along a route as the renderer draws it (``MT.routePath``, in top-to-bottom
+    terms): straight where two points line up, otherwise a cubic that leaves and reaches
+    both points vertically, bending halfway between them."""
+    yield pts[0]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        for k in range(1, steps + 1):
+            t = k / steps
+            if abs(x0 - x1) < 0.05:
+                yield (x0, y0 + (y1 - y0) * t)
+            else:  # the cubic with control points (x0, my) and (x1, my), my halfway
+                yield (x0 + (x1 - x0) * t * t * (3 - 2 * t),
+                       y0 + (y1 - y0) * t * (1.5 - 1.5 * t + t * t))
+
+
+def _straight_past(a: Point, b: Point, anchor: Point, lr: bool) -> bool:
+    """Whether segment a-b is straight along the rank axis and passes ``anchor``."""
+    across, along = (1, 0) if lr else (0, 1)
+    return (abs(a[across] - anchor[across]) < EPS and abs(b[across] - anchor[across]) < EPS
+            and min(a[along], b[along]) - EPS <= anchor[along] <= max(a[along], b[along]) + EPS)
 
 
 def _same(p: Point) -> Point:
@@ -472,16 +490,32 @@ def figure_groups(placed: dict[str, Any], direction: str) -> dict[str, Group]:
     return groups
 
 
+def crossed_labels(placed: dict[str, Any], direction: str) -> list[str]:
+    """Labels of a placed figure that a line (of any group) runs through, as drawn."""
+    turn = _swap if direction == "LR" else _same
+    curves = [(r, [turn(q) for q in drawn([turn(p) for p in r["pts"]])])
+              for r in placed["routes"]]
+    problems = []
+    for lab in placed["labels"]:
+        rect = Label(lab["text"], lab["x"], lab["y"], lab["width"]).rect
+        crossing = [f"{r['src']}->{r['dst']}" for r, points in curves
+                    if any(rect.holds(*q, 0.3) for q in points)]
+        if crossing:
+            problems.append(f"label {lab['text']!r} {rect} is crossed by {crossing}")
+    return problems
+
+
 def _turned(box: dict[str, Any], g: dict[str, Any], lr: bool) -> Rect:
     x, y = box["x"] - g["x"], box["y"] - g["y"]
     return Rect(y, x, box["h"], box["w"]) if lr else Rect(x, y, box["w"], box["h"])
 
 
 def check_figure(placed: dict[str, Any], direction: str) -> list[str]:
-    """The group checks on every open box of a placed figure (labels aside: a figure's are
-    not told apart by group), and each port met at one point."""
+    """The group checks on every open box of a placed figure, each port met at one point,
+    and no label crossed by any line of the figure."""
     problems = [f"{end} is met at {sorted(points)}"
                 for end, points in port_points(placed).items() if len(points) > 1]
+    problems += crossed_labels(placed, direction)
     for gid, group in figure_groups(placed, direction).items():
         found = (check_spacing(group) + check_ends(group) + check_no_route_through_boxes(group)
                  + check_clearance(group) + check_spread(group))

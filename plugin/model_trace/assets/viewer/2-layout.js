@@ -12,7 +12,8 @@
  *    by barycentre sweeps, keeping the one with fewest crossings; positions along a rank by
  *    repeated weighted least squares under the ordering constraints (pool-adjacent-
  *    violators), which draws chains straight; labels are laid out like boxes, so they never
- *    overlap. Group layouts are cached by their input: opening a box lays out that box and
+ *    overlap. An edge runs straight across each rank it passes and bends only in the gaps
+ *    between ranks, so no curve runs through a label or a box. Group layouts are cached by their input: opening a box lays out that box and
  *    its ancestors, and equal groups (repeated layers) are laid out once.
  * 3. Positions are composed top-down into absolute coordinates.
  * Directions: "TB" (top to bottom) and "LR" (left to right: the same algorithm on swapped
@@ -398,14 +399,12 @@
       if (!info.back && source.type === "box" && source.size < thickness[source.rank] - 1) {
         pts.push(at(source, start[source.rank] + thickness[source.rank], so));
       }
-      info.hops.forEach(function (n) {  // a long link runs straight past the boxes of a rank
-        if (n.type === "dummy" && thickness[n.rank] > C.labelHeight) {
-          var ends = [start[n.rank], start[n.rank] + thickness[n.rank]];
-          if (info.back) ends.reverse();
-          pts.push(at(n, ends[0]), at(n, ends[1]));
-        } else {
-          pts.push(at(n, start[n.rank] + thickness[n.rank] / 2));
-        }
+      // a link runs straight across every rank it passes, past boxes and beside labels, and
+      // bends only in the gaps between ranks, where no box or label is
+      info.hops.forEach(function (n) {
+        var ends = [start[n.rank], start[n.rank] + thickness[n.rank]];
+        if (info.back) ends.reverse();
+        pts.push(at(n, ends[0]), at(n, ends[1]));
       });
       pts.push(endPoint(info.t.node, eo, info.back ? "bottom" : "top"));
       out.routes.push({ link: index, pts: pts.map(function (p) { return [round(p[0]), round(p[1])]; }) });
