@@ -375,6 +375,13 @@ EQUIVALENT: dict[str, str] = {
         "zip's strict check: the parts are made from the dataclass's fields, one for one",
     "structures:named_tensors:constant:True -> False#0":
         "zip's strict check: a named tuple has one item per field",
+    "view_data:<module>:constant:2 -> (3)#0":
+        "VERSION is only written, for other readers of a page's data: the viewer and "
+        "decode_graph read the columns and never the number, so no behaviour changes; "
+        "raising it is a format decision a test could only copy",
+    "view_data:_encode_view_part:constant:-1 -> (-2)#0":
+        "every reader of the items' parents (the viewer's state, layout and interaction "
+        "code, decode_graph for modules) tests `>= 0`: any negative number marks the root",
     "view_data:_encode_tensors:negate:e := _extra(t, _KNOWN_TENSOR) -> "
     "not (e := _extra(t, _KNOWN_TENSOR))#0":
         "Tensor has no field the encoder does not know, so every tensor's extra is empty: "

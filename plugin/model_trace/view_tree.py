@@ -140,7 +140,7 @@ class ViewTree:
         for module in graph.walk_modules():
             _gather_idle(items, graph, module.id)
         ordered = _with_chunks(items, graph.root)
-        _set_levels(ordered, graph.root)
+        _set_levels(ordered)
         members = _members(graph, ordered)
         tree = cls(graph=graph, root=graph.root, items=ordered, members=members,
                    flows=[], show_constants=show_constants)
@@ -292,11 +292,11 @@ def _chunk_label(index: int, total: int, part: list[str], items: dict[str, ViewI
     return f"part {index + 1}/{total}: " + ", ".join(words[:3])
 
 
-def _set_levels(items: dict[str, ViewItem], root: str) -> None:
+def _set_levels(items: dict[str, ViewItem]) -> None:
     """Module levels: a chunk (a part of one module) is its module's level, what it holds one
     below; an idle group is a level of its own."""
     for item in items.values():  # pre-order: parents first
-        if item.id == root or item.parent is None:
+        if item.parent is None:  # the root (a focused graph's root has no parent either)
             continue
         item.level = items[item.parent].level + (0 if item.kind == "chunk" else 1)
 

@@ -18,6 +18,8 @@ from model_trace.naming import (
     format_seconds,
     module_label,
     module_name,
+    natural_key,
+    never_called,
     numbered_run,
 )
 
@@ -193,3 +195,22 @@ def test_a_loop_names_its_classes_in_a_fixed_order_or_else_its_first_three_ops()
 
 def test_a_count_of_a_thousand_of_the_largest_unit_groups_its_digits() -> None:
     assert format_count(1e15) == "1,000T" and format_bytes(1e15) == "1,000 TB"
+
+
+def test_paths_sort_by_their_numbers_as_numbers() -> None:
+    """A graph's JSON sorts keys as strings (``layers.10`` before ``layers.9``); the order a
+    reader expects is restored by reading each run of digits as a number."""
+    paths = ["layers.10.ffn", "layers.9.ffn.experts.12", "head", "layers.10.attn", "layers.2",
+             "layers.9.ffn.experts.3"]
+    assert sorted(paths, key=natural_key) == [
+        "head", "layers.2", "layers.9.ffn.experts.3", "layers.9.ffn.experts.12",
+        "layers.10.attn", "layers.10.ffn"]
+
+
+def test_a_call_that_ran_nothing_says_whether_an_op_read_its_weights() -> None:
+    ran = ModuleCall("m1", "ffn", "MLP", "m0")
+    untouched = ModuleCall("m2", "experts.3", "Expert", "m0", called=False)
+    read = ModuleCall("m3", "wkv_b", "Linear", "m0", called=False,
+                      stats=Stats(activated_params=512))
+    assert [never_called(c) for c in (ran, untouched, read)] == [
+        "", "never called", "never called; weights read directly"]

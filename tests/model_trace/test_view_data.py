@@ -25,7 +25,7 @@ from model_trace.graph import (
 )
 from model_trace.tracing import trace
 from model_trace.view_data import decode_graph, encode_view
-from model_trace.view_tree import ViewTree
+from model_trace.view_tree import Mark, ViewTree
 
 
 def _round_trip(graph: Graph) -> Graph:
@@ -123,6 +123,20 @@ def test_the_view_gives_every_item_its_parent_and_the_figure_its_title() -> None
                for item, p in zip(ids, view["items"]["parent"], strict=True)}
     assert parents == tree.parents() and parents[tree.root] is None
     assert strings[view["title"]] == "Computation graph of Net"
+
+
+def test_marks_are_written_for_the_items_the_view_shows() -> None:
+    """A mark on an item the view leaves out (a parameter node with constants hidden) has
+    nothing to be drawn on; the others keep their colour, notes and difference."""
+    tree = ViewTree.from_graph(_hand_made(("m0", "m1", "m2"), ("n0", "n1", "n2"),
+                                          ("t0", "t1", "t2")))
+    assert "n2" not in tree.items
+    tree.marks = {"n1": Mark("#ff8800", [1, 2], "changed"), "n2": Mark("#0055ff"),
+                  "m1": Mark(notes=[3])}
+    data = encode_view(tree)
+    ids = [data["strings"][i] for i in data["view"]["items"]["id"]]
+    assert [[ids[item], *rest] for item, *rest in data["view"]["marks"]] == [
+        ["n1", "#ff8800", [1, 2], "changed"], ["m1", "", [3], ""]]
 
 
 def test_flow_keys_name_tensors_by_shape_and_weights_by_their_own_name() -> None:

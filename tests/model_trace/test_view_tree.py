@@ -4,6 +4,9 @@ flow between leaves, and the links the engine draws between boxes."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from model_trace.engine import DrawOptions, place
@@ -293,6 +296,7 @@ def test_relative_names(path: str, parent: str, expected: str) -> None:
 # -- flows the graph only implies ----------------------------------------------------------
 def test_a_weight_read_from_outside_its_module_is_linked_from_that_module_once() -> None:
     maker = GraphMaker()
+    maker.node("m0", "mask", kind="constant")  # hidden: no item, and nothing to link
     owner = maker.module("m0", "wkv_b", "Linear")
     inside = maker.node(owner, "linear")
     outside = maker.node("m0", "einsum")
@@ -301,7 +305,7 @@ def test_a_weight_read_from_outside_its_module_is_linked_from_that_module_once()
     nodes = maker.graph.nodes
     nodes[inside].params = ["wkv_b.weight"]  # its own weight: nothing to link
     nodes[outside].params = ["wkv_b.weight", "wkv_b.bias", "nowhere.weight"]
-    nodes[deeper].params = ["wkv_b.weight", "weight"]  # the root's own weight: it encloses
+    nodes[deeper].params = ["weight", "wkv_b.weight"]  # the root's own weight: it encloses
     tree = ViewTree.from_graph(maker.graph)
     assert [(f.src, f.dst, f.key) for f in tree.flows] == [
         (owner, outside, "param:wkv_b.weight"), (owner, deeper, "param:wkv_b.weight")]
@@ -408,3 +412,12 @@ def test_chunks_and_idle_groups_open_like_modules_and_leaves_do_not() -> None:
     assert groups[:3] == ["m0", "m0/0", "m1"] and "m1/idle" in groups
     assert all(tree.items[g].is_group for g in groups)
     assert len(groups) == 1 + 3 + (CHUNK_LIMIT + 1) + 1 + 2  # root, chunks, experts, idle
+
+
+def test_the_layout_page_states_the_chunk_sizes_the_tree_uses() -> None:
+    """docs/design/layout.md tells readers when a group is split and into what."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "design" / "layout.md").read_text(
+        encoding="utf-8")
+    limit, size = re.search(r"more than (\d+) direct children has them split into chunks of "
+                            r"(\d+)", page).groups()
+    assert (int(limit), int(size)) == (CHUNK_LIMIT, CHUNK_SIZE)
