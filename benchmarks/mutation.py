@@ -139,19 +139,6 @@ SLOW_MARKERS = frozenset({"browser"})
 # Survivors that cannot change behaviour, by the mutant's name as the report prints it
 # ("target:function:operator:original -> mutated#occurrence"), with the reason.
 EQUIVALENT: dict[str, str] = {
-    "spec:<module>:constant:6 -> (5)#0":
-        "a chosen limit, not a computed one: the compare rule's max_length is MAX_VARIANTS and "
-        "the boundary tests take both from the rule (at the limit accepted, one more refused "
-        "with the limit in the message), so 5 moves the test with it; only a copy of the "
-        "number in a test could tell",
-    "spec:<module>:constant:300 -> (299)#2":
-        "a chosen limit (the focus path's length): the boundary tests read max_length from "
-        "the rule and check both sides of it, so 299 moves them with it; only a copy of the "
-        "number in a test could tell",
-    "spec:<module>:constant:\"all\" -> 'all_x'#0":
-        "`default` is the text the field table shows for a missing field; what a missing "
-        "`layers` does (draw every layer) is decided by the data view, not by this text, "
-        "and a test could only copy the word",
     "spec:_check_events:constant:1 -> (2)#0":
         "last_line only clamps the line of an event past the text's end; a text with no lines "
         "has no values, so no line is ever reported from it",
