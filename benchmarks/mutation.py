@@ -367,6 +367,10 @@ EQUIVALENT: dict[str, str] = {
         "keys[0] >= 1 and >= 0 tell the same edges dashed",
     "op_runner:OpRunner.__init__:constant:0 -> (1)#0":
         "run() sets flops to 0 before it runs an op, and nothing reads them before a run",
+    "op_runner:OpRunner.run:constant:False -> True#0":
+        "every way values.run hands back new tensors runs call() first (which sets "
+        "from_cache itself); the others hand back the op's input as it is (a meta tensor's "
+        "device move), and the recorder asks from_cache only about new outputs",
     "op_runner:AtenRecording.__init__:drop:super().__init__() -> pass#0":
         "TorchDispatchMode sets up its state lazily on __enter__ when __init__ was not called",
     "structures:_rebuild:constant:True -> False#0":

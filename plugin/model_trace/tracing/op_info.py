@@ -101,9 +101,9 @@ def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     """The short name of an op (``linear``, ``add_`` for ``__iadd__``) and whether it is a
     property getter (``x.T``)."""
     if isinstance(func, torch._ops.OpOverloadPacket):  # torch.ops.ns.op called directly
-        return func._qualified_op_name.split("::")[-1], False
+        return func._qualified_op_name.rpartition("::")[2], False
     if isinstance(func, torch._ops.OpOverload):
-        return func.name().split("::")[-1].split(".")[0], False
+        return func.name().rpartition("::")[2].split(".")[0], False
     qualified = resolve_name(func) or getattr(func, "__name__", None) or repr(func)
     parts = qualified.split(".")
     if qualified.endswith(".__get__"):  # torch.Tensor.T.__get__

@@ -150,10 +150,6 @@ class AtenRecording(TorchDispatchMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.active:
-            self.active = False
-            try:
-                self.record(func, args, kwargs, out)
-            finally:
-                self.active = True
+        if self.active:  # the ATen ops record runs do not come back: torch takes a mode off
+            self.record(func, args, kwargs, out)  # its stack while it handles an op
         return out

@@ -138,3 +138,12 @@ def test_aten_ops_are_recorded_only_while_a_torch_level_op_runs() -> None:
     graph = trace(torch.nn.Linear(4, 2), torch.randn(3, 4), aten=True)
     assert [n.name for n in graph.nodes.values() if n.kind == "op"] == [
         "aten::t", "aten::addmm"]
+
+    def reads_first(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        if n.item() > 1:  # a value read before any op: no op, though ATen runs one for it
+            x = x * 2
+        return x.sum()
+
+    graph = trace(reads_first, torch.randn(3), torch.tensor([2]), aten=True)
+    assert [n.name for n in graph.nodes.values() if n.kind == "op"] == [
+        "aten::mul", "aten::sum"]
