@@ -411,7 +411,8 @@ class _Experts(torch.nn.Module):
         self.gate = torch.nn.Linear(8, 4)
         self.experts = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(4))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = x * scale
         chosen = self.gate(x).topk(2, dim=-1).indices
         out = torch.zeros_like(x)
         for index, expert in enumerate(self.experts):
@@ -426,14 +427,16 @@ class _Stage(torch.nn.Module):
         self.layers = torch.nn.ModuleList(_Experts() for _ in range(3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.new_ones(x.shape[-1])  # every layer gets it: a shared node in each
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, scale)
         return x
 
 
 class StagedExperts(torch.nn.Module):
     """Stages of expert layers: stages 1 and 2 replay stage 0, inside which layers 1 and 2
-    replay layer 0, so the routed groups of those layers are found in nested replays."""
+    replay layer 0, so the routed groups of those layers are found in nested replays, and
+    the shared nodes a stage gives its layers lie inside the calls a stage replays."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -443,6 +446,70 @@ class StagedExperts(torch.nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
+
+
+class _Project(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class _Relu(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.relu()
+
+
+class _Tanh(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.tanh()
+
+
+class _Edge(_Project):
+    """Called first and last: the last call replays the first, and no run holds it."""
+
+
+class _Alternating(torch.nn.Module):
+    def __init__(self, between: type[torch.nn.Module]) -> None:
+        super().__init__()
+        self.first, self.last = _Edge(), _Edge()
+        self.parts = torch.nn.ModuleList(
+            module() for _ in range(3) for module in (_Project, between))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first(x)
+        for part in self.parts:
+            x = part(x)
+        return self.last(x)
+
+
+class LoopsAlike(torch.nn.Module):
+    """Two layers of one class, each a loop of three pairs that start alike (a projection)
+    but end differently, between a first and a last call of one class (the last replays
+    the first, and the fold keeps it): the layers are no run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([_Alternating(_Relu), _Alternating(_Tanh)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def test_layers_whose_loops_begin_alike_but_differ_are_no_run() -> None:
+    """A loop's signature is its whole pattern, not its first item and count."""
+    for early_fold in (False, True):
+        with torch.device("meta"):
+            model = LoopsAlike()
+        graph = trace(model, torch.empty(2, 8, device="meta"), early_fold=early_fold)
+        layers = [(c.path, c.repeat) for c in graph.modules.values() if c.cls == "_Alternating"]
+        assert layers == [("layers.0", None), ("layers.1", None)]
+        loops = [c.repeat.count for c in graph.modules.values() if c.cls == "loop"]
+        assert loops == [3, 3]
 
 
 @pytest.mark.parametrize(("model", "shape", "replays"), [
@@ -464,6 +531,7 @@ class StagedExperts(torch.nn.Module):
     (SharedFromReplayed, (2, 8), True),
     (PickedByModules, (6, 8), True),
     (StagedExperts, (6, 8), True),  # the expert load of layers replayed in a replay
+    (LoopsAlike, (2, 8), True),
 ])
 def test_replayed_calls_fold_like_recorded_ones(model: Callable[[], torch.nn.Module],
                                                 shape: tuple[int, ...], replays: bool) -> None:
