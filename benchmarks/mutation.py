@@ -209,6 +209,18 @@ EQUIVALENT: dict[str, str] = {
     "0 <= index <= len(theirs)#0":
         "a member's producer and the node standing for it have the same signature, which "
         "counts outputs, so an index found among one's outputs is always below the other's",
+    "folding:_Folder.shared_sequence:constant:0 -> (1)#0":
+        "the dry pass runs before draw_shared_per_use, so the graph has no shared nodes yet: "
+        "these signatures, all made with the same constants, are compared only with each "
+        "other (and a dry pass has its own signature table)",
+    "folding:_Folder.shared_sequence:boolean:c in nodes and nodes[c].kind == \"shared\" -> "
+    "c in nodes or nodes[c].kind == \"shared\"#0":
+        "outside the dry pass it is asked only for replayed calls, whose children are the "
+        "shared nodes drawn for them and nothing else (no op, no uncalled submodule)",
+    "folding:_Folder.rewrite:constant:2 -> (1)#0":
+        "a resolved edge whose tensor its representative reads is the representative's own "
+        "edge (members read alike, from the same producer), recorded earlier: skipping it "
+        "too leaves the same edges in the same order",
     "folding:_number:constant:\"abcdefghijklmnopqrstuvwxyz\" -> "
     "'abcdefghijklmnopqrstuvwxyz_x'#0":
         "ids are a letter and digits (a member adds ~k), never an underscore: stripping '_' "

@@ -693,7 +693,6 @@ class _Folder:
             call.outputs = self._tensors(call.outputs)
             referenced.update(call.inputs)
             referenced.update(call.outputs)
-        referenced.update(edge.tensor for edge in kept)
         tensors = {}
         for tensor_id, tensor in graph.tensors.items():
             if tensor_id in referenced:
@@ -762,7 +761,7 @@ def compact_ids(graph: Graph) -> None:
         modules[call.id] = call
     edges = [Edge(node_ids[e.src], node_ids[e.dst], tensor(e.tensor)) for e in graph.edges]
     tensors = {}
-    for old, new in sorted(tensor_ids.items(), key=lambda kv: int(kv[1][1:])):
+    for old, new in tensor_ids.items():  # numbered as they were met: t0, t1, ...
         value = graph.tensors[old]
         value.id = new
         value.producer = node_ids.get(value.producer) if value.producer is not None else None

@@ -235,3 +235,13 @@ def test_without_proc_peak_memory_is_not_measured_rather_than_zero(monkeypatch) 
                if c.kind == "module" and c.called)
     rows = dict(item_text(ViewTree.from_graph(graph), graph.root).rows)
     assert re.fullmatch(r".+, peak [\d.]+ [kMG]?B", rows["measured"])
+
+
+def test_a_folded_run_keeps_each_member_s_measured_time() -> None:
+    model = torch.nn.Sequential(*(torch.nn.Linear(8, 8) for _ in range(3)))
+    graph = trace(model, torch.randn(2, 8), execute="cpu")
+    (run,) = (c for c in graph.modules.values() if c.repeat is not None)
+    assert run.repeat.count == 3
+    seconds = run.repeat.member_seconds
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert seconds[0] == run.measured.wall_time_s  # the representative: member 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from folded_graph_checks import assert_sound_folded_graph
 
 from model_trace.graph import Graph, ModuleCall
 from model_trace.tracing import fold_repeats, trace
@@ -216,3 +217,103 @@ def test_blocks_fed_different_skip_connections_do_not_fold() -> None:
     assert repeats == {"down.0": 3}
     cats = [n for n in graph.nodes.values() if n.name == "cat"]
     assert len(cats) == 3 and len({tuple(n.inputs) for n in cats}) == 3
+
+
+def test_a_call_given_one_more_tensor_than_the_first_is_no_member() -> None:
+    """Layer 2 also gets a tensor it never reads: it takes other arguments than layers 0
+    and 1, so it is no repeat of them (and reads nothing differently by itself)."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor, unused: torch.Tensor | None = None) -> torch.Tensor:
+            return self.proj(x)
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Layer() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            extra = x.new_zeros(1)
+            for index, layer in enumerate(self.layers):
+                x = layer(x, extra if index == 2 else None)
+            return x
+
+    graph = trace(Model(), torch.empty(2, 8, device="meta"))
+    layers = [(c.path, c.repeat.count if c.repeat else 1) for c in graph.modules.values()
+              if c.cls == "Layer"]
+    assert layers == [("layers.0", 2), ("layers.2", 1)]
+
+
+def test_members_reading_other_outside_tensors_below_their_arguments_keep_sound_edges(
+        ) -> None:
+    """Each layer reads its own table from the parent (an attribute set before the call,
+    not an argument): the layers fold, and the representative keeps its own table's edge
+    only, not edges of tensors it never read."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+            self.table = torch.zeros(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) + self.table
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Layer() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            tables = [x.new_ones(8), x.new_zeros(8), x.new_full((8,), 2.0)]  # no run
+            for layer, table in zip(self.layers, tables, strict=True):
+                layer.table = table
+                x = layer(x)
+            return x.sum()
+
+    graph = trace(Model(), torch.empty(2, 8, device="meta"))
+    assert_sound_folded_graph(graph)
+    (layer,) = (c for c in graph.modules.values() if c.cls == "Layer")
+    assert layer.repeat.count == 3
+    (add,) = (graph.nodes[c] for c in layer.children if c in graph.nodes)
+    into_add = sorted(graph.nodes[e.src].name for e in graph.edges if e.dst == add.id)
+    assert into_add == ["linear", "new_ones"]  # its projection and its own table
+    assert len(graph.edges) == len({(e.src, e.dst, e.tensor) for e in graph.edges})
+    last = max(graph.nodes.values(), key=lambda n: int(n.id[1:]))
+    assert last.name == "output" and [graph.nodes[e.src].name for e in graph.edges
+                                      if e.dst == last.id] == ["sum"]
+
+
+def test_edges_into_a_run_nested_in_a_representative_are_kept() -> None:
+    """Layers fold (2), and inside each a run of sublayers folds (3): the representative
+    layer's norm feeds its first sublayer, an edge between a member's own item and a run
+    inside it, which the folded graph draws. Every tensor a node reads comes by an edge."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(8)
+            self.subs = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.norm(x)
+            for sub in self.subs:
+                h = sub(h)
+            return x + h
+
+    model = torch.nn.Sequential(Layer(), Layer())
+    graph = trace(model, torch.empty(2, 8, device="meta"))
+    assert_sound_folded_graph(graph)
+    by_path = {c.path: c for c in graph.modules.values()}
+    assert by_path["0"].repeat.count == 2 and by_path["0.subs.0"].repeat.count == 3
+    norm = next(graph.nodes[c] for c in by_path["0.norm"].children)
+    first = next(graph.nodes[c] for c in by_path["0.subs.0"].children)
+    assert [(e.src, e.tensor) for e in graph.edges if e.dst == first.id] == [
+        (norm.id, norm.outputs[0])]
+    arriving = {(e.dst, e.tensor) for e in graph.edges}
+    assert [(n.name, t) for n in graph.nodes.values() for t in n.inputs
+            if (n.id, t) not in arriving] == []
