@@ -228,6 +228,23 @@ EQUIVALENT: dict[str, str] = {
     "folding:_number:constant:62 -> (63)#0":
         "the key of an id without a number only has to sort after every real number: 2**62 "
         "and 2**63 both do",
+    "concrete:ConcreteValues.run:constant:True -> False#2":
+        "unreachable with this torch: no indexing op that raises a device error takes a "
+        "CPU bool mask (x[mask], setitem, index_put_ take one beside meta tensors as it "
+        "is; index_add_, index_fill, index_copy and take_along_dim, which do raise, take "
+        "integer indices): the mask's conversion to positions is kept for a torch whose "
+        "indexing refuses it",
+    "concrete:ConcreteValues._to_meta.move:constant:True -> False#0":
+        "unreachable with this torch: no indexing op that raises a device error takes a "
+        "CPU bool mask (x[mask], setitem, index_put_ take one beside meta tensors as it "
+        "is; index_add_, index_fill, index_copy and take_along_dim, which do raise, take "
+        "integer indices): the mask's conversion to positions is kept for a torch whose "
+        "indexing refuses it",
+    "stats:_parameter_sizes.size_of:boolean:param is None and root is not None -> "
+    "param is None or root is not None#0":
+        "a parameter found in the graph's module is the model's parameter of that name, so "
+        "asking the model again finds the same one; without a model, None.get_parameter "
+        "raises AttributeError, which is suppressed: the size is the same",
     "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "

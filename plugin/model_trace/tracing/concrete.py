@@ -138,13 +138,13 @@ class ConcreteValues:
         try:
             result = call(func, args, kwargs)
         except RuntimeError as error:
-            if not has_real or "device" not in str(error):
+            if not has_real or "device" not in str(error).lower():  # "...meta Device"
                 raise
             result = call(func, self._to_meta(args, indices=True),
                           self._to_meta(kwargs, indices=True))
         if role == "routing":
             routed_input = argument(args, kwargs, 0, "input")
-            if isinstance(routed_input, torch.Tensor) and routed_input.is_meta:
+            if isinstance(routed_input, torch.Tensor):  # on meta: any real one was moved
                 result = self.routing.route(name, args, kwargs, result)
         if values is None and role == "like" and info.made == "args":
             values = [self._like_on_cpu(name, func, args, kwargs)] \

@@ -404,3 +404,78 @@ def test_widened_ops_write_into_their_target_or_out_tensor() -> None:
     assert seen["in place"][0].tolist() == [0, 1, 1, 1, 0, 1]
     assert seen["in place"][0].dtype == torch.uint16
     assert graph.meta["assumptions"] == []
+
+
+def test_an_integer_op_on_concrete_tensors_that_fails_reports_the_model_s_error() -> None:
+    """Concrete int8 counts filled with 300: torch refuses the overflow, and so does the
+    trace; no kernel was missing, so it is not computed on int64 (where 300 fits, and whose
+    copy back would wrap it silently)."""
+
+    def count(x: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        experts.to(torch.int8).fill_(300)
+        return x * 2
+
+    with pytest.raises(TraceError, match=r"at op 'fill_' at .*`: RuntimeError: value cannot "
+                                         r"be converted to type int8_t without overflow$"):
+        trace(count, torch.empty(6, 8, device="meta"), torch.tensor([0, 2, 3]))
+
+
+def _branch_assumed(graph: Graph) -> bool:
+    return any(a["kind"] == "branch" and a["warning"] for a in graph.meta["assumptions"])
+
+
+def test_a_routing_op_s_values_are_unknown_even_when_its_scores_are_known() -> None:
+    """The policy, not the known scores, chose the indices: the values returned beside them
+    are not the scores' top values, so a branch on them is an assumption."""
+
+    def route(x: torch.Tensor) -> torch.Tensor:
+        scores = torch.linspace(0, 1, 4, device=x.device)  # known on the meta device
+        if scores.topk(2).values.sum() > 1:  # true of the scores' own top two
+            return x * 2
+        return x * 3
+
+    assert _branch_assumed(trace(route, torch.empty(4, device="meta")))
+
+
+def test_an_in_place_write_of_unknown_values_forgets_the_known_ones() -> None:
+    def shift(x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(0, 1, 4, device=x.device)  # known on the meta device
+        ramp.add_(x)  # x has no values: neither has ramp now
+        if ramp.sum() > 100:
+            return x * 2
+        return x * 3
+
+    assert _branch_assumed(trace(shift, torch.empty(4, device="meta")))
+    known = trace(lambda x: x * 2 if torch.linspace(0, 1, 4, device=x.device).sum() > 1
+                  else x * 3, torch.empty(4, device="meta"))
+    assert not _branch_assumed(known)  # the premise: known values decide a branch
+
+
+def test_a_concrete_mask_picks_rows_of_a_meta_tensor() -> None:
+    def pick(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x[mask] * 2
+
+    graph = trace(pick, torch.empty(4, 8, device="meta"),
+                  torch.tensor([True, False, True, True]))
+    (getitem,) = (n for n in graph.nodes.values() if n.name == "getitem")
+    assert [graph.tensors[t].shape for t in getitem.outputs] == [[3, 8]]
+
+
+def test_integer_outputs_beside_float_ones_are_made_concrete() -> None:
+    """``frexp`` of meta floats: the mantissas stay on meta, the int32 exponents are assumed
+    zeros on the CPU (and marked), as a lone integer result would be."""
+    graph = trace(lambda x: torch.frexp(x), torch.empty(4, device="meta"))
+    (frexp,) = (n for n in graph.nodes.values() if n.name == "frexp")
+    assert [(graph.tensors[t].device, graph.tensors[t].dtype) for t in frexp.outputs] == [
+        ("meta", "float32"), ("cpu", "int32")]
+    assert [(a["kind"], a["op"]) for a in graph.meta["assumptions"]] == [("zeros", "frexp")]
+
+
+def test_concrete_indices_gather_along_a_dimension_of_a_meta_tensor() -> None:
+    """``take_along_dim`` refuses tensors on two devices ("Expected tensor to have meta
+    Device"): the concrete indices are moved to meta and the op runs again."""
+    indices = torch.tensor([[0] * 8, [3] * 8])
+    graph = trace(lambda x: torch.take_along_dim(x, indices, 0) * 2,
+                  torch.empty(4, 8, device="meta"))
+    (taken,) = (n for n in graph.nodes.values() if n.name == "take_along_dim")
+    assert [graph.tensors[t].shape for t in taken.outputs] == [[2, 8]]
