@@ -160,7 +160,7 @@ EQUIVALENT: dict[str, str] = {
     "stats:add_uncalled_modules:flow:break -> continue#0":
         "a path joins above_called with all its ancestors, so walking on past one already there "
         "adds nothing: the break only saves time",
-    "routing:BalancedRouting._spread:constant:1 -> (2)#3":
+    "routing:BalancedRouting._spread:constant:1 -> (2)#2":
         "counting each pick twice doubles every load: the costs keep their order (the load "
         "term is a multiple of the stride, the round robin below it), so the picks are the same",
     "routing:BalancedRouting._spread:compare:len(positions) < k -> len(positions) <= k#0":
@@ -168,6 +168,15 @@ EQUIVALENT: dict[str, str] = {
         "ones; one offset, slots 0..k-1)",
     "routing:FixedRouting.choose:constant:1 -> (0)#0":
         "one more repeat of the table is cut off by [:rows]",
+    "routing:FixedRouting.choose:arithmetic:(rows + len(table) - 1) // len(table) -> "
+    "(rows + len(table) - 1) * len(table)#0":
+        "more repeats of the table than rows need are cut off by [:rows]",
+    "sharing:plan_shared_uses:swap:replayed.node(graph.nodes, producer) -> "
+    "replayed.node(producer, graph.nodes)#0":
+        "unreachable: a producer missing from graph.nodes is an id a replayed call reserved, "
+        "whose home is that call (stub_of), and every consumer the graph holds lies outside "
+        "it (what a replayed call holds is not recorded): no group of calls forms, so the "
+        "loop has gone on before this line",
     "stats:_gathered:boolean:node is None and producer is not None and replayed -> "
     "node is None or producer is not None and replayed#0":
         "every tensor the tracer records has a producer, and replayed.node returns a node "

@@ -115,9 +115,9 @@ class BalancedRouting(RoutingPolicy):
                 slots = torch.arange(k) * count // k  # evenly spaced over the allowed ones
                 candidates = positions[(slots + offsets[:, None]) % count]  # (stride, k)
                 loads = load[candidates]
-                # least total load, then least peak load, then round robin over offsets
-                cost = (loads.sum(1) * (k + 1) + loads.amax(1)) * stride \
-                    + (offsets - row) % stride
+                # least total load, then least peak load (a load is below rows, so the
+                # total decides first), then round robin over offsets
+                cost = (loads.sum(1) * rows + loads.amax(1)) * stride + (offsets - row) % stride
                 picked = candidates[cost.argmin()]
             chosen[row] = picked
             load[picked] += 1

@@ -142,3 +142,34 @@ def test_a_tensor_also_used_outside_its_maker_is_shared_among_the_calls_inside()
 
     graph = trace(Outer(), torch.randn(4, 4), fold=False)
     assert _shared(graph) == [(f"stack.layers.{i}", "mask") for i in range(3)]
+
+
+def test_a_tensor_the_calls_read_without_taking_it_keeps_one_source() -> None:
+    """The first tensor every layer reads comes through an attribute (no argument to name
+    its source after): it keeps its one producer; the mask made after it, an argument of
+    every layer, still gets a source per layer."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.scale = torch.ones(4)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) * self.scale * mask
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Layer() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scale = x.new_full((4,), 0.5)
+            mask = x.new_ones(4)
+            for layer in self.layers:
+                layer.scale = scale
+                x = layer(x, mask)
+            return x
+
+    graph = trace(Model(), torch.randn(2, 4), fold=False)
+    assert _shared(graph) == [(f"layers.{i}", "mask") for i in range(3)]
