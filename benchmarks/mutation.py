@@ -92,7 +92,7 @@ FIGURE_TESTS = ("tests/model_trace/test_layout.py", "tests/model_trace/test_layo
                 "tests/model_trace/test_render.py",
                 "tests/model_trace/test_figure_integrity.py", "tests/model_trace/test_exports.py",
                 "tests/model_trace/test_annotate.py", "tests/model_trace/test_compare.py",
-                "tests/model_trace/test_render_svg.py")
+                "tests/model_trace/test_render_svg.py", "tests/model_trace/test_marks.py")
 """The fast tests that run the figure engine (the viewer's JavaScript, in mini-racer's V8)."""
 
 # The one table to update as modules move: name -> module and the tests that cover it.
@@ -130,6 +130,8 @@ TARGETS: dict[str, Target] = {
                                          "tests/model_trace/test_render.py")),
     "layout_js": Target("assets/viewer/2-layout.js", FIGURE_TESTS, sample=60),
     "render_js": Target("assets/viewer/3-render.js", FIGURE_TESTS, sample=60),
+    "marks_js": Target("assets/viewer/3-marks.js", FIGURE_TESTS, sample=60),
+    "render_html": Target("render_html.py", FIGURE_TESTS, sample=60),
 }
 
 SLOW_FIXTURES = frozenset({"traced_671b", "browser", "open_page", "build_site"})

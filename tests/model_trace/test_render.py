@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import cairosvg
 import pytest
@@ -26,8 +27,14 @@ from model_trace.engine import DrawOptions, draw, evaluate
 from model_trace.graph import Graph
 from model_trace.naming import format_count
 from model_trace.pipeline import export_files, view_options
-from model_trace.render_html import FigureData, ViewOptions, render_figure, view_json
-from model_trace.spec import parse_spec
+from model_trace.render_html import (
+    FigureData,
+    ViewOptions,
+    export_svg,
+    render_figure,
+    view_json,
+)
+from model_trace.spec import FIELDS, OVERLAYS, parse_spec
 from model_trace.view_data import decode_graph, encode_view
 from model_trace.view_tree import ViewTree
 
@@ -397,3 +404,77 @@ def test_inputs_and_outputs_are_pills_and_every_closed_label_is_centred() -> Non
         if tx and "mt-open" not in classes:
             assert abs(float(tx) - (x + w / 2)) <= 0.1 and y < float(ty) < y + h, classes
     assert kinds == {"io": {13.0}, "op": {4.0}}
+
+
+# -- the figure a page ships: the options a fence gives, the SVG the viewer hydrates, the data
+
+def _config_choice(option: str) -> Any:
+    from model_trace.mkdocs.config import ModelTraceConfig
+
+    return dict(ModelTraceConfig._schema)[option]
+
+
+def test_every_overlay_direction_and_theme_a_fence_may_ask_for_is_drawn(encoder: Graph) -> None:
+    """Whatever the fence's fields (and the plugin's ``theme`` option) allow, the renderer
+    takes, and the figure tells the viewer."""
+    figure = FigureData.of(encoder)
+    asked = [("overlay", v) for v in FIELDS["overlay"].choices or ()]
+    asked += [("direction", v) for v in FIELDS["direction"].choices or ()]
+    asked += [("theme", v) for v in _config_choice("theme").choices]
+    assert len(asked) == 12
+    for name, value in asked:
+        html = render_figure(figure, ViewOptions(**{name: value}), "f")
+        assert f'data-{name}="{value}"' in html, (name, value)
+
+
+def test_a_fence_that_says_nothing_of_its_view_gets_the_documented_defaults(
+        encoder: Graph) -> None:
+    """The fields' reference (``FIELDS``) and the plugin's options say what a fence without
+    view fields shows: depth 1 (the plugin's default), op kinds, top to bottom, constants
+    drawn, the page's theme, downloads offered, no caption and the stylesheet's height."""
+    view = view_options(parse_spec("model: x:y"))
+    assert view == ViewOptions()
+    assert view.depth == _config_choice("depth").default
+    assert view.theme == _config_choice("theme").default
+    assert (view.overlay, view.direction) == (FIELDS["overlay"].default,
+                                              FIELDS["direction"].default)
+    assert view.show_constants is (FIELDS["show_constants"].default == "true")
+    html = render_figure(FigureData.of(encoder), view, "f")
+    assert 'data-depth="1"' in html and 'data-overlay="none"' in html
+    assert 'data-direction="TB"' in html and 'data-theme="auto"' in html
+    assert "data-downloads" not in html and "--mt-height" not in html
+    assert "<figcaption>" not in html
+
+
+def test_the_page_carries_the_svg_the_viewer_hydrates(encoder: Graph) -> None:
+    """The figure's SVG is the page's (``svg.mt-svg``, named by the figure's prefix, sized to
+    the graph, without the background and margin of an exported file)."""
+    html = render_figure(FigureData.of(encoder), ViewOptions(depth=1), "fig-3")
+    svg = ET.fromstring(re.search(r"<svg.*</svg>", html, re.S).group(0))
+    assert svg.get("class") == "mt-svg" and svg.get("id") == "fig-3-svg"
+    assert svg.get("viewBox") == f"0 0 {svg.get('width')} {svg.get('height')}"
+    assert svg.find(f"{SVG}rect") is None  # every rect is an item's, inside its <g>
+
+
+@pytest.mark.parametrize("theme", ["auto", "light", "dark"])
+def test_an_exported_file_is_light_unless_the_fence_pins_dark(encoder: Graph,
+                                                              theme: str) -> None:
+    """A file cannot follow a page's theme: ``auto`` exports the light drawing."""
+    palettes = evaluate("(function () { return modelTrace.PALETTES; })")
+    svg = ET.fromstring(export_svg(FigureData.of(encoder), ViewOptions(theme=theme)))
+    background = svg.find(f"{SVG}rect").get("fill")
+    assert background == palettes["dark" if theme == "dark" else "light"]["bg"]
+
+
+def test_the_view_data_keeps_text_as_it_is_and_the_overlays_in_menu_order(
+        encoder: Graph) -> None:
+    """The figure carries its view data compact: names keep their characters (a label's
+    ``×3`` is one character, not a six-byte escape), and the overlays come in the order the
+    viewer's menu lists them, the spec's."""
+    assert view_json({"label": "layers.0–2: Block ×3 › α"}) == \
+        '{"label":"layers.0–2: Block ×3 › α"}'
+    html = render_figure(FigureData.of(encoder), ViewOptions(), "f")
+    data = re.search(r'<template class="mt-data">(.*?)</template>', html, re.S).group(1)
+    menu = evaluate("(function (t) { return new modelTrace.ViewModel(JSON.parse(t)).overlays; })",
+                    data)
+    assert menu == list(OVERLAYS)

@@ -6,8 +6,8 @@
  * item: itself, or the closed box that holds it, where an outline turns thin and dashed (the
  * mark is inside) and the note numbers gather. A diff status outlines in fixed colours: green
  * for "only in this variant", amber dashed for "changed", amber dotted for a closed box with a
- * difference inside. Runs at build time in V8 and in the browser; in the browser a click on a
- * note listed under the figure opens the figure at the item it points at.
+ * difference inside. Runs at build time in V8 and in the browser (where a click on a note
+ * listed under the figure opens the figure at its item: 5-interaction.js).
  */
 (function (MT) {
   "use strict";
@@ -44,25 +44,26 @@
     return shown;
   }
 
-  function outline(b, gap, colour, width, dash) {
+  // A rect `gap` px around the box, its corners concentric with the box's (radius `rx`).
+  function outline(b, rx, gap, colour, width, dash) {
     return '<rect class="mt-mark" x="' + MT.num(b.x - gap) + '" y="' + MT.num(b.y - gap) +
       '" width="' + MT.num(b.w + 2 * gap) + '" height="' + MT.num(b.h + 2 * gap) + '" rx="' +
-      (6 + gap) + '" fill="none" stroke="' + colour + '" stroke-width="' + width + '"' +
+      (rx + gap) + '" fill="none" stroke="' + colour + '" stroke-width="' + width + '"' +
       (dash ? ' stroke-dasharray="' + dash + '"' : "") + "/>";
   }
 
-  // The SVG a mark adds inside an item's <g>, after its box and label (the box stays the
-// item's first rect, which the integrity checker reads).
-  MT.markSVG = function (model, placed, ref, b) {
+  // The SVG a mark adds inside an item's <g>, after its box (corner radius `rx`) and label
+  // (the box stays the item's first rect, which the integrity checker reads).
+  MT.markSVG = function (model, placed, ref, b, rx) {
     if (!model.marks.size) return "";
     var mark = shownMarks(model, placed).get(ref), out = "";
     if (!mark) return "";
     if (mark.diff) {
-      out += outline(b, 2.5, MT.DIFF_COLOURS[mark.diff], mark.diff === "only" ? 2.5 : 2,
+      out += outline(b, rx, 2.5, MT.DIFF_COLOURS[mark.diff], mark.diff === "only" ? 2.5 : 2,
                      mark.diff === "changed" ? "6 3" : mark.diff === "holds" ? "2 3" : "");
     }
     if (mark.colour) {
-      out += outline(b, mark.diff ? 5.5 : 2.5, mark.colour, mark.held ? 1.5 : 2.5,
+      out += outline(b, rx, mark.diff ? 5.5 : 2.5, mark.colour, mark.held ? 1.5 : 2.5,
                      mark.held ? "5 3" : "");
     }
     var notes = mark.notes.length > 4 ? mark.notes.slice(0, 3).concat(["\u2026"]) : mark.notes;
@@ -77,18 +78,4 @@
     // (`.mt-node > rect`) leave these alone
     return '<g class="mt-marks">' + out + "</g>";
   };
-
-  if (typeof document === "undefined") return;
-  // A note under a figure: open the figure at the item it points at.
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest ? event.target.closest(".mt-note-ref") : null;
-    var api = window.modelTraceViewer;
-    if (!button || !api) return;
-    var figure = button.closest("figure.model-trace");
-    var viewer = api.viewers().filter(function (v) { return v.figure === figure; })[0];
-    var ref = viewer ? viewer.model.byId.get(button.getAttribute("data-item")) : undefined;
-    if (ref === undefined) return;
-    viewer.canvas.scrollIntoView({ block: "nearest" });
-    viewer.reveal(ref);
-  });
 })(globalThis.modelTrace = globalThis.modelTrace || {});

@@ -14,6 +14,8 @@
   var CATEGORIES = { linear: "#2f7cf6", matmul: "#7c5ce6", norm: "#22a566", activation: "#f59f00",
                      elementwise: "#8a94a6", reduce: "#e5484d", index: "#d6409f", shape: "#a0a7b4",
                      quant: "#f76707", collective: "#f03e3e", saved: "#0a7d86", other: "#9aa3b2" };
+  // corner radii: modules, ops, and the pills of tensors entering and leaving (half their height)
+  var CORNERS = { module: 6, op: 4, pill: 13 };
   function hex(rgb) {
     return "#" + rgb.map(function (v) { return Math.round(v).toString(16).padStart(2, "0"); }).join("");
   }
@@ -196,26 +198,28 @@
              ' tabindex="0" role="button"' + (kind === "member" ? "" : ' aria-expanded="' + b.open + '"') +
              ' aria-label="' + esc(model.label[ref]) + '">' + title(ref) +
              '<rect x="' + num(b.x) + '" y="' + num(b.y) + '" width="' + num(b.w) + '" height="' +
-             num(b.h) + '" rx="6" fill="' + fill + '" stroke="' + P.moduleStroke + '"' + dash + "/>" +
+             num(b.h) + '" rx="' + CORNERS.module + '" fill="' + fill + '" stroke="' + P.moduleStroke +
+             '"' + dash + "/>" +
              (b.open ? label(ref, b.title[0], b.title[1] + 10, "start", text, true, b.w)
                      : label(ref, b.x + b.w / 2, b.y + b.h / 2 + 4, "middle", text, false, b.w - 8)) +
-             MT.markSVG(model, placed, ref, b) + "</g>";
+             MT.markSVG(model, placed, ref, b, CORNERS.module) + "</g>";
     }
     function node(ref, b) {
       var kind = model.kind[ref], cat = model.category[ref], heat = decor.heat.get(ref);
       var fill = heat || P.categories[cat] || P.categories.other;
       var io = kind === "input" || kind === "output" || kind === "shared";
+      var corner = io ? CORNERS.pill : CORNERS.op;
       var caveat = model.caveat.has(ref);
       return '<g class="mt-node mt-cat-' + esc(cat) + " mt-kind-" + esc(kind) +
              (caveat ? " mt-caveat" : "") + classes(ref) +
              '" data-id="' + esc(model.ids[ref]) + '" tabindex="0" role="button" aria-label="' +
              esc(model.label[ref]) + '">' + title(ref) +
              '<rect x="' + num(b.x) + '" y="' + num(b.y) + '" width="' + num(b.w) + '" height="' +
-             num(b.h) + '" rx="' + (io ? 13 : 4) + '" fill="' + fill + '" stroke="' +
+             num(b.h) + '" rx="' + corner + '" fill="' + fill + '" stroke="' +
              (caveat ? P.caveat + '" stroke-dasharray="3 2" stroke-width="1.5' : P.nodeStroke) +
              '"/>' + label(ref, b.x + b.w / 2, b.y + b.h / 2 + 4, "middle",
                            heat ? textOn(heat) : P.text, false, b.w - 8) +
-             MT.markSVG(model, placed, ref, b) + "</g>";
+             MT.markSVG(model, placed, ref, b, corner) + "</g>";
     }
     function edge(r, i) {
       var rel = decor.related[i] || "", param = r.keys.length && r.keys[0] >= 0 &&

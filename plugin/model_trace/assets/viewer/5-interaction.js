@@ -395,6 +395,19 @@
     });
   };
 
+  // A note listed under a figure (3-marks.js numbers them on the items): a click opens the
+  // figure at the item it points at.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".mt-note-ref") : null;
+    if (!button) return;
+    var figure = button.closest("figure.model-trace");
+    var viewer = viewers.filter(function (v) { return v.figure === figure; })[0];
+    var ref = viewer ? viewer.model.byId.get(button.getAttribute("data-item")) : undefined;
+    if (ref === undefined) return;
+    viewer.canvas.scrollIntoView({ block: "nearest" });
+    viewer.reveal(ref);
+  });
+
   // ------------------------------------------------------------------ tooltip
   // The SVG's <title>s are the tooltips without script; while the pointer is on an item the
   // viewer shows its own tooltip and puts the <title> aside, so the browser shows only one.
