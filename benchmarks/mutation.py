@@ -405,6 +405,31 @@ EQUIVALENT: dict[str, str] = {
         "key 0 is never a weight's: view_tree._flows lists a graph's edges before the weights "
         "read from outside, and a graph that reads a weight has an edge (into its output), so "
         "keys[0] >= 1 and >= 0 tell the same edges dashed",
+    "marks_js:shownMarks:swap:false -> true#0":
+        "an entry's held flag is read only beside a colour (markSVG), and the one branch that "
+        "gives an entry its colour sets its held flag too",
+    "marks_js:shownMarks:drop:placed.marks = shown -> #0":
+        "a cache: without it each item's call works out the same marks again from the same "
+        "model and placed state",
+    "render_html:<module>:constant:True -> False#1":
+        "select_autoescape's choice for templates made from a string: the one template here "
+        "is loaded by name (figure.html.j2), whose escaping `default` decides",
+    "render_html:<module>:constant:True -> False#2":
+        "trim_blocks only drops the newline after each block tag: without it the figure gains "
+        "blank lines between its <p>, <ol> and <figcaption>, whitespace HTML does not render "
+        "and no script reads (the viewer finds the figure's parts by class); every front end "
+        "hands the figure on as raw HTML (SuperFences' stash, Sphinx's raw node, a notebook's "
+        "_repr_html_), never through Markdown's block parser",
+    "render_html:ViewOptions.draw_options:constant:\"light\" -> 'light_x'#0":
+        "the engine draws every theme but \"dark\" in the light palette (drawFigure, "
+        "3-render.js)",
+    "render_html:FigureData:constant:True -> False#0":
+        "frozen only forbids assigning to a FigureData's fields, which no code does; none is "
+        "ever hashed (its ViewTree is unhashable either way)",
+    "render_html:<module>:constant:\"model-trace\" -> 'model-trace_x'#0":
+        "export_svg's default prefix only names the exported file's own marker and gradient "
+        "ids, which its own references use: any name draws the same file (callers that put "
+        "several drawings in one file pass prefixes of their own)",
     "op_runner:OpRunner.__init__:constant:0 -> (1)#0":
         "run() sets flops to 0 before it runs an op, and nothing reads them before a run",
     "op_runner:OpRunner.run:constant:False -> True#0":

@@ -186,3 +186,27 @@ def test_differences_are_outlined_and_a_closed_box_holding_one_is_dotted() -> No
         marks = {BLOCK: Mark(diff="changed"), C: Mark(diff="only")}
         (own,) = _outlines(_items(_marked({k: marks[k] for k in order}), 0)[BLOCK])
         assert _diff_look("changed")(own), order
+
+
+def test_note_badges_hang_in_a_row_from_the_box_s_top_right_corner() -> None:
+    """Each badge hangs on the top border (its centre just inside the box), the first at the
+    right corner, the next ones to its left in note order without overlapping; each number is
+    centred in its circle (bold digits stand about 0.7 of the font size tall)."""
+    figure = _annotated(notes={f"block.{name}": name for name in "abcd"})
+    block = _items(figure, 0)[BLOCK]
+    box = {k: _number(v) for k, v in block.find(f"{SVG}rect").attrib.items()
+           if k in ("x", "y", "width", "height")}
+    badges = [g for g in _marks(block) if g.get("class") == "mt-note-badge"]
+    assert len(badges) == 4
+    circles = [{k: _number(v) for k, v in b.find(f"{SVG}circle").attrib.items()
+                if k in ("cx", "cy", "r")} for b in badges]
+    xs = [c["cx"] for c in circles]
+    for circle, badge in zip(circles, badges, strict=True):
+        assert box["y"] < circle["cy"] < box["y"] + circle["r"]
+        text = badge.find(f"{SVG}text")
+        assert _number(text.get("x")) == circle["cx"] and text.get("text-anchor") == "middle"
+        middle = _number(text.get("y")) - 0.35 * _number(text.get("font-size"))
+        assert middle == pytest.approx(circle["cy"], abs=0.1)
+    right = box["x"] + box["width"]
+    assert right - circles[0]["r"] < xs[0] <= right
+    assert all(a - b >= 2 * c["r"] for a, b, c in zip(xs, xs[1:], circles, strict=False))

@@ -13,6 +13,10 @@
   "use strict";
   MT.DIFF_COLOURS = { only: "#1a7f37", changed: "#bf8700", holds: "#bf8700" };
   var NOTE = "#0969da";
+  // a note's badge: a circle hung on the box's top border (centre `drop` below it), the first
+  // `inset` in from the right corner, each next one `step` further left; its number `baseline`
+  // below the centre puts 10 px digits (about 7 px tall) in the middle
+  var BADGE = { r: 7.5, inset: 4, step: 17, drop: 1, font: 10, baseline: 3.5 };
 
   // ref -> {colour, notes, diff} from the view data (empty without marks).
   MT.readMarks = function (view) {
@@ -68,11 +72,11 @@
     }
     var notes = mark.notes.length > 4 ? mark.notes.slice(0, 3).concat(["\u2026"]) : mark.notes;
     notes.forEach(function (number, i) {
-      var cx = b.x + b.w - 4 - i * 17, cy = b.y + 1, text = String(number);
+      var cx = b.x + b.w - BADGE.inset - i * BADGE.step, cy = b.y + BADGE.drop;
       out += '<g class="mt-note-badge"><circle cx="' + MT.num(cx) + '" cy="' + MT.num(cy) +
-        '" r="7.5" fill="' + NOTE + '" stroke="#ffffff" stroke-width="1"/><text x="' +
-        MT.num(cx) + '" y="' + MT.num(cy + 3.5) + '" text-anchor="middle" font-size="10" ' +
-        'font-weight="bold" fill="#ffffff">' + MT.esc(text) + "</text></g>";
+        '" r="' + BADGE.r + '" fill="' + NOTE + '" stroke="#ffffff" stroke-width="1"/><text x="' +
+        MT.num(cx) + '" y="' + MT.num(cy + BADGE.baseline) + '" text-anchor="middle" font-size="' +
+        BADGE.font + '" font-weight="bold" fill="#ffffff">' + MT.esc(String(number)) + "</text></g>";
     });
     // in a group of its own: the stylesheet's rules for an item's own box and text
     // (`.mt-node > rect`) leave these alone
