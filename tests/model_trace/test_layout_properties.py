@@ -6,6 +6,7 @@ edge ends spread in the order of where they go. See ``layout_properties`` for th
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -171,6 +172,24 @@ def test_a_fork_and_a_join_are_centred(direction: str, labelled: bool) -> None:
     assert boxes["c2"].centre == pytest.approx(middle, abs=0.15)
 
 
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+@pytest.mark.parametrize("skipped", [2, 3, 4])
+def test_a_skip_connection_bends_once_at_each_end_and_runs_straight_between(
+        direction: str, skipped: int) -> None:
+    """Long links pull hardest: a residual connection past a chain of boxes leaves its source
+    with one bend, runs on one line (no jog over 3 px) past the boxes it skips, and bends
+    once more into its target."""
+    n = skipped + 2
+    links = [(f"c{k}", f"c{k + 1}", k, "") for k in range(n - 1)] + [("c0", f"c{n - 1}", 0, "")]
+    group = lay_out(layout_input([plain(90), *[plain() for _ in range(skipped)], plain(90)],
+                                 links, direction))
+    assert check_all(group) == []
+    (skip,) = [r for r in group.routes if (r.src, r.dst) == ("c0", f"c{n - 1}")]
+    between = [p[0] for p in skip.pts[1:-1]]
+    assert len(between) >= 2 * (2 * skipped + 1)  # a point where each rank starts and ends
+    assert max(between) - min(between) <= 3, skip.pts
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(0, 20), min_size=2, max_size=8), st.randoms(use_true_random=False),
        st.sampled_from(("TB", "LR")))
@@ -258,3 +277,22 @@ def test_every_group_of_real_models_is_laid_out_well(name: str, direction: str) 
 def test_constants_are_the_layouts_own() -> None:
     """The checks read MT.LAYOUT rather than copies of its numbers."""
     assert constants()["nodeSep"] > constants()["boxToLine"] > constants()["thinSep"] > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=12),
+                min_size=1, max_size=3))
+def test_the_crossings_the_sweeps_minimise_are_the_pairs_of_segments_that_swap_order(
+        gaps: list[list[tuple[int, int]]]) -> None:
+    """Between two consecutive ranks, two segments cross when their ends come in opposite
+    orders on the two ranks; segments that share an end, or join the same two places, do
+    not. The order sweeps keep the order with the fewest, so they must be counted exactly."""
+    ranks = len(gaps) + 1
+    layers = [[{"id": r * 6 + k, "pos": k} for k in range(6)] for r in range(ranks)]
+    down: list[list[dict[str, Any]]] = [[] for _ in range(6 * ranks)]
+    for r, segments in enumerate(gaps):
+        for a, b in segments:
+            down[r * 6 + a].append({"a": {"pos": a}, "b": {"pos": b}})
+    expected = sum((a - c) * (b - d) < 0 for segments in gaps
+                   for (a, b), (c, d) in itertools.combinations(segments, 2))
+    assert evaluate("modelTrace.crossings", layers, down) == expected

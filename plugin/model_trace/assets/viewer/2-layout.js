@@ -624,6 +624,7 @@
     });
   }
   MT.layoutGroup = layoutGroup;
+  MT.crossings = crossings;  // what the order sweeps minimise (its tests count by brute force)
 
   // ------------------------------------------------------------------ the whole state
   function Layout(model) {
