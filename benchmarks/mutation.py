@@ -436,6 +436,18 @@ EQUIVALENT: dict[str, str] = {
         "every way values.run hands back new tensors runs call() first (which sets "
         "from_cache itself); the others hand back the op's input as it is (a meta tensor's "
         "device move), and the recorder asks from_cache only about new outputs",
+    "op_runner:OpRunner.__init__:constant:False -> True#0":
+        "run() sets from_cache to False before it runs an op, and nothing reads it before a "
+        "run",
+    "op_info:OpInfo.of:constant:\"gather\" -> 'gather_x'#0":
+        "no op of the gather role writes in place (no such row of the table ends in '_'), so "
+        "none is left out of the in-place cache by it",
+    "op_info:op_name:unary:-2 -> (2)#0":
+        "every property getter torch hands a mode is a tensor's, named "
+        "torch.Tensor.<name>.__get__: its third part is its second from the end",
+    "api:_trace:drop:recorder.release(()) -> pass#0":
+        "on a failure no tensor is handed back: release then only lets go of the recorder's "
+        "tables sooner (memory); the partial graph is already built",
     "op_runner:AtenRecording.__init__:drop:super().__init__() -> pass#0":
         "TorchDispatchMode sets up its state lazily on __enter__ when __init__ was not called",
     "structures:_rebuild:constant:True -> False#0":

@@ -434,3 +434,8 @@ def test_a_failure_after_assumed_values_lists_them_with_their_lines() -> None:
     assert "zeros at 'gt' (" in message and "test_api.py:" in message.split("zeros at")[1]
     assert message.endswith("rather than on the meta device (in a fence, an `inputs:` "
                             "factory that returns them)")
+
+
+def test_a_function_of_no_tensors_is_an_empty_graph_on_the_cpu() -> None:
+    graph = trace(lambda: 3)
+    assert (graph.nodes, graph.tensors, graph.meta["device"]) == ({}, {}, "cpu")

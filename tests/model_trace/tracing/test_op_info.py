@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from model_trace.tracing import trace
-from model_trace.tracing.op_info import OpInfo, argument_names, function_body, op_name
+from model_trace.tracing.op_info import (
+    OpInfo,
+    argument_names,
+    function_body,
+    op_name,
+    writes_in_place,
+)
 
 
 def test_ops_are_named_as_the_table_spells_them() -> None:
@@ -19,6 +25,7 @@ def test_ops_are_named_as_the_table_spells_them() -> None:
     assert op_name(torch.Tensor.__add__) == ("add", False)
     assert op_name(torch.Tensor.__radd__) == ("radd", False)
     assert op_name(torch.Tensor.__iadd__) == ("add_", False)  # x += y writes into x
+    assert op_name(torch.Tensor.__xor__) == ("xor", False)  # only underscores are stripped
     assert op_name(torch.Tensor.__getitem__) == ("getitem", False)
     # dunders that read a value keep their name: the table lists them as queries
     for query in ("__len__", "__int__", "__index__", "__iter__", "__bool__"):
@@ -92,7 +99,7 @@ def test_facts_of_queries_properties_and_roles() -> None:
 
 def test_torch_python_functions_are_descended_into_and_collectives_write() -> None:
     assert OpInfo.of(F.normalize).python  # a torch Python function
-    assert not OpInfo.of(torch.Tensor.__iter__).python  # torch._tensor: a method of Tensor
+    assert not OpInfo.of(torch.Tensor.split).python  # torch._tensor: a method of Tensor
     assert not OpInfo.of(torch.add).python  # a builtin
 
     def ours(x: torch.Tensor) -> torch.Tensor:
@@ -102,10 +109,13 @@ def test_torch_python_functions_are_descended_into_and_collectives_write() -> No
     reduce = OpInfo.of(torch.distributed.all_reduce)
     assert (reduce.name, reduce.category, reduce.mutates, reduce.python, reduce.in_place) == (
         "all_reduce", "collective", "collective", False, False)
+    rank = OpInfo.of(torch.distributed.get_rank)  # torch.distributed's, but no collective
+    assert (rank.category, rank.mutates) == ("other", "")
     gather = OpInfo.of(torch.gather)  # same name as a collective, not torch.distributed's
     assert (gather.category, gather.mutates) == ("index", "")
     assert OpInfo.of(torch.matmul).flops == "dispatch"  # counted per ATen op inside
     assert OpInfo.of(F.linear).flops == "linear"
+    assert OpInfo.of(torch.ops.aten.linear.default).flops == "linear"  # not ATen's registry
     assert OpInfo.of(torch.ops.aten.mm.default).flops == "custom"
 
 
@@ -148,3 +158,10 @@ def test_argument_names_leave_out_self_and_keyword_only_ones() -> None:
     assert argument_names(Block().forward) == ["x", "mask"]  # bound: no self either
     assert argument_names(F.normalize) == ["input", "p", "dim", "eps", "out"]
     assert argument_names(torch.add) == []  # no signature
+
+
+def test_only_public_names_ending_in_an_underscore_write_in_place() -> None:
+    assert writes_in_place("add_") and writes_in_place("setitem")
+    assert not writes_in_place("add") and not writes_in_place("getitem")
+    # private ops of lists of tensors and kept dunders are no write into a first tensor
+    assert not writes_in_place("_foreach_add_") and not writes_in_place("__len__")
