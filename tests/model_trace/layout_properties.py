@@ -371,10 +371,12 @@ def drawn(pts: list[Point], steps: int = 32) -> Iterator[Point]:
 
 
 def _straight_past(a: Point, b: Point, anchor: Point, lr: bool) -> bool:
-    """Whether segment a-b is straight along the rank axis and passes ``anchor``."""
+    """Whether segment a-b is straight along the rank axis and ``anchor`` is its middle (a
+    line runs straight across its label's rank: the label sits at the rank's middle; left to
+    right up to half a pixel before it, as the layout centres the text's whole-pixel width)."""
     across, along = (1, 0) if lr else (0, 1)
     return (abs(a[across] - anchor[across]) < EPS and abs(b[across] - anchor[across]) < EPS
-            and min(a[along], b[along]) - EPS <= anchor[along] <= max(a[along], b[along]) + EPS)
+            and -EPS < (a[along] + b[along]) / 2 - anchor[along] < 0.5 + EPS)
 
 
 def _same(p: Point) -> Point:
