@@ -168,3 +168,21 @@ def test_every_stack_an_op_used_whole_is_matched_to_a_router_whatever_else_it_us
     assert marked == 2 * [[
         "every expert for every row: experts.down holds 4 experts, the router chose 1 per "
         "token, and this op ran all of them"]]
+
+
+class ArgmaxMoe(DenseMoe):
+    """DenseMoe's router choosing by ``argmax`` (one expert per token, no k dimension)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.router(x)
+        picked = logits.argmax(dim=1, keepdim=False)
+        scores = torch.zeros_like(logits).scatter_(1, picked[:, None], 1.0)
+        routed = x.repeat(EXPERTS, 1) * scores.t().reshape(-1, 1)
+        hidden = torch.bmm(routed.view(EXPERTS, -1, WIDTH), self.experts.up).relu()
+        return torch.bmm(hidden, self.experts.down).sum(dim=0)
+
+
+def test_an_argmax_router_chooses_one_expert_per_token() -> None:
+    graph = _traced(ArgmaxMoe())
+    dense = graph.meta["dense_experts"]["experts"]
+    assert (dense["count"], dense["chosen"], dense["stacked"]) == (EXPERTS, 1, ["up", "down"])
