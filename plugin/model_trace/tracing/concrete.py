@@ -31,7 +31,6 @@ The output metadata of pure meta-kernel calls is cached (``meta_cache``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,20 +48,8 @@ from model_trace.tracing.meta_cache import MetaResults, is_float
 from model_trace.tracing.op_info import OpInfo
 from model_trace.tracing.route_rule import Call, RoutingRule, argument
 from model_trace.tracing.routing import RoutingPolicy
+from model_trace.tracing.structures import map_structure
 from model_trace.tracing.widening import missing_kernel, run_widened
-
-
-def map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
-    """``value`` with every tensor in it (two levels of lists/tuples, dict values) mapped."""
-    if isinstance(value, torch.Tensor):
-        return fn(value)
-    if isinstance(value, list | tuple):
-        mapped = [map_tensors(v, fn) if isinstance(v, torch.Tensor | list | tuple) else v
-                  for v in value]
-        return type(value)(mapped) if not hasattr(value, "_fields") else type(value)(*mapped)
-    if isinstance(value, dict):
-        return {k: map_tensors(v, fn) for k, v in value.items()}
-    return value
 
 
 def _targets_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -162,7 +149,7 @@ class ConcreteValues:
         except (RuntimeError, NotImplementedError, ValueError):
             raise error from None
         self.assumed = "kernel"
-        return map_tensors(outputs, lambda t: t if is_float(t) else
+        return map_structure(outputs, lambda t: t if is_float(t) else
                            torch.zeros(t.shape, dtype=t.dtype))
 
     # -- rule 4 and 5 -------------------------------------------------------------------
@@ -210,7 +197,7 @@ class ConcreteValues:
                 return torch.stack(torch.nonzero(tensor, as_tuple=True)).to("meta")
             return tensor.to("meta")
 
-        return map_tensors(value, move)
+        return map_structure(value, move)
 
     # -- rule 3 -------------------------------------------------------------------------
     def _concretise(self, info: OpInfo, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -252,7 +239,7 @@ class ConcreteValues:
         if isinstance(result, torch.Tensor):
             return concrete(result)
         if isinstance(result, tuple | list) and any(isinstance(r, torch.Tensor) for r in result):
-            return map_tensors(result, concrete)
+            return map_structure(result, concrete)
         return result
 
     @staticmethod
@@ -265,4 +252,4 @@ class ConcreteValues:
             return torch.empty(shape, dtype=tensor.dtype)
 
         kwargs = {k: v for k, v in kwargs.items() if k != "device"}
-        return func(*map_tensors(args, stand_in), **map_tensors(kwargs, stand_in))
+        return func(*map_structure(args, stand_in), **map_structure(kwargs, stand_in))

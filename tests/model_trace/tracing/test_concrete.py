@@ -299,19 +299,6 @@ def test_floats_made_or_moved_from_real_tensors_go_to_meta() -> None:
     assert devices == ["meta", "meta", "cpu", "cpu", "meta"]
 
 
-def test_map_tensors_keeps_named_tuples_and_containers() -> None:
-    from collections import namedtuple
-
-    from model_trace.tracing.concrete import map_tensors
-
-    pair = namedtuple("pair", "values count")
-    t = torch.ones(2)
-    mapped = map_tensors({"a": [pair(t, 3), (t, "x")]}, lambda v: v * 2)
-    (named, plain) = mapped["a"]
-    assert type(named) is pair and named.count == 3 and named.values.tolist() == [2, 2]
-    assert type(plain) is tuple and plain[1] == "x" and plain[0].tolist() == [2, 2]
-
-
 def test_a_real_mask_picks_meta_rows_by_its_values() -> None:
     """Indexing ops take their real indices as they are: a mask's count of True values is the
     number of rows, not an assumption."""

@@ -138,3 +138,12 @@ def test_deep_nesting_needs_no_recursion() -> None:
     for _ in range(5000):
         mapped = mapped[0]
     assert mapped.tolist() == [2.0]
+
+
+def test_named_tuples_inside_lists_inside_dicts_keep_their_types() -> None:
+    pair = namedtuple("pair", "values count")
+    t = torch.ones(2)
+    mapped = map_structure({"a": [pair(t, 3), (t, "x")]}, lambda v: v * 2)
+    (named, plain) = mapped["a"]
+    assert type(named) is pair and named.count == 3 and named.values.tolist() == [2, 2]
+    assert type(plain) is tuple and plain[1] == "x" and plain[0].tolist() == [2, 2]
