@@ -347,7 +347,8 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
                                  _read_parameters(graph, root))
     groups = routed_groups(graph, replayed)
     uses = stacked_uses(graph, lambda call: _gathered(graph, call, replayed))
-    unused = _unused_stacked(graph, call_modules, uses, root)
+    size_of = _parameter_sizes(graph, call_modules, root)
+    unused = _unused_stacked(graph, uses, size_of)
     weight: dict[str, float] = {}
     for group in groups.values():
         for member, rows in zip(group["members"], group["rows"], strict=True):
@@ -388,7 +389,7 @@ def assign_statistics(graph: Graph, call_modules: dict[str, Any],
     if stubs:
         summaries += _replayed_groups(graph, groups, stubs)
     _describe_totals(graph, summaries, activated, counts, roots)
-    dense = dense_experts(graph, _parameter_sizes(graph, call_modules, root))
+    dense = dense_experts(graph, size_of)
     if dense:
         graph.meta["dense_experts"] = dense
     if uses:
@@ -429,11 +430,10 @@ def _class_in(root: torch.nn.Module | None) -> Callable[[str], str]:
     return class_of
 
 
-def _unused_stacked(graph: Graph, call_modules: dict[str, Any], uses: dict[str, StackedUse],
-                    root: torch.nn.Module | None) -> dict[str, float]:
+def _unused_stacked(graph: Graph, uses: dict[str, StackedUse],
+                    size_of: Callable[[str], int]) -> dict[str, float]:
     """Parameters of stacked experts no token went through, by the path of the module
     holding them; the op that first read each parameter is corrected likewise."""
-    size_of = _parameter_sizes(graph, call_modules, root)
     numel: dict[str, int] = {}
     unused: dict[str, float] = {}
     for name, use in uses.items():
