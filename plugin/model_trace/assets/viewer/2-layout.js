@@ -13,8 +13,9 @@
  *    repeated weighted least squares under the ordering constraints (pool-adjacent-
  *    violators), which draws chains straight; labels are laid out like boxes, so they never
  *    overlap. An edge runs straight across each rank it passes and bends only in the gaps
- *    between ranks, so no curve runs through a label or a box. Group layouts are cached by their input: opening a box lays out that box and
- *    its ancestors, and equal groups (repeated layers) are laid out once.
+ *    between ranks, so no curve runs through a label or a box. Group layouts are cached by
+ *    their input: opening a box lays out that box and its ancestors, and equal groups
+ *    (repeated layers) are laid out once.
  * 3. Positions are composed top-down into absolute coordinates.
  * Directions: "TB" (top to bottom) and "LR" (left to right: the same algorithm on swapped
  * axes). Runs in the browser and, at build time, in an embedded V8.
