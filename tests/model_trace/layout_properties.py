@@ -335,6 +335,7 @@ def check_labels(group: Group) -> list[str]:
     boxes = {name: _unswapped(group, box) for name, box in group.boxes.items()}
     if group.title is not None:
         boxes["the title"] = group.title
+    curves = [((r.src, r.dst), [real(q) for q in drawn(r.pts)]) for r in group.routes]
     for lab in group.labels:
         rect = lab.rect
         problems += [f"label {lab.text!r} {rect} overlaps {name}"
@@ -345,8 +346,7 @@ def check_labels(group: Group) -> list[str]:
         if not any(_straight_past(real(a), real(b), anchor, group.lr)
                    for r in group.routes for a, b in itertools.pairwise(r.pts)):
             problems.append(f"label {lab.text!r} at {(lab.x, lab.y)} is not beside its line")
-        crossed = [(r.src, r.dst) for r in group.routes
-                   if any(rect.holds(*real(q), 0.3) for q in drawn(r.pts))]
+        crossed = _running_through(rect, curves)
         if crossed:
             problems.append(f"label {lab.text!r} {rect} is crossed by {crossed}")
     for a, b in itertools.combinations(group.labels, 2):
@@ -368,6 +368,11 @@ def drawn(pts: list[Point], steps: int = 32) -> Iterator[Point]:
             else:  # the cubic with control points (x0, my) and (x1, my), my halfway
                 yield (x0 + (x1 - x0) * t * t * (3 - 2 * t),
                        y0 + (y1 - y0) * t * (1.5 - 1.5 * t + t * t))
+
+
+def _running_through(rect: Rect, curves: list[tuple[Any, list[Point]]]) -> list[Any]:
+    """The names of the curves (name, drawn points) that pass inside ``rect``."""
+    return [name for name, points in curves if any(rect.holds(*q, 0.3) for q in points)]
 
 
 def _straight_past(a: Point, b: Point, anchor: Point, lr: bool) -> bool:
@@ -495,13 +500,12 @@ def figure_groups(placed: dict[str, Any], direction: str) -> dict[str, Group]:
 def crossed_labels(placed: dict[str, Any], direction: str) -> list[str]:
     """Labels of a placed figure that a line (of any group) runs through, as drawn."""
     turn = _swap if direction == "LR" else _same
-    curves = [(r, [turn(q) for q in drawn([turn(p) for p in r["pts"]])])
+    curves = [(f"{r['src']}->{r['dst']}", [turn(q) for q in drawn([turn(p) for p in r["pts"]])])
               for r in placed["routes"]]
     problems = []
     for lab in placed["labels"]:
         rect = Label(lab["text"], lab["x"], lab["y"], lab["width"]).rect
-        crossing = [f"{r['src']}->{r['dst']}" for r, points in curves
-                    if any(rect.holds(*q, 0.3) for q in points)]
+        crossing = _running_through(rect, curves)
         if crossing:
             problems.append(f"label {lab['text']!r} {rect} is crossed by {crossing}")
     return problems
