@@ -1295,7 +1295,7 @@ def _summary_line(r: ModuleResult) -> str:
 
 
 def report(results: list[ModuleResult], seconds: float, goal: float,
-           cpu_seconds: float | None = None) -> str:
+           cpu_seconds: float) -> str:
     lines = [f"{'module':<24} {'mutants':>7} {'killed':>6} {'timeout':>7} {'survived':>8} "
              f"{'uncovered':>9} {'equiv.':>6} {'score':>6} {'time':>7}"]
     lines += [_summary_line(r) for r in results]
@@ -1304,10 +1304,9 @@ def report(results: list[ModuleResult], seconds: float, goal: float,
     lines.append(f"{'all':<24} {sum(len(r.outcomes) for r in results):>7} "
                  f"{'':>6} {'':>7} {'':>8} {'':>9} {'':>6} "
                  f"{(killed / scored if scored else 1):>6.0%} {seconds:>6.0f}s")
-    if cpu_seconds is not None:
-        lines.append(f"CPU time of the run and its children: {cpu_seconds:.0f} s "
-                     f"({cpu_seconds / max(seconds, 1e-9):.2f} cores busy on average; wall "
-                     f"{seconds:.0f} s, load average {os.getloadavg()[0]:.1f} at the end)")
+    lines.append(f"CPU time of the run and its children: {cpu_seconds:.0f} s "
+                 f"({cpu_seconds / max(seconds, 1e-9):.2f} cores busy on average; wall "
+                 f"{seconds:.0f} s, load average {os.getloadavg()[0]:.1f} at the end)")
     below = [r.name for r in results if r.score < goal]
     lines.append(f"goal {goal:.0%} per module: " + ("met" if not below
                                                     else "missed by " + ", ".join(below)))
