@@ -190,6 +190,37 @@ def test_a_skip_connection_bends_once_at_each_end_and_runs_straight_between(
     assert max(between) - min(between) <= 3, skip.pts
 
 
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+@pytest.mark.parametrize("widths", [(90, 44, 90), (136, 58, 44), (44, 90, 136)])
+def test_a_group_input_passing_between_two_boxes_runs_straight_to_its_target(
+        direction: str, widths: tuple[int, int, int]) -> None:
+    """The group's input feeds a box on the next rank but one: its line passes between the
+    two boxes of the rank it skips, however narrow their gap leaves the way, and bends only
+    into its target (a line packed tight between its neighbours is still one line)."""
+    links = [("c0", "c1", 0, ""), ("i:101", "c1", 101, ""), ("c2", "o:202", 202, "")]
+    group = lay_out(layout_input([plain(w) for w in widths], links, direction, (101,),
+                                 (202,)))
+    assert check_all(group) == []
+    (line,) = [r for r in group.routes if r.src == "i:101"]
+    along = {round(p[0], 1) for p in line.pts[:-1]}
+    assert len(along) == 1, line.pts
+    assert group.boxes["c0"].right < along.pop() < group.boxes["c2"].x
+
+
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+@pytest.mark.parametrize("widths", [(58, 90), (90, 90), (44, 136)])
+def test_a_group_input_and_output_passing_each_other_do_not_cross(
+        direction: str, widths: tuple[int, int]) -> None:
+    """The group's input skips the first box to feed the second, and the first box's
+    result leaves the group past the second: each passes the other box on its own side,
+    so the two lines never cross."""
+    links = [("c0", "c1", 0, "[2, 8]"), ("i:101", "c1", 101, ""), ("c0", "o:200", 200, "")]
+    group = lay_out(layout_input([plain(w) for w in widths], links, direction, (101,),
+                                 (200,)))
+    assert crossings(group.routes) == 0
+    assert check_all(group) == []
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(0, 20), min_size=2, max_size=8), st.randoms(use_true_random=False),
        st.sampled_from(("TB", "LR")))
