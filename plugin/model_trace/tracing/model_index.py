@@ -54,6 +54,8 @@ class ModelIndex:
         # a parameter or buffer that several modules hold
         self._paths: dict[int, str] = {}
         self._outside: dict[int, str] = {}  # modules outside the tree, by id
+        self._outside_tensors: dict[int, tuple[str, str]] = {}  # their parameters and
+        # buffers, by id: (kind, qualified name)
         self._shared: set[int] = set()  # places of modules holding something shared
         self._keys: list[int] | None = None
         self._last: tuple[Any, int] = (object(), -1)  # the last module _place found, and where
@@ -144,16 +146,24 @@ class ModelIndex:
         return path
 
     def add_module(self, module: torch.nn.Module, path: str) -> None:
-        """Name a module outside the root's tree (and its submodules) under ``path``."""
+        """Name a module outside the root's tree (and its submodules) under ``path``, and
+        the parameters and buffers they hold: a function's modules, or one the forward
+        makes, read weights as the model's own do."""
         for name, sub in module.named_modules(remove_duplicate=False):
-            if self._place(sub) is None:
-                self._outside.setdefault(id(sub), f"{path}.{name}" if name else path)
+            if self._place(sub) is not None or id(sub) in self._outside:
+                continue
+            sub_path = self._outside[id(sub)] = f"{path}.{name}" if name else path
+            for kind, tensors in (("parameter", sub._parameters), ("buffer", sub._buffers)):
+                for own_name, tensor in tensors.items():
+                    if tensor is not None:
+                        self._outside_tensors.setdefault(id(tensor),
+                                                         (kind, f"{sub_path}.{own_name}"))
 
     def tensor_name(self, tensor: torch.Tensor, near: torch.nn.Module | None = None
                     ) -> tuple[str, str] | None:
         """("parameter" or "buffer", qualified name) of a tensor the tree holds (named at the
-        first module holding it), or None. It is looked for below ``near`` (the module
-        running) first, then everywhere."""
+        first module holding it) or a module added outside it holds, or None. It is looked
+        for below ``near`` (the module running) first, then everywhere."""
         place = self._shared_tensors.get(id(tensor))
         if place is None:
             start = self._place(near) if near is not None else None
@@ -168,7 +178,7 @@ class ModelIndex:
                                     for t in tensors.values() if t is not None}
             place = self._all_owners.get(id(tensor))
             if place is None:
-                return None
+                return self._outside_tensors.get(id(tensor))
         return self._name_in(place, tensor)
 
     def _name_in(self, place: int, tensor: torch.Tensor) -> tuple[str, str] | None:

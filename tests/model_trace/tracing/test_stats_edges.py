@@ -99,6 +99,27 @@ def test_stacked_experts_activate_one_expert_per_token_whoever_gets_the_tokens(
     assert sum(tokens) == 6 and (tokens == [6, 0, 0, 0]) == (routing == "first")
 
 
+def test_a_functions_modules_read_their_weights_and_count_as_a_models_do() -> None:
+    """A plain function calling a module: the module is outside any model, named after its
+    class, and its weights are parameters (not constants), so the stacked experts no token
+    chose are not activated, exactly as when the module itself is traced."""
+    with torch.device("meta"):
+        moe = StackedMoe()
+    x = torch.zeros(6, 8, device="meta")
+
+    def step(tokens: torch.Tensor) -> torch.Tensor:
+        return moe(tokens) * 2
+
+    as_function = trace(step, x, routing="balanced", fold=False)
+    as_model = trace(moe, x, routing="balanced", fold=False)
+    read = sorted(name for node in as_function.nodes.values() for name in node.params)
+    assert read == ["StackedMoe.gate.weight", "StackedMoe.w"]
+    assert not any(n.kind == "constant" for n in as_function.nodes.values())
+    for figure in ("params", "activated_params", "weight_bytes", "flops"):
+        assert as_function.meta["totals"][figure] == as_model.meta["totals"][figure], figure
+    assert as_function.meta["totals"]["activated_params"] == 32 + 256 // 4
+
+
 class Twice(nn.Module):
     """One layer called twice, and a layer made inside the forward (not the model's)."""
 
