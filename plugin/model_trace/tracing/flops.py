@@ -14,7 +14,9 @@ is counted under ``FlopCounter`` too, so a matrix product inside it is never mis
 other ATen or custom op that computes floats without a formula is named in the op's cost
 (``Cost``), never counted as a silent 0: the recorder lists it on the node and in
 ``graph.meta["flops_without_formula"]``. ``register_flop_formula`` adds a formula where torch
-has none (grouped matrix products, the CPU flash-attention kernel, custom ops).
+has none (grouped matrix products, the CPU flash-attention kernel, custom ops); products torch
+has no entry for (``mv``, ``dot``, ``addbmm``, in-place ``addmm_``) count by its ``mm`` and
+``bmm`` formulas on the shapes they multiply.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry, mm_flop, sdpa_flop_count
+from torch.utils.flop_counter import bmm_flop, flop_registry, mm_flop, sdpa_flop_count
 
 from model_trace.tracing.arguments import tensors_in, tensors_out
 from model_trace.tracing.op_table import without_flops
@@ -47,6 +49,7 @@ def register_flop_formula(op_name: str, formula: FlopFormula) -> None:
 
 # torch's registry holds mm_flop wrapped to take tensors; the formula itself takes shapes
 _mm_formula = getattr(mm_flop, "__wrapped__", mm_flop)
+_bmm_formula = getattr(bmm_flop, "__wrapped__", bmm_flop)
 
 
 def linear_flops(x_shape: torch.Size, weight_shape: torch.Size) -> int:
@@ -84,6 +87,41 @@ def _triangular_solve_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, **__: Any
     return n * n * math.prod(b.shape[:-2]) * b.shape[-1]
 
 
+def _summed_batches_flops(out: torch.Tensor, batch1: torch.Tensor, batch2: torch.Tensor,
+                          *_: Any, **__: Any) -> int:
+    """``addbmm``: the batch of products (B, M, K) x (B, K, N) summed into one (M, N):
+    torch's ``bmm`` formula, the sum over the batch being part of each multiply-add."""
+    return int(_bmm_formula(batch1.shape, batch2.shape))
+
+
+def _matrix_vector_flops(matrix: torch.Tensor, vector: torch.Tensor, *_: Any,
+                         **__: Any) -> int:
+    """``mv``: (M, K) x (K,) is torch's ``mm`` formula with one column, 2 M K (as a linear
+    layer with a 1-D weight)."""
+    return int(_mm_formula(matrix.shape, (vector.shape[0], 1)))
+
+
+def _added_matrix_vector_flops(out: torch.Tensor, matrix: torch.Tensor,
+                               vector: torch.Tensor, *_: Any, **__: Any) -> int:
+    return _matrix_vector_flops(matrix, vector)
+
+
+def _dot_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, **__: Any) -> int:
+    """``dot``: (K,) x (K,) is torch's ``mm`` formula on (1, K) x (K, 1), 2 K."""
+    return int(_mm_formula((1, a.shape[0]), (b.shape[0], 1)))
+
+
+# In-place forms of products torch has formulas for count by those formulas: the product
+# is the same, only where it is written differs.
+register_flop_formula("aten::addmm_", flop_registry[torch.ops.aten.addmm])
+register_flop_formula("aten::baddbmm_", flop_registry[torch.ops.aten.baddbmm])
+register_flop_formula("aten::addbmm", _summed_batches_flops)
+register_flop_formula("aten::addbmm_", _summed_batches_flops)
+register_flop_formula("aten::mv", _matrix_vector_flops)
+register_flop_formula("aten::addmv", _added_matrix_vector_flops)
+register_flop_formula("aten::addmv_", _added_matrix_vector_flops)
+register_flop_formula("aten::dot", _dot_flops)
+register_flop_formula("aten::vdot", _dot_flops)
 register_flop_formula("aten::linalg_solve_triangular", _triangular_solve_flops)
 register_flop_formula("aten::_scaled_dot_product_flash_attention_for_cpu",
                       _cpu_flash_attention_flops)
@@ -142,10 +180,7 @@ def counts_no_flops(op: Any) -> bool:
     counted by the same convention as its forward."""
     if getattr(op, "is_view", False) or torch.Tag.pointwise in getattr(op, "tags", ()):
         return True
-    name = qualified_name(op).rpartition("::")[2]
-    forward = name.removesuffix("_data").removesuffix("_backward")
-    return any(without_flops(n) for base in dict.fromkeys((name, forward))
-               for n in (base, base.lstrip("_"), base.lstrip("_").removeprefix("native_")))
+    return without_flops(qualified_name(op).rpartition("::")[2])
 
 
 def _computes_floats(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> bool:

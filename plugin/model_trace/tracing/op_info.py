@@ -109,6 +109,10 @@ def op_name(func: Callable[..., Any]) -> tuple[str, bool]:
     if qualified.endswith(".__get__"):  # torch.Tensor.T.__get__
         return parts[-2], True
     short = parts[-1]
+    own = getattr(func, "__name__", short)
+    if (own != short and isinstance(func, types.BuiltinFunctionType)
+            and getattr(torch, own, None) == func == getattr(torch, short, None)):
+        short = own  # torch.mm is equal to its alias torch.spmm, which torch names it by
     if short in _IN_PLACE_OPERATORS:
         return short[3:-2] + "_", False
     if (short.startswith("__") and short.endswith("__")

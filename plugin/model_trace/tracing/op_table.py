@@ -6,8 +6,12 @@ allocate nothing, ops whose FLOPs it counts), the meta-trace rules of ``concrete
 indexing, factory and device ops) and the statistics (ops that pick rows by an index). Adding
 an op means adding it here, once.
 
-Ops are keyed by their short name (``linear``, ``add_``, ``getitem``; ATen ops by the name
-after ``aten::``). An op not in the table has category ``other``, no role, and no FLOP rule.
+Ops are keyed by their short name (``linear``, ``and_`` for ``x &= m``, ``getitem``; ATen
+ops by the name after ``aten::``, read without a leading underscore or ``native_`` where the
+table lists them so: ``aten::_softmax`` is ``softmax``). The in-place form of an elementwise op
+or activation (``add_``, ``bitwise_and_``) is that op written into its first argument: it has
+the op's row unless it has its own. An op not in the table has category ``other``, no role,
+and no FLOP rule.
 """
 
 from __future__ import annotations
@@ -77,39 +81,43 @@ def _table(*rows: dict[str, OpFacts]) -> dict[str, OpFacts]:
 # Within a family, ops with a role or a FLOP rule get their own rows.
 _TABLE: dict[str, OpFacts] = _table(
     _rows("linear", "linear", flops="linear"),
-    _rows("linear", "bilinear conv1d conv2d conv3d", flops="dispatch"),
+    _rows("linear", "bilinear conv1d conv2d conv3d conv_transpose1d conv_transpose2d "
+                    "conv_transpose3d conv_tbc convolution _convolution", flops="dispatch"),
     _rows("linear", "embedding", role="indexing"),
     _rows("linear", "fp8_gemm"),
     _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
-                    "multi_head_attention_forward scaled_mm _scaled_mm", flops="dispatch"),
+                    "multi_head_attention_forward scaled_mm _scaled_mm addmm_ baddbmm_ addbmm "
+                    "addbmm_ addmv addmv_ mv dot vdot inner tensordot chain_matmul multi_dot "
+                    "rmatmul matrix_power", flops="dispatch"),
     _rows("matmul", "grouped_mm _grouped_mm scaled_grouped_mm _scaled_grouped_mm",
           role="grouped", flops="dispatch"),
     _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize "
                   "local_response_norm fused_rms_norm batch_norm_legit_no_training "
                   "batch_norm_legit"),
     _rows("activation", "relu gelu silu sigmoid tanh softmax log_softmax softplus mish elu "
-                        "leaky_relu dropout glu relu_ gelu_ silu_ sigmoid_ tanh_ hardswish "
-                        "hardsigmoid relu6 selu celu logsigmoid softmin prelu hardtanh threshold "
-                        "softsign tanhshrink gelu_tanh native_dropout safe_softmax"),
+                        "leaky_relu dropout glu hardswish hardsigmoid relu6 selu celu "
+                        "logsigmoid softmin prelu hardtanh threshold softsign tanhshrink "
+                        "native_dropout safe_softmax"),
     _rows("elementwise", "add sub mul div truediv rsqrt sqrt exp log pow neg abs clamp "
-                         "where masked_fill masked_fill_ add_ mul_ sub_ div_ type_as float "
-                         "polar triu triu_ outer radd rmul rsub"),
+                         "where masked_fill type_as float polar triu outer radd rmul rsub "
+                         "rtruediv rpow rfloordiv rmod true_divide divide multiply subtract "
+                         "clip ger addr kron cross linalg_cross"),
     _rows("elementwise", "eq ne lt le gt ge logical_and logical_or logical_not logical_xor "
                          "bitwise_and bitwise_or bitwise_not bitwise_xor and or xor invert "
+                         "bitwise_left_shift bitwise_right_shift lshift rshift rlshift rrshift "
                          "floordiv floor_divide remainder mod fmod floor ceil round trunc frac "
                          "sign reciprocal exp2 expm1 log2 log10 log1p sin cos tan sinh cosh asin "
                          "acos atan atan2 erf erfc erfinv square maximum minimum lerp addcmul "
-                         "addcdiv clamp_ clamp_min clamp_max nan_to_num isinf isnan isfinite "
-                         "copysign hypot int long bool half bfloat16 double type to_copy rsub_ "
-                         "pow_ exp_ neg_ sqrt_ rsqrt_ floor_divide_ masked_scatter where_ tril "
-                         "tril_"),
+                         "addcdiv clamp_min clamp_max nan_to_num isinf isnan isfinite "
+                         "copysign hypot int long bool half bfloat16 double type to_copy "
+                         "masked_scatter tril"),
     _rows("elementwise", "view_as_complex view_as_real", role="view"),
     _rows("elementwise", "to", role="device"),
     _rows("elementwise", "full zeros ones arange", role="factory", made="args"),
     _rows("elementwise", "zeros_like", role="like", made="args"),
     _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
                     "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
-                    "cummax cummin linalg_vector_norm vector_norm"),
+                    "cummax cummin linalg_vector_norm vector_norm cumsum_ cumprod_"),
     _rows("reduce", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices "
                     "max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
                     "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "
@@ -123,10 +131,12 @@ _TABLE: dict[str, OpFacts] = _table(
                    "squeeze unsqueeze t", role="view"),
     _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
                    "clone copy_ fill_ zero_ pad constant_pad_nd hstack vstack concat "
-                   "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split "
+                   "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split reversed "
                    "split_copy expand_copy view_as_real_copy as_strided_"),
     _rows("shape", "broadcast_to", role="view"),
-    _rows("quant", "act_quant weight_dequant weight_quant"),
+    # in place: the tensor itself gets the new shape (a new version of it, no view)
+    _rows("shape", "squeeze_ unsqueeze_ t_ transpose_ swapaxes_ swapdims_"),
+    _rows("quant", "act_quant weight_dequant"),
     _rows("collective", "all_reduce all_gather all_gather_into_tensor reduce_scatter "
                         "broadcast"),
     # ops drawn in the "other" family, known for their role or FLOPs
@@ -137,12 +147,12 @@ _TABLE: dict[str, OpFacts] = _table(
                    "untyped_storage is_pinned is_set_to requires_grad_ retain_grad "
                    "register_hook __array__ numpy __contains__ is_nonzero equal has_names "
                    "is_shared is_signed dim_order __dlpack__ __dlpack_device__ __setstate__ "
-                   "__getstate__ __sizeof__ __dir__ __iter__ __eq_ne_metadata "
+                   "__getstate__ __sizeof__ __dir__ __iter__ "
                    # the same, read as properties (x.shape)
                    "shape dtype device is_meta is_cuda is_cpu ndim requires_grad layout "
                    "grad grad_fn is_leaf names itemsize nbytes is_sparse is_quantized "
                    "is_nested output_nr _base _version is_mkldnn is_xpu is_mps _cdata "
-                   "is_inference _grad_fn _backward_hooks __dict__ __class__", role="query"),
+                   "is_inference _grad_fn _backward_hooks", role="query"),
     _rows("other", "expand_as split_with_sizes tensor_split unbind narrow select T mT H mH "
                    "movedim moveaxis swapaxes swapdims diagonal as_strided real imag detach "
                    "alias unfold data conj resolve_conj resolve_neg "
@@ -163,10 +173,8 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("other", "empty_like new_empty new_empty_strided", role="like",
           made="uninitialised"),
     _rows("other", "cuda cpu", role="device"),
-    _rows("other", "addbmm addmv mv dot vdot inner tensordot chain_matmul multi_dot "
-                   "matmul_ conv_transpose1d conv_transpose2d conv_transpose3d conv_tbc "
-                   "rmatmul lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell "
-                   "rnn_relu_cell _convolution convolution", flops="dispatch"),
+    _rows("other", "lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell "
+                   "rnn_relu_cell", flops="dispatch"),
 )
 
 _COLLECTIVES = frozenset({
@@ -191,26 +199,55 @@ def facts_of(name: str, distributed: bool = False) -> OpFacts:
     ``torch.distributed`` (where ``gather`` is a collective, not an indexing op)."""
     if distributed and name in _COLLECTIVES:
         return _COLLECTIVE
-    return _TABLE.get(name, _UNKNOWN)
+    facts = _TABLE.get(name)
+    if facts is not None:
+        return facts
+    if name.endswith("_") and not name.startswith("_"):
+        written = _TABLE.get(name[:-1])  # add_: add, written into its first argument
+        if (written is not None and written.category in _IN_PLACE_FAMILIES
+                and not written.role and not written.flops):
+            return written
+    return _UNKNOWN
+
+
+_IN_PLACE_FAMILIES = frozenset({"elementwise", "activation"})
+"""Families whose ops, written in place (``x.add_(y)``, ``x &= m``), are still the same op:
+the in-place form takes its row from the op's."""
+
+
+def aten_facts(name: str) -> OpFacts:
+    """The row for an ATen op by its name after ``aten::`` (overload dropped): as spelt, else
+    without a leading underscore or ``native_`` (``_softmax``, ``native_layer_norm``), else,
+    for a gradient (``native_layer_norm_backward``, ``select_backward``) or an op on a
+    tensor's data (``..._data``), its forward op's row."""
+    forward = name.removesuffix("_data").removesuffix("_backward")
+    for base in dict.fromkeys((name, forward)):
+        stripped = base.lstrip("_")
+        for spelling in dict.fromkeys((base, stripped, stripped.removeprefix("native_"))):
+            facts = facts_of(spelling)
+            if facts.known:
+                return facts
+    return _UNKNOWN
 
 
 def category_of(op_name: str) -> str:
-    """The colour family of an op, by its short name (``aten::`` and overloads stripped)."""
-    return facts_of(op_name.split("::")[-1].split(".")[0]).category
+    """The colour family of an ATen op by its name (``aten::`` and overloads stripped)."""
+    return aten_facts(op_name.split("::")[-1].split(".")[0]).category
 
 
-def without_flops(name: str) -> bool:
-    """Whether the table lists an op with no FLOP rule: it multiplies nothing worth counting
-    (elementwise, data movement, indexing, reductions), so it counts 0 FLOPs by convention."""
-    facts = _TABLE.get(name)
-    return facts is not None and not facts.flops
+def without_flops(aten_name: str) -> bool:
+    """Whether the table lists an ATen op (see ``aten_facts``) with no FLOP rule: it
+    multiplies nothing worth counting (elementwise, data movement, indexing, reductions), so
+    it counts 0 FLOPs by convention."""
+    facts = aten_facts(aten_name)
+    return facts.known and not facts.flops
 
 
 def gathers_rows(op_name: str) -> bool:
     """Whether an op picks rows of a tensor by an index (``x[idx]``, ``index_select``)."""
-    return _TABLE.get(op_name, _UNKNOWN).role == "gather"
+    return facts_of(op_name).role == "gather"
 
 
 def is_view(op_name: str) -> bool:
     """Whether an op's output is a view of its input (``reshape``, ``squeeze``)."""
-    return _TABLE.get(op_name, _UNKNOWN).role == "view"
+    return facts_of(op_name).role == "view"

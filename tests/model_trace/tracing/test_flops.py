@@ -182,3 +182,67 @@ def test_an_aten_trace_counts_composite_ops_under_inference_mode() -> None:
     assert inference.meta["totals"]["flops"] == plain.meta["totals"]["flops"] == 2 * 3 * (
         8 * 16 + 16 * 4)
     assert inference.meta["flops_without_formula"] == {}
+
+
+class _Products(torch.nn.Module):
+    """Every form of matrix product torch offers beyond mm, bmm, addmm and baddbmm: written
+    in place, summed over a batch, with a vector."""
+
+    def forward(self, c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                batch_c: torch.Tensor, batch_a: torch.Tensor, batch_b: torch.Tensor,
+                v: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
+        into = c.clone()
+        into.addmm_(a, b, beta=0.5)
+        batches = batch_c.clone()
+        batches.baddbmm_(batch_a, batch_b)
+        summed = torch.addbmm(c, batch_a, batch_b)
+        summed.addbmm_(batch_a, batch_b, alpha=2)
+        column = torch.addmv(w, a, v)
+        column.addmv_(a, v)
+        return [into, batches, summed, column, torch.mv(a, v), a @ v, torch.dot(v, v),
+                torch.vdot(v, v), torch.mm(a, b)]
+
+
+def test_every_form_of_matrix_product_counts_2_m_n_k() -> None:
+    """m x k times k x n is 2 m n k FLOPs; a matrix times a vector is n = 1, a dot product
+    m = n = 1; a batch summed into one matrix is a product per batch element."""
+    m, k, n, batch = 3, 4, 5, 2
+    shapes = [(m, n), (m, k), (k, n), (batch, m, n), (batch, m, k), (batch, k, n), (k,), (m,)]
+    graph = trace(_Products(), *(torch.empty(s, device="meta") for s in shapes))
+    ops = [(node.name, node.category, node.stats.flops) for node in graph.nodes.values()
+           if node.kind == "op" and node.name != "clone"]
+    assert ops == [("addmm_", "matmul", 2 * m * n * k),
+                   ("baddbmm_", "matmul", batch * 2 * m * n * k),
+                   ("addbmm", "matmul", batch * 2 * m * n * k),
+                   ("addbmm_", "matmul", batch * 2 * m * n * k),
+                   ("addmv", "matmul", 2 * m * k), ("addmv_", "matmul", 2 * m * k),
+                   ("mv", "matmul", 2 * m * k), ("matmul", "matmul", 2 * m * k),
+                   ("dot", "matmul", 2 * k), ("vdot", "matmul", 2 * k),
+                   ("mm", "matmul", 2 * m * n * k)]
+    assert graph.meta["flops_without_formula"] == {}
+    assert all(not node.uncounted_flops for node in graph.nodes.values())
+
+
+def test_in_place_products_count_as_torch_counts_their_out_of_place_forms() -> None:
+    """torch's counter has formulas for addmm and baddbmm only: their in-place forms, on
+    real values, count what it counts for the same product written to a new tensor."""
+    c, a, b = torch.randn(3, 5), torch.randn(3, 4), torch.randn(4, 5)
+    bc, ba, bb = torch.randn(2, 3, 5), torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    with FlopCounterMode(display=False) as counter:
+        torch.addmm(c, a, b)
+        torch.baddbmm(bc, ba, bb)
+    graph = trace(lambda *t: (t[0].clone().addmm_(t[1], t[2]), t[3].clone().baddbmm_(t[4], t[5])),
+                  c, a, b, bc, ba, bb)
+    assert graph.meta["totals"]["flops"] == counter.get_total_flops() == 2 * 60 + 2 * 120
+
+
+def test_an_outer_product_counts_0_like_the_elementwise_products_it_is() -> None:
+    """addr adds an outer product (no sum over k): 0 by the elementwise convention, as outer
+    and ger, and not listed as an op without a formula."""
+    c, u, v = (torch.empty(s, device="meta") for s in ((3, 5), (3,), (5,)))
+    graph = trace(lambda c, u, v: (torch.addr(c, u, v), c.clone().addr_(u, v),
+                                   torch.outer(u, v), torch.ger(u, v)), c, u, v)
+    ops = {(node.name, node.category, node.stats.flops) for node in graph.nodes.values()
+           if node.kind == "op" and node.name != "clone"}
+    assert ops == {(name, "elementwise", 0) for name in ("addr", "addr_", "outer", "ger")}
+    assert graph.meta["flops_without_formula"] == {}

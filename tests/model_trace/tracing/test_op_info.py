@@ -22,6 +22,9 @@ def test_ops_are_named_as_the_table_spells_them() -> None:
     assert op_name(torch.ops.aten.mm) == ("mm", False)  # a packet, called directly
     assert op_name(torch.ops.aten.add.Tensor) == ("add", False)  # an overload
     assert op_name(F.linear) == ("linear", False)
+    # torch.mm is equal to torch.spmm, the name torch's override index keeps for both
+    assert torch.mm == torch.spmm and op_name(torch.mm) == ("mm", False)
+    assert op_name(torch.linalg.vector_norm) == ("vector_norm", False)  # not linalg_...
     assert op_name(torch.Tensor.__add__) == ("add", False)
     assert op_name(torch.Tensor.__radd__) == ("radd", False)
     assert op_name(torch.Tensor.__iadd__) == ("add_", False)  # x += y writes into x

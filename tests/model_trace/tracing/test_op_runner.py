@@ -106,19 +106,20 @@ def test_without_autograd_or_with_aten_recording_nothing_is_cached() -> None:
 
 def test_a_repeated_in_place_write_on_meta_returns_its_target_with_its_cost(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """x.addmm_(a, b) on meta tensors: the kernel would only check shapes, so a second call
-    with the same signature returns x as it is, costed as the first."""
+    """x.renorm_(...) on meta tensors: the kernel would only check shapes, so a second call
+    with the same signature returns x as it is, costed as the first (its op without a FLOP
+    formula named again)."""
     runner, infos, values = _meta_runner()
-    x, a, b = (torch.empty(*s, device="meta") for s in ((4, 4), (4, 6), (6, 4)))
+    x = torch.empty(4, 4, device="meta")
     for hits in (0, 1, 2):
-        assert _run(runner, infos, torch.Tensor.addmm_, x, a, b) is x
+        assert _run(runner, infos, torch.Tensor.renorm_, x, 2, 0, 1.0) is x
         assert (runner.flops, runner.missing, values.results.hits) == (
-            0, ("aten::addmm_",), hits)
-    monkeypatch.setitem(flops._EXTRA_FORMULAS, "aten::addmm_",
-                        lambda x, a, b, *_, **__: 2 * a.shape[0] * a.shape[1] * b.shape[1])
+            0, ("aten::renorm_",), hits)
+    monkeypatch.setitem(flops._EXTRA_FORMULAS, "aten::renorm_",
+                        lambda x, *_, **__: 12 * x.numel())
     runner, infos, values = _meta_runner()
     for hits in (0, 1):
-        assert _run(runner, infos, torch.Tensor.addmm_, x, a, b) is x
+        assert _run(runner, infos, torch.Tensor.renorm_, x, 2, 0, 1.0) is x
         assert (runner.flops, runner.missing, values.results.hits) == (192, (), hits)
     # a write that changes its target's shape is no "returns its target as it was"
     y = torch.empty(2, 3, device="meta")
