@@ -194,6 +194,11 @@ CATEGORIES: tuple[str, ...] = ("linear", "matmul", "norm", "activation", "elemen
 """Every category, in the order a legend lists them."""
 
 
+_IN_PLACE_FAMILIES = frozenset({"elementwise", "activation"})
+"""Families whose ops, written in place (``x.add_(y)``, ``x &= m``), are still the same op:
+the in-place form takes its row from the op's."""
+
+
 def facts_of(name: str, distributed: bool = False) -> OpFacts:
     """The table's row for an op by its short name; ``distributed`` for a function of
     ``torch.distributed`` (where ``gather`` is a collective, not an indexing op)."""
@@ -208,11 +213,6 @@ def facts_of(name: str, distributed: bool = False) -> OpFacts:
                 and not written.role and not written.flops):
             return written
     return _UNKNOWN
-
-
-_IN_PLACE_FAMILIES = frozenset({"elementwise", "activation"})
-"""Families whose ops, written in place (``x.add_(y)``, ``x &= m``), are still the same op:
-the in-place form takes its row from the op's."""
 
 
 def aten_facts(name: str) -> OpFacts:
