@@ -47,7 +47,6 @@ class GraphBuilder:
         self._dtypes: dict[torch.dtype, str] = {}
         self._root_module = root
         self._index: ModelIndex | None = None
-        self._external_paths: set[str] = set()
         self._latest_call: dict[str, str] = {}
         self._fixed_tensors: dict[int, str] = {}  # parameters/buffers drawn as nodes
         self.params_read: set[int] = set()  # parameters some op has read (their first reader
@@ -121,18 +120,8 @@ class GraphBuilder:
 
     def path_of(self, module: torch.nn.Module) -> str:
         """A module's qualified name in the model; a module outside the root's tree is named
-        after its class (``Linear``, ``Linear#2``)."""
-        index = self.index
-        path = index.path_of(module)
-        if path is None:
-            path = type(module).__name__
-            number = 1
-            while path in self._external_paths:
-                number += 1
-                path = f"{type(module).__name__}#{number}"
-            self._external_paths.add(path)
-            index.add_module(module, path)
-        return path
+        after its class (``Linear``, ``Linear#2``: ``ModelIndex.name``)."""
+        return self.index.name(module)
 
     # -- nodes --------------------------------------------------------------------------
     def add_node(self, kind: str, name: str, category: str, parent: str) -> str:

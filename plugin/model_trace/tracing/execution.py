@@ -73,9 +73,7 @@ class _Meter:
             self.stack[-1] = (key, start, base, _higher(peak, self._peak()))
 
     def enter(self, module: torch.nn.Module, _args: Any) -> None:
-        path = self.index.path_of(module)
-        if path is None:  # made during the run, outside the model's tree
-            path = type(module).__name__
+        path = self.index.name(module)
         index = self.calls.get(path, 0)
         self.calls[path] = index + 1
         if self.cuda:  # the parent's peak so far, before the allocator's is reset (on the

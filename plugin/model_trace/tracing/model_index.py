@@ -56,6 +56,9 @@ class ModelIndex:
         self._outside: dict[int, str] = {}  # modules outside the tree, by id
         self._outside_tensors: dict[int, tuple[str, str]] = {}  # their parameters and
         # buffers, by id: (kind, qualified name)
+        self._outside_held: list[torch.nn.Module] = []  # the modules named outside, kept
+        # alive so that no other module takes an id they were named by
+        self._outside_names: set[str] = set()
         self._shared: set[int] = set()  # places of modules holding something shared
         self._keys: list[int] | None = None
         self._last: tuple[Any, int] = (object(), -1)  # the last module _place found, and where
@@ -143,6 +146,24 @@ class ModelIndex:
                 above = self._path(parent)
                 path = f"{above}.{self._name[place]}" if above else self._name[place]
             self._paths[place] = path
+        return path
+
+    def name(self, module: torch.nn.Module) -> str:
+        """A module's path in the tree or, outside it (a plain function's module, or one the
+        forward makes), a path of its own given at first sight: its class name, numbered
+        from the second object of a class on (``Linear``, ``Linear#2``). The trace and a
+        measured run name modules alike, so their calls are matched by name."""
+        path = self.path_of(module)
+        if path is not None:
+            return path
+        cls = type(module).__name__
+        path, number = cls, 1
+        while path in self._outside_names:
+            number += 1
+            path = f"{cls}#{number}"
+        self._outside_names.add(path)
+        self._outside_held.append(module)
+        self.add_module(module, path)
         return path
 
     def add_module(self, module: torch.nn.Module, path: str) -> None:

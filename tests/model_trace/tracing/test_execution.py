@@ -96,6 +96,27 @@ def test_every_call_and_op_is_matched_to_its_own_measurement() -> None:
     assert run["total_s"] >= graph.modules[graph.root].measured.wall_time_s > 0
 
 
+class _MakesLayers(torch.nn.Module):
+    """Makes a new layer for each of its two steps: modules outside the model's tree."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            x = torch.nn.Linear(8, 8)(x)
+        return x
+
+
+def test_layers_made_in_the_forward_are_each_matched_to_their_own_measurement() -> None:
+    """The trace names a second layer of a class made in the forward ``Linear#2``; the
+    measured run names it alike (not a second call of ``Linear``), so both are timed."""
+    graph = trace(_MakesLayers(), torch.randn(2, 8), execute="cpu", fold=False)
+    calls = [c for c in graph.modules.values() if c.kind == "module"]
+    assert [(c.path, c.call_index) for c in calls] == [("", 0), ("Linear", 0), ("Linear#2", 0)]
+    assert all(c.measured is not None for c in calls)
+    assert all(n.measured is not None for n in graph.nodes.values() if n.kind == "op")
+    run = graph.meta["execution"]
+    assert run["measured_calls"] == run["called_modules"] == 3
+
+
 def test_times_are_kept_to_the_microsecond_and_ops_to_a_tenth() -> None:
     graph = trace(_Reused(), torch.randn(2, 8), execute="cpu", fold=False)
     calls = [c.measured.wall_time_s for c in graph.modules.values() if c.measured]
