@@ -264,11 +264,6 @@ EQUIVALENT: dict[str, str] = {
         "is; index_add_, index_fill, index_copy and take_along_dim, which do raise, take "
         "integer indices): the mask's conversion to positions is kept for a torch whose "
         "indexing refuses it",
-    "stats:_parameter_sizes.size_of:boolean:param is None and root is not None -> "
-    "param is None or root is not None#0":
-        "a parameter found in the graph's module is the model's parameter of that name, so "
-        "asking the model again finds the same one; without a model, None.get_parameter "
-        "raises AttributeError, which is suppressed: the size is the same",
     "recorder:Recorder.__torch_function__:drop:raise -> pass#0":
         "a query op that raised (.item() of a meta tensor) then falls through to the op "
         "runner, which runs it again and raises the same error; the failure was already "
@@ -378,6 +373,13 @@ EQUIVALENT: dict[str, str] = {
     "flops:_on_meta:negate:tensor.is_meta -> not (tensor.is_meta)#0":
         "a decomposition's FLOPs depend on shapes alone: running it on the real tensors "
         "instead of meta copies only does the arithmetic too",
+    "stats:_parameter_sizes.size_of:boolean:param is None and root is not None -> "
+    "param is None or root is not None#0":
+        "the extra lookups change nothing: with no root, None.get_parameter raises the "
+        "AttributeError that is suppressed; with a root, a module of the graph at path P is "
+        "the module root.get_submodule(P) finds (the index names a module by its first "
+        "path), and a module outside the tree has a path no module of root has "
+        "(ModelIndex.name), so get_parameter finds the same parameter or raises",
     "meta_cache:_key:constant:-1 -> (-2)#2":
         "its callers only ask whether the count is below 0",
     "widening:run_widened:constant:False -> True#0":

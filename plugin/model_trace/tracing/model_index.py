@@ -151,20 +151,31 @@ class ModelIndex:
     def name(self, module: torch.nn.Module) -> str:
         """A module's path in the tree or, outside it (a plain function's module, or one the
         forward makes), a path of its own given at first sight: its class name, numbered
-        from the second object of a class on (``Linear``, ``Linear#2``). The trace and a
+        from the second object of a class on (``Linear``, ``Linear#2``), never a path of
+        the tree (a child called ``Linear`` makes it ``Linear#2``). The trace and a
         measured run name modules alike, so their calls are matched by name."""
         path = self.path_of(module)
         if path is not None:
             return path
         cls = type(module).__name__
         path, number = cls, 1
-        while path in self._outside_names:
+        while path in self._outside_names or self._in_tree(path):
             number += 1
             path = f"{cls}#{number}"
         self._outside_names.add(path)
         self._outside_held.append(module)
         self.add_module(module, path)
         return path
+
+    def _in_tree(self, path: str) -> bool:
+        """Whether ``path`` names a module of the tree (a child called ``Linear``)."""
+        if not self.order:
+            return False
+        try:
+            self.order[0].get_submodule(path)
+        except AttributeError:
+            return False
+        return True
 
     def add_module(self, module: torch.nn.Module, path: str) -> None:
         """Name a module outside the root's tree (and its submodules) under ``path``, and

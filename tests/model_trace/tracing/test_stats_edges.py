@@ -143,6 +143,30 @@ def test_parameters_count_once_at_a_modules_first_call_and_only_the_models() -> 
     assert root.stats.params == root.stats.activated_params == total == 20
 
 
+class NamedLikeAClass(nn.Module):
+    """A child called ``Linear``, and a layer of that class made inside the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.Linear(4, 2)(self.Linear(x))
+
+
+def test_a_layer_made_in_the_forward_is_never_named_as_a_module_of_the_model() -> None:
+    """The made layer is named after its class unless the model has a module at that path:
+    then it is ``Linear#2``, not a second call of the model's ``Linear``, and its weights
+    are not the model's."""
+    graph = trace(NamedLikeAClass(), torch.zeros(3, 4), fold=False)
+    calls = [(c.path, c.call_index) for c in graph.modules.values() if c.path]
+    assert calls == [("Linear", 0), ("Linear#2", 0)]
+    reads = [node.params for node in graph.nodes.values() if node.name == "linear"]
+    assert reads == [["Linear.weight", "Linear.bias"], ["Linear#2.weight", "Linear#2.bias"]]
+    assert graph.modules[graph.root].stats.params == 20
+    assert graph.meta["totals"]["activated_params"] == 20
+
+
 class RoutedAndStacked(nn.Module):
     """A routed group of expert modules beside a stacked MoE: both are expert loads."""
 
