@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from model_trace.tracing.arguments import tensors_out
+from model_trace.tracing.arguments import tensors_in, tensors_out
 from model_trace.tracing.known_values import (
     KNOWN_ATTRIBUTE,
     MAX_KNOWN_ELEMENTS,
@@ -133,9 +133,10 @@ class ConcreteValues:
             routed_input = argument(args, kwargs, 0, "input")
             if isinstance(routed_input, torch.Tensor):  # on meta: any real one was moved
                 result = self.routing.route(name, args, kwargs, result)
-        if values is None and role == "like" and info.made == "args":
-            values = [self._like_on_cpu(name, func, args, kwargs)] \
-                if _elements(result) <= MAX_KNOWN_ELEMENTS else None
+        if values is None and role == "like" and info.made == "args" \
+                and _elements(result) <= MAX_KNOWN_ELEMENTS:
+            made = self._like_on_cpu(name, func, args, kwargs)
+            values = [made] if made is not None else None
         return self._concretise(info, func, args, kwargs, tensors, result, values)
 
     # -- rule 6 -------------------------------------------------------------------------
@@ -231,8 +232,10 @@ class ConcreteValues:
             value = known_values.get(id(tensor))
             if value is not None and value.shape == tensor.shape:
                 return value.to(tensor.dtype)
-            if info.role == "like":
-                return self._like_on_cpu(info.name, func, args, kwargs)
+            made = self._like_on_cpu(info.name, func, args, kwargs) \
+                if info.role == "like" else None
+            if made is not None:
+                return made
             self.assumed = "zeros"
             return torch.zeros(tensor.shape, dtype=tensor.dtype)
 
@@ -244,7 +247,15 @@ class ConcreteValues:
 
     @staticmethod
     def _like_on_cpu(name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-                     ) -> torch.Tensor:
+                     ) -> torch.Tensor | None:
+        """The values of an op made from its arguments (``zeros_like``, ``new_ones``), run on
+        the CPU with a stand-in for its meta template: of the template's shape for a
+        ``*_like`` op, empty for a ``new_*`` op (whose size is an argument), so that a
+        stand-in's own values never pass for a result's. None when another argument is a
+        meta tensor (``x.new_tensor(y)``): its values are nobody's to copy."""
+        if any(tensor.is_meta for tensor in tensors_in(args, kwargs)[1:]):
+            return None
+
         def stand_in(tensor: torch.Tensor) -> torch.Tensor:
             if not tensor.is_meta:
                 return tensor

@@ -358,6 +358,19 @@ def test_ones_like_a_meta_tensor_is_known_without_data() -> None:
     assert output.shape == [15]
 
 
+def test_a_copy_of_a_meta_tensors_values_is_assumed_as_they_are() -> None:
+    """``new_tensor(x)`` is made from its arguments, but its argument is a meta tensor,
+    whose values nobody has. The copy's values are unknown too: converting them to integers
+    is an assumption, marked (never values of a stand-in)."""
+    def count(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(int(x.new_tensor(x * 2).long().sum()))
+
+    graph = trace(count, torch.empty(1, device="meta"))
+    (output,) = (graph.tensors[n.inputs[0]] for n in graph.nodes.values() if n.kind == "output")
+    assert output.shape == [0]
+    assert [a["kind"] for a in graph.meta["assumptions"]] == ["zeros", "branch"]
+
+
 def test_random_factories_are_not_known_values() -> None:
     """``rand`` has a shape but no values anyone could cite: converting them to integers is
     an assumption, marked; ``ones`` next to it, made from its arguments alone, is known."""
