@@ -112,8 +112,10 @@ def _dot_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, **__: Any) -> int:
 
 
 # In-place forms of products torch has formulas for count by those formulas: the product
-# is the same, only where it is written differs.
+# is the same, only where it is written differs (or, for _addmm_activation, what is applied
+# to it after: an activation, 0 FLOPs by the elementwise convention).
 register_flop_formula("aten::addmm_", flop_registry[torch.ops.aten.addmm])
+register_flop_formula("aten::_addmm_activation", flop_registry[torch.ops.aten.addmm])
 register_flop_formula("aten::baddbmm_", flop_registry[torch.ops.aten.baddbmm])
 register_flop_formula("aten::addbmm", _summed_batches_flops)
 register_flop_formula("aten::addbmm_", _summed_batches_flops)

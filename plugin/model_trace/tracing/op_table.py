@@ -88,7 +88,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
                     "multi_head_attention_forward scaled_mm _scaled_mm addmm_ baddbmm_ addbmm "
                     "addbmm_ addmv addmv_ mv dot vdot inner tensordot chain_matmul multi_dot "
-                    "rmatmul matrix_power", flops="dispatch"),
+                    "rmatmul matrix_power _addmm_activation", flops="dispatch"),
     _rows("matmul", "grouped_mm _grouped_mm scaled_grouped_mm _scaled_grouped_mm",
           role="grouped", flops="dispatch"),
     _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize "

@@ -186,7 +186,7 @@ def test_an_aten_trace_counts_composite_ops_under_inference_mode() -> None:
 
 class _Products(torch.nn.Module):
     """Every form of matrix product torch offers beyond mm, bmm, addmm and baddbmm: written
-    in place, summed over a batch, with a vector."""
+    in place, summed over a batch, with a vector, followed by an activation."""
 
     def forward(self, c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                 batch_c: torch.Tensor, batch_a: torch.Tensor, batch_b: torch.Tensor,
@@ -200,7 +200,7 @@ class _Products(torch.nn.Module):
         column = torch.addmv(w, a, v)
         column.addmv_(a, v)
         return [into, batches, summed, column, torch.mv(a, v), a @ v, torch.dot(v, v),
-                torch.vdot(v, v), torch.mm(a, b)]
+                torch.vdot(v, v), torch.mm(a, b), torch._addmm_activation(c, a, b)]
 
 
 def test_every_form_of_matrix_product_counts_2_m_n_k() -> None:
@@ -218,7 +218,8 @@ def test_every_form_of_matrix_product_counts_2_m_n_k() -> None:
                    ("addmv", "matmul", 2 * m * k), ("addmv_", "matmul", 2 * m * k),
                    ("mv", "matmul", 2 * m * k), ("matmul", "matmul", 2 * m * k),
                    ("dot", "matmul", 2 * k), ("vdot", "matmul", 2 * k),
-                   ("mm", "matmul", 2 * m * n * k)]
+                   ("mm", "matmul", 2 * m * n * k),
+                   ("_addmm_activation", "matmul", 2 * m * n * k)]
     assert graph.meta["flops_without_formula"] == {}
     assert all(not node.uncounted_flops for node in graph.nodes.values())
 
