@@ -159,6 +159,42 @@ def test_a_traced_function_is_measured_as_one_call() -> None:
     assert [n.measured is not None for n in graph.nodes.values() if n.kind == "op"] == [True] * 2
 
 
+def test_on_cuda_each_call_keeps_its_own_peak_though_each_child_resets_the_allocators(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's allocator has one peak, reset at each call's start and end: a parent's peak so
+    far is lifted into its own record before a child resets it, and a child's reaches its
+    parent when it ends. Four nested calls, each allocating and freeing, on a stand-in
+    allocator (no GPU here): each call's peak is the most it held above its start."""
+    allocator = {"now": 0, "peak": 0}
+
+    def allocate(size: int) -> None:
+        allocator["now"] += size
+        allocator["peak"] = max(allocator["peak"], allocator["now"])
+
+    def reset_peak() -> None:
+        allocator["peak"] = allocator["now"]
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: allocator["now"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: allocator["peak"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset_peak)
+    leaf = torch.nn.Identity()
+    inner = torch.nn.Sequential(leaf)
+    middle = torch.nn.Sequential(inner)
+    root = torch.nn.Sequential(middle)
+    meter = execution._Meter(root, torch.device("cuda"))
+    held = {root: 100, middle: 1000, inner: 300, leaf: 20}
+    for module in (root, middle, inner, leaf):
+        meter.enter(module, ())
+        allocate(held[module])
+        if module is not root:  # freed before the next call starts
+            allocate(-held[module])
+    for module in (leaf, inner, middle, root):
+        meter.exit(module, (), None)
+    assert {path: m.peak_memory_bytes for (path, _), m in meter.results.items()} == {
+        "0.0.0": 20, "0.0": 300, "0": 1000, "": 1100}
+
+
 def test_a_parent_call_peaks_at_least_as_high_as_a_child_that_came_before() -> None:
     size = 64 << 20  # above glibc's largest mmap threshold: freed memory leaves the process
 
