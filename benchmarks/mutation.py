@@ -14,9 +14,9 @@ one, a ``True``/``False`` flipped, a name-like string changed, a condition negat
 statement dropped (a call, an ``+=``, a ``raise``, a ``continue``...), ``min``/``max`` or
 ``any``/``all`` swapped, a sort removed, two arguments swapped. The mutant is written into a
 private copy of ``plugin/`` and the fast tests that run the mutated line are run against it
-(``pytest -x``); a failing test or a timeout kills it, a passing run lets it survive. The
-tests that killed most of the module's mutants so far run first, then the quickest, so a
-killed mutant usually costs one test.
+(``pytest -x``); a failing test or a timeout (or memory past ``MEMORY_CAP``) kills it, a
+passing run lets it survive. The tests that killed most of the module's mutants so far run
+first, then the quickest, so a killed mutant usually costs one test.
 
 Which tests run a line is measured by a baseline run that records the lines each test (and
 each fixture it uses) executes, once for all the modules of a run that share their tests (the
@@ -487,10 +487,11 @@ EQUIVALENT: dict[str, str] = {
 DEFAULT_SAMPLE = 100
 """Mutants per module by default (60 for the tracer's later modules and the JavaScript, 30 for
 its smaller helpers, see ``Target.sample``). A module takes seconds to six minutes. All 39
-targets (2,086 mutants) took 35 minutes with ``--jobs 2`` on an otherwise idle two-core machine
-(3,084 s of CPU time, 1.5 cores busy on average), on 2026-12-02. Run it from a checkout that does not change meanwhile (the tests are read from it
-as each mutant runs); while working, name the modules you changed, and after adding tests
-rerun only the survivors (``--killed-before``)."""
+targets (2,086 mutants) took 35 minutes with ``--jobs 2`` on an otherwise idle two-core
+machine (3,084 s of CPU time, 1.5 cores busy on average), on 2026-12-02. Run it from a
+checkout that does not change meanwhile (the tests are read from it as each mutant runs);
+while working, name the modules you changed, and after adding tests rerun only the survivors
+(``--killed-before``)."""
 
 PREIMPORTS = ("torch", "numpy", "yaml", "hypothesis", "jinja2", "markdown",
               "mkdocs.commands.build", "mkdocs.config", "cairosvg", "trio", "triton",
@@ -1094,12 +1095,28 @@ def _by_file(lines: set[Line]) -> dict[str, list[int]]:
     return by_file
 
 
+MEMORY_CAP = 6 << 30
+"""Resident bytes a child may hold: past them it is stopped as if past its deadline. A mutant
+can make a structure grow without end (one child of a whole-core run reached 16 GB), and two
+such children at once must not take a 24 GB machine's memory from everything else on it."""
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _resident_bytes(pid: int) -> int:
+    """A process's resident set size (0 where /proc cannot tell)."""
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+    return 0
+
+
 def finished(child: Child) -> int | None:
-    """The child's exit status once it ended (killed past its deadline: -1), else None."""
+    """The child's exit status once it ended (killed past its deadline or its memory cap:
+    -1), else None."""
     pid, status = os.waitpid(child.pid, os.WNOHANG)
     if pid:
         return os.waitstatus_to_exitcode(status)
-    if time.monotonic() > child.deadline:
+    if time.monotonic() > child.deadline or _resident_bytes(child.pid) > MEMORY_CAP:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         os.waitpid(child.pid, 0)
