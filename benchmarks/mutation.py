@@ -258,6 +258,10 @@ EQUIVALENT: dict[str, str] = {
         "is; index_add_, index_fill, index_copy and take_along_dim, which do raise, take "
         "integer indices): the mask's conversion to positions is kept for a torch whose "
         "indexing refuses it",
+    "concrete:ConcreteValues._like_on_cpu.stand_in:constant:0 -> (1)#0":
+        "a stand-in not shaped like its template is one for a new_* op (new_zeros, new_ones, "
+        "new_full, new_tensor), whose size and values come from its other arguments, none of "
+        "them on meta (checked before): the template lends only its dtype, whatever its size",
     "concrete:ConcreteValues._to_meta.move:constant:True -> False#0":
         "unreachable with this torch: no indexing op that raises a device error takes a "
         "CPU bool mask (x[mask], setitem, index_put_ take one beside meta tensors as it "
