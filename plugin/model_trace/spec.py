@@ -427,6 +427,9 @@ FIELDS: dict[str, FieldRule] = {
         (str,), "Which way data flows: `TB` top to bottom, `LR` left to right (slides, wide "
         "models); the viewer's toolbar switches it too.", "LR", default="TB",
         choices=DIRECTIONS),
+    "downloads": FieldRule(
+        (bool,), "Offer the current view as SVG, PNG and graph JSON downloads in the viewer's "
+        "toolbar (`false`: a page that only shows the figure).", "false", default="true"),
     "summary": FieldRule(
         (int,), "Under the graph, a table of parameters, activated parameters, FLOPs, weights "
         "read and activations and workspace written per module, this many levels deep (0: no "
@@ -572,6 +575,7 @@ class FenceSpec:
     overlay: str = "none"
     height: int | None = None
     direction: str = "TB"
+    downloads: bool = True
     summary: int = 0
     export: tuple[str, ...] | None = None
     assume: str | None = None

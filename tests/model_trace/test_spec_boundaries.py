@@ -193,7 +193,7 @@ OTHER_VALUES = {
     "inputs": "[[1, 2]]", "depth": "3", "focus": "x.y", "routing": "first", "fold": "false",
     "trace_depth": "2", "aten": "true", "world_size": "4", "rank": "1",
     "show_constants": "false", "overlay": "flops", "height": "300", "summary": "2",
-    "export": "[svg]", "caption": "c", "direction": "LR", "assume": "error",
+    "export": "[svg]", "caption": "c", "direction": "LR", "downloads": "false", "assume": "error",
     "view": "experts", "text": "a b", "tokens": "[1, 2]", "tokenizer": "x:tok",
     "weights": "random", "layers": "[1]", "heads": "[2]", "texts": "[a, b]", "dataset": "x:data",
     "layer": "2", "pooling": "first", "projection": "tsne", "execute": "cpu",
@@ -417,9 +417,9 @@ RUN_FIELDS = {"model", "args", "config", "overrides", "inputs", "routing", "fold
 """Fields that change what runs: the model, its weights, its inputs (a data view's texts or
 tokens, how they are pooled), how the tracer records it (the backward pass and its loss,
 traces at scaled sizes to name dimensions, variants), or whether it runs for real."""
-SHOW_FIELDS = {"depth", "focus", "show_constants", "overlay", "height", "direction", "summary",
-               "export", "assume", "caption", "view", "layers", "heads", "projection",
-               "highlight", "labels", "notes", "hide"}
+SHOW_FIELDS = {"depth", "focus", "show_constants", "overlay", "height", "direction", "downloads",
+               "summary", "export", "assume", "caption", "view", "layers", "heads",
+               "projection", "highlight", "labels", "notes", "hide"}
 """Fields that only change how the same run is shown: which boxes open, which layers and heads
 of the captured attention are drawn, how the same vectors are projected, what is marked,
 labelled, annotated or left out."""

@@ -112,6 +112,7 @@ def material_site(models: Path, tmp_path_factory: pytest.TempPathFactory, serve)
         "deep.md": "# DeepSeek\n\n" + LONG_TEXT[:600] + "\n\n" + DEEPSEEK + "\n\n" + LONG_TEXT,
         "overlay.md": "# Coloured\n\n" + SMALL.replace("depth: 1", "depth: 1\noverlay: flops")
                       + "\n" + LONG_TEXT,
+        "shown.md": "# Shown only\n\n" + SMALL.replace("depth: 1", "depth: 1\ndownloads: false"),
     }
     theme = {"name": "material", "font": False, "features": ["navigation.instant"],
              "palette": [{"scheme": "default"}, {"scheme": "slate"}]}
@@ -881,6 +882,22 @@ def test_downloads_json_svg_and_png_of_the_current_view(open_page, material_site
     assert abs(width - 2 * float(svg.get("width"))) <= 2
     assert abs(height - 2 * float(svg.get("height"))) <= 2
     page.problems.assert_clean()
+
+
+def test_a_fence_without_downloads_has_no_save_menu(open_page, material_site) -> None:
+    """``downloads: false``: the figure's toolbar offers no download; everything else (the
+    search, the overlay and direction menus) is there, as on a figure with downloads."""
+    counts = []
+    for path in ("", "shown/"):
+        page = open_page(material_site + path)
+        _ready(page)
+        toolbar = page.locator("#model-trace-1 .mt-toolbar")
+        counts.append((toolbar.locator(".mt-save").count(),
+                       toolbar.locator("select, input").count()))
+        page.problems.assert_clean()
+    (saves_with, controls_with), (saves_without, controls_without) = counts
+    assert (saves_with, saves_without) == (1, 0)
+    assert controls_without == controls_with - 1 > 0
 
 
 @pytest.mark.parametrize("scripts", [True, False])
