@@ -145,10 +145,11 @@ SLOW_MARKERS = frozenset({"browser"})
 FREE_CHOICES: dict[str, str] = {
     "layout_js:layoutGroup:arithmetic:+ -> -#14":
         "where each rank's boxes start, before eight sweeps move each to where its links "
-        "pull it: only parts of a group that share no link (a box and the out-port only it "
+        "pull it: parts of a group that share no link (a box and the out-port only it "
         "feeds, beside the rest) keep a trace of where they started, as nothing pulls them "
-        "toward each other. Starting overlapped draws some groups a few px tighter and a "
-        "few with one more jog; both hold every check of layout_properties",
+        "toward each other; linked boxes end within the 2 px eight sweeps leave unsettled. "
+        "Starting overlapped draws some groups a few px tighter and a few with one more "
+        "jog; both hold every check of layout_properties",
 }
 
 # Survivors that cannot change behaviour, by the mutant's name as the report prints it
