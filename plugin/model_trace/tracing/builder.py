@@ -196,7 +196,7 @@ class GraphBuilder:
         dtype = self._dtypes.get(value.dtype)
         if dtype is None:
             dtype = self._dtypes[value.dtype] = str(value.dtype).removeprefix("torch.")
-        self.tensors[tensor_id] = Tensor(tensor_id, list(value.shape), dtype,
+        self.tensors[tensor_id] = Tensor(tensor_id, [*value.shape], dtype,
                                          "meta" if value.is_meta else value.device.type,
                                          producer)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,13 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import ModuleCall, Node, SourceLocation, SourceSpan, Stats
-from model_trace.tracing.arguments import format_args, shares_memory, tensors_in, tensors_out
+from model_trace.tracing.arguments import (
+    bytes_of,
+    format_args,
+    shares_memory,
+    tensors_in,
+    tensors_out,
+)
 from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
 from model_trace.tracing.concrete import ConcreteValues
@@ -50,6 +57,22 @@ def _written(info: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
     if kwargs and kwargs.get("out") is not None:
         mutated.extend(tensors_out(kwargs["out"]))
     return mutated
+
+
+_FORWARD_ARGUMENTS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+"""The names of each ``forward``'s positional arguments, for every trace of this process:
+``inspect.signature`` takes tens of microseconds a class, as much as recording a small
+model's ops of that class."""
+
+
+def _forward_arguments(forward: Callable[..., Any]) -> list[str]:
+    """``argument_names(forward)``, found once per process for a function."""
+    names = _FORWARD_ARGUMENTS.get(forward)
+    if names is None:
+        names = argument_names(forward)
+        with contextlib.suppress(TypeError):  # not weakly referable (a builtin): not kept
+            _FORWARD_ARGUMENTS[forward] = names
+    return names
 
 
 @dataclass(frozen=True)
@@ -82,8 +105,9 @@ class Recorder(TorchFunctionMode):
         self._bodies: dict[Any, types.FunctionType] = {}
         self._root_module = root
         self._root_entered = False
-        # per module class: where it is defined, and the names of its forward's arguments
-        self._classes: dict[type, tuple[SourceSpan | None, list[str]]] = {}
+        # per module class: where it is defined, the names of its forward's arguments, and
+        # whether it has its own extra_repr
+        self._classes: dict[type, tuple[SourceSpan | None, list[str], bool]] = {}
         self._function_depth = 0
         self._opaque_node: str | None = None
         self._opaque_depth = 0
@@ -252,16 +276,18 @@ class Recorder(TorchFunctionMode):
         with torch functions off: it is the model's description, not its forward, and each
         tensor attribute it reads (``weight.shape``) would go through this mode (3 us)."""
         cls = type(module)
-        try:
-            with torch._C.DisableTorchFunction():
-                call.extra_repr = module.extra_repr()
-        except Exception:  # a broken extra_repr must not break the trace
-            call.extra_repr = ""
         known = self._classes.get(cls)
         if known is None:
             known = self._classes[cls] = (self.sources.class_span(cls),
-                                          argument_names(cls.forward))
-        call.source, names = known
+                                          _forward_arguments(cls.forward),
+                                          cls.extra_repr is not torch.nn.Module.extra_repr)
+        call.source, names, described = known
+        if described or "extra_repr" in module.__dict__:  # else nn.Module's: no text
+            try:
+                with torch._C.DisableTorchFunction():
+                    call.extra_repr = module.extra_repr()
+            except Exception:  # a broken extra_repr must not break the trace
+                call.extra_repr = ""
         builder = self.builder
         refs: list[str] = []
         named: dict[str, str] = {}
@@ -397,17 +423,17 @@ class Recorder(TorchFunctionMode):
         builder.connect(node, tensors)
         outputs_ids = node.outputs
         register = builder.register
-        size = 0
-        aliased = 0  # outputs sharing an input's memory: views, a slicing getitem, not a
-        made = runner.from_cache  # reshape that had to copy; a view writes and reads nothing
         for value in fresh:
             outputs_ids.append(register(value, node_id))
-            shared = False if made else shares_memory(value, tensors)
-            if shared or (shared is None and view):
-                aliased += 1
-            else:
-                size += value.numel() * value.element_size()
-        stats.activation_bytes = size
+        if runner.from_cache:  # new tensors made from the cache of meta outputs: no views
+            written = fresh
+        else:  # outputs sharing an input's memory (views, a slicing getitem, not a reshape
+            written = []  # that had to copy) write nothing
+            for value in fresh:
+                shared = shares_memory(value, tensors)
+                if not (shared or (shared is None and view)):
+                    written.append(value)
+        stats.activation_bytes = bytes_of(written)
         read = 0
         if mutated:
             for value in mutated:
@@ -417,15 +443,10 @@ class Recorder(TorchFunctionMode):
                 base = value._base
                 if base is not None and builder.ref(base) is not None:
                     outputs_ids.append(register(base, node_id))
-            for value in tensors:  # its inputs but those it writes into
-                for written in mutated:
-                    if value is written:
-                        break
-                else:
-                    read += value.numel() * value.element_size()
-        elif aliased != len(fresh):  # a view reads nothing
-            for value in tensors:
-                read += value.numel() * value.element_size()
+            read = bytes_of([value for value in tensors  # its inputs but those it writes into
+                             if not any(value is target for target in mutated)])
+        elif written:  # an op that only made views reads nothing
+            read = bytes_of(tensors)
         stats.read_bytes = read
         for value in same:
             tensor_id = builder.ref(value)
@@ -456,10 +477,9 @@ class Recorder(TorchFunctionMode):
         if self._runner.missing:
             self._uncounted(node, self._runner.missing)
         if not info.view:
-            node.stats.read_bytes += sum(t.numel() * t.element_size() for t in tensors)
-            node.stats.activation_bytes += sum(
-                v.numel() * v.element_size() for v in tensors_out(result)
-                if not any(v is t for t in tensors))
+            node.stats.read_bytes += bytes_of(tensors)
+            node.stats.activation_bytes += bytes_of([v for v in tensors_out(result)
+                                                     if not any(v is t for t in tensors)])
         if info.mutates:
             targets = [args[0]] if info.mutates == "self" else tensors_out(args[0])
             for value in targets:
@@ -582,14 +602,12 @@ class Recorder(TorchFunctionMode):
                                               builder.stack[-1])]
         builder.connect(node, tensors)
         node.args = format_args(name, args, kwargs)
-        size = 0
         view = getattr(func, "is_view", False)  # aliases its input: no new memory
         for value in outputs:
             node.outputs.append(builder.register(value, node.id))
-            if not view and not any(value is t for t in tensors):
-                size += value.numel() * value.element_size()
         node.stats.flops, missing = op_cost(func, args, kwargs, out)
-        node.stats.activation_bytes = size
-        node.stats.read_bytes = 0 if view else sum(t.numel() * t.element_size() for t in tensors)
+        node.stats.activation_bytes = 0 if view else bytes_of(
+            [value for value in outputs if not any(value is t for t in tensors)])
+        node.stats.read_bytes = 0 if view else bytes_of(tensors)
         if missing:
             self._uncounted(node, missing)

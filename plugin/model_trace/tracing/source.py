@@ -1,7 +1,8 @@
 """Where things come from in the model's code: op call sites and module class spans.
 
-Both are looked up once and cached (per code object and line, per class), because the tracer
-asks for a call site on every op and a 671B model runs a quarter of a million of them.
+Both are looked up once per process and cached (per code object and line, per class), because
+the tracer asks for a call site on every op and a 671B model runs a quarter of a million of
+them.
 """
 
 from __future__ import annotations
@@ -71,6 +72,32 @@ _CLASS_SPANS: weakref.WeakKeyDictionary[Any, SourceSpan | None] = weakref.WeakKe
 """Source span of each class (or function) seen by any trace of this process."""
 
 
+class _SiteCaches:
+    """Call sites found by any trace of this process: a small model's trace meets each of
+    its lines a few times only, and finding one (its line, text and file name) costs
+    several microseconds. A location names its file relative to a ``sys.path`` folder, so
+    the caches are emptied when ``sys.path`` has changed since they were filled (a site's
+    folders put on it)."""
+
+    def __init__(self) -> None:
+        self.path: list[str] = []
+        # per code object: None (not model code) or its call sites by bytecode offset
+        self.model_code: dict[int, tuple[CodeType, dict[int, SourceLocation] | None]] = {}
+        self.locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
+        self.files: dict[str, str] = {}
+
+    def current(self) -> _SiteCaches:
+        """These caches, new ones if ``sys.path`` changed (a trace still running keeps
+        those it was given)."""
+        if self.path != sys.path:
+            self.path = list(sys.path)
+            self.model_code, self.locations, self.files = {}, {}, {}
+        return self
+
+
+_SITES = _SiteCaches()
+
+
 class SourceIndex:
     """Caches of call sites (per code object and instruction) and class spans (per class).
 
@@ -79,10 +106,10 @@ class SourceIndex:
     reused while its entry exists."""
 
     def __init__(self) -> None:
-        # per code object: None (not model code) or its call sites by bytecode offset
-        self._model_code: dict[int, tuple[CodeType, dict[int, SourceLocation] | None]] = {}
-        self._locations: dict[tuple[int, int], tuple[CodeType, SourceLocation]] = {}
-        self._files: dict[str, str] = {}
+        sites = _SITES.current()
+        self._model_code = sites.model_code
+        self._locations = sites.locations
+        self._files = sites.files
         self._spans: dict[Any, SourceSpan | None] = {}  # this trace's, from _CLASS_SPANS: a
         # weak dictionary takes 1 us a look-up, and every module call asks
 

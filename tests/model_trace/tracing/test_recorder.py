@@ -15,6 +15,8 @@ import torch
 from model_trace import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing import trace
+from model_trace.tracing.options import TraceOptions
+from model_trace.tracing.recorder import Recorder
 
 from .models import TwoLayer
 
@@ -115,6 +117,48 @@ def test_modules_carry_their_class_source_and_extra_repr() -> None:
     assert root.source.start < root.source.end
     assert first.source.file == "torch/nn/modules/linear.py"
     assert first.extra_repr == "in_features=8, out_features=16, bias=True"
+
+
+def test_an_extra_repr_is_asked_of_modules_that_have_one_and_named_arguments_kept() -> None:
+    """A class without its own ``extra_repr`` is not asked (``nn.Module``'s says nothing),
+    an instance given one is; a class's forward replaced between traces names its own
+    arguments (they are kept per function, for every trace of the process)."""
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.plain, self.told = Scale(), Scale()
+            self.told.extra_repr = lambda: "factor=2"
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.told(self.plain(x))
+
+    def renamed(self: torch.nn.Module, y: torch.Tensor) -> torch.Tensor:
+        return y * 2
+
+    model = Outer()
+    graph = trace(model, torch.randn(2), fold=False)
+    assert [(m.path, m.extra_repr) for m in graph.walk_modules()] == [
+        ("", ""), ("plain", ""), ("told", "factor=2")]
+    assert _input_names(model, "plain") == ["x"]
+    Scale.forward = renamed  # type: ignore[method-assign]
+    assert _input_names(model, "plain") == ["y"]
+
+
+def _input_names(model: torch.nn.Module, path: str) -> list[str]:
+    """The names a recording gives the inputs of the call of ``path``."""
+    recorder = Recorder(model, "model", TraceOptions(), None)
+    x = torch.randn(2)
+    recorder.record_input("x", x)
+    with recorder.recording():
+        model(x)
+    builder = recorder.builder
+    call = next(m for m in builder.modules.values() if m.path == path)
+    return [builder.input_names[call.id][t] for t in call.inputs]
 
 
 @dataclasses.dataclass

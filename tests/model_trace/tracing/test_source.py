@@ -164,3 +164,22 @@ def test_a_file_that_changed_is_parsed_again(tmp_path, monkeypatch) -> None:
     os.utime(module_file, (1, 1))  # a stamp linecache cannot mistake for the old one
     assert source._class_source(changing_module.Moved)[1] == 3
     monkeypatch.delitem(sys.modules, "changing_module")
+
+
+def test_a_call_site_is_found_once_per_process_until_sys_path_changes(monkeypatch) -> None:
+    """A second trace reuses the locations the first found; a folder put on ``sys.path``
+    may rename their files, so they are found again, relative to it."""
+    frame = _finished_frame()
+    first = SourceIndex().call_site(frame)
+    assert SourceIndex().call_site(frame) is first
+    here = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setattr(sys, "path", [here, *sys.path])
+    again = SourceIndex().call_site(frame)
+    assert again is not first and again.file == "test_source.py"
+    assert (again.line, again.code) == (first.line, first.code) == (
+        _finished_frame.__code__.co_firstlineno + 2, "return sys._getframe()")
+
+
+def _finished_frame() -> types.FrameType:
+    """A frame that stays at one line: its function has returned."""
+    return sys._getframe()
