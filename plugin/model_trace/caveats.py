@@ -1,6 +1,7 @@
 """What a reader of a traced figure must know about its facts, as text: values the trace
-assumed (``Node.assumed``, ``graph.meta["assumptions"]``) and ops whose FLOPs have no formula
-(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``), where measured times come
+assumed (``Node.assumed``, ``graph.meta["assumptions"]``), ops whose FLOPs have no formula
+(``Node.uncounted_flops``, ``graph.meta["flops_without_formula"]``), a backward that failed to
+run, so its FLOPs are partial (``graph.meta["backward_error"]``), where measured times come
 from (``graph.meta["execution"]``), and experts the model's code runs for every token although
 its router chooses fewer (``Selection.chosen``, ``graph.meta["dense_experts"]``). The tracer
 writes these facts into the Graph; the build log, the summary tables and the figure's tooltips
@@ -43,8 +44,8 @@ def assumption_messages(graph: Graph) -> list[str]:
 
 def trace_caveats(graph: Graph) -> list[str]:
     """What a reader of the figure's figures must know, one sentence each: FLOPs that leave
-    out ops without a formula, inputs taken as zeros, other values the trace assumed, and
-    experts run densely."""
+    out ops without a formula or a backward that failed, inputs taken as zeros, other values
+    the trace assumed, and experts run densely."""
     caveats = _uncounted_flops_caveats(graph)
     entries = graph.meta.get("assumptions", [])
     inputs = [e["op"] for e in entries if e["kind"] == "input"]
@@ -65,16 +66,27 @@ def trace_caveats(graph: Graph) -> list[str]:
 
 def build_notes(graph: Graph) -> list[str]:
     """The caveats a build logs (as information, each time it shows the figure) besides the
-    assumption warnings: FLOPs that leave out ops without a formula, experts run densely."""
+    assumption warnings: FLOPs that leave out ops without a formula or a backward that
+    failed, experts run densely."""
     return _uncounted_flops_caveats(graph) + _dense_experts_caveats(graph)
 
 
 def _uncounted_flops_caveats(graph: Graph) -> list[str]:
+    caveats: list[str] = []
     uncounted = graph.meta.get("flops_without_formula", {})
-    if not uncounted:
-        return []
-    ops = ", ".join(f"{name} ×{count}" for name, count in uncounted.items())
-    return [f"FLOPs are a lower bound: ops without a FLOP formula are not counted ({ops})."]
+    if uncounted:
+        ops = ", ".join(f"{name} ×{count}" for name, count in uncounted.items())
+        caveats.append(f"FLOPs are a lower bound: ops without a FLOP formula are not counted "
+                       f"({ops}).")
+    error = graph.meta.get("backward_error")
+    if error:
+        caveats.append(f"Backward FLOPs not counted: running the backward on the "
+                       f"{graph.meta['device']} device failed ({error}), so only "
+                       "the gradient ops that ran before the failure are counted (the graph is "
+                       "drawn all the same). To count them, draw a part of the model whose "
+                       "backward runs (`model:`), or give the failing op a meta kernel "
+                       "(torch.library.register_fake).")
+    return caveats
 
 
 def if_only_chosen_experts_ran(graph: Graph) -> tuple[int, int] | None:

@@ -22,7 +22,9 @@ through ``next_functions``, exactly the nodes ``torch.autograd.graph`` has:
   once).
 
 FLOPs come from running the backward (on the meta device too) under a dispatch mode that
-charges every ATen op to the autograd node running it (prehooks). The graph is folded like a
+charges every ATen op to the autograd node running it (prehooks). A backward that fails there
+(an op without a meta kernel) is still drawn; the error goes into
+``graph.meta["backward_error"]``, which the caveats tell the reader. The graph is folded like a
 forward one.
 """
 
@@ -50,6 +52,7 @@ from model_trace.tracing.structures import named_tensors
 
 Loss = Callable[[Any], torch.Tensor]
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 
 
 class _GradFns(TorchFunctionMode):
@@ -128,6 +131,8 @@ def trace_backward(
                   "loss": getattr(loss, "__qualname__", "loss") if loss else "sum of outputs",
                   "flops_without_formula": builder.missing,
                   "forward": {"nodes": len(forward.nodes), "modules": len(forward.modules)}}
+    if builder.error:
+        graph.meta["backward_error"] = builder.error
     return fold_repeats(graph) if fold else graph
 
 
@@ -199,6 +204,7 @@ class _Builder:
         self.counted: set[Any] = set()  # tensors whose memory a saved node counts
         self.placed: set[str] = {forward.root}
         self.missing: dict[str, int] = {}
+        self.error = ""  # why running the backward failed (its FLOPs are then partial)
 
     # -- the graph ------------------------------------------------------------------------
     def walk(self, loss: torch.Tensor) -> None:
@@ -356,7 +362,7 @@ class _Builder:
             with counter:
                 loss.backward(inputs=None)
         except (RuntimeError, NotImplementedError, TypeError) as error:
-            self.missing[f"backward ({type(error).__name__})"] = 1
+            self.error = _error_line(error)
         finally:
             for handle in handles:
                 handle.remove()
@@ -377,6 +383,13 @@ def _gradient_into(target: Any, input_nr: int) -> tuple[list[int], Any]:
     if input_nr < len(metadata):
         return list(metadata[input_nr].shape), metadata[input_nr].dtype
     return [], torch.float32
+
+
+def _error_line(error: BaseException) -> str:
+    """An error as the reader is told it: its type and first sentence (torch's go on with
+    links and advice), memory addresses blanked (so the page is the same every build)."""
+    sentence, stop, _ = str(error).strip().partition("\n")[0].partition(". ")
+    return f"{type(error).__name__}: {_ADDRESS.sub('0x…', sentence + stop.strip())}"
 
 
 def _bytes(shape: list[int], dtype: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import html
 import weakref
 from collections import Counter
 from typing import Any
@@ -14,7 +15,7 @@ from torch import nn
 from model_trace.caveats import build_notes
 from model_trace.errors import SpecError, TraceError
 from model_trace.graph import Graph
-from model_trace.tracing.backward import _GradFns, trace_backward
+from model_trace.tracing.backward import _error_line, _GradFns, trace_backward
 from model_trace.tracing.builder import REF_ATTRIBUTE
 
 
@@ -297,7 +298,7 @@ def test_a_backward_that_fails_leaves_its_flops_uncounted_and_says_why() -> None
 
         @staticmethod
         def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-            raise NotImplementedError("no gradient for this function")
+            raise NotImplementedError("no gradient for this function. Ask its author\nor not")
 
     class Model(nn.Module):
         def __init__(self) -> None:
@@ -308,10 +309,74 @@ def test_a_backward_that_fails_leaves_its_flops_uncounted_and_says_why() -> None
             return NoGradient.apply(self.fc(x))
 
     graph = trace_backward(Model(), torch.randn(3, 4), fold=False)
-    assert graph.meta["flops_without_formula"] == {"backward (NotImplementedError)": 1}
-    assert build_notes(graph) == ["FLOPs are a lower bound: ops without a FLOP formula are not "
-                                  "counted (backward (NotImplementedError) ×1)."]
+    assert graph.meta["backward_error"] == "NotImplementedError: no gradient for this function."
+    assert graph.meta["flops_without_formula"] == {}  # not an op without a formula
+    assert build_notes(graph) == [
+        "Backward FLOPs not counted: running the backward on the cpu device failed "
+        "(NotImplementedError: no gradient for this function.), so only the gradient ops that "
+        "ran before the failure are counted (the graph is drawn all the same). To count them, "
+        "draw a part of the model whose backward runs (`model:`), or give the failing op a "
+        "meta kernel (torch.library.register_fake)."]
     names = {n.name for n in graph.nodes.values()}
     assert {"NoGradientBackward", "AddmmBackward0"} <= names  # drawn all the same
     # the run stopped in the first node: nothing after it ran, so nothing was counted
     assert graph.meta["totals"]["flops"] == 0
+
+
+class BagOfWords(nn.Module):
+    """A text classifier with a sparse embedding table (sparse gradients, as SGD and
+    SparseAdam take them): its backward builds a sparse tensor from the token ids, which are
+    concrete on the CPU in a meta trace, and values on the meta device, which torch refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 8, sparse=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(tokens).mean(dim=1))
+
+
+def test_a_backward_that_fails_on_meta_is_its_own_caveat_and_counts_what_ran() -> None:
+    tokens = torch.tensor([[1, 5, 7, 9, 2], [3, 3, 8, 0, 4]])
+    on_cpu = trace_backward(BagOfWords(), tokens, fold=False)
+    assert "backward_error" not in on_cpu.meta  # the model's backward is fine
+    with torch.device("meta"):
+        model = BagOfWords()
+    graph = trace_backward(model, tokens, fold=False)
+    error = "RuntimeError: backend of indices (CPU) must match backend of values (Meta)"
+    assert graph.meta["backward_error"] == error
+    assert graph.meta["flops_without_formula"] == {}
+    (note,) = build_notes(graph)
+    assert note.startswith(f"Backward FLOPs not counted: running the backward on the meta "
+                           f"device failed ({error}), so only the gradient ops that ran "
+                           "before the failure are counted")
+    # drawn as on the CPU; the head's gradients ran before the embedding's failed and count
+    assert _drawn(graph) == _drawn(on_cpu)
+
+    def flops(g: Graph) -> dict[str, int]:
+        return {n.name: n.stats.flops for n in g.nodes.values() if n.kind == "op"}
+
+    assert flops(graph)["AddmmBackward0"] == flops(on_cpu)["AddmmBackward0"] == 2 * 2 * 3 * 8 * 2
+    assert graph.meta["totals"]["flops"] == flops(graph)["AddmmBackward0"]
+
+
+def test_a_failed_backward_is_told_under_the_summary_table_and_in_the_build_log() -> None:
+    from model_trace.pipeline import run_fence
+    from model_trace.spec import parse_spec
+
+    spec = parse_spec("model: torch.nn:Embedding\n"
+                      "args: {num_embeddings: 100, embedding_dim: 8, sparse: true}\n"
+                      "inputs: [{shape: [2, 5], dtype: int64}]\ngraph: backward\nsummary: 1\n"
+                      ).with_defaults(depth=1, routing="balanced", export=())
+    output = run_fence(spec)
+    (note,) = output.notes  # what the build logs
+    assert note.startswith("Backward FLOPs not counted: running the backward on the meta "
+                           "device failed (RuntimeError: backend of indices (CPU) must match")
+    assert f'<p class="model-trace-caveat">{html.escape(note)}</p>' in output.html
+    assert "lower bound" not in output.html  # no op is said to lack a formula
+
+
+def test_a_failure_s_message_is_its_first_sentence_without_memory_addresses() -> None:
+    error = TypeError(f"cannot pack {object()}. Try again\nwith a tensor")
+    assert _error_line(error) == "TypeError: cannot pack <object object at 0x…>."
