@@ -142,9 +142,9 @@ class ConcreteValues:
     # -- rule 6 -------------------------------------------------------------------------
     def _without_kernel(self, info: OpInfo, func: Any, args: tuple[Any, ...],
                         kwargs: dict[str, Any], call: Call, error: BaseException) -> Any:
-        result = run_widened(func, args, kwargs, call, in_place=info.mutates == "self")
-        if result is not None:
-            return result
+        widened = run_widened(func, args, kwargs, call, in_place=info.mutates == "self")
+        if widened is not None:
+            return widened[0]
         try:
             outputs = func(*self._to_meta(args), **self._to_meta(kwargs))
         except (RuntimeError, NotImplementedError, ValueError):

@@ -4,9 +4,11 @@ A meta trace runs a model's integer code on the CPU, but the model chose that co
 device its hidden states are on (``meta``, so not ``cpu``), and CPU kernels miss some integer
 dtypes: ``histc`` on int32 (transformers' grouped experts), ``topk`` on bool,
 ``searchsorted``, ``median``, ``max(dim)`` and floor division on uint16. Such an op is run
-again with every integer or boolean tensor widened to int64, else to float64 (exact below
-2^53), and its outputs cast back to the dtypes its meta kernel gives; an in-place op writes
-the result back into its target. No op is special-cased.
+again with every integer tensor widened to int64, else to float64 (exact below 2^53), and its
+outputs cast back to the dtypes its meta kernel gives; an in-place op writes the result back
+into its target. Boolean tensors are widened too only when the op fails with them kept:
+``topk`` lacks a bool kernel, but ``masked_fill``'s mask must stay a mask. No op is
+special-cased.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from model_trace.tracing.structures import map_structure
 
 Call = Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
 
-WIDER_DTYPES = (torch.int64, torch.float64)
-"""Dtypes tried in turn for an op whose kernel lacks its integer dtype."""
+WIDENINGS = ((torch.int64, False), (torch.int64, True), (torch.float64, False),
+             (torch.float64, True))
+"""What an op whose kernel lacks its integer dtype is run on, in turn: the dtype its integer
+tensors are widened to, and whether its boolean ones are too."""
 
 
 _MISSING_KERNEL = ("not implemented for", "does not support bool", "not supported for")
@@ -36,16 +40,18 @@ def missing_kernel(error: BaseException) -> bool:
 
 
 def run_widened(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call,
-                in_place: bool) -> Any | None:
-    """The op's result computed on a wider dtype and cast back, or None if no wider dtype
-    has a kernel either (or the meta kernel cannot say what the outputs should be)."""
+                in_place: bool) -> tuple[Any] | None:
+    """The op's result computed on a wider dtype and cast back, alone in a tuple (it may be
+    None itself: setitem's), or None if no wider dtype has a kernel either (or the meta kernel
+    cannot say what the outputs should be)."""
     try:
         expected = tensors_out(func(*_on_meta(args), **_on_meta(kwargs)))
     except (RuntimeError, NotImplementedError, ValueError):
         return None
-    for dtype in WIDER_DTYPES:
+    for dtype, bools in WIDENINGS:
+        widened = _widened(args, dtype, bools)
         try:
-            result = call(func, _widened(args, dtype), _widened(kwargs, dtype))
+            result = call(func, widened, _widened(kwargs, dtype, bools))
         except (RuntimeError, NotImplementedError) as error:
             if missing_kernel(error):
                 continue
@@ -55,12 +61,13 @@ def run_widened(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], call: 
                 list(o.shape) != list(e.shape) for o, e in zip(outputs, expected, strict=True)):
             return None
         if in_place and isinstance(args[0], torch.Tensor):
-            return args[0].copy_(outputs[0])
+            args[0].copy_(widened[0])  # the widened target holds the answer (setitem: None)
+            return (result if result is None else args[0],)
         if kwargs.get("out") is not None:
             for target, value in zip(tensors_out(kwargs["out"]), outputs, strict=False):
                 target.copy_(value)
-            return kwargs["out"]
-        return _cast(result, {id(o): e.dtype for o, e in zip(outputs, expected, strict=True)})
+            return (kwargs["out"],)
+        return (_cast(result, {id(o): e.dtype for o, e in zip(outputs, expected, strict=True)}),)
     return None
 
 
@@ -69,8 +76,12 @@ def _cast(result: Any, dtypes: dict[int, torch.dtype]) -> Any:
     return map_structure(result, lambda t: t.to(dtypes.get(id(t), t.dtype)))
 
 
-def _widened(value: Any, dtype: torch.dtype) -> Any:
-    return map_structure(value, lambda t: t if is_float(t) or t.dtype == dtype else t.to(dtype))
+def _widened(value: Any, dtype: torch.dtype, bools: bool) -> Any:
+    def widen(tensor: torch.Tensor) -> torch.Tensor:
+        kept = is_float(tensor) or (tensor.dtype == torch.bool and not bools)
+        return tensor if kept else tensor.to(dtype)
+
+    return map_structure(value, widen)
 
 
 def _on_meta(value: Any) -> Any:

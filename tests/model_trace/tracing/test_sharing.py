@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 import torch
 
+from model_trace.render_html import FigureData, ViewOptions, export_svg
 from model_trace.tracing import trace
 from model_trace.tracing.sharing import leading_shared_names, plan_shared_uses
 
@@ -173,3 +176,31 @@ def test_a_tensor_the_calls_read_without_taking_it_keeps_one_source() -> None:
 
     graph = trace(Model(), torch.randn(2, 4), fold=False)
     assert _shared(graph) == [(f"layers.{i}", "mask") for i in range(3)]
+
+
+def test_a_layer_s_own_source_is_drawn_as_a_tensor_handed_in_not_as_an_op() -> None:
+    """A shared source stands for a tensor the layer receives: in the figure it is a pill
+    filled like the model's own input, not a box coloured like the op that made it."""
+
+    class Layers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(Block() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mask = x.new_ones(4, 4).tril()
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x
+
+    graph = trace(Layers(), torch.randn(4, 4), fold=False)
+    svg = ET.fromstring(export_svg(FigureData.of(graph), ViewOptions(depth=3, theme="light")))
+    drawn: dict[str, set[tuple[str | None, str | None]]] = {}
+    for group in svg.iter("{http://www.w3.org/2000/svg}g"):
+        kinds = [c for c in group.get("class", "").split() if c.startswith("mt-kind-")]
+        rect = group.find("{http://www.w3.org/2000/svg}rect")
+        if kinds and rect is not None:
+            drawn.setdefault(kinds[0], set()).add((rect.get("fill"), rect.get("rx")))
+    assert len(drawn["mt-kind-shared"]) == 1  # the three layers' sources (premise: drawn)
+    assert drawn["mt-kind-shared"] == drawn["mt-kind-input"]
+    assert not drawn["mt-kind-shared"] & drawn["mt-kind-op"]
