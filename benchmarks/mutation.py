@@ -253,6 +253,12 @@ EQUIVALENT: dict[str, str] = {
     "folding:_number:constant:62 -> (63)#0":
         "the key of an id without a number only has to sort after every real number: 2**62 "
         "and 2**63 both do",
+    "concrete:ConcreteValues.run:flow:break -> continue#0":
+        "the loop only saves a call: compute_known starts with the same check (a meta input "
+        "without known values) and returns None, as the break leaves values",
+    "concrete:ConcreteValues._concretise:constant:True -> False#0":
+        "the numbers of outputs and values are compared just before: zip's strict check "
+        "never fires",
     "concrete:ConcreteValues.run:constant:True -> False#2":
         "unreachable with this torch: no indexing op that raises a device error takes a "
         "CPU bool mask (x[mask], setitem, index_put_ take one beside meta tensors as it "
@@ -359,11 +365,22 @@ EQUIVALENT: dict[str, str] = {
     "widening:run_widened:swap:zip(outputs, expected, strict=True) -> "
     "zip(expected, outputs, strict=True)#0":
         "the pairs are compared with != only, which does not care about the order",
+    "widening:run_widened:constant:True -> False#0":
+        "the shapes are compared only when the numbers of outputs are equal (the `or` before "
+        "stops at a difference), so zip's strict check never fires",
     "widening:run_widened:constant:True -> False#1":
         "the outputs and the expected tensors are of the same number (checked just before)",
     "backward:_gradient_into:constant:\"AccumulateGrad\" -> 'AccumulateGrad_x'#0":
         "an AccumulateGrad node's one input metadata is its leaf's shape and dtype: the "
         "general branch reads the same gradient shape",
+    "backward:_gradient_into:compare:input_nr < len(metadata) -> input_nr <= len(metadata)#0":
+        "unreachable: an edge's input_nr is the number autograd gave that input of its node "
+        "when the forward made the output (Node::add_input_metadata returns the list's size, "
+        "then appends), so it is always below len(_input_metadata); the fallback is kept for "
+        "a node a later torch builds otherwise",
+    "backward:_Charges.__init__:drop:super().__init__() -> pass#0":
+        "TorchDispatchMode sets up its state lazily on __enter__ when __init__ was not called "
+        "(its one other field, _dispatch_key, is set only when given)",
     "backward:_Builder._forward_node:call:max(1, len(fn._input_metadata)) -> "
     "min(1, len(fn._input_metadata))#0":
         "the recorder registers every tensor an op returns and the watcher notes each with "

@@ -125,7 +125,7 @@ def trace_backward(
     builder.count_flops(scalar)
     graph = builder.graph()
     root = graph.modules[graph.root].stats
-    graph.meta = {**{k: v for k, v in forward.meta.items() if k not in ("folded", "totals")},
+    graph.meta = {**{k: v for k, v in forward.meta.items() if k != "folded"},
                   "totals": {name: getattr(root, name) for name in STAT_NAMES},
                   "graph": "backward",
                   "loss": getattr(loss, "__qualname__", "loss") if loss else "sum of outputs",

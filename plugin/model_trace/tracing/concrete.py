@@ -179,7 +179,7 @@ class ConcreteValues:
         if dtype is None:
             return tensor
         result = call(func, (tensor,), {"dtype": dtype})
-        values = known(tensor) if self.knowing and tensor.is_meta else None
+        values = known(tensor)  # only meta tensors carry known values
         if values is None:
             return result
         if is_float(result):  # the known values travel with the cast

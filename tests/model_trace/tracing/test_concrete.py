@@ -14,6 +14,7 @@ from model_trace.errors import TraceError
 from model_trace.graph import Graph
 from model_trace.tracing import trace
 from model_trace.tracing.builder import REF_ATTRIBUTE
+from model_trace.tracing.known_values import MAX_KNOWN_ELEMENTS
 
 ROUTING = [1, 4, 6, 2]  # experts of groups 0 and 1: within the tiny gate's limit of 2
 
@@ -479,3 +480,99 @@ def test_concrete_indices_gather_along_a_dimension_of_a_meta_tensor() -> None:
                   torch.empty(4, 8, device="meta"))
     (taken,) = (n for n in graph.nodes.values() if n.name == "take_along_dim")
     assert [graph.tensors[t].shape for t in taken.outputs] == [[2, 8]]
+
+
+def _outputs(graph: Graph) -> list[tuple[str, str, list[int]]]:
+    """Each output of a traced function: where its tensor lives, its dtype and shape."""
+    return [(graph.tensors[n.inputs[0]].device, graph.tensors[n.inputs[0]].dtype,
+             graph.tensors[n.inputs[0]].shape) for n in graph.nodes.values()
+            if n.kind == "output"]
+
+
+def test_meta_tensors_asked_onto_the_cpu_stay_on_meta() -> None:
+    """Code written for a real device (``logits.float().cpu()``) runs: the float tensor stays
+    on the meta device, where it has no data to copy, with the dtype it asked for."""
+    graph = trace(lambda x: (x.cpu(), x.to("cpu"), x.to("cpu", torch.float64)),
+                  torch.empty(2, 3, device="meta"))
+    assert _outputs(graph) == [("meta", "float32", [2, 3]), ("meta", "float32", [2, 3]),
+                               ("meta", "float64", [2, 3])]
+
+
+def test_concrete_integers_cast_like_a_meta_tensor_keep_their_values() -> None:
+    """``ids.to(x.device, x.dtype)`` onto the meta device: the dtype changes, the values
+    stay concrete (rule 5)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def cast(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        seen["ids"] = ids.to(x.device, x.dtype)
+        return x * 2
+
+    graph = trace(cast, torch.empty(3, 8, dtype=torch.float16, device="meta"),
+                  torch.tensor([4, 0, 7]))
+    assert (seen["ids"].device.type, seen["ids"].dtype) == ("cpu", torch.float16)
+    assert seen["ids"].tolist() == [4.0, 0.0, 7.0]
+    assert graph.meta["assumptions"] == []
+
+
+def test_a_routing_op_called_with_keywords_is_routed_by_the_policy() -> None:
+    def top(x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        best = torch.topk(input=scores, k=2).indices
+        return x[: int(best.max()) + 1]
+
+    graph = trace(top, torch.empty(6, 8, device="meta"), torch.empty(4, device="meta"),
+                  routing="first")
+    assert _outputs(graph) == [("meta", "float32", [2, 8])]  # experts 0 and 1: x[:2]
+    assert graph.meta["routing"] == {"policy": "first", "decisions": 1}
+    assert graph.meta["assumptions"] == []
+
+
+@pytest.mark.parametrize(("elements", "counted"), [(MAX_KNOWN_ELEMENTS, MAX_KNOWN_ELEMENTS),
+                                                   (MAX_KNOWN_ELEMENTS + 1, 0)])
+def test_ones_like_is_known_up_to_the_limit_of_known_values(elements: int, counted: int) -> None:
+    """A tensor of ``MAX_KNOWN_ELEMENTS`` values is the largest whose values are carried;
+    one more element and the count is an assumption (zeros), marked."""
+    def count(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(int(torch.ones_like(x).sum().long()))
+
+    graph = trace(count, torch.empty(1, elements, device="meta"))
+    assert _outputs(graph) == [("meta", "float32", [counted])]
+    assert bool(graph.meta["assumptions"]) == (counted == 0)
+
+
+def test_known_values_travel_with_a_cast() -> None:
+    """A known float cast to another float stays on meta and known; cast to integers it
+    becomes concrete with those values (``mask.to(torch.bool)``)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def cast(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ramp = torch.linspace(0, 3, 4, device=x.device)  # known on the meta device
+        wide = ramp.to(torch.float64)
+        seen["counts"] = ramp.to(torch.int64)
+        return wide, x.new_zeros(int(wide.sum().long()))
+
+    graph = trace(cast, torch.empty(2, device="meta"))
+    assert _outputs(graph) == [("meta", "float64", [4]), ("meta", "float32", [6])]
+    assert seen["counts"].device.type == "cpu" and seen["counts"].tolist() == [0, 1, 2, 3]
+    assert graph.meta["assumptions"] == []
+
+
+def test_an_integer_output_beside_a_number_is_made_concrete() -> None:
+    """An op returning a tensor and a plain number: its integer tensor of meta inputs is
+    assumed zeros on the CPU (and marked), as a lone one would be."""
+    library = torch.library.Library("model_trace_concrete_mixed", "DEF")
+    library.define("bucketed(Tensor x) -> (Tensor, int)")
+    library.impl("bucketed", lambda x: (x.new_empty(x.shape[0], dtype=torch.int64), 4),
+                 "Meta")
+    graph = trace(lambda x: torch.ops.model_trace_concrete_mixed.bucketed(x)[0],
+                  torch.empty(3, 8, device="meta"))
+    assert _outputs(graph) == [("cpu", "int64", [3])]
+    assert [(a["kind"], a["op"]) for a in graph.meta["assumptions"]] == [("zeros", "bucketed")]
+
+
+def test_a_model_s_own_indexing_error_names_the_shapes_its_code_made() -> None:
+    """A mask and an index that do not broadcast together: the error is the op's own,
+    naming the mask's three rows, not that of a second try with the mask made into
+    positions, which would name a shape the model never made ([1, 3])."""
+    mask, index = torch.tensor([True, False, True, True]), torch.tensor([0, 1])
+    with pytest.raises(TraceError, match=r"at op 'getitem' at .*broadcastable to \[3\]$"):
+        trace(lambda x: x[mask, index], torch.empty(4, 8, device="meta"))
