@@ -4,11 +4,10 @@ A meta trace runs a model's integer code on the CPU, but the model chose that co
 device its hidden states are on (``meta``, so not ``cpu``), and CPU kernels miss some integer
 dtypes: ``histc`` on int32 (transformers' grouped experts), ``topk`` on bool,
 ``searchsorted``, ``median``, ``max(dim)`` and floor division on uint16. Such an op is run
-again with every integer tensor widened to int64, else to float64 (exact below 2^53), and its
-outputs cast back to the dtypes its meta kernel gives; an in-place op writes the result back
-into its target. Boolean tensors are widened too only when the op fails with them kept:
-``topk`` lacks a bool kernel, but ``masked_fill``'s mask must stay a mask. No op is
-special-cased.
+again with every integer tensor widened to int64 and its boolean ones kept (``masked_fill``'s
+mask must stay a mask), else with every integer and boolean tensor widened to float64 (exact
+below 2^53; ``topk`` has no bool kernel), and its outputs cast back to the dtypes its meta
+kernel gives; an in-place op writes the result back into its target. No op is special-cased.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from model_trace.tracing.structures import map_structure
 
 Call = Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
 
-WIDENINGS = ((torch.int64, False), (torch.int64, True), (torch.float64, False),
-             (torch.float64, True))
+WIDENINGS = ((torch.int64, False), (torch.float64, True))
 """What an op whose kernel lacks its integer dtype is run on, in turn: the dtype its integer
 tensors are widened to, and whether its boolean ones are too."""
 
