@@ -182,6 +182,18 @@ def test_calls_sum_their_parts_list_saved_tensors_first_and_leave_no_hooks() -> 
     assert root.flops == sum(n.stats.flops for n in nodes) > 0
     assert {k: graph.meta["totals"][k] for k in ("flops", "activation_bytes")} == {
         "flops": root.flops, "activation_bytes": root.activation_bytes}
+
+    def calls_around(node_parent: str | None) -> list[str]:
+        calls = []
+        while node_parent is not None:
+            calls.append(node_parent)
+            node_parent = graph.modules[node_parent].parent
+        return calls
+
+    for call in graph.modules.values():  # each call: the nodes inside it, at any depth
+        inside = [n for n in nodes if call.id in calls_around(n.parent)]
+        assert call.stats.flops == sum(n.stats.flops for n in inside), call.path
+        assert call.stats.activation_bytes == sum(n.stats.activation_bytes for n in inside)
     mixed = 0
     for call in graph.modules.values():  # equal layers list equal children
         kinds = [graph.nodes[c].kind == "constant" for c in call.children if c in graph.nodes]
