@@ -51,7 +51,9 @@ from model_trace.tracing.routing import RoutingPolicy
 from model_trace.tracing.structures import named_tensors
 
 Loss = Callable[[Any], torch.Tensor]
-_BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
+_BACKWARD_SUFFIX = re.compile(r"Backwards?\d*$")
+_WORD_START = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")  # Native.Layer, 2D.With
+_COPIES = frozenset({"Copy", "CopySlices"})  # x.copy_(y), and x[:, 0] += y on a view
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 
 
@@ -261,7 +263,7 @@ class _Builder:
             forward_node = self._forward_node(fn)
             module = forward_node.parent if forward_node is not None else near
             category = (forward_node.category if forward_node is not None else
-                        category_of(_BACKWARD_SUFFIX.sub("", name).lower()))
+                        category_of(forward_op_of(name)))
             node_id = self._node("op", name, category, module)
             if forward_node is not None:
                 self.nodes[node_id].source = forward_node.source
@@ -372,6 +374,16 @@ class _Builder:
             self.nodes[node_id].uncounted_flops = sorted(names)
             for name in names:
                 self.missing[name] = self.missing.get(name, 0) + 1
+
+
+def forward_op_of(autograd_name: str) -> str:
+    """The ATen op an autograd node differentiates, as the op table names ATen ops:
+    ``NativeLayerNormBackward0`` -> ``native_layer_norm``, ``ToCopyBackward0`` -> ``to_copy``,
+    ``MaxPool2DWithIndicesBackward0`` -> ``max_pool2d_with_indices``, ``TBackward0`` -> ``t``;
+    ``CopyBackwards`` and ``CopySlices`` (a write into a tensor or a part of it) -> ``copy_``.
+    A node of a custom ``autograd.Function`` gives its class's name in the same form."""
+    base = _BACKWARD_SUFFIX.sub("", autograd_name.rpartition("::")[2])
+    return "copy_" if base in _COPIES else _WORD_START.sub("_", base).lower()
 
 
 def _gradient_into(target: Any, input_nr: int) -> tuple[list[int], Any]:

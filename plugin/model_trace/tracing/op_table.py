@@ -91,6 +91,10 @@ _TABLE: dict[str, OpFacts] = _table(
                     "rmatmul matrix_power _addmm_activation", flops="dispatch"),
     _rows("matmul", "grouped_mm _grouped_mm scaled_grouped_mm _scaled_grouped_mm",
           role="grouped", flops="dispatch"),
+    # the attention kernels scaled_dot_product_attention runs (and their gradients)
+    _rows("matmul", "scaled_dot_product_flash_attention scaled_dot_product_efficient_attention "
+                    "scaled_dot_product_cudnn_attention "
+                    "scaled_dot_product_flash_attention_for_cpu", flops="dispatch"),
     _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize "
                   "local_response_norm fused_rms_norm batch_norm_legit_no_training "
                   "batch_norm_legit"),
@@ -125,10 +129,14 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("reduce", "max min topk argmax", role="routing"),
     _rows("index", "getitem gather index_select", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
+    # ATen's slicing (``x[:, 1:3]``) and the copies that write a part into a whole, the
+    # gradients of slicing and selecting (no element is added to another)
+    _rows("index", "slice", role="view"),
+    _rows("index", "slice_scatter select_scatter diagonal_scatter as_strided_scatter"),
     _rows("index", "nonzero masked_select unique unique_consecutive bucketize searchsorted "
                    "one_hot argwhere nonzero_static unsafe_index"),
     _rows("shape", "view reshape flatten unflatten transpose permute expand split chunk "
-                   "squeeze unsqueeze t", role="view"),
+                   "squeeze unsqueeze t reshape_alias", role="view"),
     _rows("shape", "contiguous cat stack repeat repeat_interleave tile flip roll "
                    "clone copy_ fill_ zero_ pad constant_pad_nd hstack vstack concat "
                    "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split reversed "

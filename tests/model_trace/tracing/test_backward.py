@@ -15,8 +15,15 @@ from torch import nn
 from model_trace.caveats import build_notes
 from model_trace.errors import SpecError, TraceError
 from model_trace.graph import Graph
-from model_trace.tracing.backward import _error_line, _GradFns, trace_backward
+from model_trace.tracing.backward import (
+    _Builder,
+    _error_line,
+    _GradFns,
+    forward_op_of,
+    trace_backward,
+)
 from model_trace.tracing.builder import REF_ATTRIBUTE
+from model_trace.tracing.op_table import category_of, facts_of
 
 
 class TwoLayers(nn.Module):
@@ -392,3 +399,95 @@ def test_a_failed_backward_is_told_under_the_summary_table_and_in_the_build_log(
 def test_a_failure_s_message_is_its_first_sentence_without_memory_addresses() -> None:
     error = TypeError(f"cannot pack {object()}. Try again\nwith a tensor")
     assert _error_line(error) == "TypeError: cannot pack <object object at 0x…>."
+
+
+class Blocks(nn.Module):
+    """A linear layer on 3-D input (its inner product, transpose and views have no op of
+    their own in the forward), a layer norm, a view and a transpose, softmax and a cast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 12)
+        self.norm = nn.LayerNorm(12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.fc(x)).view(2, 3, 2, 12).transpose(1, 3)
+        return torch.softmax(h, -1).to(torch.float64)
+
+
+# The forward op each of Blocks' gradient ops differentiates, as the op table names it.
+_FORWARD_OPS = {"AddmmBackward0": "addmm", "TBackward0": "t", "ViewBackward0": "view",
+                "UnsafeViewBackward0": "unsafe_view", "MmBackward0": "mm",
+                "NativeLayerNormBackward0": "layer_norm", "TransposeBackward0": "transpose",
+                "SoftmaxBackward0": "softmax", "ToCopyBackward0": "to", "SumBackward0": "sum"}
+
+
+@pytest.mark.parametrize(("autograd", "op", "category"), [
+    ("NativeLayerNormBackward0", "native_layer_norm", "norm"),
+    ("ToCopyBackward0", "to_copy", "elementwise"),
+    ("SafeSoftmaxBackward0", "safe_softmax", "activation"),
+    ("AddmmBackward0", "addmm", "matmul"), ("MmBackward0", "mm", "matmul"),
+    ("TBackward0", "t", "shape"), ("UnsafeViewBackward0", "unsafe_view", "shape"),
+    ("ReshapeAliasBackward0", "reshape_alias", "shape"), ("MulBackward1", "mul", "elementwise"),
+    ("MaxPool2DWithIndicesBackward0", "max_pool2d_with_indices", "reduce"),
+    ("Log1PBackward0", "log1p", "elementwise"), ("SliceBackward0", "slice", "index"),
+    ("CopyBackwards", "copy_", "shape"), ("torch::autograd::CopySlices", "copy_", "shape")])
+def test_an_autograd_name_reads_as_the_op_it_differentiates(autograd: str, op: str,
+                                                            category: str) -> None:
+    assert forward_op_of(autograd) == op
+    assert category_of(op) == category
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_every_gradient_op_is_drawn_in_the_family_of_the_op_it_differentiates(
+        device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With or without a forward op to take it from (the inner ops of ``F.linear`` have
+    none), a gradient op's family is its forward op's: never ``other``; the label stays the
+    autograd node's name."""
+    torch.manual_seed(0)
+    model, x = Blocks().to(device), torch.randn(2, 6, 8, device=device)
+    graph = trace_backward(model, x, fold=False)
+    ops = [n for n in graph.nodes.values() if n.kind == "op"]
+    assert {n.name for n in ops} <= set(_FORWARD_OPS)
+    assert {"NativeLayerNormBackward0", "ToCopyBackward0", "SoftmaxBackward0", "TBackward0",
+            "TransposeBackward0"} <= {n.name for n in ops}
+    assert all(n.category != "other" for n in ops), [(n.name, n.category) for n in ops]
+    # the ops F.linear runs inside: their own family, not the linear layer's
+    inner = {n.name: n.category for n in ops if n.name in ("AddmmBackward0", "TBackward0")}
+    assert inner == {"AddmmBackward0": "matmul", "TBackward0": "shape"}
+    # every node, read from its name alone, is in its forward op's family
+    monkeypatch.setattr(_Builder, "_forward_node", lambda self, fn: None)
+    by_name = trace_backward(model, x, fold=False)
+    drawn = {(n.name, n.category) for n in by_name.nodes.values() if n.kind == "op"}
+    assert drawn == {(name, facts_of(_FORWARD_OPS[name]).category)
+                     for name in {n.name for n in ops}}
+
+
+class Slices(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        picked = h[torch.tensor([2, 0])]
+        return self.fc2(h[:, 1:3]).sum() + h.select(1, 0).sum() + picked.narrow(1, 4, 2).sum()
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_the_gradients_of_slicing_and_selecting_move_data_and_count_no_flops(
+        device: str) -> None:
+    """Slicing's gradient writes the slice into zeros (``slice_backward``), selecting's and
+    narrowing's too: nothing to count and nothing left without a formula. What is counted is
+    the matrix products: fc2's input and weight gradients, fc1's weight gradient (x needs
+    none)."""
+    model, x = Slices().to(device), torch.randn(4, 8, device=device)
+    graph = trace_backward(model, x, fold=False)
+    names = {n.name for n in graph.nodes.values()}
+    assert {"SliceBackward0", "SelectBackward0", "IndexBackward0"} <= names
+    assert graph.meta["flops_without_formula"] == {}
+    assert not [n.name for n in graph.nodes.values() if n.uncounted_flops]
+    fc2 = 2 * 4 * 3 * 2 + 2 * 3 * 4 * 2
+    fc1 = 2 * 16 * 4 * 8
+    assert graph.meta["totals"]["flops"] == fc1 + fc2

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from model_trace.graph import Graph
 from model_trace.tracing import register_flop_formula, trace
-from model_trace.tracing.flops import FlopCounter
+from model_trace.tracing.flops import FlopCounter, counts_no_flops
 
 from .models import TwoLayer
 
@@ -247,3 +247,27 @@ def test_an_outer_product_counts_0_like_the_elementwise_products_it_is() -> None
            if node.kind == "op" and node.name != "clone"}
     assert ops == {(name, "elementwise", 0) for name in ("addr", "addr_", "outer", "ger")}
     assert graph.meta["flops_without_formula"] == {}
+
+
+@pytest.mark.parametrize(("op", "no_formula_needed"), [
+    # zero-fill and copy, or copy a part into a whole: no element added to another
+    (torch.ops.aten.slice_backward, True), (torch.ops.aten.select_backward, True),
+    (torch.ops.aten.slice_scatter, True), (torch.ops.aten.select_scatter, True),
+    (torch.ops.aten.diagonal_scatter, True), (torch.ops.aten.as_strided_scatter, True),
+    (torch.ops.aten.new_zeros, True), (torch.ops.aten.zero_, True), (torch.ops.aten.copy_, True),
+    # gradients that add up the rows (or windows, or elements) read more than once
+    (torch.ops.aten.embedding_dense_backward, False), (torch.ops.aten.col2im, False),
+    (torch.ops.aten.put, False)])
+def test_only_ops_that_move_data_need_no_flop_formula(op: Any, no_formula_needed: bool) -> None:
+    assert counts_no_flops(op.default) == no_formula_needed
+
+
+def test_the_backward_of_slicing_a_tensor_leaves_nothing_uncounted() -> None:
+    """``x[:, 1:3]``'s gradient runs ``slice_backward``, ``x.narrow``'s and
+    ``x.diagonal_scatter``'s too: pure data movement, counted as 0 and not listed."""
+    x = torch.randn(4, 4, requires_grad=True)
+    y = x[:, 1:3].sum() + x.narrow(0, 1, 2).sum() + torch.diagonal_scatter(x, x[0]).sum()
+    counter = FlopCounter()
+    with counter:
+        y.backward()
+    assert counter.flops == 0 and counter.missing == {}
