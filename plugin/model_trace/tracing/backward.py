@@ -10,7 +10,9 @@ through ``next_functions``, exactly the nodes ``torch.autograd.graph`` has:
 
 - each autograd node becomes an op node (``AddmmBackward0``) in the module call of the
   forward op whose output it differentiates; a node inside one forward op (the ``TBackward0``
-  of ``F.linear``'s weight) goes where the gradient reaching it comes from;
+  of ``F.linear``'s weight) goes where the gradient reaching it comes from; it is drawn in
+  its forward op's colour family, else in that of the ATen op its name says it differentiates
+  (``NativeLayerNormBackward0``: ``native_layer_norm``, a norm);
 - each ``AccumulateGrad`` becomes an output node, ``grad weight``, in the module that owns
   the parameter (its qualified name in ``Node.params``);
 - each edge carries a gradient, shaped as the tensor it differentiates

@@ -431,7 +431,9 @@ _FORWARD_OPS = {"AddmmBackward0": "addmm", "TBackward0": "t", "ViewBackward0": "
     ("ReshapeAliasBackward0", "reshape_alias", "shape"), ("MulBackward1", "mul", "elementwise"),
     ("MaxPool2DWithIndicesBackward0", "max_pool2d_with_indices", "reduce"),
     ("Log1PBackward0", "log1p", "elementwise"), ("SliceBackward0", "slice", "index"),
-    ("CopyBackwards", "copy_", "shape"), ("torch::autograd::CopySlices", "copy_", "shape")])
+    ("CopyBackwards", "copy_", "shape"), ("torch::autograd::CopySlices", "copy_", "shape"),
+    ("ScaledDotProductFlashAttentionForCpuBackward0",
+     "scaled_dot_product_flash_attention_for_cpu", "matmul")])
 def test_an_autograd_name_reads_as_the_op_it_differentiates(autograd: str, op: str,
                                                             category: str) -> None:
     assert forward_op_of(autograd) == op
