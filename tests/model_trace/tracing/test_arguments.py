@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from model_trace.tracing import trace
 from model_trace.tracing.arguments import (
+    bytes_of,
     format_args,
     format_value,
     shares_memory,
@@ -75,3 +77,13 @@ def test_an_op_s_arguments_as_texts() -> None:
     many = format_args("op", tuple(range(18)), {})
     assert list(many) == [f"arg{i}" for i in range(18)] and many["arg17"] == "17"
     assert format_args("op", (x, [1, object()], object()), {"mode": object()}) == {}
+
+
+def test_bytes_are_counted_as_dense_for_a_sparse_tensor_that_has_no_nbytes() -> None:
+    """A sparse tensor has no ``nbytes``: it counts as its dense equivalent (numel times the
+    element size), so an op reading one still reads a size, not an error."""
+    sparse, dense = torch.eye(3).to_sparse(), torch.randn(3, 4)
+    assert bytes_of([sparse, dense]) == 9 * 4 + 12 * 4
+    graph = trace(lambda a, b: torch.sparse.mm(a, b), sparse, dense)
+    (product,) = (n for n in graph.nodes.values() if n.kind == "op")
+    assert (product.stats.read_bytes, product.stats.activation_bytes) == (9 * 4 + 12 * 4, 48)

@@ -220,6 +220,30 @@ def test_a_forward_taking_more_arguments_than_it_names_is_traced() -> None:
     assert inner.path == "sum" and inner.inputs == root.inputs and len(inner.inputs) == 3
 
 
+def test_a_call_lists_each_tensor_handed_in_once_and_only_tensors_the_trace_made() -> None:
+    """Self-attention hands one tensor in as query, key and value: the call lists it once.
+    A tensor no op has made yet (a plain attribute, not a buffer) is no input of the call:
+    it is drawn where an op inside first reads it."""
+    class Sum(torch.nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return q + k + v
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sum = Sum()
+            self.table = torch.ones(2)
+
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return self.sum(a, a, self.table)
+
+    graph = trace(Outer(), torch.randn(2), fold=False)
+    root, inner = graph.walk_modules()
+    assert inner.path == "sum" and inner.inputs == root.inputs and len(root.inputs) == 1
+    (constant,) = (n for n in graph.nodes.values() if n.kind == "constant")
+    assert constant.parent == inner.id
+
+
 def test_a_forward_failing_between_ops_names_the_last_op_it_ran() -> None:
     class Boom(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
