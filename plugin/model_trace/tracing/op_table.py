@@ -161,10 +161,13 @@ _TABLE: dict[str, OpFacts] = _table(
                    "grad grad_fn is_leaf names itemsize nbytes is_sparse is_quantized "
                    "is_nested output_nr _base _version is_mkldnn is_xpu is_mps _cdata "
                    "is_inference _grad_fn _backward_hooks", role="query"),
-    _rows("other", "expand_as split_with_sizes tensor_split unbind narrow select T mT H mH "
-                   "movedim moveaxis swapaxes swapdims diagonal as_strided real imag detach "
-                   "alias unfold data conj resolve_conj resolve_neg "
-                   "view_as reshape_as", role="view"),
+    # views named otherwise, in the family of the view they are a form of (select and
+    # narrow are slicing, movedim a permute, unbind a split)
+    _rows("index", "narrow select diagonal", role="view"),
+    _rows("shape", "expand_as split_with_sizes tensor_split unbind T mT H mH movedim "
+                   "moveaxis swapaxes swapdims as_strided unfold view_as reshape_as",
+          role="view"),
+    _rows("other", "real imag detach alias data conj resolve_conj resolve_neg", role="view"),
     _rows("other", "argmin sort argsort multinomial kthvalue mode median nanmedian",
           role="routing"),
     _rows("other", "take", role="gather"),
@@ -181,8 +184,10 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("other", "empty_like new_empty new_empty_strided", role="like",
           made="uninitialised"),
     _rows("other", "cuda cpu", role="device"),
-    _rows("other", "lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell "
-                   "rnn_relu_cell", flops="dispatch"),
+    # recurrent layers: a packed sequence's batch sizes stay on the CPU, as indices do
+    _rows("linear", "lstm gru rnn_tanh rnn_relu", role="indexing", flops="dispatch"),
+    _rows("linear", "lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell", flops="dispatch"),
+    _rows("shape", "_pack_padded_sequence _pad_packed_sequence", role="indexing"),
 )
 
 _COLLECTIVES = frozenset({

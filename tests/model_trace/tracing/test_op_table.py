@@ -252,3 +252,35 @@ def test_aten_ops_take_the_row_of_the_op_they_implement() -> None:
     assert category_of("aten::bitwise_and_.Tensor") == "elementwise"
     assert category_of("aten::native_layer_norm_backward.default") == "norm"
     assert category_of("aten::_fft_r2c") == "other"
+
+
+class _ViewForms(torch.nn.Module):
+    """Pairs of the same view written two ways: a slice and ``select``/``narrow``, a
+    permute and ``movedim``/``swapaxes``/``.mT``, a split and ``unbind``/``tensor_split``,
+    a reshape and ``reshape_as``, an expand and ``expand_as``."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (x[:, 0], x.select(1, 0), x[1:3], x.narrow(0, 1, 2), torch.diagonal(x),
+                x.permute(1, 0), x.movedim(0, 1), x.swapaxes(0, 1), x.mT,
+                *x.split(1), *x.unbind(0), *x.tensor_split(2), x.reshape(-1),
+                x.reshape_as(y), x[:1].expand(4, 4), x[:1].expand_as(y))
+
+
+def test_every_form_of_a_view_is_drawn_in_the_family_of_the_view_it_is() -> None:
+    """A reader who sees ``x[:, 0]`` in one colour and ``x.select(1, 0)`` in another
+    reads two kinds of op where there is one; in an ATen trace too (``aten::select``
+    beside ``aten::slice``)."""
+    x, y = torch.empty(4, 4, device="meta"), torch.empty(4, 4, device="meta")
+    expected = {"getitem": "index", "select": "index", "narrow": "index",
+                "diagonal": "index", "permute": "shape", "movedim": "shape",
+                "swapaxes": "shape", "mT": "shape", "split": "shape", "unbind": "shape",
+                "tensor_split": "shape", "reshape": "shape", "reshape_as": "shape",
+                "expand": "shape", "expand_as": "shape"}
+    graph = trace(_ViewForms(), x, y, fold=False)
+    drawn = {n.name: n.category for n in graph.nodes.values() if n.kind == "op"}
+    assert drawn == expected
+    aten = trace(_ViewForms(), x, y, fold=False, aten=True)
+    families = {n.name: n.category for n in aten.nodes.values() if n.kind == "op"}
+    assert families["aten::select"] == families["aten::slice"] == "index"
+    assert families["aten::permute"] == families["aten::transpose"] == "shape"
+    assert "other" not in families.values()
