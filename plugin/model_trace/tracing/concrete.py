@@ -22,7 +22,10 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    tensor to the meta device keeps it concrete (only the dtype changes).
 6. An op on concrete tensors whose CPU kernel lacks their integer dtype runs on a wider one
    (``widening``); if none has a kernel, its outputs are assumed (zeros, floats on meta).
-7. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
+7. An op that reads only its float tensors' shapes and has no meta kernel (the op table's
+   role ``shapes``) runs on the CPU with a stand-in of each meta tensor's shape, one element
+   broadcast (no memory): its result is exact.
+8. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
    masks and counts of a few thousand elements, for which starting torch's worker threads
    costs more than the work: 15 ms per ``triu`` or ``histc`` on a busy 2-core machine.
 
@@ -61,6 +64,13 @@ def _targets_meta(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         elif isinstance(value, str | torch.device) and torch.device(value).type == "meta":
             return True
     return False
+
+
+def _shape_stand_ins(value: Any) -> Any:
+    """``value`` with each meta tensor replaced by a CPU tensor of its shape and dtype whose
+    elements are one, broadcast (rule 7)."""
+    return map_structure(value, lambda t: torch.zeros((), dtype=t.dtype).expand(t.shape)
+                         if t.is_meta else t)
 
 
 def _elements(result: Any) -> int:
@@ -111,6 +121,8 @@ class ConcreteValues:
                 return self._without_kernel(info, func, args, kwargs, call, error)
         if role == "device" and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return self._stay_on_meta(name, func, args, kwargs, call)
+        if role == "shapes":
+            return call(func, _shape_stand_ins(args), _shape_stand_ins(kwargs))
         values = None
         if self.knowing and role != "routing":
             for tensor in tensors:  # inlined known_values.known: every op

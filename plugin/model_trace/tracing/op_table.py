@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", "like",
-               "device", "grouped"]
+               "device", "grouped", "shapes"]
 """What an op does with its tensors, as the meta-trace rules and the statistics see it:
 
 - ``query``: returns no tensor (``size``, ``item``, ``x.shape``): run, never recorded;
@@ -34,7 +34,11 @@ Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", 
   tensor's shape and dtype, not its values (``zeros_like``, ``new_ones``);
 - ``device``: moves a tensor between devices (``to``, ``cpu``);
 - ``grouped``: multiplies groups of rows, delimited by offsets, each by its own slice of a
-  stacked operand (``grouped_mm``: experts stored as one tensor).
+  stacked operand (``grouped_mm``: experts stored as one tensor);
+- ``shapes``: reads only the shapes of its float tensors, and the values of its integer and
+  boolean ones, and has no meta kernel (``nn.TransformerEncoder``'s check that a padding
+  mask is left-aligned): on the meta device it runs on the CPU, each meta tensor standing in
+  as a tensor of its shape that holds one element.
 """
 
 Made = Literal["", "args", "random", "uninitialised"]
@@ -184,6 +188,7 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("other", "empty_like new_empty new_empty_strided", role="like",
           made="uninitialised"),
     _rows("other", "cuda cpu", role="device"),
+    _rows("other", "_nested_tensor_from_mask_left_aligned", role="shapes"),
     # recurrent layers: a packed sequence's batch sizes stay on the CPU, as indices do
     _rows("linear", "lstm gru rnn_tanh rnn_relu", role="indexing", flops="dispatch"),
     _rows("linear", "lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell", flops="dispatch"),

@@ -576,3 +576,39 @@ def test_a_model_s_own_indexing_error_names_the_shapes_its_code_made() -> None:
     mask, index = torch.tensor([True, False, True, True]), torch.tensor([0, 1])
     with pytest.raises(TraceError, match=r"at op 'getitem' at .*broadcastable to \[3\]$"):
         trace(lambda x: x[mask, index], torch.empty(4, 8, device="meta"))
+
+
+def test_an_op_reading_only_shapes_runs_on_stand_ins_and_its_result_is_exact() -> None:
+    """``_nested_tensor_from_mask_left_aligned`` has no meta kernel and reads only the float
+    tensor's shape: its answer, whether each row of the mask is left-aligned, is the real
+    one, and a full-size input allocates nothing (a stand-in holds one element)."""
+    def branch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x * 2 if torch._nested_tensor_from_mask_left_aligned(x, mask) else x + 1
+
+    huge = torch.empty(64, 100_000, 4096, device="meta")  # 100 GB as floats
+    left = torch.arange(100_000).expand(64, -1) < 1000
+    for mask, op in ((left, "mul"), (left.flip(-1), "add")):
+        graph = trace(branch, huge, mask)
+        assert [n.name for n in graph.nodes.values() if n.kind == "op"] == [op]
+        assert not graph.meta["assumptions"]
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # the real run's
+def test_a_transformer_encoder_in_eval_mode_traces_with_a_padding_mask() -> None:
+    """PyTorch's own encoder checks the padding mask before its fast path (the check above):
+    traced on meta it runs every layer, with the FLOPs of the hand count."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0)
+    model = torch.nn.TransformerEncoder(layer, 2).eval()
+    mask = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    with torch.no_grad():
+        expected = model(torch.randn(2, 5, 16), src_key_padding_mask=mask)
+    graph = trace(model.to("meta"), torch.empty(2, 5, 16, device="meta"),
+                  src_key_padding_mask=mask)
+    (output,) = (node for node in graph.nodes.values() if node.kind == "output")
+    assert graph.tensors[output.inputs[0]].shape == list(expected.shape)
+    # per layer: the projections in, out and of the feed-forward on 10 tokens, and the
+    # two products of attention (2 x 2 x 5 x 5 x 16)
+    linears = 2 * 10 * (16 * 48 + 16 * 16 + 16 * 32 + 32 * 16)
+    assert graph.meta["totals"]["flops"] == 2 * (linears + 4 * 2 * 5 * 5 * 16)
+    assert not graph.meta["assumptions"]
