@@ -88,6 +88,8 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("linear", "bilinear conv1d conv2d conv3d conv_transpose1d conv_transpose2d "
                     "conv_transpose3d conv_tbc convolution _convolution", flops="dispatch"),
     _rows("linear", "embedding", role="indexing"),
+    # sums the rows of each bag: added up as the gradient of embedding is, with no formula
+    _rows("linear", "embedding_bag", role="indexing", flops="dispatch"),
     _rows("linear", "fp8_gemm"),
     _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
                     "multi_head_attention_forward scaled_mm _scaled_mm addmm_ baddbmm_ addbmm "
@@ -126,6 +128,8 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
                     "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
                     "cummax cummin linalg_vector_norm vector_norm cumsum_ cumprod_"),
+    # losses: a pick of each target's log-probability, summed
+    _rows("reduce", "cross_entropy nll_loss nll_loss_forward nll_loss2d nll_loss2d_forward"),
     _rows("reduce", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices "
                     "max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
                     "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "
@@ -146,6 +150,11 @@ _TABLE: dict[str, OpFacts] = _table(
                    "concatenate broadcast_tensors meshgrid unsafe_view unsafe_split reversed "
                    "split_copy expand_copy view_as_real_copy as_strided_"),
     _rows("shape", "broadcast_to", role="view"),
+    # copies that rearrange or repeat elements; fold adds up overlapping windows (no formula)
+    _rows("shape", "pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle "
+                   "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
+                   "replication_pad2d replication_pad3d im2col"),
+    _rows("shape", "fold col2im", flops="dispatch"),
     # in place: the tensor itself gets the new shape (a new version of it, no view)
     _rows("shape", "squeeze_ unsqueeze_ t_ transpose_ swapaxes_ swapdims_"),
     _rows("quant", "act_quant weight_dequant"),

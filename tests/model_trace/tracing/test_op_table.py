@@ -284,3 +284,43 @@ def test_every_form_of_a_view_is_drawn_in_the_family_of_the_view_it_is() -> None
     assert families["aten::select"] == families["aten::slice"] == "index"
     assert families["aten::permute"] == families["aten::transpose"] == "shape"
     assert "other" not in families.values()
+
+
+class _Rearranged(torch.nn.Module):
+    """Ops that move, repeat or pick elements and add nothing worth counting: a pixel
+    shuffle, reflect and replicate padding, unfold and fold, a bag of embeddings, and the
+    losses of a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag(100, 16, mode="mean")
+
+    def forward(self, image: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor,
+                target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.nn.functional.pad(torch.nn.functional.pixel_shuffle(image, 2), (1, 1, 1, 1),
+                                    mode="reflect")
+        x = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        x = torch.nn.functional.fold(torch.nn.functional.unfold(x, 3, padding=1),
+                                     x.shape[-2:], 3, padding=1)
+        x = torch.nn.functional.channel_shuffle(torch.nn.functional.pixel_unshuffle(x, 2), 2)
+        scores = self.bag(ids, offsets)
+        return x, (torch.nn.functional.cross_entropy(scores, target)
+                   + torch.nn.functional.nll_loss(scores.log_softmax(-1), target))
+
+
+@pytest.mark.parametrize("aten", [False, True], ids=["functions", "aten"])
+def test_ops_that_rearrange_or_pick_elements_count_no_flops_and_miss_no_formula(
+        aten: bool) -> None:
+    """Without their rows each was drawn as ``other`` and reported to the reader as an op
+    computing floats without a FLOP formula, where there is nothing to count. Fold and a
+    bag of embeddings add up windows and rows, as the gradients of unfold and embedding do:
+    those still say they have no formula."""
+    with torch.device("meta"):
+        model = _Rearranged()
+    graph = trace(model, torch.empty(1, 8, 4, 4, device="meta"), torch.tensor([1, 2, 3, 4, 5]),
+                  torch.tensor([0, 2]), torch.tensor([1, 2]), fold=False, aten=aten)
+    assert graph.meta["flops_without_formula"] == {"aten::_embedding_bag": 1,
+                                                   "aten::col2im": 1}
+    assert graph.meta["totals"]["flops"] == 0
+    drawn = {n.name: n.category for n in graph.nodes.values() if n.kind == "op"}
+    assert "other" not in drawn.values(), drawn
