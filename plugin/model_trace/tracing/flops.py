@@ -14,7 +14,8 @@ is counted under ``FlopCounter`` too, so a matrix product inside it is never mis
 other ATen or custom op that computes floats without a formula is named in the op's cost
 (``Cost``), never counted as a silent 0: the recorder lists it on the node and in
 ``graph.meta["flops_without_formula"]``. ``register_flop_formula`` adds a formula where torch
-has none (grouped matrix products, the CPU flash-attention kernel, custom ops); products torch
+has none (grouped matrix products, the CPU flash-attention kernel, a bilinear layer's
+``_trilinear``, custom ops); products torch
 has no entry for (``mv``, ``dot``, ``addbmm``, in-place ``addmm_``) count by its ``mm`` and
 ``bmm`` formulas on the shapes they multiply.
 """
@@ -106,6 +107,22 @@ def _added_matrix_vector_flops(out: torch.Tensor, matrix: torch.Tensor,
     return _matrix_vector_flops(matrix, vector)
 
 
+def _trilinear_flops(i1: torch.Tensor, i2: torch.Tensor, i3: torch.Tensor,
+                     expand1: list[int], expand2: list[int], expand3: list[int],
+                     *_: Any, **__: Any) -> int:
+    """``_trilinear`` (``F.bilinear``: x1^T W x2 per output): the three operands, unsqueezed
+    at their ``expand`` dims, broadcast to one shape and are summed over some of its dims;
+    each element of that shape is a multiply-add, 2 FLOPs, as a matrix product counts them
+    (2 B O I J for a bilinear layer)."""
+    shapes = []
+    for tensor, expand in ((i1, expand1), (i2, expand2), (i3, expand3)):
+        shape = list(tensor.shape)
+        for dim in expand:
+            shape.insert(dim, 1)
+        shapes.append(shape)
+    return 2 * math.prod(max(sizes) for sizes in zip(*shapes, strict=True))
+
+
 def _dot_flops(a: torch.Tensor, b: torch.Tensor, *_: Any, **__: Any) -> int:
     """``dot``: (K,) x (K,) is torch's ``mm`` formula on (1, K) x (K, 1), 2 K."""
     return int(_mm_formula((1, a.shape[0]), (b.shape[0], 1)))
@@ -125,6 +142,7 @@ register_flop_formula("aten::addmv_", _added_matrix_vector_flops)
 register_flop_formula("aten::dot", _dot_flops)
 register_flop_formula("aten::vdot", _dot_flops)
 register_flop_formula("aten::linalg_solve_triangular", _triangular_solve_flops)
+register_flop_formula("aten::_trilinear", _trilinear_flops)
 register_flop_formula("aten::_scaled_dot_product_flash_attention_for_cpu",
                       _cpu_flash_attention_flops)
 register_flop_formula("aten::_grouped_mm", _grouped_mm_flops)

@@ -107,7 +107,8 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("activation", "relu gelu silu sigmoid tanh softmax log_softmax softplus mish elu "
                         "leaky_relu dropout glu hardswish hardsigmoid relu6 selu celu "
                         "logsigmoid softmin prelu hardtanh threshold softsign tanhshrink "
-                        "native_dropout safe_softmax"),
+                        "native_dropout safe_softmax dropout1d dropout2d dropout3d "
+                        "feature_dropout alpha_dropout feature_alpha_dropout"),
     _rows("elementwise", "add sub mul div truediv rsqrt sqrt exp log pow neg abs clamp "
                          "where masked_fill type_as float polar triu outer radd rmul rsub "
                          "rtruediv rpow rfloordiv rmod true_divide divide multiply subtract "
@@ -128,14 +129,22 @@ _TABLE: dict[str, OpFacts] = _table(
     _rows("reduce", "sum mean amax bincount cumsum prod std var norm logsumexp all any "
                     "count_nonzero cumprod amin aminmax var_mean std_mean nansum histc "
                     "cummax cummin linalg_vector_norm vector_norm cumsum_ cumprod_"),
-    # losses: a pick of each target's log-probability, summed
-    _rows("reduce", "cross_entropy nll_loss nll_loss_forward nll_loss2d nll_loss2d_forward"),
+    # losses and similarities: elementwise work summed (a pick of each target's
+    # log-probability, for the classification losses)
+    _rows("reduce", "cross_entropy nll_loss nll_loss_forward nll_loss2d nll_loss2d_forward "
+                    "mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy "
+                    "binary_cross_entropy_with_logits kl_div soft_margin_loss "
+                    "margin_ranking_loss hinge_embedding_loss cosine_embedding_loss "
+                    "poisson_nll_loss gaussian_nll_loss triplet_margin_loss "
+                    "multilabel_margin_loss multi_margin_loss cosine_similarity "
+                    "pairwise_distance"),
     _rows("reduce", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices "
                     "max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
                     "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "
                     "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d"),
-    _rows("reduce", "max min topk argmax", role="routing"),
-    _rows("index", "getitem gather index_select", role="gather"),
+    _rows("reduce", "max min topk argmax argmin kthvalue mode median nanmedian",
+          role="routing"),
+    _rows("index", "getitem gather index_select take index", role="gather"),
     _rows("index", "setitem scatter scatter_ index_put_ index_add_", role="indexing"),
     # ATen's slicing (``x[:, 1:3]``) and the copies that write a part into a whole, the
     # gradients of slicing and selecting (no element is added to another)
@@ -181,13 +190,10 @@ _TABLE: dict[str, OpFacts] = _table(
                    "moveaxis swapaxes swapdims as_strided unfold view_as reshape_as",
           role="view"),
     _rows("other", "real imag detach alias data conj resolve_conj resolve_neg", role="view"),
-    _rows("other", "argmin sort argsort multinomial kthvalue mode median nanmedian",
-          role="routing"),
-    _rows("other", "take", role="gather"),
-    _rows("other", "index", role="gather"),
-    _rows("other", "index_put scatter_add scatter_add_ "
-                   "scatter_reduce scatter_reduce_ index_add index_copy index_copy_ "
-                   "index_fill index_fill_ take_along_dim", role="indexing"),
+    _rows("other", "sort argsort multinomial", role="routing"),
+    _rows("index", "index_put scatter_add scatter_add_ scatter_reduce scatter_reduce_ "
+                   "index_add index_copy index_copy_ index_fill index_fill_ take_along_dim "
+                   "max_unpool1d max_unpool2d max_unpool3d", role="indexing"),
     _rows("other", "linspace logspace eye range scalar_tensor", role="factory", made="args"),
     _rows("other", "rand randn randint randperm normal", role="factory", made="random"),
     _rows("other", "empty empty_strided", role="factory", made="uninitialised"),

@@ -237,6 +237,18 @@ def test_in_place_products_count_as_torch_counts_their_out_of_place_forms() -> N
     assert graph.meta["totals"]["flops"] == counter.get_total_flops() == 2 * 60 + 2 * 120
 
 
+def test_a_bilinear_layer_counts_a_multiply_add_per_weight_per_row() -> None:
+    """``F.bilinear`` runs ``_trilinear``, which torch has no formula for: x1^T W x2 for
+    each of B rows and O outputs is I x J multiply-adds, 2 B O I J FLOPs, on CPU and meta
+    alike, with nothing listed as missing a formula."""
+    model = torch.nn.Bilinear(8, 6, 4)
+    for device in ("cpu", "meta"):
+        graph = trace(model.to(device), torch.randn(3, 8, device=device),
+                      torch.randn(3, 6, device=device))
+        assert graph.meta["totals"]["flops"] == 2 * 3 * 4 * 8 * 6
+        assert graph.meta["flops_without_formula"] == {}
+
+
 def test_an_outer_product_counts_0_like_the_elementwise_products_it_is() -> None:
     """addr adds an outer product (no sum over k): 0 by the elementwise convention, as outer
     and ger, and not listed as an op without a formula."""

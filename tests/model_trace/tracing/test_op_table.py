@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import warnings
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 import torch
@@ -322,5 +322,29 @@ def test_ops_that_rearrange_or_pick_elements_count_no_flops_and_miss_no_formula(
     assert graph.meta["flops_without_formula"] == {"aten::_embedding_bag": 1,
                                                    "aten::col2im": 1}
     assert graph.meta["totals"]["flops"] == 0
+    drawn = {n.name: n.category for n in graph.nodes.values() if n.kind == "op"}
+    assert "other" not in drawn.values(), drawn
+
+
+@pytest.mark.parametrize("op", [
+    lambda x, y, idx: torch.nn.functional.mse_loss(x, y),
+    lambda x, y, idx: torch.nn.functional.binary_cross_entropy_with_logits(x, y),
+    lambda x, y, idx: torch.nn.functional.kl_div(x.log_softmax(-1), y.softmax(-1),
+                                                 reduction="batchmean"),
+    lambda x, y, idx: torch.nn.functional.cosine_similarity(x, y),
+    lambda x, y, idx: torch.nn.functional.dropout2d(x[None], 0.5, training=True),
+    lambda x, y, idx: x.argmin(-1),
+    lambda x, y, idx: torch.zeros(3, 8, device=x.device).scatter_reduce(
+        0, idx[:, None].expand(-1, 8), x, reduce="amax", include_self=False),
+    lambda x, y, idx: torch.zeros(3, 8, device=x.device).index_add(0, idx, x),
+], ids=["mse_loss", "bce_with_logits", "kl_div", "cosine_similarity", "dropout2d", "argmin",
+        "scatter_reduce", "index_add"])
+def test_losses_similarities_and_index_writes_have_families_and_count_by_convention(
+        op: Any) -> None:
+    """Elementwise work summed counts 0, as a reduction does: not an op reported without a
+    formula. Writes through an index are indexing ops, as ``scatter`` is."""
+    graph = trace(op, torch.empty(5, 8, device="meta"), torch.empty(5, 8, device="meta"),
+                  torch.tensor([0, 1, 2, 0, 1]), fold=False)
+    assert graph.meta["flops_without_formula"] == {}
     drawn = {n.name: n.category for n in graph.nodes.values() if n.kind == "op"}
     assert "other" not in drawn.values(), drawn
