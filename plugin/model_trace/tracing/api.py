@@ -122,14 +122,16 @@ def _replays(options: TraceOptions, on_meta: bool) -> bool:
 
 def _on_meta(model: torch.nn.Module | None, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> bool:
-    """Whether this is a meta trace: any input, or the model's first weight, is on meta."""
+    """Whether this is a meta trace: any input, or any weight of the model, is on meta (a
+    model built on meta may hold a weight a legacy constructor put on the CPU, such as
+    XLNet's ``torch.FloatTensor`` parameters; it cannot run for real all the same). The first
+    weight decides at once for a model built on meta."""
     if any(t.is_meta for _, t in named_tensors((args, kwargs), "")):
         return True
     if model is None:
         return False
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.is_meta
-    return False
+    return any(tensor.is_meta for tensor in itertools.chain(model.parameters(),
+                                                            model.buffers()))
 
 
 def _concrete_integers(value: Any, stand_ins: set[int]) -> Any:

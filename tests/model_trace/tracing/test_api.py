@@ -379,6 +379,31 @@ def test_the_weights_or_any_input_on_meta_make_a_meta_trace() -> None:
         "meta", "balanced")
 
 
+def test_a_model_built_on_meta_with_a_weight_on_the_cpu_is_traced_on_meta() -> None:
+    """``torch.FloatTensor(n)`` ignores the default device, so a model built under
+    ``torch.device("meta")`` can hold a CPU weight first (XLNet's ``mask_emb``): its other
+    weights have no values, and it is traced on meta, counting as a real run does."""
+
+    class LegacyFirst(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.offset = torch.nn.Parameter(torch.FloatTensor(4).zero_())  # on the CPU
+            self.proj = torch.nn.Linear(4, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x + self.offset)
+
+    with torch.device("meta"):
+        mixed = LegacyFirst()
+    assert [p.device.type for p in mixed.parameters()] == ["cpu", "meta", "meta"]
+    graph = trace(mixed, torch.randn(3, 4))
+    real = trace(LegacyFirst(), torch.randn(3, 4))
+    assert (graph.meta["device"], real.meta["device"]) == ("meta", "cpu")
+    assert graph.meta["totals"] == real.meta["totals"]
+    (output,) = (node for node in graph.nodes.values() if node.kind == "output")
+    assert graph.tensors[output.inputs[0]].shape == [3, 8]
+
+
 def test_integer_inputs_on_the_cpu_keep_their_values_in_a_meta_trace() -> None:
     """Token ids given on the CPU are used as they are; on meta they have no values, so
     zeros stand in for them, and the trace says so."""
