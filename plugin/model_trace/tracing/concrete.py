@@ -9,7 +9,9 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    gets its indices from the routing policy (``route_rule``).
 2. Ops mixing meta and CPU tensors run on the meta device: CPU tensors move to meta, except
    for indexing ops (``x[idx]``, ``gather``, ``index_put_``, ``embedding``...) that take CPU
-   indices as they are.
+   indices as they are, and for integer scalars (0-d), which meta kernels take as numbers:
+   a size computed as a tensor (``x.view(b, torch.div(n, w, rounding_mode="trunc"), w)``)
+   keeps its value.
 3. An integer or boolean result computed from meta tensors has no known values: ``*_like``
    and ``new_*`` factories are computed on the CPU (their values do not depend on the input);
    anything else becomes CPU zeros, an *assumed* value: ``assumed`` says so to the recorder,
@@ -205,6 +207,8 @@ class ConcreteValues:
         def move(tensor: torch.Tensor) -> torch.Tensor:
             if tensor.is_meta:
                 return tensor
+            if not indices and tensor.dim() == 0 and not is_float(tensor):
+                return tensor  # an integer scalar: a number to a meta kernel
             if indices and tensor.dtype == torch.bool:
                 # a boolean mask indexes by its True positions; meta tensors cannot count them
                 return torch.stack(torch.nonzero(tensor, as_tuple=True)).to("meta")

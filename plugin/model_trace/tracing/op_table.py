@@ -103,7 +103,7 @@ _TABLE: dict[str, OpFacts] = _table(
                     "scaled_dot_product_flash_attention_for_cpu", flops="dispatch"),
     _rows("norm", "layer_norm rms_norm group_norm batch_norm instance_norm normalize "
                   "local_response_norm fused_rms_norm batch_norm_legit_no_training "
-                  "batch_norm_legit"),
+                  "batch_norm_legit _weight_norm weight_norm_interface"),
     _rows("activation", "relu gelu silu sigmoid tanh softmax log_softmax softplus mish elu "
                         "leaky_relu dropout glu hardswish hardsigmoid relu6 selu celu "
                         "logsigmoid softmin prelu hardtanh threshold softsign tanhshrink "

@@ -612,3 +612,18 @@ def test_a_transformer_encoder_in_eval_mode_traces_with_a_padding_mask() -> None
     linears = 2 * 10 * (16 * 48 + 16 * 16 + 16 * 32 + 32 * 16)
     assert graph.meta["totals"]["flops"] == 2 * (linears + 4 * 2 * 5 * 5 * 16)
     assert not graph.meta["assumptions"]
+
+
+def test_an_integer_scalar_tensor_beside_meta_tensors_keeps_its_value() -> None:
+    """Longformer sizes its chunks with ``torch.div(n, 2 * w, rounding_mode="trunc")``, a 0-d
+    CPU tensor: moved to meta with the other arguments of ``view`` it would lose its value,
+    and ``view`` reads it (``.item()``). Meta kernels take an integer scalar as a number."""
+    def chunks(x: torch.Tensor) -> torch.Tensor:
+        count = torch.div(x.size(1), 4, rounding_mode="trunc")
+        return x.view(x.size(0), count, 4, x.size(2)) * count
+
+    graph = trace(chunks, torch.empty(2, 16, 8, device="meta"), fold=False)
+    shapes = {n.name: graph.tensors[n.outputs[0]].shape for n in graph.nodes.values()
+              if n.kind == "op"}
+    assert shapes == {"div": [], "view": [2, 4, 4, 8], "mul": [2, 4, 4, 8]}
+    assert not graph.meta["assumptions"]

@@ -337,8 +337,9 @@ def test_ops_that_rearrange_or_pick_elements_count_no_flops_and_miss_no_formula(
     lambda x, y, idx: torch.zeros(3, 8, device=x.device).scatter_reduce(
         0, idx[:, None].expand(-1, 8), x, reduce="amax", include_self=False),
     lambda x, y, idx: torch.zeros(3, 8, device=x.device).index_add(0, idx, x),
+    lambda x, y, idx: torch._weight_norm(x, y[:1], 1),  # Wav2Vec2's positional convolution
 ], ids=["mse_loss", "bce_with_logits", "kl_div", "cosine_similarity", "dropout2d", "argmin",
-        "scatter_reduce", "index_add"])
+        "scatter_reduce", "index_add", "weight_norm"])
 def test_losses_similarities_and_index_writes_have_families_and_count_by_convention(
         op: Any) -> None:
     """Elementwise work summed counts 0, as a reduction does: not an op reported without a
