@@ -164,6 +164,9 @@ _TABLE: dict[str, OpFacts] = _table(
                    "reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d "
                    "replication_pad2d replication_pad3d im2col"),
     _rows("shape", "fold col2im", flops="dispatch"),
+    # resizing and resampling: nearest copies, (bi)linear weighs neighbours (no formula)
+    _rows("shape", "interpolate upsample", flops="dispatch"),
+    _rows("index", "grid_sample", flops="dispatch"),
     # in place: the tensor itself gets the new shape (a new version of it, no view)
     _rows("shape", "squeeze_ unsqueeze_ t_ transpose_ swapaxes_ swapdims_"),
     _rows("quant", "act_quant weight_dequant"),

@@ -349,3 +349,15 @@ def test_losses_similarities_and_index_writes_have_families_and_count_by_convent
     assert graph.meta["flops_without_formula"] == {}
     drawn = {n.name: n.category for n in graph.nodes.values() if n.kind == "op"}
     assert "other" not in drawn.values(), drawn
+
+
+def test_resizing_is_drawn_as_shape_and_only_weighing_neighbours_lacks_a_formula() -> None:
+    """``F.interpolate`` (``nn.Upsample``, a VAE decoder's upsampling): nearest copies
+    pixels, bilinear weighs four of them, which torch has no FLOP formula for, and says so."""
+    image = torch.empty(1, 3, 8, 8, device="meta")
+    for mode, missing in (("nearest", {}), ("bilinear", {"aten::upsample_bilinear2d": 1})):
+        graph = trace(lambda x, m=mode: torch.nn.functional.interpolate(x, scale_factor=2,
+                                                                         mode=m), image)
+        (node,) = (n for n in graph.nodes.values() if n.kind == "op")
+        assert (node.name, node.category) == ("interpolate", "shape")
+        assert graph.meta["flops_without_formula"] == missing
