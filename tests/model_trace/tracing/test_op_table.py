@@ -332,7 +332,7 @@ def test_ops_that_rearrange_or_pick_elements_count_no_flops_and_miss_no_formula(
     lambda x, y, idx: torch.nn.functional.kl_div(x.log_softmax(-1), y.softmax(-1),
                                                  reduction="batchmean"),
     lambda x, y, idx: torch.nn.functional.cosine_similarity(x, y),
-    lambda x, y, idx: torch.nn.functional.dropout2d(x[None], 0.5, training=True),
+    lambda x, y, idx: torch.nn.functional.dropout2d(x[None, None], 0.5, training=True),
     lambda x, y, idx: x.argmin(-1),
     lambda x, y, idx: torch.zeros(3, 8, device=x.device).scatter_reduce(
         0, idx[:, None].expand(-1, 8), x, reduce="amax", include_self=False),
