@@ -482,6 +482,10 @@ EQUIVALENT: dict[str, str] = {
     "op_info:op_name:unary:-2 -> (2)#0":
         "every property getter torch hands a mode is a tensor's, named "
         "torch.Tensor.<name>.__get__: its third part is its second from the end",
+    "api:_on_meta:swap:itertools.chain(model.parameters(), model.buffers()) -> "
+    "itertools.chain(model.buffers(), model.parameters())#0":
+        "whether any weight is on meta does not depend on the order they are looked at in "
+        "(parameters first only stops sooner for a model built on meta)",
     "api:_trace:drop:recorder.release(()) -> pass#0":
         "on a failure no tensor is handed back: release then only lets go of the recorder's "
         "tables sooner (memory); the partial graph is already built",

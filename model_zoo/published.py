@@ -91,6 +91,11 @@ def _whisper_inputs() -> dict[str, Any]:
             "decoder_input_ids": token_ids(8)}
 
 
+def _speech_inputs() -> dict[str, Any]:
+    """One second of 16 kHz audio on the meta device, as wav2vec 2.0's ``input_values``."""
+    return {"input_values": torch.empty(1, 16000, device="meta")}
+
+
 def _seq2seq_inputs() -> dict[str, Any]:
     return {"input_ids": token_ids(), "decoder_input_ids": token_ids(8)}
 
@@ -238,6 +243,9 @@ ARCHITECTURES: dict[str, Published] = {p.name: p for p in (
               _whisper_inputs),
     Published("BERT base", "encoder", "google-bert/bert-base-uncased", "110M",
               _model("BertModel", "BertConfig")),
+    # a convolutional feature encoder, and a weight-normed positional convolution
+    Published("wav2vec 2.0 base", "audio encoder", "facebook/wav2vec2-base", "95M",
+              _model("Wav2Vec2Model", "Wav2Vec2Config"), _speech_inputs),
     # -- vision -------------------------------------------------------------------------------
     Published("ViT-B/16 (transformers)", "vision", "google/vit-base-patch16-224", "86M",
               _model("ViTModel", "ViTConfig"), pixels),
