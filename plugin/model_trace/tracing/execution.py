@@ -29,7 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from model_trace.graph import Graph, Measured, ModuleCall
-from model_trace.tracing.arguments import tensors_in, tensors_out
+from model_trace.tracing.arguments import bytes_of, tensors_in, tensors_out
 from model_trace.tracing.model_index import ModelIndex
 from model_trace.tracing.op_info import OpInfos
 from model_trace.tracing.structures import map_structure
@@ -124,8 +124,7 @@ class _OpTimer(TorchFunctionMode):
         result = func(*args, **kwargs)
         seconds = time.perf_counter() - start
         read = tensors_in(args, kwargs)
-        fresh = sum(t.numel() * t.element_size() for t in tensors_out(result)
-                    if not any(t is r for r in read))
+        fresh = bytes_of([t for t in tensors_out(result) if not any(t is r for r in read)])
         self.meter.op(info.name, seconds, fresh)
         return result
 
