@@ -3,7 +3,9 @@
 torch's registry is keyed by ATen ops, so the tracer counts FLOPs in one of two ways:
 
 - ``F.linear`` and the block-scaled ``fp8_gemm`` custom op, the bulk of a transformer's ops, by
-  torch's matrix-multiply formula on their shapes directly (no dispatch round trip);
+  torch's matrix-multiply formula on their shapes directly (no dispatch round trip), and
+  ``linalg.vecdot`` by the dot-product formula (torch runs it as a product and a sum, which
+  count 0 by the elementwise convention);
 - any other op that may multiply matrices (``matmul``, ``einsum``, convolutions, attention:
   the op table's ``dispatch`` rule) under ``FlopCounter``, a small
   ``TorchDispatchMode`` that adds up the registry's formula for every ATen op inside.
@@ -59,6 +61,12 @@ def linear_flops(x_shape: torch.Size, weight_shape: torch.Size) -> int:
     n = weight_shape[0] if len(weight_shape) == 2 else 1
     m = math.prod(x_shape[:-1])
     return int(_mm_formula((m, k), (k, n)))
+
+
+def vecdot_flops(x_shape: torch.Size, y_shape: torch.Size) -> int:
+    """``linalg.vecdot``: a dot product of length K per output element, 2 K each (``dot``'s
+    formula): twice the elements of the operands' broadcast shape, whichever dim it sums."""
+    return 2 * math.prod(torch.broadcast_shapes(x_shape, y_shape))
 
 
 def _fp8_gemm_flops(a: torch.Tensor, a_s: torch.Tensor, b: torch.Tensor, *_: Any,

@@ -58,8 +58,8 @@ class OpInfo:
         collective = facts.category == "collective" and distributed
         python = (isinstance(func, types.FunctionType) and module.startswith("torch")
                   and module != "torch._tensor" and not collective)
-        if facts.flops == "linear":
-            flops: str = "linear"
+        if facts.flops in ("linear", "vecdot"):
+            flops: str = facts.flops
         elif isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
             flops = "custom"
         elif not facts.known:

@@ -11,7 +11,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from model_trace.tracing.arguments import tensors_in
 from model_trace.tracing.concrete import ConcreteValues
-from model_trace.tracing.flops import NO_COST, Cost, FlopCounter, linear_flops, op_cost
+from model_trace.tracing.flops import (
+    NO_COST,
+    Cost,
+    FlopCounter,
+    linear_flops,
+    op_cost,
+    vecdot_flops,
+)
 from model_trace.tracing.meta_cache import call_signature, metadata
 from model_trace.tracing.op_info import OpInfo
 from model_trace.tracing.route_rule import ForcedRouting
@@ -96,6 +103,10 @@ class OpRunner:
                 x = args[0] if args else kwargs["input"]
                 weight = args[1] if len(args) > 1 else kwargs["weight"]
                 cost = (linear_flops(x.shape, weight.shape), ())
+            elif kind == "vecdot":
+                x = args[0] if args else kwargs["x"]
+                y = args[1] if len(args) > 1 else kwargs["y"]
+                cost = (vecdot_flops(x.shape, y.shape), ())
             elif kind == "custom":
                 cost = op_cost(func, args, kwargs, result)
         flops, missing = cost

@@ -45,11 +45,12 @@ Made = Literal["", "args", "random", "uninitialised"]
 """Where a factory's values come from: its arguments alone (``zeros``, ``arange``: known
 without any data), a random generator, or nowhere (``empty``)."""
 
-FlopRule = Literal["", "linear", "dispatch"]
+FlopRule = Literal["", "linear", "vecdot", "dispatch"]
 """How an op's FLOPs are counted: ``linear`` by the matrix-multiply formula on its shapes
-(no dispatch round trip), ``dispatch`` by adding up torch's formulas for the ATen ops it runs
-(``flops.FlopCounter``); ``""``: no rule (ATen and custom ops called directly are looked up
-in the formula registry by the op itself)."""
+(no dispatch round trip), ``vecdot`` by the dot-product formula per output (torch runs it as
+an elementwise product and a sum, which count 0 each), ``dispatch`` by adding up torch's
+formulas for the ATen ops it runs (``flops.FlopCounter``); ``""``: no rule (ATen and custom
+ops called directly are looked up in the formula registry by the op itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ _TABLE: dict[str, OpFacts] = _table(
     # sums the rows of each bag: added up as the gradient of embedding is, with no formula
     _rows("linear", "embedding_bag", role="indexing", flops="dispatch"),
     _rows("linear", "fp8_gemm"),
+    _rows("matmul", "vecdot", flops="vecdot"),
     _rows("matmul", "matmul mm bmm einsum baddbmm addmm scaled_dot_product_attention "
                     "multi_head_attention_forward scaled_mm _scaled_mm addmm_ baddbmm_ addbmm "
                     "addbmm_ addmv addmv_ mv dot vdot inner tensordot chain_matmul multi_dot "

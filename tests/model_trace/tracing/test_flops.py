@@ -103,15 +103,15 @@ def test_grouped_and_batched_products_count_2_m_n_k() -> None:
 def test_ops_the_table_does_not_know_are_looked_up_and_never_a_silent_zero() -> None:
     """cov is not in the op table: its matrix product is found inside it; cdist computes
     floats with a kernel torch has no formula for: listed, not counted as a silent 0;
-    vecdot is elementwise products and a sum: 0 by convention, nothing to list."""
+    diff is slices and a subtraction: 0 by convention, nothing to list."""
     x = torch.randn(5, 7)
     with FlopCounterMode(display=False) as counter:
         torch.cov(x)
-    graph = trace(lambda a: (torch.cov(a), torch.cdist(a, a), torch.linalg.vecdot(a, a)), x)
+    graph = trace(lambda a: (torch.cov(a), torch.cdist(a, a), torch.diff(a)), x)
     flops = {n.name: (n.stats.flops, n.uncounted_flops) for n in graph.nodes.values()
              if n.kind == "op"}
     assert flops == {"cov": (counter.get_total_flops(), []),
-                     "cdist": (0, ["aten::_cdist_forward"]), "vecdot": (0, [])}
+                     "cdist": (0, ["aten::_cdist_forward"]), "diff": (0, [])}
     assert graph.meta["flops_without_formula"] == {"aten::_cdist_forward": 1}
 
 
@@ -222,6 +222,21 @@ def test_every_form_of_matrix_product_counts_2_m_n_k() -> None:
                    ("_addmm_activation", "matmul", 2 * m * n * k)]
     assert graph.meta["flops_without_formula"] == {}
     assert all(not node.uncounted_flops for node in graph.nodes.values())
+
+
+def test_vecdot_counts_a_dot_product_per_output_along_any_dim() -> None:
+    """torch runs linalg.vecdot as a product and a sum (0 FLOPs each by the elementwise
+    convention): it counts as the dot products it computes, 2 K each, as torch.dot does,
+    over the operands' broadcast shape, summed along the last dim or the one given."""
+    rows, k = 3, 4
+    graph = trace(lambda a, b: (torch.linalg.vecdot(a, b), torch.linalg.vecdot(a, b[0]),
+                                torch.linalg.vecdot(x=a.mT, y=b.mT, dim=0),
+                                torch.dot(a[0], b[0])),
+                  torch.empty(rows, k, device="meta"), torch.empty(rows, k, device="meta"))
+    ops = [(node.name, node.category, node.stats.flops) for node in graph.nodes.values()
+           if node.kind == "op" and node.name in ("vecdot", "dot")]
+    assert ops == [("vecdot", "matmul", rows * 2 * k)] * 3 + [("dot", "matmul", 2 * k)]
+    assert graph.meta["flops_without_formula"] == {}
 
 
 def test_in_place_products_count_as_torch_counts_their_out_of_place_forms() -> None:
