@@ -24,9 +24,11 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    tensor to the meta device keeps it concrete (only the dtype changes).
 6. An op on concrete tensors whose CPU kernel lacks their integer dtype runs on a wider one
    (``widening``); if none has a kernel, its outputs are assumed (zeros, floats on meta).
-7. An op that reads only its float tensors' shapes and has no meta kernel (the op table's
-   role ``shapes``) runs on the CPU with a stand-in of each meta tensor's shape, one element
-   broadcast (no memory): its result is exact.
+7. An op without a meta kernel whose results' shapes, and integer and boolean values, depend
+   only on its float tensors' shapes (the op table's role ``shapes``: a padding mask's check,
+   the CTC loss) runs on the CPU with a stand-in of each meta tensor's shape, one element
+   broadcast (no memory): those are exact; its float results, computed from stand-ins, move
+   to the meta device.
 8. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
    masks and counts of a few thousand elements, for which starting torch's worker threads
    costs more than the work: 15 ms per ``triu`` or ``histc`` on a busy 2-core machine.
@@ -124,7 +126,8 @@ class ConcreteValues:
         if role == "device" and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return self._stay_on_meta(name, func, args, kwargs, call)
         if role == "shapes":
-            return call(func, _shape_stand_ins(args), _shape_stand_ins(kwargs))
+            return map_structure(call(func, _shape_stand_ins(args), _shape_stand_ins(kwargs)),
+                                 lambda t: t.to("meta") if is_float(t) else t)
         values = None
         if self.knowing and role != "routing":
             for tensor in tensors:  # inlined known_values.known: every op

@@ -35,10 +35,11 @@ Role = Literal["", "query", "view", "routing", "gather", "indexing", "factory", 
 - ``device``: moves a tensor between devices (``to``, ``cpu``);
 - ``grouped``: multiplies groups of rows, delimited by offsets, each by its own slice of a
   stacked operand (``grouped_mm``: experts stored as one tensor);
-- ``shapes``: reads only the shapes of its float tensors, and the values of its integer and
-  boolean ones, and has no meta kernel (``nn.TransformerEncoder``'s check that a padding
-  mask is left-aligned): on the meta device it runs on the CPU, each meta tensor standing in
-  as a tensor of its shape that holds one element.
+- ``shapes``: has no meta kernel, and the shapes of its results, and the values of its
+  integer and boolean ones, depend only on the shapes of its float tensors and the values of
+  its integer ones (``nn.TransformerEncoder``'s check that a padding mask is left-aligned,
+  the CTC loss): on the meta device it runs on the CPU, each meta tensor standing in as a
+  tensor of its shape that holds one element; its float results move to the meta device.
 """
 
 Made = Literal["", "args", "random", "uninitialised"]
@@ -140,6 +141,8 @@ _TABLE: dict[str, OpFacts] = _table(
                     "poisson_nll_loss gaussian_nll_loss triplet_margin_loss "
                     "multilabel_margin_loss multi_margin_loss cosine_similarity "
                     "pairwise_distance"),
+    # no meta kernel; its loss and table of path scores have shapes set by the inputs'
+    _rows("reduce", "ctc_loss _ctc_loss", role="shapes"),
     _rows("reduce", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices "
                     "max_pool2d_with_indices max_pool3d_with_indices avg_pool1d avg_pool2d "
                     "avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "

@@ -593,6 +593,54 @@ def test_an_op_reading_only_shapes_runs_on_stand_ins_and_its_result_is_exact() -
         assert not graph.meta["assumptions"]
 
 
+def _ctc(log_probs: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The CTC loss of ``targets`` (batch, 5) under ``log_probs`` (time, batch, classes)."""
+    time_steps, batch = log_probs.shape[:2]
+    return torch.nn.functional.ctc_loss(log_probs, targets, torch.full((batch,), time_steps),
+                                        torch.full((batch,), 5), reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_the_ctc_loss_runs_on_stand_ins_and_hands_on_a_meta_loss(reduction: str) -> None:
+    """The CTC loss has no meta kernel: it runs on one-element stand-ins of its
+    log-probabilities (80 GB as floats: a copy would fail) and its loss, of the shape a real
+    run gives, moves to the meta device, its values being the stand-ins'. Nothing is
+    assumed: the shape depends on the batch and the reduction alone."""
+    targets = torch.randint(1, 10, (2, 5))
+    expected = _ctc(torch.randn(50, 2, 10).log_softmax(-1), targets, reduction)
+    graph = trace(lambda x, t: _ctc(x, t, reduction) * 2,
+                  torch.empty(100_000, 2, 100_000, device="meta"), targets)
+    loss = next(n for n in graph.nodes.values() if n.name == "ctc_loss")
+    (tensor,) = (graph.tensors[t] for t in loss.outputs)
+    assert (tensor.shape, tensor.dtype, tensor.device) == (list(expected.shape), "float32",
+                                                           "meta")
+    assert [n.name for n in graph.nodes.values() if n.kind == "op"] == ["full", "full",
+                                                                          "ctc_loss", "mul"]
+    assert loss.category == "reduce" and not loss.uncounted_flops
+    assert not graph.meta["assumptions"]
+
+
+def test_a_speech_model_with_labels_traces_its_ctc_loss_on_meta() -> None:
+    """transformers' ``Wav2Vec2ForCTC`` given labels computes the CTC loss over the frames
+    its convolutions leave: on meta, the loss and the logits have a real run's shapes."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Wav2Vec2Config(
+        vocab_size=12, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3),
+        num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
+    labels = torch.randint(1, 12, (2, 6))
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2ForCTC(config).eval()
+    with torch.no_grad():
+        expected = model(torch.randn(2, 800), labels=labels)
+    graph = trace(model.to("meta"), torch.empty(2, 800, device="meta"), labels=labels)
+    shapes = {n.name: graph.tensors[n.inputs[0]].shape for n in graph.nodes.values()
+              if n.kind == "output"}
+    assert shapes == {"output['loss']": list(expected.loss.shape),
+                      "output['logits']": list(expected.logits.shape)}
+    assert not graph.meta["assumptions"]
+
+
 @pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # the real run's
 def test_a_transformer_encoder_in_eval_mode_traces_with_a_padding_mask() -> None:
     """PyTorch's own encoder checks the padding mask before its fast path (the check above):
