@@ -11,7 +11,9 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    for indexing ops (``x[idx]``, ``gather``, ``index_put_``, ``embedding``...) that take CPU
    indices as they are, and for integer scalars (0-d), which meta kernels take as numbers:
    a size computed as a tensor (``x.view(b, torch.div(n, w, rounding_mode="trunc"), w)``)
-   keeps its value.
+   keeps its value. A write through concrete indices into a meta tensor (``y[mask] = v``,
+   ``index_put_``) is checked as a real run checks it, which meta kernels do not: its values
+   must broadcast to the elements it writes.
 3. An integer or boolean result computed from meta tensors has no known values: ``*_like``
    and ``new_*`` factories are computed on the CPU (their values do not depend on the input);
    anything else becomes CPU zeros, an *assumed* value: ``assumed`` says so to the recorder,
@@ -77,6 +79,34 @@ def _shape_stand_ins(value: Any) -> Any:
                          if t.is_meta else t)
 
 
+_INDEX_WRITES = frozenset({"setitem", "index_put_", "index_put"})
+"""Writes through an index (its argument 1; the values, argument 2)."""
+
+
+def _check_index_write(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise as a real run would if the values of a write through concrete indices into a
+    meta tensor do not broadcast to the elements it writes (rule 2)."""
+    target = argument(args, kwargs, 0, "input")
+    index = argument(args, kwargs, 1, "indices")
+    value = argument(args, kwargs, 2, "values")
+    if not (isinstance(target, torch.Tensor) and target.is_meta
+            and isinstance(value, torch.Tensor)):
+        return
+    if name != "setitem":  # index_put's indices: a tensor or None (all of a dim) per dim
+        index = tuple(slice(None) if i is None else i for i in index)
+    parts = index if isinstance(index, tuple) else (index,)
+    indices = [i for i in parts if isinstance(i, torch.Tensor)]
+    if not indices or any(i.is_meta for i in indices):  # slices: the meta kernel checks
+        return
+    written = target[index].shape
+    try:
+        torch.broadcast_shapes(value.shape, written)
+    except RuntimeError:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(value.shape)} cannot "
+                           f"be broadcast to indexing result of shape {list(written)}"
+                           ) from None
+
+
 def _elements(result: Any) -> int:
     return sum(t.numel() for t in tensors_out(result))
 
@@ -125,6 +155,8 @@ class ConcreteValues:
                 return self._without_kernel(info, func, args, kwargs, call, error)
         if role == "device" and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return self._stay_on_meta(name, func, args, kwargs, call)
+        if name in _INDEX_WRITES:
+            _check_index_write(name, args, kwargs)
         if role == "shapes":
             return map_structure(call(func, _shape_stand_ins(args), _shape_stand_ins(kwargs)),
                                  lambda t: t.to("meta") if is_float(t) else t)

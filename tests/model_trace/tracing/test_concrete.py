@@ -593,6 +593,38 @@ def test_an_op_reading_only_shapes_runs_on_stand_ins_and_its_result_is_exact() -
         assert not graph.meta["assumptions"]
 
 
+_MASK = [True, False, True, True]
+
+
+@pytest.mark.parametrize(("write", "rows"), [
+    (lambda y, v: y.__setitem__(torch.tensor(_MASK), v), (3, 8)),
+    (lambda y, v: y.__setitem__(torch.tensor([0, 2]), v), (2, 8)),
+    (lambda y, v: y.__setitem__((slice(None), torch.tensor([1, 2])), v), (4, 2)),
+    (lambda y, v: y.index_put_((torch.tensor(_MASK),), v, accumulate=True), (3, 8)),
+], ids=["mask", "indices", "indices-in-dim-1", "index_put_"])
+def test_a_write_through_concrete_indices_checks_its_values_shape_as_a_real_run(
+        write: Any, rows: tuple[int, int]) -> None:
+    """Meta kernels write through an index without looking at the values' shape: a write a
+    real run refuses fails the meta trace too, with the real run's words, and one whose
+    values broadcast (a row for every row written, or exactly as many) traces."""
+    def model(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        write(y, v)
+        return y
+
+    wrong = (rows[0] + 1, rows[1])
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        model(torch.randn(4, 8), torch.randn(wrong))
+    with pytest.raises(TraceError, match=rf"shape mismatch: value tensor of shape "
+                                         rf"\[{wrong[0]}, {wrong[1]}\] cannot be broadcast to "
+                                         rf"indexing result of shape \[{rows[0]}, {rows[1]}\]"):
+        trace(model, torch.empty(4, 8, device="meta"), torch.empty(wrong, device="meta"))
+    for fits in (rows, rows[1:]):
+        graph = trace(model, torch.empty(4, 8, device="meta"), torch.empty(fits, device="meta"))
+        assert [n.name for n in graph.nodes.values() if n.kind == "op"][-1] in (
+            "setitem", "index_put_")
+
+
 def _ctc(log_probs: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
     """The CTC loss of ``targets`` (batch, 5) under ``log_probs`` (time, batch, classes)."""
     time_steps, batch = log_probs.shape[:2]
