@@ -23,7 +23,8 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    integer and boolean ones are made on the CPU even when asked for on the meta device
    (``arange(s, device=x.device)`` keeps its values).
 5. ``.to(device)`` of a meta tensor keeps it on meta, and of a concrete integer or boolean
-   tensor to the meta device keeps it concrete (only the dtype changes).
+   tensor to the meta device keeps it concrete (only the dtype changes), and so does one
+   cast like a meta tensor (``mask.to(x)``, ``mask.type_as(x)``).
 6. An op on concrete tensors whose CPU kernel lacks their integer dtype runs on a wider one
    (``widening``); if none has a kernel, its outputs are assumed (zeros, floats on meta).
 7. An op without a meta kernel whose results' shapes, and integer and boolean values, depend
@@ -79,6 +80,9 @@ def _shape_stand_ins(value: Any) -> Any:
                          if t.is_meta else t)
 
 
+_CASTS_LIKE = frozenset({"to", "type_as"})
+"""Casts that may take another tensor's dtype and device: a concrete integer or boolean
+tensor cast like a meta one stays concrete, in the dtype the meta kernel gives (rule 5)."""
 _INDEX_WRITES = frozenset({"setitem", "index_put_", "index_put"})
 """Writes through an index (its argument 1; the values, argument 2)."""
 
@@ -155,6 +159,10 @@ class ConcreteValues:
                 return self._without_kernel(info, func, args, kwargs, call, error)
         if role == "device" and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return self._stay_on_meta(name, func, args, kwargs, call)
+        if name in _CASTS_LIKE and isinstance(args[0], torch.Tensor) \
+                and not args[0].is_meta and not is_float(args[0]):
+            result = call(func, self._to_meta(args), self._to_meta(kwargs))
+            return args[0].to(result.dtype) if isinstance(result, torch.Tensor) else result
         if name in _INDEX_WRITES:
             _check_index_write(name, args, kwargs)
         if role == "shapes":

@@ -593,6 +593,27 @@ def test_an_op_reading_only_shapes_runs_on_stand_ins_and_its_result_is_exact() -
         assert not graph.meta["assumptions"]
 
 
+@pytest.mark.parametrize("cast", [lambda m, x: m.type_as(x), lambda m, x: m.to(x)],
+                         ids=["type_as", "to"])
+def test_a_concrete_mask_cast_like_a_meta_tensor_keeps_its_values(cast: Any) -> None:
+    """``mask.type_as(scores)``: the mask stays concrete in the scores' dtype, as with
+    ``mask.to(scores.device, scores.dtype)`` (rule 5), so the comparison that follows is
+    exact, not assumed."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seen["mask"] = cast(mask, x)
+        return x.masked_fill(seen["mask"] == 0, -1e4)
+
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])[:, None, :]
+    graph = trace(masked, torch.empty(2, 4, 4, dtype=torch.float16, device="meta"), mask)
+    assert (seen["mask"].device.type, seen["mask"].dtype) == ("cpu", torch.float16)
+    assert seen["mask"].tolist() == mask.tolist()
+    compared = next(n for n in graph.nodes.values() if n.name == "eq")
+    assert [graph.tensors[t].device for t in compared.outputs] == ["cpu"]
+    assert not graph.meta["assumptions"]
+
+
 _MASK = [True, False, True, True]
 
 
