@@ -32,7 +32,11 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    the CTC loss) runs on the CPU with a stand-in of each meta tensor's shape, one element
    broadcast (no memory): those are exact; its float results, computed from stand-ins, move
    to the meta device.
-8. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
+8. A grouped matrix product (``grouped_mm``, how transformers runs experts by default) of
+   float32 or float16 meta tensors, which torch's meta kernel refuses (its CUDA kernel takes
+   bfloat16 only, its CPU kernel any float), runs the meta kernel on bfloat16 casts and hands
+   on its result in the dtype the CPU kernel gives.
+9. The CPU work runs on one thread (``threads.one_thread``): concrete values are indices,
    masks and counts of a few thousand elements, for which starting torch's worker threads
    costs more than the work: 15 ms per ``triu`` or ``histc`` on a busy 2-core machine.
 
@@ -111,6 +115,29 @@ def _check_index_write(name: str, args: tuple[Any, ...], kwargs: dict[str, Any])
                            ) from None
 
 
+_BFLOAT16_ON_META = frozenset({"grouped_mm", "_grouped_mm"})
+"""Ops whose meta kernel takes bfloat16 floats only (rule 8)."""
+
+
+def _refused_dtype(tensors: list[torch.Tensor]) -> torch.dtype | None:
+    """The dtype of the first meta float tensor that is not bfloat16, if any (rule 8)."""
+    for tensor in tensors:
+        if tensor.is_meta and tensor.dtype in (torch.float32, torch.float16, torch.float64):
+            return tensor.dtype
+    return None
+
+
+def _in_bfloat16(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], call: Call,
+                 dtype: torch.dtype) -> Any:
+    """Run ``func``'s meta kernel on bfloat16 casts of its meta floats; its result in
+    ``dtype`` (rule 8)."""
+    def cast(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(torch.bfloat16) if tensor.is_meta and is_float(tensor) else tensor
+
+    result = call(func, map_structure(args, cast), map_structure(kwargs, cast))
+    return map_structure(result, lambda t: t.to(dtype) if is_float(t) else t)
+
+
 def _elements(result: Any) -> int:
     return sum(t.numel() for t in tensors_out(result))
 
@@ -179,6 +206,10 @@ class ConcreteValues:
                 forget(args[0])
         if has_real and not info.indexing:
             args, kwargs = self._to_meta(args), self._to_meta(kwargs)
+        if name in _BFLOAT16_ON_META:
+            dtype = _refused_dtype(tensors)
+            if dtype is not None:
+                return _in_bfloat16(func, args, kwargs, call, kwargs.get("out_dtype") or dtype)
         try:
             result = call(func, args, kwargs)
         except RuntimeError as error:

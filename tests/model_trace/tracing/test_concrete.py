@@ -614,6 +614,50 @@ def test_a_concrete_mask_cast_like_a_meta_tensor_keeps_its_values(cast: Any) -> 
     assert not graph.meta["assumptions"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_a_grouped_product_of_any_float_dtype_traces_on_meta(dtype: torch.dtype) -> None:
+    """torch's meta kernel of ``grouped_mm`` refuses all but bfloat16 (its CPU kernel takes
+    any float): on meta it runs on bfloat16 casts and hands on the dtype, shape and FLOPs
+    of a trace on the CPU."""
+    def experts(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.grouped_mm(x, w, offs=offsets) * 2
+
+    offsets = torch.tensor([2, 6], dtype=torch.int32)
+    on_cpu = trace(experts, torch.randn(6, 16, dtype=dtype), torch.randn(2, 16, 8, dtype=dtype),
+                   offsets)
+    on_meta = trace(experts, torch.empty(6, 16, dtype=dtype, device="meta"),
+                    torch.empty(2, 16, 8, dtype=dtype, device="meta"), offsets)
+    for graph in (on_cpu, on_meta):
+        product = next(n for n in graph.nodes.values() if n.name == "_grouped_mm")
+        (out,) = (graph.tensors[t] for t in product.outputs)
+        assert (out.shape, out.dtype, product.stats.flops) == (
+            [6, 8], str(dtype).removeprefix("torch."), 2 * 6 * 16 * 8)
+        assert [n.name for n in graph.nodes.values() if n.kind == "op"] == ["_grouped_mm", "mul"]
+    assert not on_meta.meta["assumptions"]
+
+
+def test_a_float32_mixture_of_experts_from_transformers_traces_on_meta() -> None:
+    """transformers runs experts with ``grouped_mm`` by default: a float32 model built from
+    its config on meta traces, with the logits and FLOPs of a trace of the same model with
+    real weights on the CPU."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GraniteMoeConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=64, num_local_experts=4,
+        num_experts_per_tok=2)
+    torch.manual_seed(0)
+    model = transformers.GraniteMoeForCausalLM(config).eval()
+    ids = torch.randint(0, 100, (1, 16))
+    on_cpu = trace(model, input_ids=ids)
+    on_meta = trace(model.to("meta"), input_ids=ids)
+    for graph in (on_cpu, on_meta):
+        (logits,) = (n for n in graph.nodes.values() if n.kind == "output")
+        assert graph.tensors[logits.inputs[0]].shape == [1, 16, 100]
+        assert list(graph.meta["experts"]) == ["model.layers.0.block_sparse_moe.experts"]
+    assert on_meta.meta["totals"]["flops"] == on_cpu.meta["totals"]["flops"]
+    assert not on_meta.meta["assumptions"]
+
+
 _MASK = [True, False, True, True]
 
 
