@@ -18,6 +18,9 @@ from model_trace.naming import format_count, format_seconds, natural_key
 ASSUMED: dict[str, str] = {
     "input": "integer input given on the meta device, so without values: taken as zeros",
     "zeros": "integer result of meta floats, which have no values: taken as zeros",
+    "buffer": "integers of a tensor made on the meta device before the trace (a buffer of a "
+              "model built there), which have no values: taken as zeros; where the model "
+              "takes them as an input (position_ids, token_type_ids), give them on the CPU",
     "kernel": "no CPU kernel for these integer dtypes, even widened: outputs taken as zeros",
     "branch": "Python read a value computed from assumed values here: the branch it took "
               "may not be the model's",

@@ -183,7 +183,8 @@ class Node:
     bytes of the tensors it returned that were not its arguments."""
     assumed: str = ""
     """Set when values here were assumed, not computed (``tracing.assumptions``): ``zeros``
-    (an integer result of meta floats), ``kernel`` (no CPU kernel for its dtypes), ``input``
+    (an integer result of meta floats), ``buffer`` (integers of a tensor made on the meta
+    device before the trace), ``kernel`` (no CPU kernel for its dtypes), ``input``
     (token ids given on the meta device), ``branch`` (Python branched on its assumed values),
     ``rows`` (rows picked by assumed indices). Empty when every value is known."""
 

@@ -1,9 +1,10 @@
 """Values a trace had to assume, and where.
 
 On the meta device floats have no values, so some values a model computes are not known:
-an integer result of meta floats (``(h > 0).any()``), the outputs of an op with no CPU kernel
-for its dtypes, token ids given as a shape. The trace takes them as zeros and goes on, and
-says so: each assumption is marked on its node (``Node.assumed``) and listed in
+an integer result of meta floats (``(h > 0).any()``), integers a model made on the meta device
+before the trace (a ``position_ids`` buffer of a model built there), the outputs of an op with
+no CPU kernel for its dtypes, token ids given as a shape. The trace takes them as zeros and
+goes on, and says so: each assumption is marked on its node (``Node.assumed``) and listed in
 ``graph.meta["assumptions"]`` with the op, the module and the model's source line. Values
 computed from assumed ones stay assumed, so a Python branch that reads one (``if``,
 ``.item()``, ``.tolist()``) is listed too: the figure shows the path that branch took.

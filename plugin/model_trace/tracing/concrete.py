@@ -326,7 +326,8 @@ class ConcreteValues:
                 if info.role == "like" else None
             if made is not None:
                 return made
-            self.assumed = "zeros"
+            self.assumed = "zeros" if any(t.is_meta and is_float(t) for t in inputs) \
+                else "buffer"  # integers held on meta: a buffer of a model built there
             return torch.zeros(tensor.shape, dtype=tensor.dtype)
 
         if isinstance(result, torch.Tensor):

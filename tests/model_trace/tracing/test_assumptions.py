@@ -66,3 +66,36 @@ def test_python_reading_assumed_values_is_a_branch_warning(read: str) -> None:
     graph = trace(model, torch.empty(4, device="meta"))
     kinds = [(a["kind"], a["op"]) for a in graph.meta["assumptions"]]
     assert ("branch", read) in kinds and kinds[0] == ("zeros", "gt")
+
+
+class _Positions(torch.nn.Module):
+    """A model that keeps its position ids as a buffer and reads it unless given them, as
+    transformers' BERT family does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = torch.nn.Embedding(32, 8)
+        self.register_buffer("position_ids", torch.arange(32).expand(1, -1), persistent=False)
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if position_ids is None:
+            position_ids = self.position_ids[:, :x.shape[1]]
+        return x + self.table(position_ids)
+
+
+def test_integers_made_on_meta_before_the_trace_are_a_buffer_assumption_that_says_the_fix(
+        ) -> None:
+    """Built on meta, the model's position ids have no values: read, they are taken as
+    zeros under their own kind, whose words name the cause and the fix; given on the CPU,
+    nothing is assumed. Integers of meta floats stay ``zeros``."""
+    with torch.device("meta"):
+        model = _Positions()
+    x = torch.empty(1, 5, 8, device="meta")
+    graph = trace(model, x)
+    assert [(a["kind"], a["op"]) for a in graph.meta["assumptions"]] == [("buffer", "getitem")]
+    assert "made on the meta device" in ASSUMED["buffer"]
+    assert "give them on the CPU" in ASSUMED["buffer"]
+    assert not trace(model, x, position_ids=torch.arange(5)[None]).meta["assumptions"]
+    graph = trace(lambda h: (h > 0).sum(), x)
+    assert [(a["kind"], a["op"]) for a in graph.meta["assumptions"]] == [("zeros", "gt")]
