@@ -18,8 +18,9 @@ data-dependent code runs unchanged: ``bincount(...).tolist()``, ``where(indices 
    and ``new_*`` factories are computed on the CPU (their values do not depend on the input);
    anything else becomes CPU zeros, an *assumed* value: ``assumed`` says so to the recorder,
    which marks the op and reports it (``assumptions``).
-4. Factories (``zeros``, ``full``, ``arange``...) that would make a float tensor on the CPU
-   make it on the meta device instead, so a model never allocates a full-size float buffer;
+4. Factories (``zeros``, ``full``, ``arange``, ``tensor``...) that would make a float tensor
+   on the CPU make it on the meta device instead, so a model never allocates a full-size
+   float buffer;
    integer and boolean ones are made on the CPU even when asked for on the meta device
    (``arange(s, device=x.device)`` keeps its values).
 5. ``.to(device)`` of a meta tensor keeps it on meta, and of a concrete integer or boolean

@@ -8,8 +8,9 @@ tensor made by a factory whose values come from its arguments (the op table's ``
 stays on the meta device, like every float, and carries a CPU copy of its values in an
 attribute; an op whose every meta input carries one computes its copy too (indices and other
 concrete tensors as they are). An integer result computed from known floats is then exact
-rather than assumed. Copies are kept only up to ``MAX_KNOWN_ELEMENTS`` per tensor, and an
-in-place write of unknown values into a tensor drops its copy.
+rather than assumed, and Python reads a known float from its copy (``.item()``, ``.tolist()``:
+the recorder hands the copy to the read). Copies are kept only up to ``MAX_KNOWN_ELEMENTS``
+per tensor, and an in-place write of unknown values into a tensor drops its copy.
 """
 
 from __future__ import annotations

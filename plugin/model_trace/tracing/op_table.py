@@ -203,6 +203,9 @@ _TABLE: dict[str, OpFacts] = _table(
                    "index_add index_copy index_copy_ index_fill index_fill_ take_along_dim "
                    "max_unpool1d max_unpool2d max_unpool3d", role="indexing"),
     _rows("other", "linspace logspace eye range scalar_tensor", role="factory", made="args"),
+    # tensors of given data (BigBird's random blocks: torch.tensor(numpy_array, device=...))
+    _rows("other", "tensor as_tensor asarray tril_indices triu_indices", role="factory",
+          made="args"),
     _rows("other", "rand randn randint randperm normal", role="factory", made="random"),
     _rows("other", "empty empty_strided", role="factory", made="uninitialised"),
     _rows("other", "ones_like full_like new_zeros new_ones new_full new_tensor", role="like",

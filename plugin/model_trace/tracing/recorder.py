@@ -35,6 +35,7 @@ from model_trace.tracing.assumptions import VALUE_READS, AssumptionLog
 from model_trace.tracing.builder import GraphBuilder
 from model_trace.tracing.concrete import ConcreteValues
 from model_trace.tracing.flops import op_cost
+from model_trace.tracing.known_values import known
 from model_trace.tracing.op_info import OpInfo, OpInfos, argument_names, function_body
 from model_trace.tracing.op_runner import AtenRecording, OpRunner
 from model_trace.tracing.op_table import category_of
@@ -334,8 +335,12 @@ class Recorder(TorchFunctionMode):
             kwargs = {}
         info = self._infos[func]
         if info.passthrough:
-            if self._assumed_tensors and info.name in VALUE_READS:
-                self._check_read(info.name, args)
+            if info.name in VALUE_READS and args:
+                if self._assumed_tensors:
+                    self._check_read(info.name, args)
+                values = known(args[0]) if isinstance(args[0], torch.Tensor) else None
+                if values is not None:  # a meta tensor whose values are known: read them
+                    args = (values, *args[1:])
             try:
                 return func(*args, **kwargs)
             except Exception:  # .item() of a meta tensor, say: name it, not the op before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -656,6 +657,40 @@ def test_a_float32_mixture_of_experts_from_transformers_traces_on_meta() -> None
         assert list(graph.meta["experts"]) == ["model.layers.0.block_sparse_moe.experts"]
     assert on_meta.meta["totals"]["flops"] == on_cpu.meta["totals"]["flops"]
     assert not on_meta.meta["assumptions"]
+
+
+def test_python_reads_floats_whose_values_are_known_without_data() -> None:
+    """A float made from its arguments stays on meta with a copy of its values: ``.tolist()``,
+    ``.item()`` and ``float()`` read that copy, where they would fail on a meta tensor."""
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        steps = torch.full((2,), 2.0).tolist()
+        total = torch.arange(3, dtype=torch.float32).sum().item()
+        return x * steps[0] * total * float(torch.ones(()) * 4)
+
+    graph = trace(scaled, torch.empty(4, 3, device="meta"))
+    assert [n.args.get("arg1") for n in graph.nodes.values() if n.name == "mul"] == [
+        "2.0", "3.0", "4", "4.0"]  # x * 2.0 * 3.0, ones * 4 (its node), then * 4.0
+    assert not graph.meta["assumptions"]
+
+
+def test_tensors_of_given_data_keep_their_values_when_made_on_meta() -> None:
+    """``torch.tensor(data, device=x.device)`` (BigBird's random blocks, from numpy) and
+    ``tril_indices``: integers on the CPU with their values, floats on meta with a copy."""
+    def picked(x: torch.Tensor) -> torch.Tensor:
+        rows = torch.tensor(numpy.array([[2, 0], [1, 3]]), device=x.device, dtype=torch.long)
+        scale = torch.tensor([0.5, 2.0], device=x.device)
+        below, _ = torch.tril_indices(3, 3, device=x.device)
+        return x[rows.unsqueeze(0)[0, 0]] * scale.sum().item() + below.sum()
+
+    graph = trace(picked, torch.empty(4, 3, device="meta"))
+    made = [(n.name, graph.tensors[n.outputs[0]].device) for n in graph.nodes.values()
+            if n.name in ("tensor", "tril_indices")]
+    assert made == [("tensor", "cpu"), ("tensor", "meta"), ("tril_indices", "cpu")]
+    (gathered,) = (n for n in graph.nodes.values() if n.name == "getitem"
+                   and graph.tensors[n.outputs[0]].device == "meta")
+    assert graph.tensors[gathered.outputs[0]].shape == [2, 3]
+    assert [n.args.get("arg1") for n in graph.nodes.values() if n.name == "mul"] == ["2.5"]
+    assert not graph.meta["assumptions"]
 
 
 _MASK = [True, False, True, True]
