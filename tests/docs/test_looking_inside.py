@@ -89,13 +89,16 @@ def test_embeddings_page_figures(minilm) -> None:
     assert "200 short sentences written for this page, 40 on each of five topics" in page
     assert vectors.shape[1] == 384 and "vectors have 384 numbers" in page
 
-    def same_topic(points: torch.Tensor) -> str:
+    def same_topic(points: torch.Tensor) -> float:
         distances = torch.cdist(points, points) + torch.eye(len(points)) * 1e9
         nearest = distances.argmin(1).tolist()
-        return f"{sum(groups[i] == groups[j] for i, j in enumerate(nearest)) / len(groups):.0%}"
+        return sum(groups[i] == groups[j] for i, j in enumerate(nearest)) / len(groups)
 
-    assert f"the nearest sentence of {same_topic(vectors)} of the sentences" in page
+    assert f"the nearest sentence of {same_topic(vectors):.0%} of the sentences" in page
     tsne = torch.tensor(project(vectors, "tsne").points, dtype=torch.float64)
     pca = torch.tensor(project(vectors, "pca").points, dtype=torch.float64)
-    assert (f"the nearest dot of {same_topic(tsne)} of the sentences is on the same topic; "
-            f"in PCA's plane, of {same_topic(pca)}") in page
+    # t-SNE magnifies the last bits of the vectors, which differ between machines' kernels
+    # (92% here, 94% on another): the page gives a bound, and the figures seen
+    assert same_topic(tsne) >= 0.9
+    assert "the nearest dot of at least 90% of the sentences is on the same topic" in page
+    assert f"in PCA's plane, of {same_topic(pca):.0%}" in page
