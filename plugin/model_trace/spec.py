@@ -539,7 +539,8 @@ FIELDS: dict[str, FieldRule] = {
         default="mean", choices=POOLINGS, stage="trace"),
     "projection": FieldRule(
         (str,), "How an embeddings view projects to 2-D: `pca`, or `tsne` (scikit-learn) and "
-        "`umap` (umap-learn) when installed; seeded, so every build draws the same plot.",
+        "`umap` (umap-learn) when installed; seeded, so every build on one machine draws the "
+        "same plot.",
         "tsne", default="pca", choices=PROJECTIONS),
     "execute": FieldRule(
         (str,), "Also run the model for real on this device, with `weights`, and measure time "
